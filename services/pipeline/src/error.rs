@@ -1,0 +1,33 @@
+//! Why the pipeline refused a file.
+
+use crate::MediaType;
+
+/// A file the pipeline refuses. Messages are short and for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The operation does not take this type (e.g. a PDF given to the WebP conversion).
+    #[error("unsupported media type for this operation")]
+    UnsupportedMediaType,
+    /// The bytes are not of the declared type.
+    #[error("declared {declared:?} but the content is {detected:?}")]
+    ContentTypeMismatch {
+        /// What the client said.
+        declared: MediaType,
+        /// What the bytes are, if recognised.
+        detected: Option<MediaType>,
+    },
+    /// The file does not decode or parse.
+    #[error("corrupt file: {0}")]
+    Corrupt(String),
+    /// The header claims more pixels than allowed (decompression-bomb guard).
+    #[error("{width}x{height} pixels is over the pixel limit")]
+    TooManyPixels {
+        /// Claimed width.
+        width: u32,
+        /// Claimed height.
+        height: u32,
+    },
+    /// The PDF is encrypted or password protected.
+    #[error("encrypted PDF")]
+    EncryptedPdf,
+}

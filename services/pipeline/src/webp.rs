@@ -1,0 +1,152 @@
+//! Conversion for workspace receipts: EXIF orientation applied, metadata dropped, long edge at
+//! most `max_edge` (never upscaled), lossy WebP at `webp_quality` through libwebp.
+
+use crate::inspect::{check_type, decode};
+use crate::{Limits, MediaType, PipelineError};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
+use image::{DynamicImage, RgbImage, RgbaImage};
+
+/// A converted image.
+#[derive(Debug, Clone)]
+pub struct WebpOutput {
+    /// The WebP file (no EXIF, no XMP, no ICC).
+    pub bytes: Vec<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// WebP cannot store an edge longer than this.
+const WEBP_MAX_EDGE: u32 = 16_383;
+
+/// Converts a JPEG, PNG or WebP to an upright, downscaled, lossy WebP without metadata.
+///
+/// The pixel cap is checked from the header before decoding, as in [`crate::inspect`]. The EXIF
+/// orientation is applied; alpha is kept only if some pixel is not fully opaque; the long edge is
+/// brought down to `max_edge` (Lanczos3), never up. A PDF is refused with
+/// [`PipelineError::UnsupportedMediaType`].
+pub fn to_webp(
+    bytes: &[u8],
+    media: MediaType,
+    limits: &Limits,
+) -> Result<WebpOutput, PipelineError> {
+    if media == MediaType::Pdf {
+        return Err(PipelineError::UnsupportedMediaType);
+    }
+    check_type(bytes, media)?;
+    let (image, orientation) = decode(bytes, media, limits)?;
+    // Resize in stored orientation, then orient the small image: rotating a 12 MP photo costs
+    // more than rotating the 3 MP result, and the output is the same up to resampling order.
+    let stored = (image.width(), image.height());
+    let (pixels, pixel_type) = opaque_or_rgba(image);
+    let target = fit(stored.0, stored.1, limits.max_edge.clamp(1, WEBP_MAX_EDGE));
+    let pixels = if target == stored {
+        pixels
+    } else {
+        resize(pixels, pixel_type, stored, target)?
+    };
+    let (pixels, (new_width, new_height)) = orient(pixels, pixel_type, target, orientation)?;
+    let encoder = if pixel_type == PixelType::U8x3 {
+        webp::Encoder::from_rgb(&pixels, new_width, new_height)
+    } else {
+        webp::Encoder::from_rgba(&pixels, new_width, new_height)
+    };
+    // The simple encoder writes only the image: no EXIF, XMP or ICC chunks.
+    let encoded = encoder
+        .encode_simple(false, limits.webp_quality.clamp(0.0, 100.0))
+        .map_err(|err| PipelineError::Corrupt(format!("WebP encoding failed: {err:?}")))?;
+    Ok(WebpOutput {
+        bytes: encoded.to_vec(),
+        width: new_width,
+        height: new_height,
+    })
+}
+
+/// 8-bit RGB if every pixel is opaque, else 8-bit RGBA.
+fn opaque_or_rgba(image: DynamicImage) -> (Vec<u8>, PixelType) {
+    if !image.color().has_alpha() {
+        return (image.into_rgb8().into_raw(), PixelType::U8x3);
+    }
+    let rgba = image.into_rgba8();
+    if rgba.pixels().all(|p| p.0[3] == u8::MAX) {
+        let rgb = DynamicImage::ImageRgba8(rgba).into_rgb8();
+        (rgb.into_raw(), PixelType::U8x3)
+    } else {
+        (rgba.into_raw(), PixelType::U8x4)
+    }
+}
+
+/// The size with the long edge at most `max_edge`, aspect kept, never larger than the input.
+fn fit(width: u32, height: u32, max_edge: u32) -> (u32, u32) {
+    let long = width.max(height);
+    if long <= max_edge {
+        return (width, height);
+    }
+    let scale = f64::from(max_edge) / f64::from(long);
+    let scaled = |side: u32| ((f64::from(side) * scale).round() as u32).clamp(1, max_edge);
+    if width >= height {
+        (max_edge, scaled(height))
+    } else {
+        (scaled(width), max_edge)
+    }
+}
+
+/// Applies an EXIF orientation to raw 8-bit RGB or RGBA pixels; the new pixels and size.
+fn orient(
+    pixels: Vec<u8>,
+    pixel_type: PixelType,
+    (width, height): (u32, u32),
+    orientation: Orientation,
+) -> Result<(Vec<u8>, (u32, u32)), PipelineError> {
+    if orientation == Orientation::NoTransforms {
+        return Ok((pixels, (width, height)));
+    }
+    let size_error = || PipelineError::Corrupt("pixel buffer does not match its size".to_owned());
+    let mut image = if pixel_type == PixelType::U8x3 {
+        DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, pixels).ok_or_else(size_error)?)
+    } else {
+        DynamicImage::ImageRgba8(
+            RgbaImage::from_raw(width, height, pixels).ok_or_else(size_error)?,
+        )
+    };
+    image.apply_orientation(orientation);
+    let size = (image.width(), image.height());
+    let pixels = if pixel_type == PixelType::U8x3 {
+        image.into_rgb8().into_raw()
+    } else {
+        image.into_rgba8().into_raw()
+    };
+    Ok((pixels, size))
+}
+
+fn resize(
+    pixels: Vec<u8>,
+    pixel_type: PixelType,
+    from: (u32, u32),
+    to: (u32, u32),
+) -> Result<Vec<u8>, PipelineError> {
+    let source = Image::from_vec_u8(from.0, from.1, pixels, pixel_type)
+        .map_err(|err| PipelineError::Corrupt(err.to_string()))?;
+    let mut target = Image::new(to.0, to.1, pixel_type);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    Resizer::new()
+        .resize(&source, &mut target, &options)
+        .map_err(|err| PipelineError::Corrupt(err.to_string()))?;
+    Ok(target.into_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn the_long_edge_is_capped_and_small_images_keep_their_size() {
+        assert_eq!(fit(3000, 1000, 2048), (2048, 683));
+        assert_eq!(fit(1000, 3000, 2048), (683, 2048));
+        assert_eq!(fit(300, 200, 2048), (300, 200));
+        assert_eq!(fit(100_000, 1, 2048), (2048, 1));
+    }
+}
