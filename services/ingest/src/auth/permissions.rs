@@ -1,0 +1,106 @@
+//! Who may do what. Concur targets: the owner, or a workspace admin of the target's workspace.
+//! Workspace expenses: role `owner`, or role `staff` with permission `financial`, in that
+//! workspace. Target registration: internal services (role `service`).
+
+use super::{Claims, SERVICE_ROLE};
+use crate::error::IngestError;
+
+/// The kind of access a rule is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A Concur-style target (receipt, entry, invoice, report).
+    Concur,
+    /// A workspace expense receipt.
+    Workspace,
+}
+
+/// May `claims` upload to or read a target owned by `owner` in `workspace`?
+pub fn can_use_target(
+    claims: &Claims,
+    access: Access,
+    workspace: &str,
+    owner: &str,
+) -> Result<(), IngestError> {
+    if claims.ws != workspace {
+        return Err(IngestError::PermissionDenied(
+            "target belongs to another workspace",
+        ));
+    }
+    let allowed = match access {
+        Access::Concur => claims.sub == owner || claims.is_admin(),
+        Access::Workspace => workspace_finance(claims),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(IngestError::PermissionDenied(
+            "not permitted for this target",
+        ))
+    }
+}
+
+fn workspace_finance(claims: &Claims) -> bool {
+    claims.has_role("owner") || (claims.has_role("staff") && claims.has_perm("financial"))
+}
+
+/// May `claims` read the quota usage of `workspace`?
+pub fn can_read_usage(claims: &Claims, workspace: &str) -> Result<(), IngestError> {
+    if claims.has_role(SERVICE_ROLE)
+        || (claims.ws == workspace && (claims.is_admin() || workspace_finance(claims)))
+    {
+        Ok(())
+    } else {
+        Err(IngestError::PermissionDenied(
+            "not permitted for this workspace",
+        ))
+    }
+}
+
+/// May `claims` register targets and workspaces?
+pub fn can_manage_targets(claims: &Claims) -> Result<(), IngestError> {
+    if claims.has_role(SERVICE_ROLE) {
+        Ok(())
+    } else {
+        Err(IngestError::PermissionDenied(
+            "only internal services may register targets",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str, ws: &str, roles: &[&str], perms: &[&str]) -> Claims {
+        Claims {
+            sub: sub.into(),
+            ws: ws.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            perms: perms.iter().map(|p| p.to_string()).collect(),
+            exp: 0,
+        }
+    }
+
+    #[test]
+    fn concur_targets_admit_the_owner_and_admins_of_the_same_workspace_only() {
+        let owner = claims("u1", "w1", &[], &[]);
+        let other = claims("u2", "w1", &[], &[]);
+        let admin = claims("u3", "w1", &["web_services_admin"], &[]);
+        let foreign_admin = claims("u4", "w2", &["company_admin"], &[]);
+        assert!(can_use_target(&owner, Access::Concur, "w1", "u1").is_ok());
+        assert!(can_use_target(&other, Access::Concur, "w1", "u1").is_err());
+        assert!(can_use_target(&admin, Access::Concur, "w1", "u1").is_ok());
+        assert!(can_use_target(&foreign_admin, Access::Concur, "w1", "u1").is_err());
+    }
+
+    #[test]
+    fn workspace_expenses_need_owner_or_financial_staff() {
+        let owner = claims("u1", "w1", &["owner"], &[]);
+        let staff = claims("u2", "w1", &["staff"], &[]);
+        let finance = claims("u3", "w1", &["staff"], &["financial"]);
+        assert!(can_use_target(&owner, Access::Workspace, "w1", "x").is_ok());
+        assert!(can_use_target(&staff, Access::Workspace, "w1", "x").is_err());
+        assert!(can_use_target(&finance, Access::Workspace, "w1", "x").is_ok());
+        assert!(can_use_target(&finance, Access::Workspace, "w2", "x").is_err());
+    }
+}

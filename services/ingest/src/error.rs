@@ -1,0 +1,165 @@
+//! The domain error of an ingest operation. Each variant has a stable machine-readable reason;
+//! the gRPC edge (`grpc::status`) owns the mapping to status codes.
+
+use crate::state::StateError;
+use crate::storage::StorageError;
+use imaging_pipeline::PipelineError;
+
+/// Why an ingest operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// No credentials were sent.
+    #[error("missing bearer token")]
+    TokenMissing,
+    /// The token does not verify.
+    #[error("invalid token")]
+    TokenInvalid,
+    /// The token's `exp` has passed.
+    #[error("token expired")]
+    TokenExpired,
+    /// The caller may not act on this target.
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    /// An ID is empty or has characters outside `[A-Za-z0-9_$-]`.
+    #[error("invalid {0}")]
+    InvalidId(&'static str),
+    /// The request is malformed (stream order, missing target, ...).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The stream carried no bytes.
+    #[error("no file bytes were sent")]
+    MissingFile,
+    /// A chunk is over the chunk limit.
+    #[error("chunk of {size} bytes is over the {limit}-byte chunk limit")]
+    ChunkTooLarge { size: usize, limit: usize },
+    /// The upload is over the size limit.
+    #[error("file is larger than {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    /// The declared content type is not accepted for this target.
+    #[error("content type {0:?} is not accepted here")]
+    UnsupportedMediaType(String),
+    /// The bytes are not of the declared type.
+    #[error("the file's content does not match its declared type {declared}")]
+    ContentTypeMismatch { declared: &'static str },
+    /// The file does not decode or parse.
+    #[error("the file is corrupt or cannot be decoded")]
+    CorruptImage,
+    /// The image claims more pixels than allowed.
+    #[error("the image is {width}x{height} pixels, over the pixel limit")]
+    TooManyPixels { width: u32, height: u32 },
+    /// The PDF is encrypted or password protected.
+    #[error("encrypted or password-protected PDFs are not accepted")]
+    EncryptedPdf,
+    /// `declared_size` differs from what arrived.
+    #[error("declared size {declared} differs from the {received} bytes received")]
+    SizeMismatch { declared: u64, received: u64 },
+    /// `sha256` differs from what arrived.
+    #[error("sha256 of the received bytes does not match the one declared")]
+    ChecksumMismatch,
+    /// The idempotency key was used for other bytes or another target.
+    #[error("idempotency key was already used for a different upload")]
+    IdempotencyKeyReused,
+    /// The entry or invoice already has its image.
+    #[error("an image is already attached to this target")]
+    AlreadyAttached,
+    /// The target or workspace is not registered.
+    #[error("{0} not found")]
+    TargetNotFound(&'static str),
+    /// The target has no image.
+    #[error("no image found")]
+    ImageNotFound,
+    /// The workspace quota cannot hold the upload.
+    #[error(
+        "workspace storage quota exceeded ({used} of {limit} bytes used, {requested} more requested)"
+    )]
+    QuotaExceeded {
+        limit: u64,
+        used: u64,
+        requested: u64,
+    },
+    /// The target stayed locked by other uploads for too long.
+    #[error("target is busy, retry later")]
+    Busy,
+    /// Too many uploads in flight; retry shortly.
+    #[error("the service is at capacity, retry shortly")]
+    Overloaded,
+    /// The service is draining before it stops.
+    #[error("the service is shutting down, retry on another instance")]
+    ShuttingDown,
+    /// Object storage failed or cannot be reached.
+    #[error("storage unavailable")]
+    StorageUnavailable(#[source] StorageError),
+    /// The quota/catalog store failed or cannot be reached.
+    #[error("quota store unavailable")]
+    StateUnavailable(#[source] StateError),
+    /// Anything else; the message is for logs only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IngestError {
+    /// The stable reason code sent in `google.rpc.ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        use IngestError::*;
+        match self {
+            TokenMissing => "TOKEN_MISSING",
+            TokenInvalid => "TOKEN_INVALID",
+            TokenExpired => "TOKEN_EXPIRED",
+            PermissionDenied(_) => "PERMISSION_DENIED",
+            InvalidId(_) => "INVALID_ID",
+            InvalidRequest(_) => "INVALID_REQUEST",
+            MissingFile => "MISSING_FILE",
+            ChunkTooLarge { .. } => "CHUNK_TOO_LARGE",
+            FileTooLarge { .. } => "FILE_TOO_LARGE",
+            UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ContentTypeMismatch { .. } => "CONTENT_TYPE_MISMATCH",
+            CorruptImage | TooManyPixels { .. } => "CORRUPT_IMAGE",
+            EncryptedPdf => "ENCRYPTED_PDF",
+            SizeMismatch { .. } => "SIZE_MISMATCH",
+            ChecksumMismatch => "CHECKSUM_MISMATCH",
+            IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            AlreadyAttached => "ALREADY_ATTACHED",
+            TargetNotFound(_) => "TARGET_NOT_FOUND",
+            ImageNotFound => "IMAGE_NOT_FOUND",
+            QuotaExceeded { .. } => "QUOTA_EXCEEDED",
+            Busy => "BUSY",
+            Overloaded => "OVERLOADED",
+            ShuttingDown => "SHUTTING_DOWN",
+            StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
+            StateUnavailable(_) => "QUOTA_UNAVAILABLE",
+            Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<PipelineError> for IngestError {
+    fn from(err: PipelineError) -> Self {
+        match err {
+            PipelineError::UnsupportedMediaType => {
+                IngestError::UnsupportedMediaType("this conversion".to_owned())
+            }
+            PipelineError::ContentTypeMismatch { declared, .. } => {
+                IngestError::ContentTypeMismatch {
+                    declared: declared.mime(),
+                }
+            }
+            PipelineError::Corrupt(_) => IngestError::CorruptImage,
+            PipelineError::TooManyPixels { width, height } => {
+                IngestError::TooManyPixels { width, height }
+            }
+            PipelineError::EncryptedPdf => IngestError::EncryptedPdf,
+        }
+    }
+}
+
+impl From<StorageError> for IngestError {
+    fn from(err: StorageError) -> Self {
+        IngestError::StorageUnavailable(err)
+    }
+}
+
+impl From<StateError> for IngestError {
+    fn from(err: StateError) -> Self {
+        IngestError::StateUnavailable(err)
+    }
+}

@@ -1,0 +1,294 @@
+//! The domain: what an upload, a read, a delete and a registration do, wired from the pipeline,
+//! the object store, the quota and the catalog. The gRPC layer only translates to and from this.
+
+mod guard;
+pub mod receive;
+pub mod target;
+mod upload;
+
+pub use target::{Kind, TargetRef};
+pub use upload::{UploadPlan, UploadRequest};
+
+use crate::auth::{self, Claims};
+use crate::configuration::LimitSettings;
+use crate::error::IngestError;
+use crate::state::{Catalog, ImageRecord, Quota, TargetRecord};
+use crate::storage::ObjectStore;
+use crate::telemetry::Metrics;
+use guard::TargetLock;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// Everything an ingest operation needs.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) quota: Arc<dyn Quota>,
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) limits: LimitSettings,
+    pub(crate) url_ttl: Duration,
+    pub(crate) lock_wait: Duration,
+    admission: Arc<Semaphore>,
+    pub(crate) metrics: Metrics,
+}
+
+/// An image with a fresh expiring URL.
+#[derive(Debug, Clone)]
+pub struct ImageView {
+    /// The stored record.
+    pub record: ImageRecord,
+    /// Expiring URL.
+    pub url: String,
+    /// Seconds the URL stays valid.
+    pub url_ttl: Duration,
+}
+
+/// A workspace's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageView {
+    /// Limit in bytes.
+    pub limit: u64,
+    /// Used bytes.
+    pub used: u64,
+}
+
+impl Ingestor {
+    /// Wires the backends.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        quota: Arc<dyn Quota>,
+        catalog: Arc<dyn Catalog>,
+        limits: LimitSettings,
+        url_ttl: Duration,
+        lock_wait: Duration,
+    ) -> Self {
+        let admission = Arc::new(Semaphore::new(limits.max_in_flight_uploads.max(1)));
+        Self {
+            store,
+            quota,
+            catalog,
+            limits,
+            url_ttl,
+            lock_wait,
+            admission,
+            metrics: Metrics::global(),
+        }
+    }
+
+    /// Admits one upload, or refuses at once when at capacity or draining (no queueing).
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, IngestError> {
+        self.admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|err| match err {
+                TryAcquireError::Closed => IngestError::ShuttingDown,
+                TryAcquireError::NoPermits => IngestError::Overloaded,
+            })
+    }
+
+    /// Refuses every new upload from now on (uploads already admitted go on).
+    pub fn stop_admitting(&self) {
+        self.admission.close();
+    }
+
+    /// Uploads in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.limits.max_in_flight_uploads.max(1) - self.admission.available_permits()
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The object store (health checks, reconcile).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The quota store (health checks, reconcile).
+    pub fn quota(&self) -> &Arc<dyn Quota> {
+        &self.quota
+    }
+
+    /// Resolves a target to its workspace and owner and checks that `claims` may use it.
+    /// Loose receipts are resolved from their image record (`None` if the receipt is unknown).
+    pub(crate) async fn authorize(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+    ) -> Result<Option<TargetRecord>, IngestError> {
+        let found = match target.kind {
+            Kind::Receipt => self
+                .catalog
+                .image(&target.catalog_key())
+                .await?
+                .map(|image| TargetRecord {
+                    workspace: image.workspace,
+                    owner: image.owner,
+                }),
+            _ => self.catalog.target(&target.catalog_key()).await?,
+        };
+        if let Some(record) = &found {
+            auth::can_use_target(
+                claims,
+                target.kind.access(),
+                &record.workspace,
+                &record.owner,
+            )?;
+        }
+        Ok(found)
+    }
+
+    /// The target's current image with a fresh URL.
+    pub async fn get_image(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+    ) -> Result<ImageView, IngestError> {
+        target.validate(false)?;
+        let Some(_) = self.authorize(claims, target).await? else {
+            return Err(not_found(target.kind));
+        };
+        let record = self
+            .catalog
+            .image(&target.catalog_key())
+            .await?
+            .ok_or(IngestError::ImageNotFound)?;
+        let url = self.store.url(&record.key, self.url_ttl).await?;
+        Ok(ImageView {
+            record,
+            url,
+            url_ttl: self.url_ttl,
+        })
+    }
+
+    /// Deletes the target's image and releases its bytes; returns the bytes released.
+    pub async fn delete_image(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+    ) -> Result<u64, IngestError> {
+        target.validate(false)?;
+        let Some(_) = self.authorize(claims, target).await? else {
+            return Err(not_found(target.kind));
+        };
+        let lock = self.lock(target).await?;
+        let taken = self.catalog.take_image(&target.catalog_key()).await;
+        let result = match taken {
+            Ok(Some(record)) => {
+                if let Err(err) = self.store.delete(&record.key).await {
+                    // Put the record back so the image is not lost from view.
+                    let _ = self.catalog.put_image(&target.catalog_key(), &record).await;
+                    lock.release().await;
+                    return Err(err.into());
+                }
+                self.quota.release(&record.workspace, record.size).await?;
+                Ok(record.size)
+            }
+            Ok(None) => Err(IngestError::ImageNotFound),
+            Err(err) => Err(err.into()),
+        };
+        lock.release().await;
+        result
+    }
+
+    /// A workspace's quota limit and usage.
+    pub async fn usage(&self, claims: &Claims, workspace: &str) -> Result<UsageView, IngestError> {
+        if !target::valid_id(workspace) {
+            return Err(IngestError::InvalidId("workspace id"));
+        }
+        auth::can_read_usage(claims, workspace)?;
+        let limit = self
+            .quota
+            .limit(workspace)
+            .await?
+            .ok_or(IngestError::TargetNotFound("workspace"))?;
+        let used = self.quota.used(workspace).await?;
+        Ok(UsageView { limit, used })
+    }
+
+    /// Registers a workspace with `quota` bytes (0 = the default); returns the limit set.
+    pub async fn register_workspace(
+        &self,
+        claims: &Claims,
+        workspace: &str,
+        quota: u64,
+    ) -> Result<u64, IngestError> {
+        auth::can_manage_targets(claims)?;
+        if !target::valid_id(workspace) {
+            return Err(IngestError::InvalidId("workspace id"));
+        }
+        let limit = if quota == 0 {
+            self.limits.default_quota_bytes
+        } else {
+            quota
+        };
+        self.quota.set_limit(workspace, limit).await?;
+        Ok(limit)
+    }
+
+    /// Registers a target owned by `owner` in `workspace`; true if it was new.
+    pub async fn register_target(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+        workspace: &str,
+        owner: &str,
+    ) -> Result<bool, IngestError> {
+        auth::can_manage_targets(claims)?;
+        target.validate(false)?;
+        if target.kind == Kind::Receipt {
+            return Err(IngestError::InvalidRequest(
+                "receipts are created by uploading, not registered".to_owned(),
+            ));
+        }
+        if !target::valid_id(workspace)
+            || (target.kind == Kind::WorkspaceExpense && target.workspace != workspace)
+        {
+            return Err(IngestError::InvalidId("workspace id"));
+        }
+        if owner.is_empty() {
+            return Err(IngestError::InvalidRequest("owner is required".to_owned()));
+        }
+        if self.quota.limit(workspace).await?.is_none() {
+            return Err(IngestError::TargetNotFound("workspace"));
+        }
+        let record = TargetRecord {
+            workspace: workspace.to_owned(),
+            owner: owner.to_owned(),
+        };
+        Ok(self
+            .catalog
+            .put_target(&target.catalog_key(), &record)
+            .await?)
+    }
+
+    /// Forgets a target (its image, if any, stays until deleted); true if it existed.
+    pub async fn remove_target(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+    ) -> Result<bool, IngestError> {
+        auth::can_manage_targets(claims)?;
+        target.validate(false)?;
+        Ok(self.catalog.remove_target(&target.catalog_key()).await?)
+    }
+
+    async fn lock(&self, target: &TargetRef) -> Result<TargetLock, IngestError> {
+        TargetLock::acquire(
+            self.catalog.clone(),
+            format!("target:{}", target.catalog_key()),
+            self.lock_wait,
+        )
+        .await
+    }
+}
+
+fn not_found(kind: Kind) -> IngestError {
+    match kind {
+        Kind::Receipt => IngestError::ImageNotFound,
+        _ => IngestError::TargetNotFound("target"),
+    }
+}

@@ -1,0 +1,152 @@
+//! Receiving an upload's bytes as they stream in: counted, hashed and sniffed chunk by chunk, so
+//! an oversize, oversized-chunk or wrongly typed upload is refused the moment it shows.
+
+use crate::error::IngestError;
+use bytes::Bytes;
+use imaging_pipeline::{MediaType, sniff};
+use sha2::{Digest, Sha256};
+
+/// Enough bytes to sniff every accepted type (PDF may carry leading junk, so it is decided later).
+const SNIFF_BYTES: usize = 16;
+
+/// Collects one upload's bytes under the limits.
+#[derive(Debug)]
+pub struct Receiver {
+    buffer: Vec<u8>,
+    hasher: Sha256,
+    max_bytes: u64,
+    max_chunk: usize,
+    declared: MediaType,
+    sniffed: bool,
+}
+
+/// A complete upload.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+}
+
+impl Receiver {
+    /// A receiver for an upload declared as `declared` of about `declared_size` bytes.
+    pub fn new(declared: MediaType, declared_size: u64, max_bytes: u64, max_chunk: usize) -> Self {
+        let capacity = usize::try_from(declared_size.min(max_bytes)).unwrap_or(0);
+        Self {
+            buffer: Vec::with_capacity(capacity),
+            hasher: Sha256::new(),
+            max_bytes,
+            max_chunk,
+            declared,
+            sniffed: false,
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.buffer.len() as u64
+    }
+
+    /// True before the first byte.
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
+    /// Takes one chunk.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        if chunk.len() > self.max_chunk {
+            return Err(IngestError::ChunkTooLarge {
+                size: chunk.len(),
+                limit: self.max_chunk,
+            });
+        }
+        if self.len() + chunk.len() as u64 > self.max_bytes {
+            return Err(IngestError::FileTooLarge {
+                limit: self.max_bytes,
+            });
+        }
+        self.hasher.update(chunk);
+        self.buffer.extend_from_slice(chunk);
+        if !self.sniffed && self.buffer.len() >= SNIFF_BYTES {
+            self.sniffed = true;
+            // A PDF may start with junk, so only a positive sniff of another type is decisive.
+            if let Some(found) = sniff(&self.buffer)
+                && found != self.declared
+            {
+                return Err(IngestError::ContentTypeMismatch {
+                    declared: self.declared.mime(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the upload.
+    pub fn finish(self) -> Result<Received, IngestError> {
+        if self.buffer.is_empty() {
+            return Err(IngestError::MissingFile);
+        }
+        Ok(Received {
+            sha256: self.hasher.finalize().into(),
+            bytes: Bytes::from(self.buffer),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JPEG_HEAD: [u8; 16] = [
+        0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1,
+    ];
+
+    #[test]
+    fn the_byte_past_the_limit_ends_the_upload() {
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 20, 16);
+        receiver.push(&JPEG_HEAD).unwrap();
+        receiver.push(&[0; 4]).unwrap();
+        assert!(matches!(
+            receiver.push(&[0]),
+            Err(IngestError::FileTooLarge { limit: 20 })
+        ));
+    }
+
+    #[test]
+    fn oversized_chunks_are_refused() {
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 8);
+        assert!(matches!(
+            receiver.push(&[0; 9]),
+            Err(IngestError::ChunkTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_png_declared_as_jpeg_is_refused_as_soon_as_it_shows() {
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100);
+        let png = [
+            0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
+        ];
+        assert!(matches!(
+            receiver.push(&png),
+            Err(IngestError::ContentTypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_hash_covers_every_chunk_in_order() {
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100);
+        receiver.push(&JPEG_HEAD[..5]).unwrap();
+        receiver.push(&JPEG_HEAD[5..]).unwrap();
+        let received = receiver.finish().unwrap();
+        assert_eq!(received.bytes.as_ref(), &JPEG_HEAD);
+        assert_eq!(received.sha256.to_vec(), Sha256::digest(JPEG_HEAD).to_vec());
+    }
+
+    #[test]
+    fn an_empty_upload_is_a_missing_file() {
+        let receiver = Receiver::new(MediaType::Pdf, 0, 100, 100);
+        assert!(matches!(receiver.finish(), Err(IngestError::MissingFile)));
+    }
+}

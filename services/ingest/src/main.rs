@@ -1,0 +1,80 @@
+//! `ingest-service`: runs the gRPC ingest service (default) or an operations command.
+
+use clap::{Parser, Subcommand};
+use imaging_service::configuration;
+use imaging_service::startup::{self, Application};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Receipt image ingest service")]
+struct Cli {
+    /// TOML settings file (defaults, then this file, then APP__SECTION__KEY variables).
+    #[arg(long, env = "APP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Recompute every workspace's quota usage from storage and report drift.
+    Reconcile {
+        /// Only report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove leftovers of interrupted writes (temp files, abandoned multipart uploads).
+    Janitor {
+        /// Only leftovers older than this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        older_than_seconds: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = imaging_telemetry::init("ingest-service", "info")?;
+    let cli = Cli::parse();
+    let settings = configuration::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            tracing::info!(grpc_port = app.grpc_port(), files_port = ?app.files_port(), "ingest service listening");
+            app.run_until(imaging_service::startup::shutdown_signal())
+                .await
+        }
+        Command::Reconcile { dry_run } => {
+            let (store, _) = startup::storage_backend(&settings.storage, "").await?;
+            let (quota, _) = startup::state_backend(&settings.state)?;
+            let drifts =
+                imaging_service::reconcile::reconcile(store.as_ref(), quota.as_ref(), !dry_run)
+                    .await?;
+            for drift in &drifts {
+                println!(
+                    "{}\trecorded {}\tactual {}",
+                    drift.workspace, drift.recorded, drift.actual
+                );
+            }
+            println!(
+                "{} workspace(s) drifted{}",
+                drifts.len(),
+                if dry_run {
+                    " (dry run, nothing changed)"
+                } else {
+                    ", repaired"
+                }
+            );
+            Ok(())
+        }
+        Command::Janitor { older_than_seconds } => {
+            let (store, _) = startup::storage_backend(&settings.storage, "").await?;
+            let removed = store
+                .sweep(std::time::Duration::from_secs(older_than_seconds))
+                .await?;
+            println!("removed {removed} leftover(s)");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Building and running the service: backends from settings, the gRPC server (with health,
+//! reflection and gRPC-Web) and, for filesystem storage, the signed-URL file server.
+
+use crate::auth::Verifier;
+use crate::configuration::{Settings, StateSettings, StorageSettings};
+use crate::grpc::IngestApi;
+use crate::ingest::Ingestor;
+use crate::state::{Catalog, EmbeddedState, Quota, RedisState};
+use crate::storage::signed_url::UrlSigner;
+use crate::storage::{FsStore, ObjectStore, S3Store};
+use anyhow::Context;
+use imaging_proto::v1::image_ingest_server::ImageIngestServer;
+use imaging_proto::v1::target_registry_server::TargetRegistryServer;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Storage and state backends built from settings.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// Object store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Quota counters.
+    pub quota: Arc<dyn Quota>,
+    /// Catalog.
+    pub catalog: Arc<dyn Catalog>,
+}
+
+/// Builds the state backend.
+pub fn state_backend(
+    settings: &StateSettings,
+) -> anyhow::Result<(Arc<dyn Quota>, Arc<dyn Catalog>)> {
+    Ok(match settings {
+        StateSettings::Embedded { path } => {
+            let state = Arc::new(EmbeddedState::open(path).context("opening the state file")?);
+            (state.clone(), state)
+        }
+        StateSettings::Redis { url, key_prefix } => {
+            let state = Arc::new(RedisState::new(url, key_prefix).context("configuring Redis")?);
+            (state.clone(), state)
+        }
+    })
+}
+
+/// Builds the S3 store, or the filesystem store with its public file-server URL.
+pub async fn storage_backend(
+    settings: &StorageSettings,
+    files_public_url: &str,
+) -> anyhow::Result<(Arc<dyn ObjectStore>, Option<Arc<FsStore>>)> {
+    Ok(match settings {
+        StorageSettings::Filesystem {
+            root,
+            url_signing_key,
+        } => {
+            let signer = UrlSigner::new(url_signing_key.as_bytes());
+            let fs = Arc::new(FsStore::new(root, signer, files_public_url).await?);
+            (fs.clone(), Some(fs))
+        }
+        StorageSettings::S3 {
+            endpoint,
+            region,
+            bucket,
+            access_key,
+            secret_key,
+            public_endpoint,
+        } => {
+            let s3 = S3Store::new(
+                endpoint,
+                public_endpoint,
+                region,
+                bucket,
+                access_key,
+                secret_key,
+            )?;
+            (Arc::new(s3), None)
+        }
+    })
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    grpc: TcpListener,
+    grpc_port: u16,
+    files: Option<(TcpListener, axum::Router)>,
+    files_port: Option<u16>,
+    api: IngestApi,
+    backends: Backends,
+    drain: Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("grpc_port", &self.grpc_port)
+            .field("files_port", &self.files_port)
+            .finish()
+    }
+}
+
+impl Application {
+    /// Binds the listeners and builds the backends.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(&settings.server.grpc_addr)
+            .await
+            .with_context(|| format!("binding gRPC on {}", settings.server.grpc_addr))?;
+        let grpc_port = grpc.local_addr()?.port();
+        let files_listener = match settings.storage {
+            StorageSettings::Filesystem { .. } => Some(
+                TcpListener::bind(&settings.server.files_addr)
+                    .await
+                    .with_context(|| format!("binding files on {}", settings.server.files_addr))?,
+            ),
+            StorageSettings::S3 { .. } => None,
+        };
+        let files_port = match &files_listener {
+            Some(listener) => Some(listener.local_addr()?.port()),
+            None => None,
+        };
+        let public_url = match (&files_listener, settings.server.files_public_url.as_str()) {
+            (Some(listener), "") => format!("http://{}", listener.local_addr()?),
+            (_, configured) => configured.to_owned(),
+        };
+        let (store, fs) = storage_backend(&settings.storage, &public_url).await?;
+        let (quota, catalog) = state_backend(&settings.state)?;
+        let backends = Backends {
+            store: store.clone(),
+            quota: quota.clone(),
+            catalog: catalog.clone(),
+        };
+        let ingestor = Ingestor::new(
+            store,
+            quota,
+            catalog,
+            settings.limits.clone(),
+            Duration::from_secs(settings.server.url_ttl_seconds),
+            Duration::from_secs(settings.server.lock_wait_seconds),
+        );
+        let verifier = Verifier::new(&settings.auth)?;
+        let files = match (files_listener, fs) {
+            (Some(listener), Some(fs)) => Some((listener, crate::files::router(fs))),
+            _ => None,
+        };
+        Ok(Self {
+            grpc,
+            grpc_port,
+            files,
+            files_port,
+            api: IngestApi::new(ingestor, verifier),
+            backends,
+            drain: Duration::from_secs(settings.server.drain_seconds),
+        })
+    }
+
+    /// The bound gRPC port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    /// The bound file-server port (filesystem storage only).
+    pub fn files_port(&self) -> Option<u16> {
+        self.files_port
+    }
+
+    /// The backends (for tests and operations).
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(imaging_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let checker = tokio::spawn(watch_health(reporter, self.backends.clone()));
+        let janitor = tokio::spawn(sweep_periodically(self.backends.store.clone()));
+        let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
+        let files = self.files.map(|(listener, router)| {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = files_stopped.await;
+                    })
+                    .await;
+            })
+        });
+        let ingestor = self.api.ingestor().clone();
+        let drain = self.drain;
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            // Refuse new uploads at once; the server stops accepting connections and drains.
+            ingestor.stop_admitting();
+            let _ = signalled.send(());
+        };
+        let serve = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(ImageIngestServer::new(self.api.clone()))
+            .add_service(TargetRegistryServer::new(self.api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), shutdown);
+        let deadline = async {
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::select! {
+            served = serve => served,
+            () = deadline => {
+                tracing::warn!(seconds = drain.as_secs(), "drain deadline passed; stopping with requests in flight");
+                Ok(())
+            }
+        };
+        let _ = stop_files.send(());
+        if let Some(files) = files {
+            let _ = files.await;
+        }
+        checker.abort();
+        janitor.abort();
+        served.context("gRPC server failed")
+    }
+}
+
+/// Removes leftovers of interrupted writes older than an hour, once an hour.
+async fn sweep_periodically(store: Arc<dyn ObjectStore>) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    loop {
+        tokio::time::sleep(EVERY).await;
+        match store.sweep(EVERY).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "janitor removed leftovers"),
+            Err(err) => tracing::warn!(error = %err, "janitor sweep failed"),
+        }
+    }
+}
+
+/// Reports SERVING while storage and the quota store answer, NOT_SERVING otherwise.
+async fn watch_health(reporter: tonic_health::server::HealthReporter, backends: Backends) {
+    let mut last = None;
+    loop {
+        let healthy = backends.store.check().await.is_ok() && backends.quota.check().await.is_ok();
+        if last != Some(healthy) {
+            let status = if healthy {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter
+                .set_service_status("imaging.v1.ImageIngest", status)
+                .await;
+            if !healthy {
+                tracing::warn!("a backend is unreachable; health is NOT_SERVING");
+            }
+            last = Some(healthy);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, draining");
+}

@@ -1,0 +1,91 @@
+//! Quota counters and the catalog (registered targets, image records, idempotency results,
+//! per-target locks) behind two small traits, implemented by Redis and by an embedded
+//! file-backed store. The contract tests in `tests/` run against both.
+
+mod embedded;
+mod records;
+mod redis;
+
+pub use embedded::EmbeddedState;
+pub use records::{IdempotencyRecord, ImageRecord, TargetRecord};
+pub use redis::RedisState;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A failure of the state backend. Never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("state backend unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("state backend data error: {0}")]
+    Data(String),
+}
+
+/// Outcome of a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved; usage is now `used`.
+    Granted { used: u64 },
+    /// Refused; nothing changed.
+    Exceeded { limit: u64, used: u64 },
+}
+
+/// Per-workspace byte quotas.
+#[async_trait]
+pub trait Quota: Send + Sync + std::fmt::Debug {
+    /// Registers a workspace with its byte limit (or re-sets the limit).
+    async fn set_limit(&self, workspace: &str, limit: u64) -> Result<(), StateError>;
+    /// The workspace's limit; `None` if it was never registered.
+    async fn limit(&self, workspace: &str) -> Result<Option<u64>, StateError>;
+    /// Bytes in use.
+    async fn used(&self, workspace: &str) -> Result<u64, StateError>;
+    /// Atomically adds `bytes` to the usage unless that would pass the limit (`default_limit`
+    /// for unregistered workspaces).
+    async fn reserve(
+        &self,
+        workspace: &str,
+        bytes: u64,
+        default_limit: u64,
+    ) -> Result<Reservation, StateError>;
+    /// Subtracts `bytes` from the usage (never below zero).
+    async fn release(&self, workspace: &str, bytes: u64) -> Result<(), StateError>;
+    /// Overwrites the usage (reconcile); returns the previous value.
+    async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError>;
+    /// Every workspace with a limit or a usage counter.
+    async fn workspaces(&self) -> Result<Vec<String>, StateError>;
+    /// Checks that the backend answers.
+    async fn check(&self) -> Result<(), StateError>;
+}
+
+/// Registered targets, image records, idempotency results and short-lived locks.
+#[async_trait]
+pub trait Catalog: Send + Sync + std::fmt::Debug {
+    /// Registers (or re-registers) a target; true if it was new.
+    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<bool, StateError>;
+    /// A registered target.
+    async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError>;
+    /// Forgets a target; true if it existed.
+    async fn remove_target(&self, key: &str) -> Result<bool, StateError>;
+    /// The image record of a target.
+    async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError>;
+    /// Writes the image record of a target.
+    async fn put_image(&self, key: &str, image: &ImageRecord) -> Result<(), StateError>;
+    /// Removes and returns the image record of a target.
+    async fn take_image(&self, key: &str) -> Result<Option<ImageRecord>, StateError>;
+    /// A stored idempotency result.
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError>;
+    /// Stores an idempotency result for `ttl`.
+    async fn put_idempotency(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        ttl: Duration,
+    ) -> Result<(), StateError>;
+    /// Takes the lock `name` for at most `ttl` if it is free; returns the holder's token.
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StateError>;
+    /// Releases the lock if `token` still holds it.
+    async fn unlock(&self, name: &str, token: &str) -> Result<(), StateError>;
+}

@@ -1,0 +1,314 @@
+//! Redis state: quota counters reserved atomically by a Lua script, catalog records as JSON
+//! strings, locks as `SET NX PX` with a token checked on release. The connection is lazy and
+//! reconnects by itself, so a Redis outage fails calls (fail closed) until Redis is back.
+
+use super::{
+    Catalog, IdempotencyRecord, ImageRecord, Quota, Reservation, StateError, TargetRecord,
+};
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+
+/// Adds ARGV[1] bytes to KEYS[1] unless that passes the limit in KEYS[2] (or ARGV[2]).
+/// Remembers the workspace in KEYS[3]. Returns {1, used} when granted, {0, used, limit} when refused.
+const RESERVE: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[2])
+local bytes = tonumber(ARGV[1])
+if used + bytes > limit then
+  return {0, used, limit}
+end
+redis.call('SADD', KEYS[3], ARGV[3])
+return {1, redis.call('INCRBY', KEYS[1], bytes)}
+"#;
+
+/// Subtracts ARGV[1] from KEYS[1], never below zero.
+const RELEASE: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = used - tonumber(ARGV[1])
+if left < 0 then left = 0 end
+redis.call('SET', KEYS[1], left)
+return left
+"#;
+
+/// Deletes KEYS[1] only if it still holds ARGV[1].
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// Quota and catalog in Redis.
+#[derive(Clone)]
+pub struct RedisState {
+    connection: ConnectionManager,
+    prefix: String,
+    reserve: redis::Script,
+    release: redis::Script,
+    unlock: redis::Script,
+}
+
+impl std::fmt::Debug for RedisState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisState")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> StateError {
+    StateError::Unavailable(err.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Result<Option<T>, StateError> {
+    raw.map(|json| serde_json::from_str(&json).map_err(|err| StateError::Data(err.to_string())))
+        .transpose()
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StateError> {
+    serde_json::to_string(value).map_err(|err| StateError::Data(err.to_string()))
+}
+
+impl RedisState {
+    /// Connects lazily to `url`; every key starts with `prefix`.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StateError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_owned(),
+            reserve: redis::Script::new(RESERVE),
+            release: redis::Script::new(RELEASE),
+            unlock: redis::Script::new(UNLOCK),
+        })
+    }
+
+    fn key(&self, space: &str, name: &str) -> String {
+        format!("{}{space}:{name}", self.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    async fn get_string(&self, key: String) -> Result<Option<String>, StateError> {
+        self.conn().get(key).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Quota for RedisState {
+    async fn set_limit(&self, workspace: &str, limit: u64) -> Result<(), StateError> {
+        redis::pipe()
+            .atomic()
+            .set(self.key("limit", workspace), limit)
+            .sadd(self.key("workspaces", "all"), workspace)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    #[tracing::instrument(name = "redis.limit", skip_all, fields(workspace = %workspace))]
+    async fn limit(&self, workspace: &str) -> Result<Option<u64>, StateError> {
+        self.conn()
+            .get(self.key("limit", workspace))
+            .await
+            .map_err(unavailable)
+    }
+
+    #[tracing::instrument(name = "redis.used", skip_all, fields(workspace = %workspace))]
+    async fn used(&self, workspace: &str) -> Result<u64, StateError> {
+        let used: Option<u64> = self
+            .conn()
+            .get(self.key("used", workspace))
+            .await
+            .map_err(unavailable)?;
+        Ok(used.unwrap_or(0))
+    }
+
+    #[tracing::instrument(name = "redis.reserve", skip_all, fields(workspace = %workspace))]
+    async fn reserve(
+        &self,
+        workspace: &str,
+        bytes: u64,
+        default_limit: u64,
+    ) -> Result<Reservation, StateError> {
+        let reply: Vec<u64> = self
+            .reserve
+            .key(self.key("used", workspace))
+            .key(self.key("limit", workspace))
+            .key(self.key("workspaces", "all"))
+            .arg(bytes)
+            .arg(default_limit)
+            .arg(workspace)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [1, used] => Ok(Reservation::Granted { used: *used }),
+            [0, used, limit] => Ok(Reservation::Exceeded {
+                limit: *limit,
+                used: *used,
+            }),
+            other => Err(StateError::Data(format!(
+                "unexpected reserve reply {other:?}"
+            ))),
+        }
+    }
+
+    #[tracing::instrument(name = "redis.release", skip_all, fields(workspace = %workspace))]
+    async fn release(&self, workspace: &str, bytes: u64) -> Result<(), StateError> {
+        let _: u64 = self
+            .release
+            .key(self.key("used", workspace))
+            .arg(bytes)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError> {
+        let previous: Option<u64> = self
+            .conn()
+            .set_options(
+                self.key("used", workspace),
+                bytes,
+                redis::SetOptions::default().get(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _: u64 = self
+            .conn()
+            .sadd(self.key("workspaces", "all"), workspace)
+            .await
+            .map_err(unavailable)?;
+        Ok(previous.unwrap_or(0))
+    }
+
+    async fn workspaces(&self) -> Result<Vec<String>, StateError> {
+        let mut all: Vec<String> = self
+            .conn()
+            .smembers(self.key("workspaces", "all"))
+            .await
+            .map_err(unavailable)?;
+        all.sort();
+        Ok(all)
+    }
+
+    async fn check(&self) -> Result<(), StateError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Catalog for RedisState {
+    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<bool, StateError> {
+        let previous: Option<String> = self
+            .conn()
+            .set_options(
+                self.key("target", key),
+                encode(target)?,
+                redis::SetOptions::default().get(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(previous.is_none())
+    }
+
+    #[tracing::instrument(name = "redis.target", skip_all, fields(key = %key))]
+    async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError> {
+        decode(self.get_string(self.key("target", key)).await?)
+    }
+
+    async fn remove_target(&self, key: &str) -> Result<bool, StateError> {
+        let removed: u64 = self
+            .conn()
+            .del(self.key("target", key))
+            .await
+            .map_err(unavailable)?;
+        Ok(removed > 0)
+    }
+
+    #[tracing::instrument(name = "redis.image", skip_all, fields(key = %key))]
+    async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
+        decode(self.get_string(self.key("image", key)).await?)
+    }
+
+    #[tracing::instrument(name = "redis.put_image", skip_all, fields(key = %key))]
+    async fn put_image(&self, key: &str, image: &ImageRecord) -> Result<(), StateError> {
+        self.conn()
+            .set(self.key("image", key), encode(image)?)
+            .await
+            .map_err(unavailable)
+    }
+
+    #[tracing::instrument(name = "redis.take_image", skip_all, fields(key = %key))]
+    async fn take_image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
+        let raw: Option<String> = self
+            .conn()
+            .get_del(self.key("image", key))
+            .await
+            .map_err(unavailable)?;
+        decode(raw)
+    }
+
+    #[tracing::instrument(name = "redis.idempotency", skip_all, fields(key = %key))]
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError> {
+        decode(self.get_string(self.key("idem", key)).await?)
+    }
+
+    async fn put_idempotency(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .set_ex(self.key("idem", key), encode(record)?, ttl.as_secs().max(1))
+            .await
+            .map_err(unavailable)
+    }
+
+    #[tracing::instrument(name = "redis.try_lock", skip_all, fields(name = %name))]
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StateError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .conn()
+            .set_options(
+                self.key("lock", name),
+                &token,
+                redis::SetOptions::default()
+                    .conditional_set(redis::ExistenceCheck::NX)
+                    .with_expiration(redis::SetExpiry::PX(millis)),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(set.map(|_| token))
+    }
+
+    #[tracing::instrument(name = "redis.unlock", skip_all, fields(name = %name))]
+    async fn unlock(&self, name: &str, token: &str) -> Result<(), StateError> {
+        let _: u64 = self
+            .unlock
+            .key(self.key("lock", name))
+            .arg(token)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! Object storage behind one small trait, one file per backend: the local filesystem (the
+//! embedded default) and S3 (MinIO). The contract tests in `tests/` run against both.
+
+mod fs;
+mod s3;
+pub mod signed_url;
+
+pub use fs::FsStore;
+pub use s3::S3Store;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// A failure of the storage backend. Never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The backend could not be reached or answered with a server error.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refused the request (4xx other than not-found), or a local I/O error.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// A key that is not a valid object key.
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+}
+
+/// One stored object, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Where the bytes live.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Writes the whole object; readers see either nothing or all of it.
+    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError>;
+    /// Reads the whole object; `None` if it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError>;
+    /// Deletes the object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Every object whose key starts with `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, StorageError>;
+    /// An expiring URL from which a client can GET the object.
+    async fn url(&self, key: &str, ttl: Duration) -> Result<String, StorageError>;
+    /// Checks that the backend answers.
+    async fn check(&self) -> Result<(), StorageError>;
+    /// Removes leftovers of interrupted writes older than `age` (temp files, abandoned
+    /// multipart uploads); returns how many were removed.
+    async fn sweep(&self, age: Duration) -> Result<usize, StorageError>;
+}
+
+/// Checks a key: relative, `/`-separated segments of `[A-Za-z0-9._$-]`, no `.` or `..` segment.
+pub fn validate_key(key: &str) -> Result<(), StorageError> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && key.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._$-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(key.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_key;
+
+    #[test]
+    fn keys_that_could_escape_the_root_are_refused() {
+        for bad in [
+            "", "/abs", "a//b", "a/../b", "..", "a/./b", "a b", "a\\b", "a/b/",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(validate_key("ws/w1/receipts/abc$1/x.jpg").is_ok());
+    }
+}

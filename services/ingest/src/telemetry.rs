@@ -1,0 +1,75 @@
+//! The service's metrics (OpenTelemetry instruments on the global meter provider) and the
+//! request span helper. Logging and exporters are set up by `imaging_telemetry::init`.
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+
+/// Instruments of the ingest service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// `imaging.uploads`: finished uploads by `kind` and `outcome` (`ok` or the error reason).
+    pub uploads: Counter<u64>,
+    /// `imaging.upload.bytes_received`: bytes received in upload streams.
+    pub bytes_received: Counter<u64>,
+    /// `imaging.upload.bytes_stored`: bytes written to storage.
+    pub bytes_stored: Counter<u64>,
+    /// `imaging.upload.duration`: seconds from the first message to the answer.
+    pub upload_duration: Histogram<f64>,
+    /// `imaging.conversion.duration`: seconds spent in pipeline steps, by `step`.
+    pub conversion_duration: Histogram<f64>,
+    /// `imaging.quota.rejections`: uploads refused for quota.
+    pub quota_rejections: Counter<u64>,
+    /// `imaging.uploads.in_flight`: uploads being received or processed.
+    pub in_flight: UpDownCounter<i64>,
+}
+
+impl Metrics {
+    /// Instruments on the current global meter provider.
+    pub fn global() -> Self {
+        Self::new(&opentelemetry::global::meter("imaging-ingest"))
+    }
+
+    /// Instruments on `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        Self {
+            uploads: meter
+                .u64_counter("imaging.uploads")
+                .with_description("Finished uploads by target kind and outcome")
+                .build(),
+            bytes_received: meter
+                .u64_counter("imaging.upload.bytes_received")
+                .with_unit("By")
+                .build(),
+            bytes_stored: meter
+                .u64_counter("imaging.upload.bytes_stored")
+                .with_unit("By")
+                .build(),
+            upload_duration: meter
+                .f64_histogram("imaging.upload.duration")
+                .with_unit("s")
+                .build(),
+            conversion_duration: meter
+                .f64_histogram("imaging.conversion.duration")
+                .with_unit("s")
+                .build(),
+            quota_rejections: meter.u64_counter("imaging.quota.rejections").build(),
+            in_flight: meter
+                .i64_up_down_counter("imaging.uploads.in_flight")
+                .build(),
+        }
+    }
+
+    /// Records a finished upload.
+    pub fn upload_finished(&self, kind: &str, outcome: &str, seconds: f64) {
+        let attributes = [
+            KeyValue::new("kind", kind.to_owned()),
+            KeyValue::new("outcome", outcome.to_owned()),
+        ];
+        self.uploads.add(1, &attributes);
+        self.upload_duration.record(seconds, &attributes);
+        if outcome == "QUOTA_EXCEEDED" {
+            self.quota_rejections
+                .add(1, &[KeyValue::new("kind", kind.to_owned())]);
+        }
+    }
+}

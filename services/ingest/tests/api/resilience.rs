@@ -1,0 +1,133 @@
+//! Failures from outside: clients that vanish mid-stream, Redis going away and coming back,
+//! and reconcile repairing a counter.
+
+use crate::helpers::{Stack, authed, header, reason, spawn_app, target};
+use imaging_e2e::fixtures::{jpeg, png};
+use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_leaves_no_object_and_no_charge() {
+    let app = spawn_app(Stack::Real).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let bytes = jpeg(800, 600);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<v1::UploadImageRequest>(4);
+    let mut client = app.ingest.clone();
+    let call = tokio::spawn(async move {
+        client
+            .upload_image(authed(
+                &token,
+                tokio_stream::wrappers::ReceiverStream::new(receiver),
+            ))
+            .await
+    });
+    let h = header(target(TargetKind::Receipt, ""), "image/jpeg", &bytes);
+    sender
+        .send(v1::UploadImageRequest {
+            part: Some(Part::Header(h)),
+        })
+        .await
+        .unwrap();
+    sender
+        .send(v1::UploadImageRequest {
+            part: Some(Part::Chunk(bytes[..bytes.len() / 2].to_vec().into())),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    call.abort(); // the client goes away without finishing the stream
+    drop(sender);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.objects().await.is_empty());
+    assert_eq!(app.used("w1").await, 0);
+}
+
+#[tokio::test]
+async fn uploads_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
+    let mut app = spawn_app(Stack::Real).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let bytes = png(16, 16);
+    app.upload(&token, target(TargetKind::Receipt, ""), "image/png", &bytes)
+        .await
+        .unwrap();
+
+    app.redis.as_mut().unwrap().stop();
+    let status = app
+        .upload(&token, target(TargetKind::Receipt, ""), "image/png", &bytes)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(reason(&status), "QUOTA_UNAVAILABLE");
+    assert!(
+        !status.message().contains("127.0.0.1"),
+        "no backend detail leaks: {}",
+        status.message()
+    );
+    assert_eq!(
+        app.objects().await.len(),
+        1,
+        "nothing written while the quota store is down"
+    );
+
+    app.redis.as_mut().unwrap().restart();
+    let mut recovered = None;
+    for _ in 0..50 {
+        match app
+            .upload(&token, target(TargetKind::Receipt, ""), "image/png", &bytes)
+            .await
+        {
+            Ok(stored) => {
+                recovered = Some(stored);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(
+        recovered.is_some(),
+        "uploads work again without restarting the service"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_repairs_a_corrupted_counter() {
+    let app = spawn_app(Stack::Real).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let a = app
+        .upload(
+            &token,
+            target(TargetKind::Receipt, ""),
+            "image/png",
+            &png(30, 30),
+        )
+        .await
+        .unwrap();
+    let b = app
+        .upload(
+            &token,
+            target(TargetKind::Receipt, ""),
+            "image/jpeg",
+            &jpeg(30, 30),
+        )
+        .await
+        .unwrap();
+    app.backends.quota.set_used("w1", 999_999).await.unwrap();
+    let drifts = imaging_service::reconcile::reconcile(
+        app.backends.store.as_ref(),
+        app.backends.quota.as_ref(),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(drifts.len(), 1);
+    assert_eq!(drifts[0].recorded, 999_999);
+    assert_eq!(app.used("w1").await, a.size_bytes + b.size_bytes);
+    let again = imaging_service::reconcile::reconcile(
+        app.backends.store.as_ref(),
+        app.backends.quota.as_ref(),
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty());
+}
