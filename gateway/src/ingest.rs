@@ -1,0 +1,174 @@
+//! The ingest service client: one lazily connected channel, the caller's token forwarded as
+//! `authorization: Bearer <jwt>` metadata on every call.
+
+use crate::upload::stream::{UploadCodec, UploadStream};
+use imaging_proto::v1::image_ingest_client::ImageIngestClient;
+use imaging_proto::v1::{
+    DeleteImageRequest, DeleteImageResponse, GetImageRequest, GetUsageRequest, ImageInfo, Target,
+    UploadImageResponse, Usage,
+};
+use std::time::Duration;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{GrpcMethod, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Handle to the ingest service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    channel: Channel,
+    timeout: Duration,
+}
+
+/// A lazily connected channel to `url`: building never waits for the service.
+///
+/// No channel-wide timeout: tonic enforces one by dropping the call, which would end an
+/// upload stream cleanly (see [`crate::upload::forward`]). Unary calls carry their own.
+pub fn connect_lazy(url: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())?.connect_timeout(connect_timeout);
+    Ok(endpoint.connect_lazy())
+}
+
+impl Ingest {
+    /// A client over `channel`; each call (a whole upload included) may take `timeout`.
+    pub fn new(channel: Channel, timeout: Duration) -> Self {
+        Ingest { channel, timeout }
+    }
+
+    /// The deadline of each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Metadata and a fresh expiring URL of the target's image.
+    pub async fn get_image(
+        &self,
+        token: Option<&str>,
+        target: Target,
+    ) -> Result<ImageInfo, Status> {
+        let mut request = with_token(
+            token,
+            GetImageRequest {
+                target: Some(target),
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self.client().get_image(request).await?.into_inner())
+    }
+
+    /// Deletes the target's image.
+    pub async fn delete_image(
+        &self,
+        token: Option<&str>,
+        target: Target,
+    ) -> Result<DeleteImageResponse, Status> {
+        let mut request = with_token(
+            token,
+            DeleteImageRequest {
+                target: Some(target),
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self.client().delete_image(request).await?.into_inner())
+    }
+
+    /// The workspace's quota limit and usage.
+    pub async fn get_usage(
+        &self,
+        token: Option<&str>,
+        workspace_id: &str,
+    ) -> Result<Usage, Status> {
+        let mut request = with_token(
+            token,
+            GetUsageRequest {
+                workspace_id: workspace_id.to_owned(),
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self.client().get_usage(request).await?.into_inner())
+    }
+
+    /// The UploadImage call over `upload` (see [`crate::upload::forward`], which owns its
+    /// deadline). Uses [`UploadCodec`] rather than the generated client so that a failed
+    /// upload resets the stream with an error instead of ending it.
+    pub async fn upload(
+        &self,
+        token: Option<&str>,
+        upload: UploadStream,
+    ) -> Result<UploadImageResponse, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unavailable(format!("ingest service not ready: {error}")))?;
+        let mut request = with_token(token, upload);
+        request
+            .extensions_mut()
+            .insert(GrpcMethod::new("imaging.v1.ImageIngest", "UploadImage"));
+        let path = http::uri::PathAndQuery::from_static("/imaging.v1.ImageIngest/UploadImage");
+        Ok(grpc
+            .client_streaming(request, path, UploadCodec)
+            .await?
+            .into_inner())
+    }
+
+    /// True if the service's gRPC health check answers SERVING within `within`.
+    pub async fn is_ready(&self, within: Duration) -> bool {
+        let mut health = HealthClient::new(self.channel.clone());
+        let check = health.check(HealthCheckRequest {
+            service: String::new(),
+        });
+        match tokio::time::timeout(within, check).await {
+            Ok(Ok(response)) => response.into_inner().status() == ServingStatus::Serving,
+            Ok(Err(status)) => {
+                tracing::debug!(code = ?status.code(), "ingest health check failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn client(&self) -> ImageIngestClient<Channel> {
+        ImageIngestClient::new(self.channel.clone())
+    }
+}
+
+/// Wraps `message`, adding `authorization: Bearer <token>` if there is a usable token, and the
+/// current trace context (`traceparent`) so the service continues this request's trace.
+fn with_token<T>(token: Option<&str>, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    imaging_telemetry::inject(request.metadata_mut());
+    if let Some(value) =
+        token.and_then(|token| MetadataValue::try_from(format!("Bearer {token}")).ok())
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_becomes_bearer_metadata_and_a_missing_one_adds_nothing() {
+        let request = with_token(Some("abc.def"), ());
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer abc.def"
+        );
+        assert!(
+            with_token(None, ())
+                .metadata()
+                .get("authorization")
+                .is_none()
+        );
+        assert!(
+            with_token(Some("bad\ntoken"), ())
+                .metadata()
+                .get("authorization")
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The OpenAPI 3 document of every route, generated from the handlers' `#[utoipa::path]`
+//! annotations and served at `/openapi.json`.
+
+use crate::error::ErrorBody;
+use crate::routes::{concur, health, workspace};
+use axum::Json;
+use utoipa::OpenApi;
+
+/// The gateway's API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Receipt image gateway",
+        description = "Concur Image v1 (raw bytes in, XML out) and workspace receipts \
+            (multipart in, JSON out). Every call needs `Authorization: Bearer <jwt>` \
+            (Concur routes also accept `OAuth <jwt>`). Uploads accept `Idempotency-Key` and a \
+            SHA-256 in `Digest: sha-256=<base64>`, `Content-Digest: sha-256=:<base64>:` or \
+            `X-Content-SHA256: <hex>`."
+    ),
+    paths(
+        concur::post_receipt,
+        concur::post_expense_entry,
+        concur::post_invoice,
+        concur::post_report,
+        concur::get_receipt,
+        concur::get_expense_entry,
+        concur::get_invoice,
+        concur::get_report,
+        workspace::upload_receipt,
+        workspace::get_receipt,
+        workspace::delete_receipt,
+        workspace::storage_summary,
+        health::healthz,
+        health::readyz,
+        openapi_json,
+    ),
+    components(schemas(ErrorBody, workspace::ReceiptImage, workspace::StorageSummary))
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,336 @@
+//! Concur Image v1 (XML): raw-bytes uploads to loose receipts, expense entries, invoices and
+//! reports, and expiring image URLs. Both `v1.0` and `v1.1` prefixes are served; any other
+//! version is 404.
+
+use crate::error::{AppError, Dialect, Failure};
+use crate::state::AppState;
+use crate::{headers, ids, upload, xml};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use imaging_proto::v1::{Target, TargetKind, UploadHeader};
+
+/// The API versions served.
+pub const VERSIONS: [&str; 2] = ["v1.0", "v1.1"];
+
+/// OpenAPI tag of these routes.
+const TAG: &str = "Concur Image v1";
+
+/// The Concur routes. Bodies are streamed, so axum's body limit is off; [`upload::forward`]
+/// enforces the byte limit itself.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/image/{version}/receipt", post(post_receipt))
+        .route("/api/image/{version}/receipt/{imageId}", get(get_receipt))
+        .route(
+            "/api/image/{version}/expenseentry/{entryId}",
+            post(post_expense_entry).get(get_expense_entry),
+        )
+        .route(
+            "/api/image/{version}/invoice/{requestId}",
+            post(post_invoice).get(get_invoice),
+        )
+        .route(
+            "/api/image/{version}/report/{reportId}",
+            post(post_report).get(get_report),
+        )
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// Error responses of the upload routes (all `application/xml` `<Error>` documents).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum UploadErrors {
+    /// Bad ID format or malformed digest header.
+    #[response(status = 400, content_type = "application/xml")]
+    BadRequest(String),
+    /// No or invalid token.
+    #[response(status = 401, content_type = "application/xml")]
+    Unauthorized(String),
+    /// Not permitted on this target.
+    #[response(status = 403, content_type = "application/xml")]
+    Forbidden(String),
+    /// Unknown version or target.
+    #[response(status = 404, content_type = "application/xml")]
+    NotFound(String),
+    /// The entry or invoice already has its image.
+    #[response(status = 409, content_type = "application/xml")]
+    Conflict(String),
+    /// Over 10 MB.
+    #[response(status = 413, content_type = "application/xml")]
+    TooLarge(String),
+    /// Declared type not accepted.
+    #[response(status = 415, content_type = "application/xml")]
+    UnsupportedType(String),
+    /// Corrupt, mismatched or encrypted file, or checksum/size mismatch.
+    #[response(status = 422, content_type = "application/xml")]
+    Unprocessable(String),
+    /// Storage or quota store unavailable; retry (`Retry-After`).
+    #[response(status = 503, content_type = "application/xml")]
+    Unavailable(String),
+    /// The workspace quota is full.
+    #[response(status = 507, content_type = "application/xml")]
+    QuotaExceeded(String),
+}
+
+/// Error responses of the URL routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum UrlErrors {
+    /// Bad ID format.
+    #[response(status = 400, content_type = "application/xml")]
+    BadRequest(String),
+    /// No or invalid token.
+    #[response(status = 401, content_type = "application/xml")]
+    Unauthorized(String),
+    /// Not permitted on this target.
+    #[response(status = 403, content_type = "application/xml")]
+    Forbidden(String),
+    /// Unknown version, target, or no image yet.
+    #[response(status = 404, content_type = "application/xml")]
+    NotFound(String),
+    /// Storage unavailable; retry (`Retry-After`).
+    #[response(status = 503, content_type = "application/xml")]
+    Unavailable(String),
+}
+
+/// Uploads a loose receipt owned by the caller.
+#[utoipa::path(post, path = "/api/image/{version}/receipt", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`")),
+    request_body(description = "The file's bytes; its type in `Content-Type`.",
+        content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
+    responses((status = 201, description = "Stored; `Id` is the new image ID.",
+        content_type = "application/xml", body = String), UploadErrors))]
+pub async fn post_receipt(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let outcome = async {
+        let Path(version) = path.map_err(bad_path)?;
+        store(&state, &version, TargetKind::Receipt, None, &headers, body).await
+    };
+    outcome.await.map_err(concur)
+}
+
+/// Attaches the image of an expense entry (one per entry: 409 if it has one).
+#[utoipa::path(post, path = "/api/image/{version}/expenseentry/{entryId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("entryId" = String, Path, description = "Expense entry ID")),
+    request_body(description = "The file's bytes; its type in `Content-Type`.",
+        content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
+    responses((status = 201, description = "Stored; `Id` is the entry ID.",
+        content_type = "application/xml", body = String), UploadErrors))]
+pub async fn post_expense_entry(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    store_on(state, path, TargetKind::ExpenseEntry, headers, body).await
+}
+
+/// Attaches the image of an invoice (payment request; 409 if it has one).
+#[utoipa::path(post, path = "/api/image/{version}/invoice/{requestId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("requestId" = String, Path, description = "Payment request ID")),
+    request_body(description = "The file's bytes; its type in `Content-Type`.",
+        content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
+    responses((status = 201, description = "Stored; `Id` is the request ID.",
+        content_type = "application/xml", body = String), UploadErrors))]
+pub async fn post_invoice(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    store_on(state, path, TargetKind::Invoice, headers, body).await
+}
+
+/// Appends the file's pages to the report's PDF.
+#[utoipa::path(post, path = "/api/image/{version}/report/{reportId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("reportId" = String, Path, description = "Report ID")),
+    request_body(description = "The file's bytes; its type in `Content-Type`.",
+        content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
+    responses((status = 201, description = "Appended; `Id` is the report ID.",
+        content_type = "application/xml", body = String), UploadErrors))]
+pub async fn post_report(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    store_on(state, path, TargetKind::Report, headers, body).await
+}
+
+/// An expiring URL of a loose receipt's image.
+#[utoipa::path(get, path = "/api/image/{version}/receipt/{imageId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("imageId" = String, Path, description = "Image ID")),
+    responses((status = 200, description = "`<Image>` with an expiring `Url`.",
+        content_type = "application/xml", body = String), UrlErrors))]
+pub async fn get_receipt(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    url_of(state, path, TargetKind::Receipt, headers).await
+}
+
+/// An expiring URL of an expense entry's image.
+#[utoipa::path(get, path = "/api/image/{version}/expenseentry/{entryId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("entryId" = String, Path, description = "Expense entry ID")),
+    responses((status = 200, description = "`<Image>` with an expiring `Url`.",
+        content_type = "application/xml", body = String), UrlErrors))]
+pub async fn get_expense_entry(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    url_of(state, path, TargetKind::ExpenseEntry, headers).await
+}
+
+/// An expiring URL of an invoice's image.
+#[utoipa::path(get, path = "/api/image/{version}/invoice/{requestId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("requestId" = String, Path, description = "Payment request ID")),
+    responses((status = 200, description = "`<Image>` with an expiring `Url`.",
+        content_type = "application/xml", body = String), UrlErrors))]
+pub async fn get_invoice(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    url_of(state, path, TargetKind::Invoice, headers).await
+}
+
+/// An expiring URL of a report's consolidated PDF.
+#[utoipa::path(get, path = "/api/image/{version}/report/{reportId}", tag = TAG,
+    params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
+        ("reportId" = String, Path, description = "Report ID")),
+    responses((status = 200, description = "`<Image>` with an expiring `Url`.",
+        content_type = "application/xml", body = String), UrlErrors))]
+pub async fn get_report(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    url_of(state, path, TargetKind::Report, headers).await
+}
+
+/// POST to a target named in the path.
+async fn store_on(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    kind: TargetKind,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let outcome = async {
+        let Path((version, id)) = path.map_err(bad_path)?;
+        store(&state, &version, kind, Some(&id), &headers, body).await
+    };
+    outcome.await.map_err(concur)
+}
+
+/// GET of a target named in the path.
+async fn url_of(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    kind: TargetKind,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let outcome = async {
+        let Path((version, id)) = path.map_err(bad_path)?;
+        check_version(&version)?;
+        let id = ids::check(&id, id_name(kind))?;
+        let info = state
+            .ingest
+            .get_image(headers::bearer_token(&headers), target(kind, id))
+            .await?;
+        Ok(xml_response(StatusCode::OK, xml::image(id, &info.url)))
+    };
+    outcome.await.map_err(concur)
+}
+
+/// Streams `body` to the target; `id` is `None` for loose receipts.
+async fn store(
+    state: &AppState,
+    version: &str,
+    kind: TargetKind,
+    id: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    check_version(version)?;
+    let id = id.map(|id| ids::check(id, id_name(kind))).transpose()?;
+    let declared_size = headers::content_length(headers)?;
+    let limits = state.limits;
+    if declared_size.is_some_and(|size| size > limits.max_upload_bytes) {
+        return Err(Failure::too_large(limits.max_upload_bytes));
+    }
+    let header = UploadHeader {
+        target: Some(target(kind, id.unwrap_or_default())),
+        content_type: headers::content_type(headers),
+        file_name: String::new(),
+        declared_size: declared_size.unwrap_or(0),
+        idempotency_key: headers::idempotency_key(headers)?,
+        sha256: headers::client_sha256(headers)?,
+    };
+    let token = headers::bearer_token(headers);
+    let stored = upload::forward(
+        &state.ingest,
+        token,
+        header,
+        body.into_data_stream(),
+        limits,
+        |error| Failure::invalid_request("The request body could not be read.").with_detail(error),
+    )
+    .await?;
+    let image_id = id.unwrap_or(&stored.image_id);
+    Ok(xml_response(StatusCode::CREATED, xml::image(image_id, "")))
+}
+
+fn check_version(version: &str) -> Result<(), Failure> {
+    if VERSIONS.contains(&version) {
+        Ok(())
+    } else {
+        Err(Failure::route_not_found())
+    }
+}
+
+fn target(kind: TargetKind, id: &str) -> Target {
+    Target {
+        kind: kind.into(),
+        id: id.to_owned(),
+        workspace_id: String::new(),
+    }
+}
+
+fn id_name(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::ExpenseEntry => "entry ID",
+        TargetKind::Invoice => "request ID",
+        TargetKind::Report => "report ID",
+        _ => "image ID",
+    }
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+fn bad_path(rejection: PathRejection) -> Failure {
+    Failure::invalid_id("path").with_detail(rejection)
+}
+
+fn concur(failure: Failure) -> AppError {
+    AppError::new(Dialect::Concur, failure)
+}

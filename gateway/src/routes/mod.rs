@@ -1,0 +1,8 @@
+//! HTTP routes, one module per dialect plus the operational endpoints.
+
+pub mod concur;
+pub mod health;
+pub mod workspace;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,361 @@
+//! Workspace receipts (multipart in, JSON out): upload, read and delete an expense's receipt
+//! image (stored as WebP), and the workspace's storage summary.
+
+use crate::error::{AppError, Dialect, ErrorBody, Failure, reason};
+use crate::state::AppState;
+use crate::upload::Limits;
+use crate::{headers, ids, upload};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use imaging_proto::v1::{Target, TargetKind, UploadHeader};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// OpenAPI tag of these routes.
+const TAG: &str = "Workspace receipts";
+
+/// Room for the multipart envelope (boundaries, part headers, small extra fields) on top of
+/// the file itself.
+pub const MULTIPART_ENVELOPE_BYTES: u64 = 64 * 1024;
+
+/// The workspace routes. The whole multipart body is capped at the file limit plus
+/// [`MULTIPART_ENVELOPE_BYTES`]; the `file` field itself is counted exactly while streaming.
+pub fn router(limits: Limits) -> Router<AppState> {
+    let body_cap = limits
+        .max_upload_bytes
+        .saturating_add(MULTIPART_ENVELOPE_BYTES);
+    Router::new()
+        .route(
+            "/api/v1/client/workspace/{workspaceId}/expenses/{expenseId}/receipt",
+            get(get_receipt).post(upload_receipt).delete(delete_receipt),
+        )
+        .route(
+            "/api/v1/workspace/{workspaceId}/storage/summary",
+            get(storage_summary),
+        )
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(body_cap).unwrap_or(usize::MAX),
+        ))
+}
+
+/// A stored receipt image.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptImage {
+    /// Expiring URL of the image.
+    pub url: String,
+    /// Object key in storage.
+    pub path: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Stored size in bytes.
+    pub size_bytes: u64,
+    /// Stored type (`image/webp`).
+    pub content_type: String,
+}
+
+/// A workspace's storage use.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSummary {
+    /// Bytes stored.
+    pub total_size_bytes: u64,
+    /// The workspace's quota in bytes.
+    pub quota_bytes: u64,
+    /// `total_size_bytes / quota_bytes` in percent, rounded to 2 decimals.
+    pub usage_percentage: f64,
+}
+
+/// The multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ReceiptUpload {
+    /// JPEG, PNG, WebP or PDF, at most 10 MB. Other fields are ignored.
+    #[schema(content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+}
+
+/// Error responses (all JSON [`ErrorBody`]).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Errors {
+    /// Bad ID format, missing `file` field, malformed request.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No or invalid token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Not owner or financial staff of the workspace.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Unknown workspace or expense, or no image yet.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Over 10 MB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Type not accepted, corrupt or mismatched file.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// Storage or quota store unavailable; retry (`Retry-After`).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// The workspace quota is full.
+    #[response(status = 507)]
+    QuotaExceeded(ErrorBody),
+}
+
+/// Uploads (or replaces) the expense's receipt image; it is stored as WebP.
+#[utoipa::path(post, path = "/api/v1/client/workspace/{workspaceId}/expenses/{expenseId}/receipt",
+    tag = TAG,
+    params(("workspaceId" = String, Path, description = "Workspace ID"),
+        ("expenseId" = String, Path, description = "Expense ID")),
+    request_body(content = inline(ReceiptUpload), content_type = "multipart/form-data"),
+    responses((status = 201, description = "Stored", body = ReceiptImage), Errors))]
+pub async fn upload_receipt(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<ReceiptImage>), AppError> {
+    let outcome = async {
+        let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
+        let target = target(&workspace_id, &expense_id)?;
+        let limits = state.limits;
+        if headers::content_length(&headers)?.is_some_and(|size| {
+            size > limits
+                .max_upload_bytes
+                .saturating_add(MULTIPART_ENVELOPE_BYTES)
+        }) {
+            return Err(Failure::too_large(limits.max_upload_bytes));
+        }
+        let idempotency_key = headers::idempotency_key(&headers)?;
+        let sha256 = headers::client_sha256(&headers)?;
+        let token = headers::bearer_token(&headers);
+        let mut multipart = multipart.map_err(|rejection| {
+            Failure::invalid_request("Expected a multipart/form-data body.").with_detail(rejection)
+        })?;
+        let field = loop {
+            match multipart.next_field().await {
+                Err(error) => return Err(multipart_failure(error, limits)),
+                Ok(None) => {
+                    return Err(Failure::local(
+                        tonic::Code::InvalidArgument,
+                        reason::MISSING_FILE,
+                        "The form has no `file` field.",
+                    ));
+                }
+                Ok(Some(field)) if field.name() == Some("file") => break field,
+                Ok(Some(_)) => {}
+            }
+        };
+        let file_name = field.file_name().unwrap_or_default().to_owned();
+        let header = UploadHeader {
+            target: Some(target.clone()),
+            content_type: part_type(field.content_type(), &file_name),
+            file_name,
+            declared_size: 0,
+            idempotency_key,
+            sha256,
+        };
+        let stored = upload::forward(&state.ingest, token, header, field, limits, |error| {
+            multipart_failure(error, limits)
+        })
+        .await?;
+        // The upload answer carries no URL; fetch one. The image is stored either way, so a
+        // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
+        let url = match state.ingest.get_image(token, target).await {
+            Ok(info) => info.url,
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = %status.message(),
+                    "receipt stored but no URL could be fetched");
+                String::new()
+            }
+        };
+        Ok((
+            StatusCode::CREATED,
+            Json(ReceiptImage {
+                url,
+                path: stored.path,
+                width: stored.width,
+                height: stored.height,
+                size_bytes: stored.size_bytes,
+                content_type: stored.content_type,
+            }),
+        ))
+    };
+    outcome.await.map_err(workspace)
+}
+
+/// The expense's current receipt image, with a fresh URL.
+#[utoipa::path(get, path = "/api/v1/client/workspace/{workspaceId}/expenses/{expenseId}/receipt",
+    tag = TAG,
+    params(("workspaceId" = String, Path, description = "Workspace ID"),
+        ("expenseId" = String, Path, description = "Expense ID")),
+    responses((status = 200, description = "The current image", body = ReceiptImage), Errors))]
+pub async fn get_receipt(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ReceiptImage>, AppError> {
+    let outcome = async {
+        let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
+        let target = target(&workspace_id, &expense_id)?;
+        let info = state
+            .ingest
+            .get_image(headers::bearer_token(&headers), target)
+            .await?;
+        Ok(Json(ReceiptImage {
+            url: info.url,
+            path: info.path,
+            width: info.width,
+            height: info.height,
+            size_bytes: info.size_bytes,
+            content_type: info.content_type,
+        }))
+    };
+    outcome.await.map_err(workspace)
+}
+
+/// Deletes the expense's receipt image and releases its bytes from the quota.
+#[utoipa::path(delete, path = "/api/v1/client/workspace/{workspaceId}/expenses/{expenseId}/receipt",
+    tag = TAG,
+    params(("workspaceId" = String, Path, description = "Workspace ID"),
+        ("expenseId" = String, Path, description = "Expense ID")),
+    responses((status = 204, description = "Deleted"), Errors))]
+pub async fn delete_receipt(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<StatusCode, AppError> {
+    let outcome = async {
+        let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
+        let target = target(&workspace_id, &expense_id)?;
+        state
+            .ingest
+            .delete_image(headers::bearer_token(&headers), target)
+            .await?;
+        Ok(StatusCode::NO_CONTENT)
+    };
+    outcome.await.map_err(workspace)
+}
+
+/// The workspace's stored bytes against its quota.
+#[utoipa::path(get, path = "/api/v1/workspace/{workspaceId}/storage/summary", tag = TAG,
+    params(("workspaceId" = String, Path, description = "Workspace ID")),
+    responses((status = 200, description = "Usage", body = StorageSummary), Errors))]
+pub async fn storage_summary(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<StorageSummary>, AppError> {
+    let outcome = async {
+        let Path(workspace_id) = path.map_err(bad_path)?;
+        let workspace_id = ids::check(&workspace_id, "workspace ID")?;
+        let usage = state
+            .ingest
+            .get_usage(headers::bearer_token(&headers), workspace_id)
+            .await?;
+        Ok(Json(StorageSummary {
+            total_size_bytes: usage.used_bytes,
+            quota_bytes: usage.limit_bytes,
+            usage_percentage: usage_percentage(usage.used_bytes, usage.limit_bytes),
+        }))
+    };
+    outcome.await.map_err(workspace)
+}
+
+/// `used / limit` in percent, rounded to 2 decimals; 0 when there is no limit.
+pub fn usage_percentage(used: u64, limit: u64) -> f64 {
+    if limit == 0 {
+        return 0.0;
+    }
+    let percent = used as f64 * 100.0 / limit as f64;
+    (percent * 100.0).round() / 100.0
+}
+
+/// The declared type of the file part; a missing or generic one is guessed from the name.
+fn part_type(declared: Option<&str>, file_name: &str) -> String {
+    let declared = declared.map(headers::media_type).unwrap_or_default();
+    let generic = declared.is_empty() || declared == "application/octet-stream";
+    match headers::guess_media_type(file_name) {
+        Some(guessed) if generic => guessed.to_owned(),
+        _ => declared,
+    }
+}
+
+fn target(workspace_id: &str, expense_id: &str) -> Result<Target, Failure> {
+    Ok(Target {
+        kind: TargetKind::WorkspaceExpense.into(),
+        id: ids::check(expense_id, "expense ID")?.to_owned(),
+        workspace_id: ids::check(workspace_id, "workspace ID")?.to_owned(),
+    })
+}
+
+fn multipart_failure(error: MultipartError, limits: Limits) -> Failure {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Failure::too_large(limits.max_upload_bytes)
+    } else {
+        Failure::invalid_request("The multipart body is malformed.").with_detail(error)
+    }
+}
+
+fn bad_path(rejection: PathRejection) -> Failure {
+    Failure::invalid_id("path").with_detail(rejection)
+}
+
+fn workspace(failure: Failure) -> AppError {
+    AppError::new(Dialect::Workspace, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_a_percentage_rounded_to_two_decimals() {
+        assert_eq!(usage_percentage(1, 3), 33.33);
+        assert_eq!(usage_percentage(2, 3), 66.67);
+        assert_eq!(usage_percentage(0, 1_073_741_824), 0.0);
+        assert_eq!(usage_percentage(536_870_912, 1_073_741_824), 50.0);
+        assert_eq!(usage_percentage(1_073_741_824, 1_073_741_824), 100.0);
+        assert_eq!(usage_percentage(1, 100_000), 0.0);
+        assert_eq!(usage_percentage(5, 1_000), 0.5);
+        assert_eq!(usage_percentage(7, 0), 0.0);
+    }
+
+    #[test]
+    fn a_part_type_is_taken_as_declared_or_guessed_from_the_name() {
+        assert_eq!(part_type(Some("image/PNG"), "x.jpg"), "image/png");
+        assert_eq!(
+            part_type(Some("application/octet-stream"), "x.jpg"),
+            "image/jpeg"
+        );
+        assert_eq!(part_type(None, "scan.webp"), "image/webp");
+        assert_eq!(part_type(None, "scan"), "");
+        assert_eq!(
+            part_type(Some("application/octet-stream"), "x.bin"),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn summary_json_uses_the_documented_names() {
+        let json = serde_json::to_value(StorageSummary {
+            total_size_bytes: 1,
+            quota_bytes: 3,
+            usage_percentage: usage_percentage(1, 3),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"totalSizeBytes": 1, "quotaBytes": 3, "usagePercentage": 33.33})
+        );
+    }
+}
