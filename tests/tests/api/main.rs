@@ -1,0 +1,10 @@
+//! End-to-end tests of the whole stack: the REST gateway and the ingest service on free ports,
+//! a real `redis-server`, a real S3 server over HTTP with SigV4, driven by an ordinary HTTP
+//! client.
+
+#![allow(clippy::unwrap_used)]
+
+mod concur;
+mod helpers;
+mod streaming;
+mod workspace;

@@ -1,0 +1,68 @@
+//! Streaming through the gateway: the size limit holds mid-stream, slow clients still succeed.
+
+use crate::helpers::spawn_stack;
+use bytes::Bytes;
+use imaging_e2e::fixtures::jpeg;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_ten_megabyte_plus_one_byte_upload_is_refused_with_413_and_nothing_is_stored() {
+    let stack = spawn_stack().await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    let mut bytes = jpeg(64, 64);
+    bytes.resize(10 * 1024 * 1024 + 1, 0);
+
+    let declared = stack
+        .post_raw(
+            "/api/image/v1.0/receipt",
+            &token,
+            "image/jpeg",
+            bytes.clone(),
+        )
+        .await;
+    assert_eq!(declared.status(), 413, "refused from Content-Length");
+
+    // Chunked, with no Content-Length: the gateway must count and stop at the limit.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(512 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let streamed = stack
+        .http
+        .post(stack.url("/api/image/v1.0/receipt"))
+        .header("Authorization", format!("OAuth {token}"))
+        .header("Content-Type", "image/jpeg")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    assert!(stack.objects().await.is_empty());
+    assert_eq!(stack.used("w1").await, 0);
+}
+
+#[tokio::test]
+async fn a_slow_client_sending_small_pieces_with_pauses_still_succeeds() {
+    let stack = spawn_stack().await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    let bytes = jpeg(200, 150);
+    let pieces: Vec<Bytes> = bytes.chunks(997).map(Bytes::copy_from_slice).collect();
+    let body = futures::stream::unfold(pieces.into_iter(), |mut rest| async move {
+        let next = rest.next()?;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        Some((Ok::<_, std::io::Error>(next), rest))
+    });
+    let response = stack
+        .http
+        .post(stack.url("/api/image/v1.0/receipt"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "image/jpeg")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let objects = stack.objects().await;
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].size, bytes.len() as u64);
+}
