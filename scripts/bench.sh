@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the release binaries, makes the benchmark corpus and prints every benchmark table.
+# Usage: scripts/bench.sh [--quick]      (from anywhere; results are described in bench/README.md)
+#   --quick: 3 repetitions per conversion and a few uploads per row, to check that all works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v cwebp >/dev/null 2>&1 || missing+=(webp)
+command -v vips >/dev/null 2>&1 || missing+=(libvips-tools)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo build --release --locked -q -p imaging-bench --bins
+cargo build --release --locked -q -p imaging-service -p imaging-gateway --bins
+
+reps=7
+uploads_args=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) reps=3; uploads_args+=(--quick) ;;
+    *) echo "unknown argument: $arg (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
+  esac
+done
+
+corpus=target/bench-corpus
+target/release/corpus "$corpus"
+
+echo "== machine"
+echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
+  "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo
+echo "== conversion"
+target/release/conversion "$corpus" --reps "$reps"
+echo
+echo "== uploads"
+target/release/uploads "${uploads_args[@]}"
