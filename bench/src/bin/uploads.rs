@@ -1,0 +1,563 @@
+//! `uploads`: end-to-end upload throughput, latency and memory of the real stack.
+//!
+//! Starts `redis-server`, the bench's `s3-server`, the release `ingest-service` (S3 storage,
+//! Redis state) and the release `gateway` as separate processes, then uploads the same files
+//! through gRPC, through the gateway, and straight to the S3 server (the baseline) at
+//! concurrency 1, 8 and 32; measures the peak RSS of the service and the gateway under load and
+//! what refusing a decompression bomb or an oversize upload costs. Prints Markdown tables.
+//!
+//! Build first: `cargo build --release --bin ingest-service --bin gateway --bin imaging-cli`
+//! and `cargo build --release -p imaging-bench --bins`; then `target/release/uploads`.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use imaging_bench::memory::{reset_peak, rss};
+use imaging_bench::stack::{Registry, S3_REGION, Stack, StackOptions};
+use imaging_bench::table::Table;
+use imaging_bench::uploads::corpus;
+use imaging_bench::uploads::load::{
+    self, Clients, Measured, Payload, Phase, Route, Targets, Workload,
+};
+use imaging_bench::uploads::refusal::{self, Refusal, Refused};
+use imaging_e2e::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY};
+use imaging_proto::v1::TargetKind;
+use imaging_proto::v1::image_ingest_client::ImageIngestClient;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The service's upload limit (10 MB).
+const MAX_UPLOAD_BYTES: usize = 10_485_760;
+/// Concurrency levels of the throughput table.
+const CONCURRENCY: [usize; 3] = [1, 8, 32];
+/// Concurrency of the memory check on the gateway.
+const GATEWAY_CHECK_CONCURRENCY: usize = 16;
+/// Workspace of every target.
+const WORKSPACE: &str = "bench";
+/// Owner of every target.
+const USER: &str = "bench-user";
+/// Quota of the workspace: far more than a run writes.
+const QUOTA_BYTES: u64 = 1 << 40;
+/// One MiB in KiB.
+const MIB: f64 = 1024.0;
+
+#[derive(Debug, Parser)]
+#[command(about = "Upload throughput, latency and memory: gRPC and gateway against direct S3 PUT")]
+struct Cli {
+    /// Pass-through uploads per row (rows at concurrency C send at least C).
+    #[arg(long, default_value_t = 48)]
+    uploads: usize,
+    /// Converting uploads per row (rows at concurrency C send at least C).
+    #[arg(long, default_value_t = 32)]
+    conversions: usize,
+    /// Measured tries per refusal case.
+    #[arg(long, default_value_t = 25)]
+    tries: usize,
+    /// Size of the pass-through PDF in bytes (under the 10,485,760-byte limit).
+    #[arg(long, default_value_t = 9_000_000)]
+    pdf_bytes: usize,
+    /// A much shorter run (few uploads per row) to check that everything works.
+    #[arg(long)]
+    quick: bool,
+    /// Directory of the release binaries (default: this executable's directory).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+/// Peak RSS of one process during one phase.
+#[derive(Debug, Clone)]
+struct MemoryRow {
+    process: &'static str,
+    during: String,
+    in_flight: usize,
+    idle_kib: u64,
+    peak_kib: u64,
+}
+
+impl MemoryRow {
+    fn growth_kib(&self) -> u64 {
+        self.peak_kib.saturating_sub(self.idle_kib)
+    }
+
+    fn per_in_flight_mib(&self) -> f64 {
+        self.growth_kib() as f64 / MIB / self.in_flight as f64
+    }
+}
+
+/// A process whose peak RSS is being watched.
+#[derive(Debug)]
+struct Watch {
+    process: &'static str,
+    pid: u32,
+    idle_kib: u64,
+}
+
+impl Watch {
+    /// Resets the peak of `pid` and notes its RSS now.
+    fn start(process: &'static str, pid: u32) -> anyhow::Result<Self> {
+        reset_peak(pid).with_context(|| format!("resetting the peak RSS of {process}"))?;
+        let idle_kib = rss(pid)?.current_kib;
+        Ok(Self {
+            process,
+            pid,
+            idle_kib,
+        })
+    }
+
+    fn finish(self, during: &str, in_flight: usize) -> anyhow::Result<MemoryRow> {
+        Ok(MemoryRow {
+            process: self.process,
+            during: during.to_owned(),
+            in_flight,
+            idle_kib: self.idle_kib,
+            peak_kib: rss(self.pid)?.peak_kib,
+        })
+    }
+}
+
+/// Registers fresh expense entries (each takes one image).
+#[derive(Debug)]
+struct Entries {
+    registry: Registry,
+    next: usize,
+}
+
+impl Entries {
+    /// `count` new entries, one per upload.
+    async fn register(&mut self, count: usize) -> anyhow::Result<Targets> {
+        let ids: Vec<String> = (self.next..self.next + count)
+            .map(|i| format!("entry-{i}"))
+            .collect();
+        self.next += count;
+        for id in &ids {
+            self.registry
+                .target(TargetKind::ExpenseEntry, id, WORKSPACE, USER)
+                .await?;
+        }
+        Ok(Targets::PerUpload(ids))
+    }
+}
+
+/// Everything measured in one run.
+#[derive(Debug, Default)]
+struct Results {
+    rows: Vec<Measured>,
+    memory: Vec<MemoryRow>,
+    refusals: Vec<Refused>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    if cli.quick {
+        cli.uploads = cli.uploads.min(8);
+        cli.conversions = cli.conversions.min(4);
+        cli.tries = cli.tries.min(5);
+    }
+    tokio::select! {
+        result = run(&cli) => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if cli.pdf_bytes >= MAX_UPLOAD_BYTES {
+        bail!("--pdf-bytes must be under the {MAX_UPLOAD_BYTES}-byte upload limit");
+    }
+    eprintln!("making the files…");
+    let pdf = Payload {
+        bytes: Bytes::from(corpus::scanned_pdf(cli.pdf_bytes)?),
+        content_type: "application/pdf",
+        file_name: "scan.pdf",
+    };
+    let photo = Payload {
+        bytes: Bytes::from(corpus::photo_jpeg(4000, 3000, 10)?),
+        content_type: "image/jpeg",
+        file_name: "photo.jpg",
+    };
+
+    eprintln!("starting the stack…");
+    let bin_dir = match &cli.bin_dir {
+        Some(dir) => dir.clone(),
+        None => StackOptions::default_bin_dir()?,
+    };
+    let mut stack = Stack::start(StackOptions {
+        bin_dir,
+        secret: "bench-only-secret".to_owned(),
+        quota_bytes: QUOTA_BYTES,
+    })
+    .await?;
+    let token = stack.token(USER, WORKSPACE, "owner,company_admin", "financial")?;
+    let mut registry = stack.registry().await?;
+    registry.workspace(WORKSPACE, QUOTA_BYTES).await?;
+    let max_concurrency = CONCURRENCY.into_iter().max().unwrap_or(1);
+    let expenses: Vec<String> = (0..max_concurrency).map(|w| format!("exp-{w}")).collect();
+    for id in &expenses {
+        registry
+            .target(TargetKind::WorkspaceExpense, id, WORKSPACE, USER)
+            .await?;
+    }
+    let mut clients = Clients {
+        grpc: ImageIngestClient::connect(stack.grpc_url()).await?,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?,
+        s3: baseline_bucket(&stack.s3_endpoint)?,
+        gateway_url: stack.gateway_url(),
+        token,
+        workspace: WORKSPACE.to_owned(),
+    };
+
+    // One unmeasured upload per route and workload: connections and lazy set-up.
+    let mut entries = Entries { registry, next: 0 };
+    for route in [Route::S3, Route::Grpc, Route::Gateway] {
+        for (workload, payload) in [
+            (Workload::PassThrough, &pdf),
+            (Workload::Converting, &photo),
+        ] {
+            let targets = match (route, workload) {
+                (Route::S3, _) => Targets::Keys("warm-up".to_owned()),
+                (_, Workload::PassThrough) => entries.register(1).await?,
+                (_, Workload::Converting) => Targets::PerWorker(expenses.clone()),
+            };
+            let phase = Phase {
+                route,
+                workload,
+                concurrency: 1,
+                uploads: 1,
+                payload: payload.clone(),
+                targets,
+            };
+            load::run(&clients, &phase)
+                .await
+                .context("warm-up upload")?;
+        }
+    }
+
+    let mut results = Results::default();
+    for (workload, payload, count) in [
+        (Workload::PassThrough, &pdf, cli.uploads),
+        (Workload::Converting, &photo, cli.conversions),
+    ] {
+        for concurrency in CONCURRENCY {
+            let uploads = count.max(concurrency);
+            for route in [Route::S3, Route::Grpc, Route::Gateway] {
+                let targets = match (route, workload) {
+                    (Route::S3, _) => {
+                        Targets::Keys(format!("baseline/{}-c{concurrency}", workload.label()))
+                    }
+                    (_, Workload::PassThrough) => entries.register(uploads).await?,
+                    (_, Workload::Converting) => Targets::PerWorker(expenses.clone()),
+                };
+                let phase = Phase {
+                    route,
+                    workload,
+                    concurrency,
+                    uploads,
+                    payload: payload.clone(),
+                    targets,
+                };
+                // The memory rows: the concurrency-32 pass-through runs, on fresh processes so
+                // that memory kept by earlier runs does not hide the growth.
+                let memory_run =
+                    workload == Workload::PassThrough && concurrency == max_concurrency;
+                let mut watches = Vec::new();
+                if memory_run && route != Route::S3 {
+                    stack.restart_service().await?;
+                    if route == Route::Gateway {
+                        stack.restart_gateway().await?;
+                    }
+                    clients.grpc = ImageIngestClient::connect(stack.grpc_url()).await?;
+                    watches.push(Watch::start("ingest-service", stack.service_pid())?);
+                    if route == Route::Gateway {
+                        watches.push(Watch::start("gateway", stack.gateway_pid())?);
+                    }
+                }
+                eprintln!(
+                    "{} {} C={concurrency} N={uploads}…",
+                    route.label(),
+                    workload.label()
+                );
+                let measured = load::run(&clients, &phase).await?;
+                for watch in watches {
+                    let during = format!("{} {}", route.label(), workload.label());
+                    results.memory.push(watch.finish(&during, concurrency)?);
+                }
+                results.rows.push(measured);
+            }
+        }
+    }
+
+    // 16 concurrent 9 MB uploads through a fresh gateway.
+    stack.restart_gateway().await?;
+    let uploads = if cli.quick {
+        GATEWAY_CHECK_CONCURRENCY
+    } else {
+        2 * GATEWAY_CHECK_CONCURRENCY
+    };
+    let phase = Phase {
+        route: Route::Gateway,
+        workload: Workload::PassThrough,
+        concurrency: GATEWAY_CHECK_CONCURRENCY,
+        uploads,
+        payload: pdf.clone(),
+        targets: entries.register(uploads).await?,
+    };
+    eprintln!("gateway memory check, C={GATEWAY_CHECK_CONCURRENCY} N={uploads}…");
+    let watch = Watch::start("gateway", stack.gateway_pid())?;
+    load::run(&clients, &phase).await?;
+    results.memory.push(watch.finish(
+        &format!("gateway pass-through, {GATEWAY_CHECK_CONCURRENCY}-upload check"),
+        GATEWAY_CHECK_CONCURRENCY,
+    )?);
+
+    // Refusals, on a fresh service.
+    stack.restart_service().await?;
+    clients.grpc = ImageIngestClient::connect(stack.grpc_url()).await?;
+    let oversize = Bytes::from(corpus::oversize_pdf(11_000_000));
+    let cases = [
+        Refusal {
+            case: "PNG bomb, 100000 x 100000 px".to_owned(),
+            bytes: Bytes::from(corpus::png_bomb()),
+            content_type: "image/png",
+            declared_size: 0,
+            code: tonic::Code::InvalidArgument,
+            reason: "CORRUPT_IMAGE",
+            cause: Some("TOO_MANY_PIXELS"),
+        },
+        Refusal {
+            case: "11 MB, size declared in the header".to_owned(),
+            bytes: oversize.clone(),
+            content_type: "application/pdf",
+            declared_size: oversize.len() as u64,
+            code: tonic::Code::OutOfRange,
+            reason: "FILE_TOO_LARGE",
+            cause: None,
+        },
+        Refusal {
+            case: "11 MB, size not declared (streamed)".to_owned(),
+            bytes: oversize,
+            content_type: "application/pdf",
+            declared_size: 0,
+            code: tonic::Code::OutOfRange,
+            reason: "FILE_TOO_LARGE",
+            cause: None,
+        },
+    ];
+    for case in &cases {
+        eprintln!("refusal: {}…", case.case);
+        results.refusals.push(
+            refusal::measure(
+                &clients.grpc,
+                &clients.token,
+                case,
+                cli.tries,
+                stack.service_pid(),
+            )
+            .await?,
+        );
+    }
+    drop(stack);
+
+    print_report(cli, &results, &pdf, &photo, started)?;
+    Ok(())
+}
+
+/// The S3 server's bucket, addressed exactly as the service addresses it.
+fn baseline_bucket(endpoint: &str) -> anyhow::Result<Box<s3::Bucket>> {
+    let credentials =
+        s3::creds::Credentials::new(Some(S3_ACCESS_KEY), Some(S3_SECRET_KEY), None, None, None)?;
+    let region = s3::Region::Custom {
+        region: S3_REGION.to_owned(),
+        endpoint: endpoint.to_owned(),
+    };
+    Ok(s3::Bucket::new(S3_BUCKET, region, credentials)?.with_path_style())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / MIB)
+}
+
+fn ms(duration: std::time::Duration) -> String {
+    let ms = duration.as_secs_f64() * 1e3;
+    if ms < 10.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**not met**" }
+}
+
+/// Throughput of `route` relative to the S3 baseline at the same workload and concurrency.
+fn ratio(results: &Results, row: &Measured) -> Option<f64> {
+    let baseline = results.rows.iter().find(|r| {
+        r.route == Route::S3 && r.workload == row.workload && r.concurrency == row.concurrency
+    })?;
+    Some(row.megabytes_per_second() / baseline.megabytes_per_second())
+}
+
+fn print_report(
+    cli: &Cli,
+    results: &Results,
+    pdf: &Payload,
+    photo: &Payload,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "Upload benchmark{}: {cpus} CPUs, load average at the end {}; pass-through file: a \
+         {}-byte PDF ({} MB, scanned pages); converting file: a {}-byte 12 MP JPEG (4000 x 3000).\n",
+        if cli.quick { " (--quick)" } else { "" },
+        loadavg
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        pdf.bytes.len(),
+        format_args!("{:.2}", pdf.bytes.len() as f64 / 1e6),
+        photo.bytes.len(),
+    );
+
+    println!("### Throughput and latency\n");
+    let mut table = Table::new(&[
+        "route",
+        "workload",
+        "C",
+        "N",
+        "uploads/s",
+        "MB/s",
+        "p50 ms",
+        "p99 ms",
+        "vs S3 PUT",
+    ]);
+    for row in &results.rows {
+        let versus = match (row.route, ratio(results, row)) {
+            (Route::S3, _) => "1.00 (baseline)".to_owned(),
+            (_, Some(r)) => format!("{r:.2}"),
+            (_, None) => String::new(),
+        };
+        table.row([
+            row.route.label().to_owned(),
+            row.workload.label().to_owned(),
+            row.concurrency.to_string(),
+            row.uploads.to_string(),
+            format!("{:.2}", row.uploads_per_second()),
+            format!("{:.1}", row.megabytes_per_second()),
+            ms(row.percentile(50.0)),
+            ms(row.percentile(99.0)),
+            versus,
+        ]);
+    }
+    println!("{}", table.render());
+
+    println!("### Memory (peak RSS, VmHWM, of fresh processes)\n");
+    let mut table = Table::new(&[
+        "process",
+        "during",
+        "in flight",
+        "idle MiB",
+        "peak MiB",
+        "growth MiB",
+        "per in-flight upload MiB",
+    ]);
+    for row in &results.memory {
+        table.row([
+            row.process.to_owned(),
+            row.during.clone(),
+            row.in_flight.to_string(),
+            mib(row.idle_kib),
+            mib(row.peak_kib),
+            mib(row.growth_kib()),
+            format!("{:.2}", row.per_in_flight_mib()),
+        ]);
+    }
+    println!("{}", table.render());
+
+    println!("### Refusals over gRPC (fresh service)\n");
+    let mut table = Table::new(&[
+        "case",
+        "bytes sent",
+        "answer",
+        "tries",
+        "median ms",
+        "max ms",
+        "service peak growth KiB",
+    ]);
+    for refused in &results.refusals {
+        table.row([
+            refused.case.clone(),
+            refused.bytes.to_string(),
+            refused.answer.clone(),
+            refused.tries.to_string(),
+            ms(refused.median),
+            ms(refused.max),
+            refused.growth_kib.to_string(),
+        ]);
+    }
+    println!("{}", table.render());
+
+    println!("### Against the targets\n");
+    let mut table = Table::new(&["target", "measured", "verdict"]);
+    let at = |route: Route, concurrency: usize| {
+        results.rows.iter().find(|r| {
+            r.route == route && r.workload == Workload::PassThrough && r.concurrency == concurrency
+        })
+    };
+    for (route, floor) in [(Route::Grpc, 0.80), (Route::Gateway, 0.70)] {
+        if let Some(r) = at(route, 8).and_then(|row| ratio(results, row)) {
+            table.row([
+                format!(
+                    "{} pass-through at C=8 >= {:.0}% of direct S3 PUT",
+                    route.label(),
+                    floor * 100.0
+                ),
+                format!("{:.0}%", r * 100.0),
+                verdict(r >= floor).to_owned(),
+            ]);
+        }
+    }
+    let service = results
+        .memory
+        .iter()
+        .find(|m| m.process == "ingest-service" && m.during.starts_with(Route::Grpc.label()));
+    if let Some(m) = service {
+        let per = m.per_in_flight_mib();
+        table.row([
+            "service memory per in-flight pass-through upload < 16 MiB".to_owned(),
+            format!("{per:.1} MiB (gRPC, C={})", m.in_flight),
+            verdict(per < 16.0).to_owned(),
+        ]);
+    }
+    for refused in &results.refusals {
+        let fast = refused.median.as_secs_f64() < 0.005;
+        let lean = refused.growth_kib < 1024;
+        table.row([
+            format!("refuse {} in < 5 ms and < 1 MiB", refused.case),
+            format!("{} ms, {} KiB", ms(refused.median), refused.growth_kib),
+            verdict(fast && lean).to_owned(),
+        ]);
+    }
+    let check = results
+        .memory
+        .iter()
+        .find(|m| m.process == "gateway" && m.in_flight == GATEWAY_CHECK_CONCURRENCY);
+    if let Some(m) = check {
+        let growth = m.growth_kib() as f64 / MIB;
+        table.row([
+            "gateway peak RSS growth, 16 concurrent 9 MB uploads < 64 MiB".to_owned(),
+            format!("{growth:.1} MiB"),
+            verdict(growth < 64.0).to_owned(),
+        ]);
+    }
+    println!("{}", table.render());
+    println!(
+        "Whole run: {:.0} s (files, stack start-up and restarts included).",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
