@@ -230,14 +230,8 @@ fn screenshot(width: u32, height: u32, seed: u64) -> RgbImage {
     canvas.rect(0, 56, 300, h - 56, [228.0, 231.0, 238.0], 1.0);
     for i in 0..24 {
         let y = 80.0 + i as f32 * 44.0;
-        canvas.text_line(
-            &mut rng,
-            28.0,
-            y,
-            14.0,
-            10 + rng.below(10),
-            [60.0, 64.0, 80.0],
-        );
+        let words = 10 + rng.below(10);
+        canvas.text_line(&mut rng, 28.0, y, 14.0, words, [60.0, 64.0, 80.0]);
     }
     for card in 0..6 {
         let (cx, cy) = (340 + (card % 3) * 735, 96 + (card / 3) * 740);

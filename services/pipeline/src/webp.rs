@@ -108,9 +108,7 @@ fn orient(
     let mut image = if pixel_type == PixelType::U8x3 {
         DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, pixels).ok_or_else(size_error)?)
     } else {
-        DynamicImage::ImageRgba8(
-            RgbaImage::from_raw(width, height, pixels).ok_or_else(size_error)?,
-        )
+        DynamicImage::ImageRgba8(RgbaImage::from_raw(width, height, pixels).ok_or_else(size_error)?)
     };
     image.apply_orientation(orientation);
     let size = (image.width(), image.height());
