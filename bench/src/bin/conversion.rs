@@ -159,7 +159,7 @@ fn convert_file(
         out.height
     );
     rows.push(Measured {
-        label: "ours (imaging_pipeline::to_webp)".to_owned(),
+        label: "ours (imaging_pipeline::to_webp, now)".to_owned(),
         time,
         net: None,
         bytes: out.bytes.len(),
@@ -337,7 +337,10 @@ fn encoder_table(options: &Options, limits: &Limits) -> anyhow::Result<String> {
             },
         ),
         ("method 3", webp::WebPConfig { method: 3, ..base }),
-        ("method 2", webp::WebPConfig { method: 2, ..base }),
+        (
+            "method 2 (the pipeline now)",
+            webp::WebPConfig { method: 2, ..base },
+        ),
         (
             "method 4, segments 1",
             webp::WebPConfig {

@@ -14,7 +14,7 @@ pub use error::PipelineError;
 pub use inspect::{Inspected, inspect};
 pub use media::{MediaType, sniff};
 pub use pdf::{ReportPdf, append_to_report, start_report};
-pub use webp::{WebpOutput, to_webp};
+pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
 
 /// Limits applied to every decode and conversion.
 #[derive(Debug, Clone, Copy)]
