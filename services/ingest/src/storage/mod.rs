@@ -4,6 +4,7 @@
 mod fs;
 mod s3;
 pub mod signed_url;
+mod sigv4;
 
 pub use fs::FsStore;
 pub use s3::S3Store;

@@ -1,12 +1,19 @@
-//! S3 backend (MinIO or any S3-compatible server) through `rust-s3`: path-style addressing,
-//! SigV4, presigned GET URLs. `rust-s3` returns 4xx/5xx as `Ok`, so every status is checked.
+//! S3 backend (MinIO or any S3-compatible server): path-style addressing, SigV4, presigned GET
+//! URLs. Object PUTs are signed in [`super::sigv4`] and sent with `reqwest` (one hash pass over
+//! the body); everything else goes through `rust-s3`, which returns 4xx/5xx as `Ok`, so every
+//! status is checked.
 
+use super::sigv4::{self, Signer};
 use super::{ObjectEntry, ObjectStore, StorageError, validate_key};
 use async_trait::async_trait;
 use bytes::Bytes;
+use reqwest::Url;
 use s3::creds::Credentials;
 use s3::{Bucket, Region};
 use std::time::Duration;
+
+/// Time limit of one request to the S3 server.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Objects in an S3 bucket.
 #[derive(Debug, Clone)]
@@ -14,6 +21,13 @@ pub struct S3Store {
     bucket: Box<Bucket>,
     /// Same bucket addressed through the endpoint clients can reach, for presigning.
     public_bucket: Box<Bucket>,
+    /// Client and signer of object PUTs.
+    http: reqwest::Client,
+    signer: Signer,
+    /// `endpoint/bucket`, with the bucket name percent-encoded.
+    bucket_url: Url,
+    /// The `Host` header of requests to `bucket_url`.
+    host: String,
 }
 
 fn bucket(
@@ -33,8 +47,29 @@ fn bucket(
         .map_err(|err| StorageError::Backend(err.to_string()))?
         .with_path_style();
     bucket
-        .with_request_timeout(Duration::from_secs(30))
+        .with_request_timeout(REQUEST_TIMEOUT)
         .map_err(|err| StorageError::Backend(err.to_string()))
+}
+
+/// `endpoint/bucket` and the `Host` header that goes with it.
+fn bucket_url(endpoint: &str, name: &str) -> Result<(Url, String), StorageError> {
+    let base = Url::parse(endpoint.trim_end_matches('/'))
+        .map_err(|err| StorageError::Backend(format!("S3 endpoint {endpoint:?}: {err}")))?;
+    let host = base
+        .host_str()
+        .ok_or_else(|| StorageError::Backend(format!("S3 endpoint {endpoint:?} has no host")))?;
+    // `port()` is `None` for the scheme's default port, which is also left out of `Host`.
+    let host = match base.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let url = format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        sigv4::encode_segment(name)
+    );
+    let url = Url::parse(&url).map_err(|err| StorageError::Backend(err.to_string()))?;
+    Ok((url, host))
 }
 
 impl S3Store {
@@ -52,10 +87,26 @@ impl S3Store {
         } else {
             public_endpoint
         };
+        let (bucket_url, host) = bucket_url(endpoint, bucket_name)?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|err| StorageError::Backend(err.to_string()))?;
         Ok(Self {
             bucket: bucket(bucket_name, endpoint, region, access_key, secret_key)?,
             public_bucket: bucket(bucket_name, public, region, access_key, secret_key)?,
+            http,
+            signer: Signer::new(access_key, secret_key, region),
+            bucket_url,
+            host,
         })
+    }
+
+    /// The URL of `key` (a valid key), each segment percent-encoded.
+    fn object_url(&self, key: &str) -> Result<Url, StorageError> {
+        let encoded: Vec<String> = key.split('/').map(sigv4::encode_segment).collect();
+        let url = format!("{}/{}", self.bucket_url.as_str(), encoded.join("/"));
+        Url::parse(&url).map_err(|err| StorageError::Backend(err.to_string()))
     }
 }
 
@@ -77,12 +128,36 @@ impl ObjectStore for S3Store {
     #[tracing::instrument(name = "storage.put", skip_all, fields(backend = "s3", key = %key))]
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError> {
         validate_key(key)?;
+        let url = self.object_url(key)?;
+        let payload_hash = sigv4::payload_hash(&bytes);
+        let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
+        let authorization = self.signer.authorization(
+            "PUT",
+            url.path(),
+            &[
+                ("content-type", content_type),
+                ("host", &self.host),
+                ("x-amz-content-sha256", &payload_hash),
+                ("x-amz-date", &amz_date),
+            ],
+            &payload_hash,
+            &amz_date,
+        );
         let response = self
-            .bucket
-            .put_object_with_content_type(key, &bytes, content_type)
+            .http
+            .put(url)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header("x-amz-content-sha256", payload_hash)
+            .header("x-amz-date", amz_date)
+            .header(http::header::AUTHORIZATION, authorization)
+            .body(bytes)
+            .send()
             .await
-            .map_err(transport)?;
-        match response.status_code() {
+            .map_err(|err| StorageError::Unavailable(format!("PUT {key}: {err}")))?;
+        let code = response.status().as_u16();
+        // Read the (small) answer so the connection can be reused.
+        let _ = response.bytes().await;
+        match code {
             200..=299 => Ok(()),
             code => Err(status("PUT", key, code)),
         }
