@@ -56,6 +56,8 @@ impl UploadPlan {
 /// What the pipeline produced, ready to store.
 struct Content {
     bytes: Bytes,
+    /// SHA-256 of `bytes`, computed once and used for the record and the storage write.
+    sha256: [u8; 32],
     media: MediaType,
     width: u32,
     height: u32,
@@ -278,6 +280,7 @@ impl Ingestor {
                 .await?;
                 let content = Content {
                     bytes: received.bytes,
+                    sha256: received.sha256,
                     media,
                     width: seen.width,
                     height: seen.height,
@@ -318,6 +321,7 @@ impl Ingestor {
                 })
                 .await?;
                 let content = Content {
+                    sha256: Sha256::digest(&webp.bytes).into(),
                     bytes: Bytes::from(webp.bytes),
                     media: MediaType::Webp,
                     width: webp.width,
@@ -362,6 +366,7 @@ impl Ingestor {
             }
         };
         let content = Content {
+            sha256: Sha256::digest(&report.bytes).into(),
             bytes: Bytes::from(report.bytes),
             media: MediaType::Pdf,
             width: 0,
@@ -417,11 +422,11 @@ impl Ingestor {
             width: content.width,
             height: content.height,
             page_count: content.pages,
-            sha256: hex::encode(Sha256::digest(&content.bytes)),
+            sha256: hex::encode(content.sha256),
         };
         if let Err(err) = self
             .store
-            .put(&key, content.bytes, content.media.mime())
+            .put(&key, content.bytes, &content.sha256, content.media.mime())
             .await
         {
             guard.rollback().await;

@@ -64,7 +64,13 @@ fn io(err: std::io::Error) -> StorageError {
 #[async_trait]
 impl ObjectStore for FsStore {
     #[tracing::instrument(name = "storage.put", skip_all, fields(backend = "fs", key = %key))]
-    async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), StorageError> {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        _sha256: &[u8; 32],
+        _content_type: &str,
+    ) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;

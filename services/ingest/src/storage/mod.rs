@@ -39,8 +39,15 @@ pub struct ObjectEntry {
 /// Where the bytes live.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    /// Writes the whole object; readers see either nothing or all of it.
-    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError>;
+    /// Writes the whole object; readers see either nothing or all of it. `sha256` is the
+    /// SHA-256 of `bytes`, which the caller already has; S3 checks the body against it.
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        sha256: &[u8; 32],
+        content_type: &str,
+    ) -> Result<(), StorageError>;
     /// Reads the whole object; `None` if it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError>;
     /// Deletes the object; deleting a missing object is not an error.

@@ -1,6 +1,6 @@
 //! S3 backend (MinIO or any S3-compatible server): path-style addressing, SigV4, presigned GET
-//! URLs. Object PUTs are signed in [`super::sigv4`] and sent with `reqwest` (one hash pass over
-//! the body); everything else goes through `rust-s3`, which returns 4xx/5xx as `Ok`, so every
+//! URLs. Object PUTs are signed in [`super::sigv4`] with the SHA-256 the service already computed
+//! and sent with `reqwest`; everything else goes through `rust-s3`, which returns 4xx/5xx as `Ok`, so every
 //! status is checked.
 
 use super::sigv4::{self, Signer};
@@ -126,10 +126,16 @@ fn status(op: &str, key: &str, code: u16) -> StorageError {
 #[async_trait]
 impl ObjectStore for S3Store {
     #[tracing::instrument(name = "storage.put", skip_all, fields(backend = "s3", key = %key))]
-    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError> {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        sha256: &[u8; 32],
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         validate_key(key)?;
         let url = self.object_url(key)?;
-        let payload_hash = sigv4::payload_hash(&bytes);
+        let payload_hash = hex::encode(sha256);
         let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
         let authorization = self.signer.authorization(
             "PUT",

@@ -4,35 +4,47 @@
 use crate::helpers::{Stack, spawn_app};
 use bytes::Bytes;
 use imaging_service::state::{Catalog, ImageRecord, Quota, Reservation, TargetRecord};
-use imaging_service::storage::ObjectStore;
+use imaging_service::storage::{ObjectStore, StorageError};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
+
+/// Writes `bytes` with their SHA-256, as the service does.
+async fn put(
+    store: &dyn ObjectStore,
+    key: &str,
+    bytes: Bytes,
+    content_type: &str,
+) -> Result<(), StorageError> {
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    store.put(key, bytes, &sha256, content_type).await
+}
 
 async fn storage_contract(store: &dyn ObjectStore, fetch: impl AsyncFn(&str) -> (u16, Vec<u8>)) {
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    store
-        .put(
-            "ws/w1/receipts/a/1.jpg",
-            Bytes::from(bytes.clone()),
-            "image/jpeg",
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            "ws/w1/receipts/b/2.pdf",
-            Bytes::from_static(b"%PDF-1.4"),
-            "application/pdf",
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            "ws/w2/invoices/c/3.png",
-            Bytes::from_static(b"png"),
-            "image/png",
-        )
-        .await
-        .unwrap();
+    put(
+        store,
+        "ws/w1/receipts/a/1.jpg",
+        Bytes::from(bytes.clone()),
+        "image/jpeg",
+    )
+    .await
+    .unwrap();
+    put(
+        store,
+        "ws/w1/receipts/b/2.pdf",
+        Bytes::from_static(b"%PDF-1.4"),
+        "application/pdf",
+    )
+    .await
+    .unwrap();
+    put(
+        store,
+        "ws/w2/invoices/c/3.png",
+        Bytes::from_static(b"png"),
+        "image/png",
+    )
+    .await
+    .unwrap();
 
     let got = store.get("ws/w1/receipts/a/1.jpg").await.unwrap().unwrap();
     assert_eq!(
@@ -52,14 +64,14 @@ async fn storage_contract(store: &dyn ObjectStore, fetch: impl AsyncFn(&str) -> 
         ]
     );
 
-    store
-        .put(
-            "ws/w1/receipts/b/2.pdf",
-            Bytes::from_static(b"%PDF-1.7 new"),
-            "application/pdf",
-        )
-        .await
-        .unwrap();
+    put(
+        store,
+        "ws/w1/receipts/b/2.pdf",
+        Bytes::from_static(b"%PDF-1.7 new"),
+        "application/pdf",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store
             .get("ws/w1/receipts/b/2.pdf")
@@ -87,7 +99,7 @@ async fn storage_contract(store: &dyn ObjectStore, fetch: impl AsyncFn(&str) -> 
     store.delete("ws/w1/receipts/a/1.jpg").await.unwrap();
     store.delete("ws/w1/receipts/a/1.jpg").await.unwrap();
     assert!(store.get("ws/w1/receipts/a/1.jpg").await.unwrap().is_none());
-    assert!(store.put("../escape", Bytes::new(), "x").await.is_err());
+    assert!(put(store, "../escape", Bytes::new(), "x").await.is_err());
     store.check().await.unwrap();
 }
 
@@ -247,6 +259,40 @@ async fn the_s3_store_meets_the_storage_contract() {
 }
 
 #[tokio::test]
+async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_sha256() {
+    let app = spawn_app(Stack::Real).await;
+    let store = app.backends.store.as_ref();
+    let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were hashed");
+    let sha256: [u8; 32] = Sha256::digest(&sent).into();
+    let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
+    let refused = store
+        .put(
+            "ws/w1/receipts/a/1.pdf",
+            altered,
+            &sha256,
+            "application/pdf",
+        )
+        .await;
+    assert!(refused.is_err(), "a body altered after hashing is refused");
+    assert!(
+        store.get("ws/w1/receipts/a/1.pdf").await.unwrap().is_none(),
+        "nothing is stored"
+    );
+    put(
+        store,
+        "ws/w1/receipts/a/1.pdf",
+        sent.clone(),
+        "application/pdf",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get("ws/w1/receipts/a/1.pdf").await.unwrap().unwrap(),
+        sent
+    );
+}
+
+#[tokio::test]
 async fn the_embedded_state_meets_the_quota_and_catalog_contracts() {
     let app = spawn_app(Stack::Embedded).await;
     quota_contract(app.backends.quota.as_ref()).await;
@@ -264,14 +310,14 @@ async fn the_redis_state_meets_the_quota_and_catalog_contracts() {
 async fn the_janitor_removes_temp_files_left_by_interrupted_writes_but_no_objects() {
     let app = spawn_app(Stack::Embedded).await;
     let store = app.backends.store.as_ref();
-    store
-        .put(
-            "ws/w1/receipts/a/1.pdf",
-            Bytes::from_static(b"%PDF-1.4"),
-            "application/pdf",
-        )
-        .await
-        .unwrap();
+    put(
+        store,
+        "ws/w1/receipts/a/1.pdf",
+        Bytes::from_static(b"%PDF-1.4"),
+        "application/pdf",
+    )
+    .await
+    .unwrap();
     let root = app.settings.storage.clone();
     let imaging_service::configuration::StorageSettings::Filesystem { root, .. } = root else {
         panic!("filesystem storage expected");
