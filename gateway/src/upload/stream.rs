@@ -17,8 +17,10 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-/// Messages buffered between the body reader and the gRPC stream.
-pub const CHANNEL_CAPACITY: usize = 4;
+/// Messages buffered between the body reader and the gRPC stream. Two chunks keep the
+/// gRPC stream fed while the next body frame is read; each extra one costs `chunk_bytes` of
+/// memory per upload in flight.
+pub const CHANNEL_CAPACITY: usize = 2;
 
 /// One item of the request stream.
 #[derive(Debug)]
@@ -173,14 +175,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_channel_holds_at_most_four_messages() {
+    async fn the_channel_holds_at_most_two_messages() {
         let (sender, _stream) = channel();
         for _ in 0..CHANNEL_CAPACITY {
             sender.chunk(Bytes::from_static(b"x")).await.unwrap();
         }
-        let fifth = sender.chunk(Bytes::from_static(b"x"));
+        let third = sender.chunk(Bytes::from_static(b"x"));
         assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(50), fifth)
+            tokio::time::timeout(std::time::Duration::from_millis(50), third)
                 .await
                 .is_err()
         );
