@@ -1,7 +1,7 @@
 //! S3 backend (MinIO or any S3-compatible server): path-style addressing, SigV4, presigned GET
-//! URLs. Object PUTs are signed in [`super::sigv4`] with the SHA-256 the service already computed
-//! and sent with `reqwest`; everything else goes through `rust-s3`, which returns 4xx/5xx as `Ok`, so every
-//! status is checked.
+//! URLs. Object PUTs are signed in [`super::sigv4`] with the SHA-256 the service already
+//! computed and sent with `reqwest`; everything else goes through `rust-s3`, which returns
+//! 4xx/5xx as `Ok`, so every status is checked.
 
 use super::sigv4::{self, Signer};
 use super::{ObjectEntry, ObjectStore, StorageError, validate_key};
