@@ -12,9 +12,10 @@ use imaging_bench::conversion::cli::{Tool, require_tools, run_timed};
 use imaging_bench::conversion::corpus::{CORPUS_FILES, CorpusFile};
 use imaging_bench::conversion::quality::{Original, psnr, ssim};
 use imaging_bench::conversion::stages::{
-    self, StageTimes, Variant, convert, default_config, encode_rgb, encoder_input,
+    LIBWEBP_DEFAULT_METHOD, StageTimes, Variant, convert, encode_rgb, encoder_input,
 };
 use imaging_bench::table::Table;
+use imaging_pipeline::webp_stages::{lossy_config, target_size};
 use imaging_pipeline::{Limits, MediaType};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -190,7 +191,7 @@ fn convert_file(
         let output = scratch.join(format!("{}.webp", file.name));
         // cwebp resizes the pixels as stored: give it the size that fits in stored orientation.
         let (stored_width, stored_height) = original.stored_size();
-        let stored = stages::fit(stored_width, stored_height, limits.max_edge);
+        let stored = target_size((stored_width, stored_height), &limits);
         let (time, ()) = timed(reps, || {
             run_timed(&mut tool.command(
                 &input,
@@ -326,7 +327,10 @@ fn encoder_table(options: &Options, limits: &Limits) -> anyhow::Result<String> {
         "SSIM (Y)",
         "PSNR dB",
     ]);
-    let base = default_config(limits.webp_quality)?;
+    let base = webp::WebPConfig {
+        method: LIBWEBP_DEFAULT_METHOD,
+        ..lossy_config(limits.webp_quality)?
+    };
     let variants: Vec<(&str, webp::WebPConfig)> = vec![
         ("defaults: method 4, thread_level 0", base),
         (

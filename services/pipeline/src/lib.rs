@@ -16,6 +16,14 @@ pub use media::{MediaType, sniff};
 pub use pdf::{ReportPdf, append_to_report, start_report};
 pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
 
+/// The stages of [`to_webp`], one function each, so that the benchmark times the very code the
+/// service runs.
+pub mod webp_stages {
+    pub use crate::webp::{
+        decode, encode, lossy_config, opaque_or_rgba, orient, resize, target_size,
+    };
+}
+
 /// Limits applied to every decode and conversion.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

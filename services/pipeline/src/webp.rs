@@ -1,7 +1,7 @@
 //! Conversion for workspace receipts: EXIF orientation applied, metadata dropped, long edge at
 //! most `max_edge` (never upscaled), lossy WebP at `webp_quality` through libwebp.
 
-use crate::inspect::{check_type, decode};
+use crate::inspect::{self, check_type};
 use crate::{Limits, MediaType, PipelineError};
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -28,7 +28,7 @@ const WEBP_MAX_EDGE: u32 = 16_383;
 pub const WEBP_METHOD: i32 = 2;
 
 /// libwebp's lossy defaults at `quality`, with effort [`WEBP_METHOD`].
-fn lossy_config(quality: f32) -> Result<webp::WebPConfig, PipelineError> {
+pub fn lossy_config(quality: f32) -> Result<webp::WebPConfig, PipelineError> {
     let mut config = webp::WebPConfig::new()
         .map_err(|()| PipelineError::Corrupt("WebP encoder set-up failed".to_owned()))?;
     config.lossless = 0;
@@ -49,40 +49,43 @@ pub fn to_webp(
     media: MediaType,
     limits: &Limits,
 ) -> Result<WebpOutput, PipelineError> {
-    if media == MediaType::Pdf {
-        return Err(PipelineError::UnsupportedMediaType);
-    }
-    check_type(bytes, media)?;
     let (image, orientation) = decode(bytes, media, limits)?;
     // Resize in stored orientation, then orient the small image: rotating a 12 MP photo costs
     // more than rotating the 3 MP result, and the output is the same up to resampling order.
     let stored = (image.width(), image.height());
     let (pixels, pixel_type) = opaque_or_rgba(image);
-    let target = fit(stored.0, stored.1, limits.max_edge.clamp(1, WEBP_MAX_EDGE));
-    let pixels = if target == stored {
-        pixels
-    } else {
-        resize(pixels, pixel_type, stored, target)?
-    };
+    let target = target_size(stored, limits);
+    let pixels = resize(pixels, pixel_type, stored, target)?;
     let (pixels, (new_width, new_height)) = orient(pixels, pixel_type, target, orientation)?;
-    let encoder = if pixel_type == PixelType::U8x3 {
-        webp::Encoder::from_rgb(&pixels, new_width, new_height)
-    } else {
-        webp::Encoder::from_rgba(&pixels, new_width, new_height)
-    };
-    // The encoder writes only the image: no EXIF, XMP or ICC chunks.
-    let encoded = encoder
-        .encode_advanced(&lossy_config(limits.webp_quality)?)
-        .map_err(|err| PipelineError::Corrupt(format!("WebP encoding failed: {err:?}")))?;
+    let bytes = encode(
+        &pixels,
+        pixel_type,
+        (new_width, new_height),
+        &lossy_config(limits.webp_quality)?,
+    )?;
     Ok(WebpOutput {
-        bytes: encoded.to_vec(),
+        bytes,
         width: new_width,
         height: new_height,
     })
 }
 
+/// The header checks, then the whole image decoded, with its EXIF orientation (not applied).
+/// A PDF is refused with [`PipelineError::UnsupportedMediaType`].
+pub fn decode(
+    bytes: &[u8],
+    media: MediaType,
+    limits: &Limits,
+) -> Result<(DynamicImage, Orientation), PipelineError> {
+    if media == MediaType::Pdf {
+        return Err(PipelineError::UnsupportedMediaType);
+    }
+    check_type(bytes, media)?;
+    inspect::decode(bytes, media, limits)
+}
+
 /// 8-bit RGB if every pixel is opaque, else 8-bit RGBA.
-fn opaque_or_rgba(image: DynamicImage) -> (Vec<u8>, PixelType) {
+pub fn opaque_or_rgba(image: DynamicImage) -> (Vec<u8>, PixelType) {
     if !image.color().has_alpha() {
         return (image.into_rgb8().into_raw(), PixelType::U8x3);
     }
@@ -93,6 +96,12 @@ fn opaque_or_rgba(image: DynamicImage) -> (Vec<u8>, PixelType) {
     } else {
         (rgba.into_raw(), PixelType::U8x4)
     }
+}
+
+/// The output size for an image of `stored` size: long edge at most `limits.max_edge` (and
+/// what WebP can hold), aspect kept, never larger than the input.
+pub fn target_size(stored: (u32, u32), limits: &Limits) -> (u32, u32) {
+    fit(stored.0, stored.1, limits.max_edge.clamp(1, WEBP_MAX_EDGE))
 }
 
 /// The size with the long edge at most `max_edge`, aspect kept, never larger than the input.
@@ -111,7 +120,7 @@ fn fit(width: u32, height: u32, max_edge: u32) -> (u32, u32) {
 }
 
 /// Applies an EXIF orientation to raw 8-bit RGB or RGBA pixels; the new pixels and size.
-fn orient(
+pub fn orient(
     pixels: Vec<u8>,
     pixel_type: PixelType,
     (width, height): (u32, u32),
@@ -136,12 +145,16 @@ fn orient(
     Ok((pixels, size))
 }
 
-fn resize(
+/// Lanczos3 resize of raw pixels from `from` to `to` (nothing done if they are equal).
+pub fn resize(
     pixels: Vec<u8>,
     pixel_type: PixelType,
     from: (u32, u32),
     to: (u32, u32),
 ) -> Result<Vec<u8>, PipelineError> {
+    if from == to {
+        return Ok(pixels);
+    }
     let source = Image::from_vec_u8(from.0, from.1, pixels, pixel_type)
         .map_err(|err| PipelineError::Corrupt(err.to_string()))?;
     let mut target = Image::new(to.0, to.1, pixel_type);
@@ -150,6 +163,25 @@ fn resize(
         .resize(&source, &mut target, &options)
         .map_err(|err| PipelineError::Corrupt(err.to_string()))?;
     Ok(target.into_vec())
+}
+
+/// Lossy WebP of raw 8-bit RGB or RGBA pixels with `config`. The encoder writes only the
+/// image: no EXIF, XMP or ICC chunks.
+pub fn encode(
+    pixels: &[u8],
+    pixel_type: PixelType,
+    (width, height): (u32, u32),
+    config: &webp::WebPConfig,
+) -> Result<Vec<u8>, PipelineError> {
+    let encoder = if pixel_type == PixelType::U8x3 {
+        webp::Encoder::from_rgb(pixels, width, height)
+    } else {
+        webp::Encoder::from_rgba(pixels, width, height)
+    };
+    let encoded = encoder
+        .encode_advanced(config)
+        .map_err(|err| PipelineError::Corrupt(format!("WebP encoding failed: {err:?}")))?;
+    Ok(encoded.to_vec())
 }
 
 #[cfg(test)]
