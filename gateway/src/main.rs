@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use imaging_gateway::configuration;
-use imaging_gateway::startup::{Application, shutdown_signal};
+use imaging_gateway::startup::Application;
+use imaging_telemetry::shutdown_signal;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]

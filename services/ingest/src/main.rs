@@ -42,8 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let app = Application::build(settings).await?;
             tracing::info!(grpc_port = app.grpc_port(), files_port = ?app.files_port(), "ingest service listening");
-            app.run_until(imaging_service::startup::shutdown_signal())
-                .await
+            app.run_until(imaging_telemetry::shutdown_signal()).await
         }
         Command::Reconcile { dry_run } => {
             let (store, _) = startup::storage_backend(&settings.storage, "").await?;

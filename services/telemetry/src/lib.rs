@@ -1,7 +1,7 @@
 //! Telemetry shared by the ingest service and the gateway: a `tracing` subscriber (plain or JSON
 //! logs that carry the trace ID), OpenTelemetry traces and metrics exported over OTLP when the
 //! standard `OTEL_*` variables ask for it, and W3C trace context carried in gRPC metadata so one
-//! trace spans gateway -> service -> storage.
+//! trace spans gateway -> service -> storage. Also the shutdown signal both processes wait for.
 
 mod propagation;
 
@@ -119,4 +119,27 @@ where
         .with_current_span(true)
         .with_span_list(false)
         .with_writer(sink)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, draining");
 }
