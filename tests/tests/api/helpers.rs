@@ -4,7 +4,7 @@
 use imaging_e2e::{RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 use imaging_proto::v1;
 use imaging_proto::v1::target_registry_client::TargetRegistryClient;
-use imaging_service::auth::{Claims, expires_in, mint_hs256};
+use imaging_service::auth::{Claims, mint_hs256};
 use imaging_service::configuration::{Settings, StateSettings, StorageSettings};
 use imaging_service::startup::Backends;
 use imaging_service::storage::ObjectEntry;
@@ -100,13 +100,7 @@ impl TestStack {
         perms: &[&str],
         seconds: i64,
     ) -> String {
-        let claims = Claims {
-            sub: sub.into(),
-            ws: ws.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            perms: perms.iter().map(|p| p.to_string()).collect(),
-            exp: expires_in(seconds),
-        };
+        let claims = Claims::expiring_in(sub, ws, roles, perms, seconds);
         mint_hs256(SECRET, &claims).unwrap()
     }
 

@@ -33,6 +33,18 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Claims for `sub` in workspace `ws` with `roles` and `perms`, expiring `seconds` from now
+    /// (negative: already expired).
+    pub fn expiring_in(sub: &str, ws: &str, roles: &[&str], perms: &[&str], seconds: i64) -> Self {
+        Claims {
+            sub: sub.to_owned(),
+            ws: ws.to_owned(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            perms: perms.iter().map(|perm| (*perm).to_owned()).collect(),
+            exp: expires_in(seconds),
+        }
+    }
+
     /// True if the bearer has `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use imaging_proto::v1;
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::target_registry_client::TargetRegistryClient;
-use imaging_service::auth::{Claims, expires_in, mint_hs256};
+use imaging_service::auth::{Claims, mint_hs256};
 use imaging_service::configuration;
 use std::path::PathBuf;
 use tonic::Request;
@@ -149,19 +149,10 @@ async fn main() -> anyhow::Result<()> {
             config,
         } => {
             let settings = configuration::load(config.as_deref())?;
-            let split = |s: &str| {
-                s.split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            };
-            let claims = Claims {
-                sub,
-                ws,
-                roles: split(&roles),
-                perms: split(&perms),
-                exp: expires_in(ttl),
-            };
+            fn split(list: &str) -> Vec<&str> {
+                list.split(',').filter(|item| !item.is_empty()).collect()
+            }
+            let claims = Claims::expiring_in(&sub, &ws, &split(&roles), &split(&perms), ttl);
             println!("{}", mint_hs256(&settings.auth.hs256_secret, &claims)?);
         }
         Command::RegisterWorkspace {

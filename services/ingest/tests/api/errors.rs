@@ -210,13 +210,7 @@ async fn tokens_that_are_missing_expired_or_forged_are_refused() {
     )
     .await;
     let forged = {
-        let claims = imaging_service::auth::Claims {
-            sub: "u1".into(),
-            ws: "w1".into(),
-            roles: vec![],
-            perms: vec![],
-            exp: imaging_service::auth::expires_in(60),
-        };
+        let claims = imaging_service::auth::Claims::expiring_in("u1", "w1", &[], &[], 60);
         imaging_service::auth::mint_hs256("someone-elses-secret", &claims).unwrap()
     };
     refused(

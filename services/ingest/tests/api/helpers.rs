@@ -6,7 +6,7 @@ use imaging_proto::v1;
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::target_registry_client::TargetRegistryClient;
 use imaging_proto::v1::upload_image_request::Part;
-use imaging_service::auth::{Claims, expires_in, mint_hs256};
+use imaging_service::auth::{Claims, mint_hs256};
 use imaging_service::configuration::{Settings, StateSettings, StorageSettings};
 use imaging_service::startup::{Application, Backends};
 use imaging_service::storage::ObjectEntry;
@@ -215,13 +215,7 @@ impl TestApp {
         perms: &[&str],
         seconds: i64,
     ) -> String {
-        let claims = Claims {
-            sub: sub.into(),
-            ws: ws.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            perms: perms.iter().map(|p| p.to_string()).collect(),
-            exp: expires_in(seconds),
-        };
+        let claims = Claims::expiring_in(sub, ws, roles, perms, seconds);
         mint_hs256(&self.settings.auth.hs256_secret, &claims).expect("mint")
     }
 

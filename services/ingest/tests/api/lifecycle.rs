@@ -110,13 +110,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_and_the_process_exits_within_th
     }
     let mut client =
         v1::image_ingest_client::ImageIngestClient::new(channel.expect("service starts"));
-    let claims = imaging_service::auth::Claims {
-        sub: "u1".into(),
-        ws: "w1".into(),
-        roles: vec![],
-        perms: vec![],
-        exp: imaging_service::auth::expires_in(600),
-    };
+    let claims = imaging_service::auth::Claims::expiring_in("u1", "w1", &[], &[], 600);
     let token = imaging_service::auth::mint_hs256("sigterm-test", &claims).unwrap();
     let bytes = jpeg(300, 200);
     let (sender, call) = half_sent_upload(&mut client, &token, &bytes).await;
