@@ -140,12 +140,7 @@ impl ObjectStore for S3Store {
         let authorization = self.signer.authorization(
             "PUT",
             url.path(),
-            &[
-                ("content-type", content_type),
-                ("host", &self.host),
-                ("x-amz-content-sha256", &payload_hash),
-                ("x-amz-date", &amz_date),
-            ],
+            &[("content-type", content_type), ("host", &self.host)],
             &payload_hash,
             &amz_date,
         );
