@@ -1,31 +1,22 @@
 //! Errors at the edge. A [`Failure`] says what went wrong (a gRPC code plus, when known, the
-//! `ErrorInfo` reason); an [`AppError`] is a failure rendered in one [`Dialect`]. The HTTP status
-//! comes from one function, [`http_status`]; bodies never carry backend internals.
+//! contract's `ErrorReason` and how long to wait before retrying); an [`AppError`] is a failure
+//! rendered in one [`Dialect`]. The HTTP status comes from one exhaustive `match`,
+//! [`http_status`]; bodies never carry backend internals.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use imaging_proto::v1::ErrorReason;
 use serde::Serialize;
+use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-/// Reasons the gateway produces itself, besides those of the ingest service's contract.
-pub mod reason {
-    /// A path ID is outside `[A-Za-z0-9_$-]{1,128}`.
-    pub const INVALID_ID: &str = "INVALID_ID";
-    /// The request is malformed (bad digest header, unreadable body, bad multipart).
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-    /// The multipart body has no `file` field.
-    pub const MISSING_FILE: &str = "MISSING_FILE";
-    /// The upload is over the byte limit.
-    pub const FILE_TOO_LARGE: &str = "FILE_TOO_LARGE";
-    /// An unknown API version in a Concur path.
-    pub const ROUTE_NOT_FOUND: &str = "ROUTE_NOT_FOUND";
-}
 
 /// Message shown for every 500.
 const INTERNAL_MESSAGE: &str = "An internal error occurred.";
 /// Message shown for every 503.
 const UNAVAILABLE_MESSAGE: &str = "The service is temporarily unavailable; retry shortly.";
+/// `Retry-After` of a 503 whose cause said nothing about when to retry.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Which REST dialect renders an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,45 +27,41 @@ pub enum Dialect {
     Workspace,
 }
 
-/// The one mapping from a gRPC code and `ErrorInfo` reason to an HTTP status.
+/// The one mapping from a reason (or, without one, a gRPC code) to an HTTP status. The `match`
+/// names every reason, so a new reason does not compile until both dialects map it.
 ///
-/// The reason decides when there is one; without one, only transport trouble (`UNAVAILABLE`,
-/// and `DEADLINE_EXCEEDED`/`CANCELLED`, i.e. the ingest service did not answer in time) gives
-/// 503; everything else is 500. `IDEMPOTENCY_KEY_REUSED` is 422, as the IETF
-/// `Idempotency-Key` draft prescribes for a key reused with another payload.
-pub fn http_status(dialect: Dialect, code: Code, reason: Option<&str>) -> StatusCode {
-    match reason {
-        Some("INVALID_ID" | "INVALID_REQUEST" | "MISSING_FILE" | "CHUNK_TOO_LARGE") => {
-            StatusCode::BAD_REQUEST
-        }
-        Some(token) if token.starts_with("TOKEN_") => StatusCode::UNAUTHORIZED,
-        Some("PERMISSION_DENIED") => StatusCode::FORBIDDEN,
-        Some("TARGET_NOT_FOUND" | "IMAGE_NOT_FOUND" | "ROUTE_NOT_FOUND") => StatusCode::NOT_FOUND,
-        Some("ALREADY_ATTACHED") => StatusCode::CONFLICT,
-        Some("FILE_TOO_LARGE") => StatusCode::PAYLOAD_TOO_LARGE,
-        Some("UNSUPPORTED_MEDIA_TYPE") => match dialect {
-            Dialect::Concur => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Dialect::Workspace => StatusCode::UNPROCESSABLE_ENTITY,
-        },
-        Some(
-            "CONTENT_TYPE_MISMATCH"
-            | "CORRUPT_IMAGE"
-            | "ENCRYPTED_PDF"
-            | "CHECKSUM_MISMATCH"
-            | "SIZE_MISMATCH"
-            | "IDEMPOTENCY_KEY_REUSED",
-        ) => StatusCode::UNPROCESSABLE_ENTITY,
-        Some("QUOTA_EXCEEDED") => StatusCode::INSUFFICIENT_STORAGE,
-        Some("BUSY" | "STORAGE_UNAVAILABLE" | "QUOTA_UNAVAILABLE") => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        None => match code {
+/// Without a reason, only transport trouble (`UNAVAILABLE`, and `DEADLINE_EXCEEDED`/`CANCELLED`,
+/// i.e. the ingest service did not answer in time) gives 503; everything else is 500.
+/// `IDEMPOTENCY_KEY_REUSED` is 422, as the IETF `Idempotency-Key` draft prescribes for a key
+/// reused with another payload.
+pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) -> StatusCode {
+    use ErrorReason::*;
+    let Some(reason) = reason else {
+        return match code {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+    };
+    match reason {
+        InvalidId | InvalidRequest | MissingFile | ChunkTooLarge => StatusCode::BAD_REQUEST,
+        TokenMissing | TokenInvalid | TokenExpired => StatusCode::UNAUTHORIZED,
+        PermissionDenied => StatusCode::FORBIDDEN,
+        TargetNotFound | ImageNotFound | RouteNotFound => StatusCode::NOT_FOUND,
+        AlreadyAttached => StatusCode::CONFLICT,
+        FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        UnsupportedMediaType => match dialect {
+            Dialect::Concur => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Dialect::Workspace => StatusCode::UNPROCESSABLE_ENTITY,
         },
+        ContentTypeMismatch | CorruptImage | EncryptedPdf | ChecksumMismatch | SizeMismatch
+        | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        Busy | Overloaded | ShuttingDown | StorageUnavailable | QuotaUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Internal | Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -82,23 +69,28 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<&str>) -> Status
 #[derive(Debug, Clone)]
 pub struct Failure {
     code: Code,
-    reason: Option<String>,
+    reason: Option<ErrorReason>,
     /// Client-safe text (the ingest service keeps its messages client-safe).
     message: String,
+    /// When to retry, if the service said (`RetryInfo`).
+    retry_after: Option<Duration>,
     /// Log-only detail.
     detail: Option<String>,
 }
 
 impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
-        let reason = status
-            .get_details_error_info()
+        let details = status.get_error_details();
+        let reason = details
+            .error_info()
             .filter(|info| info.domain == imaging_proto::ERROR_DOMAIN)
-            .map(|info| info.reason);
+            .and_then(|info| ErrorReason::from_str_name(&info.reason));
+        let retry_after = details.retry_info().and_then(|retry| retry.retry_delay);
         Failure {
             code: status.code(),
             reason,
             message: status.message().to_owned(),
+            retry_after,
             detail: None,
         }
     }
@@ -106,11 +98,12 @@ impl From<tonic::Status> for Failure {
 
 impl Failure {
     /// A failure the gateway detects itself.
-    pub fn local(code: Code, reason: &str, message: impl Into<String>) -> Self {
+    pub fn local(reason: ErrorReason, message: impl Into<String>) -> Self {
         Failure {
-            code,
-            reason: Some(reason.to_owned()),
+            code: code_of(reason),
+            reason: Some(reason),
             message: message.into(),
+            retry_after: None,
             detail: None,
         }
     }
@@ -118,29 +111,27 @@ impl Failure {
     /// A path ID outside `[A-Za-z0-9_$-]{1,128}`.
     pub fn invalid_id(what: &str) -> Self {
         Self::local(
-            Code::InvalidArgument,
-            reason::INVALID_ID,
+            ErrorReason::InvalidId,
             format!("The {what} is not a valid ID."),
         )
     }
 
     /// A malformed request.
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::local(Code::InvalidArgument, reason::INVALID_REQUEST, message)
+        Self::local(ErrorReason::InvalidRequest, message)
     }
 
     /// An upload over the limit.
     pub fn too_large(max_bytes: u64) -> Self {
         Self::local(
-            Code::OutOfRange,
-            reason::FILE_TOO_LARGE,
+            ErrorReason::FileTooLarge,
             format!("The file is larger than {max_bytes} bytes."),
         )
     }
 
     /// A route that does not exist (unknown API version).
     pub fn route_not_found() -> Self {
-        Self::local(Code::NotFound, reason::ROUTE_NOT_FOUND, "Not found.")
+        Self::local(ErrorReason::RouteNotFound, "Not found.")
     }
 
     /// Adds a log-only detail.
@@ -149,26 +140,34 @@ impl Failure {
         self
     }
 
-    /// The `ErrorInfo` reason, if any.
-    pub fn reason(&self) -> Option<&str> {
-        self.reason.as_deref()
+    /// The reason, if any.
+    pub fn reason(&self) -> Option<ErrorReason> {
+        self.reason
     }
 
     /// The HTTP status in `dialect`.
     pub fn status(&self, dialect: Dialect) -> StatusCode {
-        http_status(dialect, self.code, self.reason())
+        http_status(dialect, self.code, self.reason)
+    }
+
+    /// `Retry-After` for a 503: what the service said, at least a second, whole seconds.
+    fn retry_after(&self) -> u64 {
+        let delay = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+        (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).max(1)
     }
 
     /// The code and message clients see for `status`.
     fn public(&self, status: StatusCode) -> (&str, &str) {
+        let code = self.reason.map_or("ERROR", |reason| reason.as_str_name());
         match status {
             StatusCode::INTERNAL_SERVER_ERROR => ("INTERNAL", INTERNAL_MESSAGE),
             StatusCode::SERVICE_UNAVAILABLE => (
-                self.reason().unwrap_or("SERVICE_UNAVAILABLE"),
+                self.reason
+                    .map_or("SERVICE_UNAVAILABLE", |reason| reason.as_str_name()),
                 UNAVAILABLE_MESSAGE,
             ),
             _ => (
-                self.reason().unwrap_or("ERROR"),
+                code,
                 if self.message.is_empty() {
                     status.canonical_reason().unwrap_or("Error")
                 } else {
@@ -176,6 +175,15 @@ impl Failure {
                 },
             ),
         }
+    }
+}
+
+/// The gRPC code that goes with a reason the gateway produces itself.
+fn code_of(reason: ErrorReason) -> Code {
+    match reason {
+        ErrorReason::FileTooLarge => Code::OutOfRange,
+        ErrorReason::RouteNotFound => Code::NotFound,
+        _ => Code::InvalidArgument,
     }
 }
 
@@ -232,9 +240,10 @@ impl IntoResponse for AppError {
             }
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(failure.retry_after()),
+            );
         }
         if let Ok(value) = HeaderValue::from_str(&error_id) {
             response.headers_mut().insert("x-error-id", value);
@@ -259,33 +268,37 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    const TABLE: &[(&str, Code, u16, u16)] = &[
-        ("INVALID_ID", Code::InvalidArgument, 400, 400),
-        ("INVALID_REQUEST", Code::InvalidArgument, 400, 400),
-        ("MISSING_FILE", Code::InvalidArgument, 400, 400),
-        ("CHUNK_TOO_LARGE", Code::InvalidArgument, 400, 400),
-        ("TOKEN_MISSING", Code::Unauthenticated, 401, 401),
-        ("TOKEN_INVALID", Code::Unauthenticated, 401, 401),
-        ("TOKEN_EXPIRED", Code::Unauthenticated, 401, 401),
-        ("PERMISSION_DENIED", Code::PermissionDenied, 403, 403),
-        ("TARGET_NOT_FOUND", Code::NotFound, 404, 404),
-        ("IMAGE_NOT_FOUND", Code::NotFound, 404, 404),
-        ("ROUTE_NOT_FOUND", Code::NotFound, 404, 404),
-        ("ALREADY_ATTACHED", Code::AlreadyExists, 409, 409),
-        ("FILE_TOO_LARGE", Code::OutOfRange, 413, 413),
-        ("UNSUPPORTED_MEDIA_TYPE", Code::InvalidArgument, 415, 422),
-        ("CONTENT_TYPE_MISMATCH", Code::InvalidArgument, 422, 422),
-        ("CORRUPT_IMAGE", Code::InvalidArgument, 422, 422),
-        ("ENCRYPTED_PDF", Code::InvalidArgument, 422, 422),
-        ("SIZE_MISMATCH", Code::InvalidArgument, 422, 422),
-        ("CHECKSUM_MISMATCH", Code::InvalidArgument, 422, 422),
-        ("IDEMPOTENCY_KEY_REUSED", Code::FailedPrecondition, 422, 422),
-        ("QUOTA_EXCEEDED", Code::ResourceExhausted, 507, 507),
-        ("BUSY", Code::Unavailable, 503, 503),
-        ("STORAGE_UNAVAILABLE", Code::Unavailable, 503, 503),
-        ("QUOTA_UNAVAILABLE", Code::Unavailable, 503, 503),
-        ("INTERNAL", Code::Internal, 500, 500),
-        ("SOMETHING_NEW", Code::InvalidArgument, 500, 500),
+    use ErrorReason::*;
+
+    /// Every reason with its gRPC code and its status in the Concur and workspace dialects.
+    const TABLE: &[(ErrorReason, Code, u16, u16)] = &[
+        (InvalidId, Code::InvalidArgument, 400, 400),
+        (InvalidRequest, Code::InvalidArgument, 400, 400),
+        (MissingFile, Code::InvalidArgument, 400, 400),
+        (ChunkTooLarge, Code::InvalidArgument, 400, 400),
+        (TokenMissing, Code::Unauthenticated, 401, 401),
+        (TokenInvalid, Code::Unauthenticated, 401, 401),
+        (TokenExpired, Code::Unauthenticated, 401, 401),
+        (PermissionDenied, Code::PermissionDenied, 403, 403),
+        (TargetNotFound, Code::NotFound, 404, 404),
+        (ImageNotFound, Code::NotFound, 404, 404),
+        (RouteNotFound, Code::NotFound, 404, 404),
+        (AlreadyAttached, Code::AlreadyExists, 409, 409),
+        (FileTooLarge, Code::OutOfRange, 413, 413),
+        (UnsupportedMediaType, Code::InvalidArgument, 415, 422),
+        (ContentTypeMismatch, Code::InvalidArgument, 422, 422),
+        (CorruptImage, Code::InvalidArgument, 422, 422),
+        (EncryptedPdf, Code::InvalidArgument, 422, 422),
+        (SizeMismatch, Code::InvalidArgument, 422, 422),
+        (ChecksumMismatch, Code::InvalidArgument, 422, 422),
+        (IdempotencyKeyReused, Code::FailedPrecondition, 422, 422),
+        (QuotaExceeded, Code::ResourceExhausted, 507, 507),
+        (Busy, Code::Unavailable, 503, 503),
+        (Overloaded, Code::Unavailable, 503, 503),
+        (ShuttingDown, Code::Unavailable, 503, 503),
+        (StorageUnavailable, Code::Unavailable, 503, 503),
+        (QuotaUnavailable, Code::Unavailable, 503, 503),
+        (Internal, Code::Internal, 500, 500),
     ];
 
     fn status_with_reason(code: Code, reason: &str, message: &str) -> tonic::Status {
@@ -300,15 +313,62 @@ mod tests {
     #[test]
     fn every_reason_maps_to_its_status_in_both_dialects() {
         for &(reason, code, concur, workspace) in TABLE {
-            let failure = Failure::from(status_with_reason(code, reason, "m"));
+            let failure = Failure::from(status_with_reason(code, reason.as_str_name(), "m"));
             assert_eq!(failure.reason(), Some(reason));
-            assert_eq!(failure.status(Dialect::Concur).as_u16(), concur, "{reason}");
+            assert_eq!(
+                failure.status(Dialect::Concur).as_u16(),
+                concur,
+                "{reason:?}"
+            );
             assert_eq!(
                 failure.status(Dialect::Workspace).as_u16(),
                 workspace,
-                "{reason}"
+                "{reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_table_names_every_reason_of_the_contract() {
+        let all: Vec<ErrorReason> = (1..)
+            .map_while(|value| ErrorReason::try_from(value).ok())
+            .collect();
+        assert!(all.len() >= 27);
+        for reason in all {
+            assert!(
+                TABLE.iter().any(|row| row.0 == reason),
+                "{reason:?} has no row"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reason_this_gateway_does_not_know_falls_back_on_the_code() {
+        let failure = Failure::from(status_with_reason(
+            Code::InvalidArgument,
+            "SOMETHING_NEW",
+            "m",
+        ));
+        assert_eq!(failure.reason(), None);
+        assert_eq!(failure.status(Dialect::Concur), 500);
+        let failure = Failure::from(status_with_reason(Code::Unavailable, "SOMETHING_NEW", "m"));
+        assert_eq!(failure.status(Dialect::Workspace), 503);
+    }
+
+    #[tokio::test]
+    async fn retry_info_becomes_retry_after_in_whole_seconds() {
+        let mut details = tonic_types::ErrorDetails::with_error_info(
+            "OVERLOADED",
+            imaging_proto::ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        );
+        details.set_retry_info(Some(Duration::from_millis(2500)));
+        let status = tonic::Status::with_error_details(Code::Unavailable, "busy", details);
+        let response = AppError::new(Dialect::Workspace, status).into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        let body = body_of(response).await;
+        assert!(body.contains("\"code\":\"OVERLOADED\""), "{body}");
     }
 
     #[test]

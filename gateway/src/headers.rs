@@ -201,7 +201,11 @@ mod tests {
             ],
         ] {
             let error = client_sha256(&headers(&pairs)).unwrap_err();
-            assert_eq!(error.reason(), Some("INVALID_REQUEST"), "{pairs:?}");
+            assert_eq!(
+                error.reason(),
+                Some(imaging_proto::v1::ErrorReason::InvalidRequest),
+                "{pairs:?}"
+            );
         }
     }
 

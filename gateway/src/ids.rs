@@ -56,7 +56,7 @@ mod tests {
         }
         assert_eq!(
             check("a/b", "entry ID").unwrap_err().reason(),
-            Some("INVALID_ID")
+            Some(imaging_proto::v1::ErrorReason::InvalidId)
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Workspace receipts (multipart in, JSON out): upload, read and delete an expense's receipt
 //! image (stored as WebP), and the workspace's storage summary.
 
-use crate::error::{AppError, Dialect, ErrorBody, Failure, reason};
+use crate::error::{AppError, Dialect, ErrorBody, Failure};
 use crate::state::AppState;
 use crate::upload::Limits;
 use crate::{headers, ids, upload};
@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use imaging_proto::v1::{Target, TargetKind, UploadHeader};
+use imaging_proto::v1::{ErrorReason, Target, TargetKind, UploadHeader};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -146,8 +146,7 @@ pub async fn upload_receipt(
                 Err(error) => return Err(multipart_failure(error, limits)),
                 Ok(None) => {
                     return Err(Failure::local(
-                        tonic::Code::InvalidArgument,
-                        reason::MISSING_FILE,
+                        ErrorReason::MissingFile,
                         "The form has no `file` field.",
                     ));
                 }

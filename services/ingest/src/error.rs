@@ -1,9 +1,11 @@
-//! The domain error of an ingest operation. Each variant has a stable machine-readable reason;
-//! the gRPC edge (`grpc::status`) owns the mapping to status codes.
+//! The domain error of an ingest operation. Each variant has a stable machine-readable reason
+//! from the contract's `ErrorReason` enum; the gRPC edge (`grpc::status`) owns the mapping to
+//! status codes and details.
 
 use crate::state::StateError;
 use crate::storage::StorageError;
 use imaging_pipeline::PipelineError;
+use imaging_proto::v1::ErrorReason;
 
 /// Why an ingest operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +22,18 @@ pub enum IngestError {
     /// The caller may not act on this target.
     #[error("{0}")]
     PermissionDenied(&'static str),
-    /// An ID is empty or has characters outside `[A-Za-z0-9_$-]`.
+    /// An ID is empty or has characters outside `[A-Za-z0-9_$-]`; names the request field.
     #[error("invalid {0}")]
     InvalidId(&'static str),
-    /// The request is malformed (stream order, missing target, ...).
-    #[error("{0}")]
-    InvalidRequest(String),
+    /// The request is malformed (stream order, missing target, ...); `field` names the request
+    /// field at fault, or is empty when none is.
+    #[error("{message}")]
+    InvalidRequest {
+        /// The field at fault, e.g. `idempotency_key` (empty if none).
+        field: &'static str,
+        /// Client-safe explanation.
+        message: String,
+    },
     /// The stream carried no bytes.
     #[error("no file bytes were sent")]
     MissingFile,
@@ -73,6 +81,7 @@ pub enum IngestError {
         "workspace storage quota exceeded ({used} of {limit} bytes used, {requested} more requested)"
     )]
     QuotaExceeded {
+        workspace: String,
         limit: u64,
         used: u64,
         requested: u64,
@@ -86,48 +95,59 @@ pub enum IngestError {
     /// The service is draining before it stops.
     #[error("the service is shutting down, retry on another instance")]
     ShuttingDown,
-    /// Object storage failed or cannot be reached.
-    #[error("storage unavailable")]
-    StorageUnavailable(#[source] StorageError),
-    /// The quota/catalog store failed or cannot be reached.
-    #[error("quota store unavailable")]
-    StateUnavailable(#[source] StateError),
+    /// Object storage failed: unreachable or failing on its side (retryable), or refusing the
+    /// request (permanent, e.g. access denied).
+    #[error("storage failure")]
+    Storage(#[source] StorageError),
+    /// The quota/catalog store failed: unreachable (retryable) or unreadable data (permanent).
+    #[error("quota store failure")]
+    State(#[source] StateError),
     /// Anything else; the message is for logs only.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl IngestError {
-    /// The stable reason code sent in `google.rpc.ErrorInfo`.
-    pub fn reason(&self) -> &'static str {
+    /// The stable reason sent in `google.rpc.ErrorInfo`.
+    pub fn reason(&self) -> ErrorReason {
         use IngestError::*;
         match self {
-            TokenMissing => "TOKEN_MISSING",
-            TokenInvalid => "TOKEN_INVALID",
-            TokenExpired => "TOKEN_EXPIRED",
-            PermissionDenied(_) => "PERMISSION_DENIED",
-            InvalidId(_) => "INVALID_ID",
-            InvalidRequest(_) => "INVALID_REQUEST",
-            MissingFile => "MISSING_FILE",
-            ChunkTooLarge { .. } => "CHUNK_TOO_LARGE",
-            FileTooLarge { .. } => "FILE_TOO_LARGE",
-            UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            ContentTypeMismatch { .. } => "CONTENT_TYPE_MISMATCH",
-            CorruptImage | TooManyPixels { .. } => "CORRUPT_IMAGE",
-            EncryptedPdf => "ENCRYPTED_PDF",
-            SizeMismatch { .. } => "SIZE_MISMATCH",
-            ChecksumMismatch => "CHECKSUM_MISMATCH",
-            IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            AlreadyAttached => "ALREADY_ATTACHED",
-            TargetNotFound(_) => "TARGET_NOT_FOUND",
-            ImageNotFound => "IMAGE_NOT_FOUND",
-            QuotaExceeded { .. } => "QUOTA_EXCEEDED",
-            Busy => "BUSY",
-            Overloaded => "OVERLOADED",
-            ShuttingDown => "SHUTTING_DOWN",
-            StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
-            StateUnavailable(_) => "QUOTA_UNAVAILABLE",
-            Internal(_) => "INTERNAL",
+            TokenMissing => ErrorReason::TokenMissing,
+            TokenInvalid => ErrorReason::TokenInvalid,
+            TokenExpired => ErrorReason::TokenExpired,
+            PermissionDenied(_) => ErrorReason::PermissionDenied,
+            InvalidId(_) => ErrorReason::InvalidId,
+            InvalidRequest { .. } => ErrorReason::InvalidRequest,
+            MissingFile => ErrorReason::MissingFile,
+            ChunkTooLarge { .. } => ErrorReason::ChunkTooLarge,
+            FileTooLarge { .. } => ErrorReason::FileTooLarge,
+            UnsupportedMediaType(_) => ErrorReason::UnsupportedMediaType,
+            ContentTypeMismatch { .. } => ErrorReason::ContentTypeMismatch,
+            CorruptImage | TooManyPixels { .. } => ErrorReason::CorruptImage,
+            EncryptedPdf => ErrorReason::EncryptedPdf,
+            SizeMismatch { .. } => ErrorReason::SizeMismatch,
+            ChecksumMismatch => ErrorReason::ChecksumMismatch,
+            IdempotencyKeyReused => ErrorReason::IdempotencyKeyReused,
+            AlreadyAttached => ErrorReason::AlreadyAttached,
+            TargetNotFound(_) => ErrorReason::TargetNotFound,
+            ImageNotFound => ErrorReason::ImageNotFound,
+            QuotaExceeded { .. } => ErrorReason::QuotaExceeded,
+            Busy => ErrorReason::Busy,
+            Overloaded => ErrorReason::Overloaded,
+            ShuttingDown => ErrorReason::ShuttingDown,
+            Storage(err) if err.is_transient() => ErrorReason::StorageUnavailable,
+            State(err) if err.is_transient() => ErrorReason::QuotaUnavailable,
+            Storage(_) | State(_) | Internal(_) => ErrorReason::Internal,
+        }
+    }
+}
+
+impl IngestError {
+    /// A malformed request, blaming `field` (empty: no particular field).
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        IngestError::InvalidRequest {
+            field,
+            message: message.into(),
         }
     }
 }
@@ -154,12 +174,12 @@ impl From<PipelineError> for IngestError {
 
 impl From<StorageError> for IngestError {
     fn from(err: StorageError) -> Self {
-        IngestError::StorageUnavailable(err)
+        IngestError::Storage(err)
     }
 }
 
 impl From<StateError> for IngestError {
     fn from(err: StateError) -> Self {
-        IngestError::StateUnavailable(err)
+        IngestError::State(err)
     }
 }

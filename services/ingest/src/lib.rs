@@ -7,7 +7,6 @@
 pub mod auth;
 pub mod configuration;
 pub mod error;
-pub mod files;
 pub mod grpc;
 pub mod ingest;
 pub mod reconcile;

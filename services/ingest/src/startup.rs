@@ -148,7 +148,7 @@ impl Application {
         );
         let verifier = Verifier::new(&settings.auth)?;
         let files = match (files_listener, fs) {
-            (Some(listener), Some(fs)) => Some((listener, crate::files::router(fs))),
+            (Some(listener), Some(fs)) => Some((listener, crate::storage::files::router(fs))),
             _ => None,
         };
         Ok(Self {
@@ -183,9 +183,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(imaging_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(imaging_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let checker = tokio::spawn(watch_health(reporter, self.backends.clone()));
         let janitor = tokio::spawn(sweep_periodically(self.backends.store.clone()));
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -211,9 +215,14 @@ impl Application {
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .accept_http1(true)
+            .trace_fn(crate::grpc::layer::rpc_span)
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(tower::util::MapRequestLayer::new(
+                crate::grpc::layer::surface_resets,
+            ))
             .add_service(health)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(ImageIngestServer::new(self.api.clone()))
             .add_service(TargetRegistryServer::new(self.api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), shutdown);

@@ -1,13 +1,12 @@
 //! Conversions between the wire messages and the domain types.
 
 use crate::error::IngestError;
-use crate::ingest::{ImageView, Kind, TargetRef, UploadRequest};
-use crate::state::ImageRecord;
+use crate::ingest::{ImageView, Kind, TargetRef, UploadRequest, Uploaded};
 use imaging_proto::v1;
 
 /// A wire target as a domain target.
 pub fn target(target: Option<v1::Target>) -> Result<TargetRef, IngestError> {
-    let target = target.ok_or_else(|| IngestError::InvalidRequest("target is required".into()))?;
+    let target = target.ok_or_else(|| IngestError::invalid("target", "target is required"))?;
     let kind = match v1::TargetKind::try_from(target.kind) {
         Ok(v1::TargetKind::Receipt) => Kind::Receipt,
         Ok(v1::TargetKind::ExpenseEntry) => Kind::ExpenseEntry,
@@ -15,8 +14,9 @@ pub fn target(target: Option<v1::Target>) -> Result<TargetRef, IngestError> {
         Ok(v1::TargetKind::Report) => Kind::Report,
         Ok(v1::TargetKind::WorkspaceExpense) => Kind::WorkspaceExpense,
         Ok(v1::TargetKind::Unspecified) | Err(_) => {
-            return Err(IngestError::InvalidRequest(
-                "target kind is required".into(),
+            return Err(IngestError::invalid(
+                "target.kind",
+                "target kind is required",
             ));
         }
     };
@@ -38,8 +38,9 @@ pub fn upload_request(header: v1::UploadHeader) -> Result<UploadRequest, IngestE
     })
 }
 
-/// A stored record as an upload response.
-pub fn upload_response(record: ImageRecord, replayed: bool) -> v1::UploadImageResponse {
+/// A finished upload as its response.
+pub fn upload_response(uploaded: Uploaded) -> v1::UploadImageResponse {
+    let Uploaded { record, replayed } = uploaded;
     v1::UploadImageResponse {
         image_id: record.image_id,
         url: String::new(),

@@ -1,38 +1,19 @@
-//! The gRPC edge: `ImageIngest` and `TargetRegistry` delegate to [`crate::ingest::Ingestor`].
+//! The gRPC edge: `ImageIngest` and `TargetRegistry` turn messages into domain calls on
+//! [`crate::ingest::Ingestor`] and domain errors into `Status` (see `status`). Spans and stream
+//! resets are handled for every RPC in [`layer`].
 
 mod convert;
+pub mod layer;
 mod status;
 
 use crate::auth::{Claims, Verifier};
 use crate::error::IngestError;
 use crate::ingest::Ingestor;
-use crate::state::ImageRecord;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use imaging_proto::v1;
 use imaging_proto::v1::upload_image_request::Part;
-use opentelemetry::KeyValue;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
-
-/// A server span for `name`, parented on the caller's trace context, with its trace ID as a
-/// field so every log line inside it carries the trace.
-fn server_span(name: &'static str, metadata: &tonic::metadata::MetadataMap) -> tracing::Span {
-    let span = tracing::info_span!(
-        "rpc",
-        otel.name = name,
-        otel.kind = "server",
-        rpc.method = name,
-        trace_id = tracing::field::Empty,
-        kind = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
-    imaging_telemetry::extract(metadata, &span);
-    span.record("trace_id", imaging_telemetry::trace_id(&span));
-    span
-}
-
-fn stream_failed(status: Status) -> IngestError {
-    IngestError::InvalidRequest(format!("the upload stream failed: {}", status.message()))
-}
 
 /// Both gRPC services share this state.
 #[derive(Debug, Clone)]
@@ -45,65 +26,6 @@ impl IngestApi {
     /// Wraps the domain and the token verifier.
     pub fn new(ingestor: Ingestor, verifier: Verifier) -> Self {
         Self { ingestor, verifier }
-    }
-
-    /// Receives and finishes one upload stream; `kind` is set once the header names it.
-    async fn receive_upload(
-        &self,
-        request: Request<Streaming<v1::UploadImageRequest>>,
-        kind: &mut &'static str,
-    ) -> Result<(ImageRecord, bool), IngestError> {
-        let claims = self.claims(&request)?;
-        let admitted = self.ingestor.admit()?;
-        let mut stream = request.into_inner();
-        let header = match stream.message().await.map_err(stream_failed)? {
-            Some(v1::UploadImageRequest {
-                part: Some(Part::Header(header)),
-            }) => header,
-            _ => {
-                return Err(IngestError::InvalidRequest(
-                    "the first message must be the upload header".into(),
-                ));
-            }
-        };
-        let request = convert::upload_request(header)?;
-        *kind = request.target.kind.name();
-        let plan = self.ingestor.begin_upload(claims, request).await?;
-        let mut receiver = self.ingestor.receiver(&plan);
-        let received = async {
-            while let Some(message) = stream.message().await.map_err(stream_failed)? {
-                match message.part {
-                    Some(Part::Chunk(chunk)) => receiver.push(&chunk)?,
-                    Some(Part::Header(_)) => {
-                        return Err(IngestError::InvalidRequest(
-                            "a second header was sent".into(),
-                        ));
-                    }
-                    None => {}
-                }
-            }
-            Ok(())
-        }
-        .await;
-        self.ingestor
-            .metrics()
-            .bytes_received
-            .add(receiver.len(), &[KeyValue::new("kind", *kind)]);
-        received?;
-        let received = receiver.finish()?;
-        // The whole upload has arrived: finish it even if the client goes away now, so the
-        // guard's rollback and the locks never race with a cancelled future.
-        let ingestor = self.ingestor.clone();
-        tokio::spawn(
-            async move {
-                let result = ingestor.finish_upload(plan, received).await;
-                drop(admitted);
-                result
-            }
-            .in_current_span(),
-        )
-        .await
-        .map_err(|err| IngestError::Internal(format!("upload task failed: {err}")))?
     }
 
     /// The domain behind the API.
@@ -120,80 +42,94 @@ impl IngestApi {
     }
 }
 
+/// The chunks after the header, as bytes; a second header or a failed stream is an error.
+fn chunks(
+    stream: Streaming<v1::UploadImageRequest>,
+) -> impl Stream<Item = Result<Bytes, IngestError>> + Send {
+    stream.filter_map(|message| async move {
+        match message {
+            Ok(v1::UploadImageRequest {
+                part: Some(Part::Chunk(chunk)),
+            }) => Some(Ok(chunk)),
+            Ok(v1::UploadImageRequest {
+                part: Some(Part::Header(_)),
+            }) => Some(Err(IngestError::invalid(
+                "header",
+                "a second header was sent",
+            ))),
+            Ok(v1::UploadImageRequest { part: None }) => None,
+            Err(status) => Some(Err(IngestError::invalid(
+                "",
+                format!("the upload stream failed: {}", status.message()),
+            ))),
+        }
+    })
+}
+
 #[tonic::async_trait]
 impl v1::image_ingest_server::ImageIngest for IngestApi {
     async fn upload_image(
         &self,
         request: Request<Streaming<v1::UploadImageRequest>>,
     ) -> Result<Response<v1::UploadImageResponse>, Status> {
-        let span = server_span("imaging.v1.ImageIngest/UploadImage", request.metadata());
-        let metrics = self.ingestor.metrics().clone();
-        metrics.in_flight.add(1, &[]);
-        let started = std::time::Instant::now();
-        let mut kind = "UNKNOWN";
-        let result = self
-            .receive_upload(request, &mut kind)
-            .instrument(span.clone())
-            .await;
-        metrics.in_flight.add(-1, &[]);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(err) => err.reason(),
+        let claims = self.claims(&request)?;
+        let mut stream = request.into_inner();
+        let header = match stream.message().await {
+            Ok(Some(v1::UploadImageRequest {
+                part: Some(Part::Header(header)),
+            })) => header,
+            Ok(_) => {
+                return Err(IngestError::invalid(
+                    "header",
+                    "the first message must be the upload header",
+                )
+                .into());
+            }
+            Err(status) => {
+                return Err(IngestError::invalid(
+                    "",
+                    format!("the upload stream failed: {}", status.message()),
+                )
+                .into());
+            }
         };
-        span.record("kind", kind);
-        span.record("outcome", outcome);
-        metrics.upload_finished(kind, outcome, started.elapsed().as_secs_f64());
-        let (record, replayed) = result?;
-        Ok(Response::new(convert::upload_response(record, replayed)))
+        let header = convert::upload_request(header)?;
+        let uploaded = self.ingestor.upload(claims, header, chunks(stream)).await?;
+        Ok(Response::new(convert::upload_response(uploaded)))
     }
 
     async fn get_image(
         &self,
         request: Request<v1::GetImageRequest>,
     ) -> Result<Response<v1::ImageInfo>, Status> {
-        let span = server_span("imaging.v1.ImageIngest/GetImage", request.metadata());
-        async move {
-            let claims = self.claims(&request)?;
-            let target = convert::target(request.into_inner().target)?;
-            let view = self.ingestor.get_image(&claims, &target).await?;
-            Ok(Response::new(convert::image_info(view)))
-        }
-        .instrument(span)
-        .await
+        let claims = self.claims(&request)?;
+        let target = convert::target(request.into_inner().target)?;
+        let view = self.ingestor.get_image(&claims, &target).await?;
+        Ok(Response::new(convert::image_info(view)))
     }
 
     async fn delete_image(
         &self,
         request: Request<v1::DeleteImageRequest>,
     ) -> Result<Response<v1::DeleteImageResponse>, Status> {
-        let span = server_span("imaging.v1.ImageIngest/DeleteImage", request.metadata());
-        async move {
-            let claims = self.claims(&request)?;
-            let target = convert::target(request.into_inner().target)?;
-            let released_bytes = self.ingestor.delete_image(&claims, &target).await?;
-            Ok(Response::new(v1::DeleteImageResponse { released_bytes }))
-        }
-        .instrument(span)
-        .await
+        let claims = self.claims(&request)?;
+        let target = convert::target(request.into_inner().target)?;
+        let released_bytes = self.ingestor.delete_image(&claims, &target).await?;
+        Ok(Response::new(v1::DeleteImageResponse { released_bytes }))
     }
 
     async fn get_usage(
         &self,
         request: Request<v1::GetUsageRequest>,
     ) -> Result<Response<v1::Usage>, Status> {
-        let span = server_span("imaging.v1.ImageIngest/GetUsage", request.metadata());
-        async move {
-            let claims = self.claims(&request)?;
-            let workspace_id = request.into_inner().workspace_id;
-            let usage = self.ingestor.usage(&claims, &workspace_id).await?;
-            Ok(Response::new(v1::Usage {
-                workspace_id,
-                limit_bytes: usage.limit,
-                used_bytes: usage.used,
-            }))
-        }
-        .instrument(span)
-        .await
+        let claims = self.claims(&request)?;
+        let workspace_id = request.into_inner().workspace_id;
+        let usage = self.ingestor.usage(&claims, &workspace_id).await?;
+        Ok(Response::new(v1::Usage {
+            workspace_id,
+            limit_bytes: usage.limit,
+            used_bytes: usage.used,
+        }))
     }
 }
 

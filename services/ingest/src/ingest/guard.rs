@@ -1,11 +1,9 @@
 //! Undo for half-done ingests: a guard that, unless disarmed, deletes the object it wrote and
-//! releases the quota it reserved, and a target lock that is released however the work ends.
+//! releases the quota it reserved.
 
-use crate::error::IngestError;
-use crate::state::{Catalog, Quota};
+use crate::state::Quota;
 use crate::storage::ObjectStore;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Rolls back a reservation and a written object unless [`IngestGuard::disarm`] is called.
 #[derive(Debug)]
@@ -93,66 +91,6 @@ impl Drop for IngestGuard {
                 self.reserved,
                 self.written.take(),
             ));
-        }
-    }
-}
-
-/// A held catalog lock, released on [`TargetLock::release`] or, failing that, on drop.
-#[derive(Debug)]
-pub struct TargetLock {
-    catalog: Arc<dyn Catalog>,
-    name: String,
-    token: Option<String>,
-}
-
-/// How long a lock is held at most if its holder dies.
-const LOCK_TTL: Duration = Duration::from_secs(60);
-
-impl TargetLock {
-    /// Waits up to `wait` for the lock `name`.
-    pub async fn acquire(
-        catalog: Arc<dyn Catalog>,
-        name: String,
-        wait: Duration,
-    ) -> Result<Self, IngestError> {
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            if let Some(token) = catalog.try_lock(&name, LOCK_TTL).await? {
-                return Ok(Self {
-                    catalog,
-                    name,
-                    token: Some(token),
-                });
-            }
-            if Instant::now() >= deadline {
-                return Err(IngestError::Busy);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
-
-    /// Releases the lock.
-    pub async fn release(mut self) {
-        if let Some(token) = self.token.take()
-            && let Err(err) = self.catalog.unlock(&self.name, &token).await
-        {
-            tracing::warn!(lock = %self.name, error = %err, "unlock failed; the lock expires by itself");
-        }
-    }
-}
-
-impl Drop for TargetLock {
-    fn drop(&mut self) {
-        if let Some(token) = self.token.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let catalog = self.catalog.clone();
-            let name = std::mem::take(&mut self.name);
-            runtime.spawn(async move {
-                let _ = catalog.unlock(&name, &token).await;
-            });
         }
     }
 }

@@ -2,12 +2,19 @@
 //! the object store, the quota and the catalog. The gRPC layer only translates to and from this.
 
 mod guard;
+mod idempotency;
+mod lock;
+mod plan;
+pub mod policy;
 pub mod receive;
+mod store;
 pub mod target;
 mod upload;
 
+pub use idempotency::scope as idempotency_scope;
+pub use plan::{UploadPlan, UploadRequest};
 pub use target::{Kind, TargetRef};
-pub use upload::{UploadPlan, UploadRequest};
+pub use upload::Uploaded;
 
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
@@ -15,7 +22,7 @@ use crate::error::IngestError;
 use crate::state::{Catalog, ImageRecord, Quota, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
-use guard::TargetLock;
+use lock::with_lock;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -40,7 +47,7 @@ pub struct ImageView {
     pub record: ImageRecord,
     /// Expiring URL.
     pub url: String,
-    /// Seconds the URL stays valid.
+    /// How long the URL stays valid.
     pub url_ttl: Duration,
 }
 
@@ -92,24 +99,9 @@ impl Ingestor {
         self.admission.close();
     }
 
-    /// Uploads in flight now.
-    pub fn in_flight(&self) -> usize {
-        self.limits.max_in_flight_uploads.max(1) - self.admission.available_permits()
-    }
-
     /// The service's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// The object store (health checks, reconcile).
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    /// The quota store (health checks, reconcile).
-    pub fn quota(&self) -> &Arc<dyn Quota> {
-        &self.quota
     }
 
     /// Resolves a target to its workspace and owner and checks that `claims` may use it.
@@ -133,7 +125,7 @@ impl Ingestor {
         if let Some(record) = &found {
             auth::can_use_target(
                 claims,
-                target.kind.access(),
+                target.kind.policy().access,
                 &record.workspace,
                 &record.owner,
             )?;
@@ -174,30 +166,29 @@ impl Ingestor {
         let Some(_) = self.authorize(claims, target).await? else {
             return Err(not_found(target.kind));
         };
-        let lock = self.lock(target).await?;
-        let taken = self.catalog.take_image(&target.catalog_key()).await;
-        let result = match taken {
-            Ok(Some(record)) => {
-                if let Err(err) = self.store.delete(&record.key).await {
-                    // Put the record back so the image is not lost from view.
-                    let _ = self.catalog.put_image(&target.catalog_key(), &record).await;
-                    lock.release().await;
-                    return Err(err.into());
-                }
-                self.quota.release(&record.workspace, record.size).await?;
-                Ok(record.size)
+        let catalog_key = target.catalog_key();
+        let lock = format!("target:{catalog_key}");
+        with_lock(&self.catalog, lock, self.lock_wait, async {
+            let record = self
+                .catalog
+                .take_image(&catalog_key)
+                .await?
+                .ok_or(IngestError::ImageNotFound)?;
+            if let Err(err) = self.store.delete(&record.key).await {
+                // Put the record back so the image is not lost from view.
+                let _ = self.catalog.put_image(&catalog_key, &record).await;
+                return Err(err.into());
             }
-            Ok(None) => Err(IngestError::ImageNotFound),
-            Err(err) => Err(err.into()),
-        };
-        lock.release().await;
-        result
+            self.quota.release(&record.workspace, record.size).await?;
+            Ok(record.size)
+        })
+        .await
     }
 
     /// A workspace's quota limit and usage.
     pub async fn usage(&self, claims: &Claims, workspace: &str) -> Result<UsageView, IngestError> {
         if !target::valid_id(workspace) {
-            return Err(IngestError::InvalidId("workspace id"));
+            return Err(IngestError::InvalidId("workspace_id"));
         }
         auth::can_read_usage(claims, workspace)?;
         let limit = self
@@ -218,7 +209,7 @@ impl Ingestor {
     ) -> Result<u64, IngestError> {
         auth::can_manage_targets(claims)?;
         if !target::valid_id(workspace) {
-            return Err(IngestError::InvalidId("workspace id"));
+            return Err(IngestError::InvalidId("workspace_id"));
         }
         let limit = if quota == 0 {
             self.limits.default_quota_bytes
@@ -240,17 +231,18 @@ impl Ingestor {
         auth::can_manage_targets(claims)?;
         target.validate(false)?;
         if target.kind == Kind::Receipt {
-            return Err(IngestError::InvalidRequest(
-                "receipts are created by uploading, not registered".to_owned(),
+            return Err(IngestError::invalid(
+                "target.kind",
+                "receipts are created by uploading, not registered",
             ));
         }
         if !target::valid_id(workspace)
             || (target.kind == Kind::WorkspaceExpense && target.workspace != workspace)
         {
-            return Err(IngestError::InvalidId("workspace id"));
+            return Err(IngestError::InvalidId("workspace_id"));
         }
         if owner.is_empty() {
-            return Err(IngestError::InvalidRequest("owner is required".to_owned()));
+            return Err(IngestError::invalid("owner", "owner is required"));
         }
         if self.quota.limit(workspace).await?.is_none() {
             return Err(IngestError::TargetNotFound("workspace"));
@@ -274,15 +266,6 @@ impl Ingestor {
         auth::can_manage_targets(claims)?;
         target.validate(false)?;
         Ok(self.catalog.remove_target(&target.catalog_key()).await?)
-    }
-
-    async fn lock(&self, target: &TargetRef) -> Result<TargetLock, IngestError> {
-        TargetLock::acquire(
-            self.catalog.clone(),
-            format!("target:{}", target.catalog_key()),
-            self.lock_wait,
-        )
-        .await
     }
 }
 

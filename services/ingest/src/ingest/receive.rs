@@ -9,10 +9,16 @@ use sha2::{Digest, Sha256};
 /// Enough bytes to sniff every accepted type (PDF may carry leading junk, so it is decided later).
 const SNIFF_BYTES: usize = 16;
 
-/// Collects one upload's bytes under the limits.
+/// Collects (or only hashes) one upload's bytes under the limits.
 #[derive(Debug)]
 pub struct Receiver {
     buffer: Vec<u8>,
+    /// Bytes received so far (kept or not).
+    received: u64,
+    /// False: only count and hash (an idempotent replay stores nothing).
+    keep: bool,
+    /// The first bytes, for sniffing when the bytes are not kept.
+    head: Vec<u8>,
     hasher: Sha256,
     max_bytes: u64,
     max_chunk: usize,
@@ -23,18 +29,34 @@ pub struct Receiver {
 /// A complete upload.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// The bytes.
+    /// The bytes (empty if they were not kept).
     pub bytes: Bytes,
+    /// How many bytes arrived.
+    pub size: u64,
     /// Their SHA-256.
     pub sha256: [u8; 32],
 }
 
 impl Receiver {
-    /// A receiver for an upload declared as `declared` of about `declared_size` bytes.
-    pub fn new(declared: MediaType, declared_size: u64, max_bytes: u64, max_chunk: usize) -> Self {
-        let capacity = usize::try_from(declared_size.min(max_bytes)).unwrap_or(0);
+    /// A receiver for an upload declared as `declared` of about `declared_size` bytes; with
+    /// `keep` false the bytes are only counted, hashed and sniffed.
+    pub fn new(
+        declared: MediaType,
+        declared_size: u64,
+        max_bytes: u64,
+        max_chunk: usize,
+        keep: bool,
+    ) -> Self {
+        let capacity = if keep {
+            usize::try_from(declared_size.min(max_bytes)).unwrap_or(0)
+        } else {
+            0
+        };
         Self {
             buffer: Vec::with_capacity(capacity),
+            received: 0,
+            keep,
+            head: Vec::new(),
             hasher: Sha256::new(),
             max_bytes,
             max_chunk,
@@ -45,12 +67,12 @@ impl Receiver {
 
     /// Bytes received so far.
     pub fn len(&self) -> u64 {
-        self.buffer.len() as u64
+        self.received
     }
 
     /// True before the first byte.
     pub fn is_empty(&self) -> bool {
-        self.buffer.is_empty()
+        self.received == 0
     }
 
     /// Takes one chunk.
@@ -67,11 +89,21 @@ impl Receiver {
             });
         }
         self.hasher.update(chunk);
-        self.buffer.extend_from_slice(chunk);
-        if !self.sniffed && self.buffer.len() >= SNIFF_BYTES {
+        self.received += chunk.len() as u64;
+        let head = if self.keep {
+            self.buffer.extend_from_slice(chunk);
+            &self.buffer
+        } else {
+            if self.head.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - self.head.len()).min(chunk.len());
+                self.head.extend_from_slice(&chunk[..take]);
+            }
+            &self.head
+        };
+        if !self.sniffed && head.len() >= SNIFF_BYTES {
             self.sniffed = true;
             // A PDF may start with junk, so only a positive sniff of another type is decisive.
-            if let Some(found) = sniff(&self.buffer)
+            if let Some(found) = sniff(head)
                 && found != self.declared
             {
                 return Err(IngestError::ContentTypeMismatch {
@@ -84,10 +116,11 @@ impl Receiver {
 
     /// Ends the upload.
     pub fn finish(self) -> Result<Received, IngestError> {
-        if self.buffer.is_empty() {
+        if self.received == 0 {
             return Err(IngestError::MissingFile);
         }
         Ok(Received {
+            size: self.received,
             sha256: self.hasher.finalize().into(),
             bytes: Bytes::from(self.buffer),
         })
@@ -104,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_byte_past_the_limit_ends_the_upload() {
-        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 20, 16);
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 20, 16, true);
         receiver.push(&JPEG_HEAD).unwrap();
         receiver.push(&[0; 4]).unwrap();
         assert!(matches!(
@@ -115,7 +148,7 @@ mod tests {
 
     #[test]
     fn oversized_chunks_are_refused() {
-        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 8);
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 8, true);
         assert!(matches!(
             receiver.push(&[0; 9]),
             Err(IngestError::ChunkTooLarge { .. })
@@ -124,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_png_declared_as_jpeg_is_refused_as_soon_as_it_shows() {
-        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100);
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100, true);
         let png = [
             0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
         ];
@@ -136,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_hash_covers_every_chunk_in_order() {
-        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100);
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100, true);
         receiver.push(&JPEG_HEAD[..5]).unwrap();
         receiver.push(&JPEG_HEAD[5..]).unwrap();
         let received = receiver.finish().unwrap();
@@ -145,8 +178,24 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_keeps_nothing_still_counts_hashes_and_sniffs() {
+        let mut receiver = Receiver::new(MediaType::Png, 0, 100, 100, false);
+        assert!(matches!(
+            receiver.push(&JPEG_HEAD),
+            Err(IngestError::ContentTypeMismatch { .. })
+        ));
+        let mut receiver = Receiver::new(MediaType::Jpeg, 0, 100, 100, false);
+        receiver.push(&JPEG_HEAD[..3]).unwrap();
+        receiver.push(&JPEG_HEAD[3..]).unwrap();
+        let received = receiver.finish().unwrap();
+        assert!(received.bytes.is_empty());
+        assert_eq!(received.size, 16);
+        assert_eq!(received.sha256.to_vec(), Sha256::digest(JPEG_HEAD).to_vec());
+    }
+
+    #[test]
     fn an_empty_upload_is_a_missing_file() {
-        let receiver = Receiver::new(MediaType::Pdf, 0, 100, 100);
+        let receiver = Receiver::new(MediaType::Pdf, 0, 100, 100, true);
         assert!(matches!(receiver.finish(), Err(IngestError::MissingFile)));
     }
 }

@@ -5,7 +5,6 @@
 //! `{kind}` one of `receipts`, `expense-entries`, `invoices`, `reports`, `workspace-expenses`.
 //! Every object of a workspace is under `ws/{workspaceId}/`, which is what reconcile sums.
 
-use crate::auth::Access;
 use crate::error::IngestError;
 use imaging_pipeline::MediaType;
 
@@ -36,6 +35,19 @@ impl Kind {
         }
     }
 
+    /// The kind with catalog name `name`.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        [
+            Kind::Receipt,
+            Kind::ExpenseEntry,
+            Kind::Invoice,
+            Kind::Report,
+            Kind::WorkspaceExpense,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    }
+
     /// Folder in the object key.
     pub fn dir(self) -> &'static str {
         match self {
@@ -44,24 +56,6 @@ impl Kind {
             Kind::Invoice => "invoices",
             Kind::Report => "reports",
             Kind::WorkspaceExpense => "workspace-expenses",
-        }
-    }
-
-    /// Which permission rule applies.
-    pub fn access(self) -> Access {
-        match self {
-            Kind::WorkspaceExpense => Access::Workspace,
-            _ => Access::Concur,
-        }
-    }
-
-    /// Does this kind accept uploads of `media`?
-    pub fn accepts(self, media: MediaType) -> bool {
-        match self {
-            Kind::WorkspaceExpense => {
-                matches!(media, MediaType::Jpeg | MediaType::Png | MediaType::Webp)
-            }
-            _ => matches!(media, MediaType::Pdf | MediaType::Jpeg | MediaType::Png),
         }
     }
 }
@@ -94,10 +88,10 @@ impl TargetRef {
             valid_id(&self.id)
         };
         if !id_ok {
-            return Err(IngestError::InvalidId("target id"));
+            return Err(IngestError::InvalidId("target.id"));
         }
         if self.kind == Kind::WorkspaceExpense && !valid_id(&self.workspace) {
-            return Err(IngestError::InvalidId("workspace id"));
+            return Err(IngestError::InvalidId("target.workspace_id"));
         }
         Ok(())
     }
@@ -161,13 +155,5 @@ mod tests {
         assert!(key.ends_with(".webp"));
         assert_eq!(workspace_of_key(&key), Some("w1"));
         crate::storage::validate_key(&key).unwrap();
-    }
-
-    #[test]
-    fn workspace_expenses_take_webp_but_not_pdf_and_concur_targets_the_reverse() {
-        assert!(Kind::WorkspaceExpense.accepts(MediaType::Webp));
-        assert!(!Kind::WorkspaceExpense.accepts(MediaType::Pdf));
-        assert!(Kind::Report.accepts(MediaType::Pdf));
-        assert!(!Kind::Receipt.accepts(MediaType::Webp));
     }
 }

@@ -24,6 +24,14 @@ pub enum StateError {
     Data(String),
 }
 
+impl StateError {
+    /// True when the backend could not be reached (clients are told to retry); unreadable
+    /// data is permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
+}
+
 /// Outcome of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {

@@ -1,6 +1,7 @@
 //! Object storage behind one small trait, one file per backend: the local filesystem (the
 //! embedded default) and S3 (MinIO). The contract tests in `tests/` run against both.
 
+pub mod files;
 mod fs;
 mod s3;
 pub mod signed_url;
@@ -16,7 +17,7 @@ use std::time::Duration;
 /// A failure of the storage backend. Never shown to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The backend could not be reached or answered with a server error.
+    /// The backend could not be reached, timed out, or answered with a server error (5xx).
     #[error("storage backend unavailable: {0}")]
     Unavailable(String),
     /// The backend refused the request (4xx other than not-found), or a local I/O error.
@@ -25,6 +26,14 @@ pub enum StorageError {
     /// A key that is not a valid object key.
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
+}
+
+impl StorageError {
+    /// True for failures that may heal by themselves (unreachable server, timeout, a 5xx):
+    /// clients are told to retry. Everything else is permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Unavailable(_))
+    }
 }
 
 /// One stored object, as listed.

@@ -1,8 +1,8 @@
 //! The file server of the filesystem backend: serves objects at HMAC-signed, expiring URLs
 //! (`/files/{key}?expires=..&signature=..`), the stand-in for S3 presigned GETs.
 
-use crate::storage::signed_url::UrlSigner;
-use crate::storage::{FsStore, ObjectStore};
+use super::signed_url::UrlSigner;
+use super::{FsStore, ObjectStore};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};

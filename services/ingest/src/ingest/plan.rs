@@ -1,0 +1,138 @@
+//! The first step of an upload: everything that can be checked from the header alone (IDs,
+//! declared type, size, checksum and key formats, the target, the caller's permission), before
+//! a byte is read or anything is reserved.
+
+use super::Ingestor;
+use super::policy::Policy;
+use super::target::{Kind, TargetRef, valid_id};
+use crate::auth::{self, Claims};
+use crate::error::IngestError;
+use imaging_pipeline::MediaType;
+
+/// The header of an upload, as sent by the client.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// Where the image goes.
+    pub target: TargetRef,
+    /// Declared content type.
+    pub content_type: String,
+    /// Declared size in bytes (0 = unknown).
+    pub declared_size: u64,
+    /// Optional idempotency key.
+    pub idempotency_key: String,
+    /// Optional SHA-256 of the bytes (empty or 32 bytes).
+    pub sha256: Vec<u8>,
+}
+
+/// An upload that passed every check that needs no bytes.
+#[derive(Debug, Clone)]
+pub struct UploadPlan {
+    /// The caller.
+    pub claims: Claims,
+    /// The resolved target (for receipts, with its new ID).
+    pub target: TargetRef,
+    /// What the target's kind does with uploads.
+    pub policy: Policy,
+    /// The workspace charged.
+    pub workspace: String,
+    /// The target's owner.
+    pub owner: String,
+    /// The declared (and to be verified) type.
+    pub media: MediaType,
+    /// Declared size (0 = unknown).
+    pub declared_size: u64,
+    /// Idempotency key (empty = none).
+    pub idempotency_key: String,
+    /// Declared SHA-256, if any.
+    pub sha256: Option<[u8; 32]>,
+}
+
+impl Ingestor {
+    /// Checks an upload's header and resolves its target. Nothing is reserved or written.
+    pub(crate) async fn plan(
+        &self,
+        claims: Claims,
+        request: UploadRequest,
+    ) -> Result<UploadPlan, IngestError> {
+        let mut target = request.target;
+        target.validate(true)?;
+        let policy = target.kind.policy();
+        let media = MediaType::from_declared(&request.content_type)
+            .filter(|media| policy.accepts(*media))
+            .ok_or_else(|| IngestError::UnsupportedMediaType(request.content_type.clone()))?;
+        if request.declared_size > self.limits.max_upload_bytes {
+            return Err(IngestError::FileTooLarge {
+                limit: self.limits.max_upload_bytes,
+            });
+        }
+        let sha256 = match request.sha256.len() {
+            0 => None,
+            32 => request.sha256.as_slice().try_into().ok(),
+            _ => return Err(IngestError::invalid("sha256", "sha256 must be 32 bytes")),
+        };
+        let key = &request.idempotency_key;
+        if !key.is_empty() && (key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(IngestError::invalid(
+                "idempotency_key",
+                "idempotency key must be 1-128 visible ASCII characters",
+            ));
+        }
+        let (workspace, owner) = if target.kind == Kind::Receipt {
+            if !target.id.is_empty() {
+                return Err(IngestError::invalid(
+                    "target.id",
+                    "receipt image IDs are made by the server",
+                ));
+            }
+            if !valid_id(&claims.ws) {
+                return Err(IngestError::InvalidId("token ws"));
+            }
+            target.id = uuid::Uuid::new_v4().simple().to_string();
+            (claims.ws.clone(), claims.sub.clone())
+        } else {
+            let record = self
+                .catalog
+                .target(&target.catalog_key())
+                .await?
+                .ok_or(IngestError::TargetNotFound("target"))?;
+            auth::can_use_target(&claims, policy.access, &record.workspace, &record.owner)?;
+            (record.workspace, record.owner)
+        };
+        Ok(UploadPlan {
+            claims,
+            target,
+            policy,
+            workspace,
+            owner,
+            media,
+            declared_size: request.declared_size,
+            idempotency_key: request.idempotency_key,
+            sha256,
+        })
+    }
+
+    /// Refuses at once if the workspace is full or the declared size cannot fit. A converted
+    /// image shrinks, so only fullness is checked for those.
+    pub(crate) async fn precheck_quota(&self, plan: &UploadPlan) -> Result<(), IngestError> {
+        let limit = self
+            .quota
+            .limit(&plan.workspace)
+            .await?
+            .unwrap_or(self.limits.default_quota_bytes);
+        let used = self.quota.used(&plan.workspace).await?;
+        let requested = if plan.policy.shrinks() {
+            0
+        } else {
+            plan.declared_size
+        };
+        if used >= limit || used.saturating_add(requested) > limit {
+            return Err(IngestError::QuotaExceeded {
+                workspace: plan.workspace.clone(),
+                limit,
+                used,
+                requested,
+            });
+        }
+        Ok(())
+    }
+}

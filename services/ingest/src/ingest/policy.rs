@@ -1,0 +1,123 @@
+//! What each target kind does with an upload, in one place: which types it accepts, who may
+//! write it, how the bytes are converted, and how the result is placed.
+
+use super::target::Kind;
+use crate::auth::Access;
+use imaging_pipeline::MediaType;
+
+/// How the uploaded bytes become the stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// Stored as uploaded, after validation.
+    Keep,
+    /// Converted to an upright, downscaled lossy WebP.
+    Webp,
+    /// Its pages are appended to the target's one PDF.
+    ReportPdf,
+}
+
+/// How the stored object relates to the target's previous image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A new image with a server-made ID (loose receipts).
+    Create,
+    /// The target takes one image; a second upload is refused with `ALREADY_ATTACHED`.
+    AttachOnce,
+    /// The new object extends the previous one (report PDFs).
+    Append,
+    /// The new object replaces the previous one, which is deleted.
+    Replace,
+}
+
+/// A target kind's upload policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Declared types accepted.
+    pub accepts: &'static [MediaType],
+    /// Which permission rule applies.
+    pub access: Access,
+    /// How the bytes are converted.
+    pub conversion: Conversion,
+    /// How the result is placed.
+    pub placement: Placement,
+}
+
+const CONCUR_TYPES: &[MediaType] = &[MediaType::Pdf, MediaType::Jpeg, MediaType::Png];
+const WORKSPACE_TYPES: &[MediaType] = &[MediaType::Jpeg, MediaType::Png, MediaType::Webp];
+
+impl Kind {
+    /// This kind's policy.
+    pub fn policy(self) -> Policy {
+        let (accepts, access, conversion, placement) = match self {
+            Kind::Receipt => (
+                CONCUR_TYPES,
+                Access::Concur,
+                Conversion::Keep,
+                Placement::Create,
+            ),
+            Kind::ExpenseEntry | Kind::Invoice => (
+                CONCUR_TYPES,
+                Access::Concur,
+                Conversion::Keep,
+                Placement::AttachOnce,
+            ),
+            Kind::Report => (
+                CONCUR_TYPES,
+                Access::Concur,
+                Conversion::ReportPdf,
+                Placement::Append,
+            ),
+            Kind::WorkspaceExpense => (
+                WORKSPACE_TYPES,
+                Access::Workspace,
+                Conversion::Webp,
+                Placement::Replace,
+            ),
+        };
+        Policy {
+            accepts,
+            access,
+            conversion,
+            placement,
+        }
+    }
+}
+
+impl Policy {
+    /// Does this policy accept uploads declared as `media`?
+    pub fn accepts(&self, media: MediaType) -> bool {
+        self.accepts.contains(&media)
+    }
+
+    /// True if the stored size can be smaller than the upload (converted images), so the
+    /// declared size is no measure of the quota it will take.
+    pub fn shrinks(&self) -> bool {
+        self.conversion == Conversion::Webp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_expenses_take_webp_but_not_pdf_and_concur_targets_the_reverse() {
+        assert!(Kind::WorkspaceExpense.policy().accepts(MediaType::Webp));
+        assert!(!Kind::WorkspaceExpense.policy().accepts(MediaType::Pdf));
+        assert!(Kind::Report.policy().accepts(MediaType::Pdf));
+        assert!(!Kind::Receipt.policy().accepts(MediaType::Webp));
+    }
+
+    #[test]
+    fn each_kind_places_its_images_as_the_contract_says() {
+        assert_eq!(Kind::Receipt.policy().placement, Placement::Create);
+        assert_eq!(Kind::ExpenseEntry.policy().placement, Placement::AttachOnce);
+        assert_eq!(Kind::Invoice.policy().placement, Placement::AttachOnce);
+        assert_eq!(Kind::Report.policy().placement, Placement::Append);
+        assert_eq!(
+            Kind::WorkspaceExpense.policy().placement,
+            Placement::Replace
+        );
+        assert_eq!(Kind::WorkspaceExpense.policy().access, Access::Workspace);
+    }
+}
