@@ -286,25 +286,10 @@ fn png_bytes(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Inserts an APP1 Exif segment (big-endian TIFF, one IFD entry: Orientation) after SOI.
+/// `jpeg` with an EXIF orientation, as the shared fixtures make it.
 fn with_orientation(jpeg: &[u8], orientation: u16) -> anyhow::Result<Vec<u8>> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padding
-    tiff.extend_from_slice(&[0, 0, 0, 0]); // no next IFD
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let head = jpeg.get(..2).context("JPEG too short")?;
-    let mut out = head.to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&u16::try_from(app1.len() + 2)?.to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    Ok(out)
+    anyhow::ensure!(jpeg.len() >= 2, "JPEG too short");
+    Ok(imaging_e2e::fixtures::with_orientation(jpeg, orientation))
 }
 
 /// A PDF of `pages` A4 pages, each showing a scanned receipt (a 1240x1754 JPEG, 150 dpi) and a

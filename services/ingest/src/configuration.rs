@@ -1,6 +1,7 @@
 //! Settings: built-in defaults, then an optional TOML file, then `APP__SECTION__KEY` environment
 //! variables. Tests build [`Settings`] values directly and never touch the process environment.
 
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -44,8 +45,9 @@ pub enum StorageSettings {
     Filesystem {
         /// Root directory for objects.
         root: PathBuf,
-        /// Key used to sign file URLs. Dev default only; set your own in production.
-        url_signing_key: String,
+        /// Key used to sign file URLs. Dev default only; set your own in production. Never
+        /// printed (`Debug` shows `[REDACTED]`).
+        url_signing_key: SecretString,
     },
     /// S3-compatible server (MinIO), path-style addressing, SigV4.
     S3 {
@@ -57,8 +59,8 @@ pub enum StorageSettings {
         bucket: String,
         /// Access key ID.
         access_key: String,
-        /// Secret access key.
-        secret_key: String,
+        /// Secret access key (never printed).
+        secret_key: SecretString,
         /// Endpoint used in presigned URLs handed to clients; empty = `endpoint`.
         #[serde(default)]
         public_endpoint: String,
@@ -91,8 +93,8 @@ fn default_redis_prefix() -> String {
 /// Token verification keys.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
-    /// HS256 shared secret; empty disables HS256.
-    pub hs256_secret: String,
+    /// HS256 shared secret; empty disables HS256. Never printed.
+    pub hs256_secret: SecretString,
     /// PEM RSA public key for RS256; empty disables RS256.
     pub rs256_public_key_pem: String,
     /// PEM EC (P-256) public key for ES256; empty disables ES256.
@@ -186,7 +188,7 @@ impl Settings {
             .expect("built-in defaults are valid");
         settings.storage = StorageSettings::Filesystem {
             root: data_dir.join("objects"),
-            url_signing_key: "dev-only-url-signing-key-change-me".to_owned(),
+            url_signing_key: SecretString::from("dev-only-url-signing-key-change-me"),
         };
         settings.state = StateSettings::Embedded {
             path: data_dir.join("state.json"),
@@ -198,6 +200,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn defaults_describe_the_embedded_mode_with_a_ten_megabyte_limit() {
@@ -208,6 +211,25 @@ mod tests {
             StorageSettings::Filesystem { .. }
         ));
         assert!(matches!(settings.state, StateSettings::Embedded { .. }));
-        assert_eq!(settings.auth.hs256_secret, DEV_HS256_SECRET);
+        assert_eq!(settings.auth.hs256_secret.expose_secret(), DEV_HS256_SECRET);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut settings = Settings::embedded(std::path::Path::new("/tmp/x"));
+        settings.auth.hs256_secret = SecretString::from("hs-secret-value");
+        settings.storage = StorageSettings::S3 {
+            endpoint: "http://s3".into(),
+            region: "r".into(),
+            bucket: "b".into(),
+            access_key: "AKIA".into(),
+            secret_key: SecretString::from("s3-secret-value"),
+            public_endpoint: String::new(),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hs-secret-value"), "{shown}");
+        assert!(!shown.contains("s3-secret-value"), "{shown}");
+        let embedded = format!("{:?}", Settings::embedded(std::path::Path::new("/tmp/x")));
+        assert!(!embedded.contains("dev-only-url-signing-key"), "{embedded}");
     }
 }

@@ -11,6 +11,7 @@ use crate::storage::{FsStore, ObjectStore, S3Store};
 use anyhow::Context;
 use imaging_proto::v1::image_ingest_server::ImageIngestServer;
 use imaging_proto::v1::target_registry_server::TargetRegistryServer;
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,7 @@ pub async fn storage_backend(
             root,
             url_signing_key,
         } => {
-            let signer = UrlSigner::new(url_signing_key.as_bytes());
+            let signer = UrlSigner::new(url_signing_key.expose_secret().as_bytes());
             let fs = Arc::new(FsStore::new(root, signer, files_public_url).await?);
             (fs.clone(), Some(fs))
         }
@@ -81,7 +82,7 @@ pub async fn storage_backend(
                 region,
                 bucket,
                 access_key,
-                secret_key,
+                secret_key.expose_secret(),
             )?;
             (Arc::new(s3), None)
         }
@@ -184,9 +185,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
         let reflection = || {
+            // Both reflection versions list every served service, themselves included.
             tonic_reflection::server::Builder::configure()
+                .include_reflection_service(false)
                 .register_encoded_file_descriptor_set(imaging_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;

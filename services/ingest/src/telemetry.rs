@@ -1,5 +1,5 @@
-//! The service's metrics (OpenTelemetry instruments on the global meter provider) and the
-//! request span helper. Logging and exporters are set up by `imaging_telemetry::init`.
+//! The service's metrics (OpenTelemetry instruments on the global meter provider). Spans are
+//! made per RPC in `grpc::layer`; logging and exporters are set up by `imaging_telemetry::init`.
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};

@@ -268,7 +268,7 @@ async fn every_concur_error_has_its_status_and_an_xml_body() {
 async fn uploads_are_refused_with_503_while_redis_is_down() {
     let mut stack = spawn_stack().await;
     let token = stack.token("u1", "w1", &[], &[]);
-    stack.redis.stop();
+    stack.app.redis.as_mut().unwrap().stop();
     let response = stack
         .post_raw("/api/image/v1.0/receipt", &token, "image/png", png(8, 8))
         .await;
@@ -278,4 +278,34 @@ async fn uploads_are_refused_with_503_while_redis_is_down() {
         !body.contains("127.0.0.1") && !body.contains("redis"),
         "no internals leak: {body}"
     );
+}
+
+#[tokio::test]
+async fn a_retried_upload_with_its_idempotency_key_is_201_with_the_same_id_when_the_quota_is_full()
+{
+    let stack = spawn_stack().await;
+    let bytes = jpeg(64, 48);
+    stack.register_workspace("w1", bytes.len() as u64).await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    let post = || {
+        stack
+            .http
+            .post(stack.url("/api/image/v1.0/receipt"))
+            .header("Authorization", format!("OAuth {token}"))
+            .header("Content-Type", "image/jpeg")
+            .header("Idempotency-Key", "retry-1")
+            .body(bytes.clone())
+            .send()
+    };
+    let first = post().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = first.text().await.unwrap();
+    let again = post().await.unwrap();
+    assert_eq!(again.status(), 201, "not 507: the retry is a replay");
+    assert_eq!(
+        xml_text(&again.text().await.unwrap(), "Id"),
+        xml_text(&first, "Id")
+    );
+    assert_eq!(stack.objects().await.len(), 1);
+    assert_eq!(stack.used("w1").await, bytes.len() as u64);
 }

@@ -6,5 +6,6 @@
 
 mod concur;
 mod helpers;
+mod overload;
 mod streaming;
 mod workspace;

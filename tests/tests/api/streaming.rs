@@ -66,3 +66,60 @@ async fn a_slow_client_sending_small_pieces_with_pauses_still_succeeds() {
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0].size, bytes.len() as u64);
 }
+
+/// Sends a request head and `body` over a raw connection, then drops the connection without
+/// finishing the body.
+async fn dropped_mid_body(stack: &crate::helpers::TestStack, head: String, body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let addr = stack.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body).await.unwrap();
+    socket.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(socket);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_body_stores_nothing_chunked_or_not() {
+    let stack = spawn_stack().await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    let bytes = jpeg(400, 300);
+
+    // Content-Length promises more than arrives.
+    let head = format!(
+        "POST /api/image/v1.0/receipt HTTP/1.1\r\nHost: x\r\nAuthorization: OAuth {token}\r\n\
+         Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        bytes.len() + 10
+    );
+    dropped_mid_body(&stack, head, &bytes).await;
+
+    // Chunked: the whole file arrives, but never the last (empty) chunk.
+    let head = format!(
+        "POST /api/image/v1.0/receipt HTTP/1.1\r\nHost: x\r\nAuthorization: OAuth {token}\r\n\
+         Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut body = Vec::new();
+    for piece in bytes.chunks(8192) {
+        body.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        body.extend_from_slice(piece);
+        body.extend_from_slice(b"\r\n");
+    }
+    dropped_mid_body(&stack, head, &body).await;
+
+    assert!(stack.objects().await.is_empty(), "nothing stored");
+    assert_eq!(stack.used("w1").await, 0, "nothing charged");
+
+    // The same bytes, finished properly, are stored: the cut, not the file, was refused.
+    let response = stack
+        .post_raw(
+            "/api/image/v1.0/receipt",
+            &token,
+            "image/jpeg",
+            bytes.clone(),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(stack.objects().await.len(), 1);
+}

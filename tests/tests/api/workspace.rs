@@ -240,7 +240,7 @@ async fn a_too_large_file_is_413_and_an_unreachable_redis_is_503_both_as_json() 
     assert!(stack.objects().await.is_empty());
     assert_eq!(stack.used("w1").await, 0);
 
-    stack.redis.stop();
+    stack.app.redis.as_mut().unwrap().stop();
     let response = stack
         .http
         .post(stack.url(PATH))

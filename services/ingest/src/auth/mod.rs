@@ -8,6 +8,7 @@ pub use permissions::{Access, can_manage_targets, can_read_usage, can_use_target
 use crate::configuration::AuthSettings;
 use crate::error::IngestError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 /// Workspace admin roles that may act on every Concur target of their workspace.
@@ -81,10 +82,11 @@ impl Verifier {
     /// Builds a verifier; fails if no key is configured or a PEM key does not parse.
     pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
-        if !settings.hs256_secret.is_empty() {
+        let secret = settings.hs256_secret.expose_secret();
+        if !secret.is_empty() {
             keys.push((
                 Algorithm::HS256,
-                DecodingKey::from_secret(settings.hs256_secret.as_bytes()),
+                DecodingKey::from_secret(secret.as_bytes()),
             ));
         }
         if !settings.rs256_public_key_pem.is_empty() {
@@ -161,7 +163,7 @@ mod tests {
 
     fn settings(secret: &str) -> AuthSettings {
         AuthSettings {
-            hs256_secret: secret.to_owned(),
+            hs256_secret: secret.into(),
             rs256_public_key_pem: String::new(),
             es256_public_key_pem: String::new(),
             leeway_seconds: 0,

@@ -7,6 +7,7 @@ use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::target_registry_client::TargetRegistryClient;
 use imaging_service::auth::{Claims, mint_hs256};
 use imaging_service::configuration;
+use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
@@ -153,7 +154,10 @@ async fn main() -> anyhow::Result<()> {
                 list.split(',').filter(|item| !item.is_empty()).collect()
             }
             let claims = Claims::expiring_in(&sub, &ws, &split(&roles), &split(&perms), ttl);
-            println!("{}", mint_hs256(&settings.auth.hs256_secret, &claims)?);
+            println!(
+                "{}",
+                mint_hs256(settings.auth.hs256_secret.expose_secret(), &claims)?
+            );
         }
         Command::RegisterWorkspace {
             workspace,

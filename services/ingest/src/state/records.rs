@@ -41,7 +41,8 @@ pub struct ImageRecord {
 pub struct IdempotencyRecord {
     /// Hex SHA-256 of the uploaded bytes.
     pub upload_sha256: String,
-    /// Catalog key of the target it was uploaded to (empty for new receipts).
+    /// Catalog key of the target it was uploaded to (`RECEIPT` for loose receipts, whose IDs
+    /// are new on every upload).
     pub target: String,
     /// The record as stored by that upload.
     pub image: ImageRecord,

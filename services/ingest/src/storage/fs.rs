@@ -36,16 +36,6 @@ impl FsStore {
         })
     }
 
-    /// Sets the base URL of the file server (known only once it is bound).
-    pub fn set_public_url(&mut self, public_url: impl Into<String>) {
-        self.public_url = public_url.into().trim_end_matches('/').to_owned();
-    }
-
-    /// The root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The URL signer, shared with the file server.
     pub fn signer(&self) -> &UrlSigner {
         &self.signer

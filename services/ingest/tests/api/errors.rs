@@ -426,3 +426,33 @@ async fn an_upload_that_does_not_fit_the_quota_is_refused_and_charges_nothing() 
     assert_eq!(app.objects().await.len(), 1);
     assert_eq!(app.used("w1").await, first.len() as u64);
 }
+
+#[tokio::test]
+async fn a_storage_server_that_refuses_the_service_is_an_internal_error_not_a_retry() {
+    let app = crate::helpers::spawn_app_with(Stack::Real, |settings| {
+        if let imaging_service::configuration::StorageSettings::S3 { secret_key, .. } =
+            &mut settings.storage
+        {
+            *secret_key = "not-the-secret".into();
+        }
+    })
+    .await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let status = app
+        .upload(&token, receipt(), "image/png", &png(16, 16))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "INTERNAL", "{status:?}");
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(
+        status.message(),
+        "internal error",
+        "no backend detail leaks"
+    );
+    use tonic_types::StatusExt;
+    assert!(
+        status.get_error_details().retry_info().is_none(),
+        "a permanent failure does not invite retries"
+    );
+    assert_eq!(app.used("w1").await, 0, "the reservation is released");
+}

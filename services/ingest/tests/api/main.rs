@@ -3,11 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod contract;
 mod errors;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod protocol;
 mod races;
+mod resets;
 mod resilience;
+mod state_contract;
+mod storage_contract;
 mod uploads;

@@ -34,41 +34,78 @@ async fn health_reports_serving_when_storage_and_redis_answer() {
     );
 }
 
+/// Lists the services and resolves `grpc.health.v1.Health` over one reflection version.
+macro_rules! reflect {
+    ($pb:path, $addr:expr) => {{
+        use $pb::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let channel = tonic::transport::Channel::from_shared($addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let requests = vec![
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            },
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(
+                    "grpc.health.v1.Health".into(),
+                )),
+            },
+        ];
+        let mut replies = client
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            replies.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("no service list");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        let Some(MessageResponse::FileDescriptorResponse(files)) =
+            replies.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("grpc.health.v1.Health is not described");
+        };
+        (names, files.file_descriptor_proto)
+    }};
+}
+
 #[tokio::test]
-async fn reflection_lists_the_imaging_services() {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
+async fn reflection_v1_and_v1alpha_list_and_describe_every_served_service() {
     let app = spawn_app(Stack::Embedded).await;
-    let channel = tonic::transport::Channel::from_shared(app.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let reply = replies.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
-        panic!("unexpected reflection reply");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"imaging.v1.ImageIngest".to_owned()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"imaging.v1.TargetRegistry".to_owned()),
-        "{names:?}"
-    );
+    let v1 = reflect!(tonic_reflection::pb::v1, app.addr);
+    let v1alpha = reflect!(tonic_reflection::pb::v1alpha, app.addr);
+    for (names, files) in [v1, v1alpha] {
+        for service in [
+            "imaging.v1.ImageIngest",
+            "imaging.v1.TargetRegistry",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(
+                names.contains(&service.to_owned()),
+                "{service} in {names:?}"
+            );
+        }
+        let described = files
+            .iter()
+            .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+            .any(|file| {
+                file.package() == "grpc.health.v1"
+                    && file.service.iter().any(|s| s.name() == "Health")
+            });
+        assert!(described, "the health service's descriptor is served");
+    }
 }
 
 #[tokio::test]

@@ -6,10 +6,8 @@
 use image::{ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 use lopdf::{Document, Object, Stream, dictionary};
 
-/// A PDF that needs the user password "secret" to open (see fixtures/README.md).
-pub const USER_PASSWORD_PDF: &[u8] = include_bytes!("../fixtures/user-password.pdf");
-/// A PDF that opens without a password but has an owner password (see fixtures/README.md).
-pub const OWNER_PASSWORD_PDF: &[u8] = include_bytes!("../fixtures/owner-password.pdf");
+#[allow(unused_imports)]
+pub use imaging_fixtures::{OWNER_PASSWORD_PDF, USER_PASSWORD_PDF, png_bomb, with_orientation};
 
 pub fn jpeg_of(img: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
@@ -125,61 +123,4 @@ pub fn image_streams(bytes: &[u8]) -> Vec<Stream> {
             _ => None,
         })
         .collect()
-}
-
-/// Inserts an APP1 Exif segment with the given orientation right after SOI.
-pub fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padding
-    tiff.extend_from_slice(&[0, 0, 0, 0]); // no next IFD
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
-/// A ~60-byte PNG whose IHDR claims 100000 x 100000 pixels (and which has no image data).
-pub fn png_bomb() -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let body = [kind, data].concat();
-        let mut out = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-        out
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    [
-        b"\x89PNG\r\n\x1a\n".to_vec(),
-        chunk(b"IHDR", &ihdr),
-        chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
-        chunk(b"IEND", &[]),
-    ]
-    .concat()
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

@@ -1,0 +1,264 @@
+//! The state contract: one named test per behaviour of the quota counters and the catalog, run
+//! against every state backend built directly (the embedded store, and Redis on a real
+//! `redis-server`).
+
+use imaging_e2e::RedisServer;
+use imaging_service::state::{
+    Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Quota, RedisState, Reservation,
+    TargetRecord,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A state backend (both traits) and what keeps its server alive.
+pub struct Backend {
+    pub quota: Arc<dyn Quota>,
+    pub catalog: Arc<dyn Catalog>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+/// The embedded store in a temp dir.
+pub async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(EmbeddedState::open(dir.path().join("state.json")).unwrap());
+    Backend {
+        quota: state.clone(),
+        catalog: state,
+        _keep: Box::new(dir),
+    }
+}
+
+/// Redis on a fresh `redis-server`.
+pub async fn redis() -> Backend {
+    let server = RedisServer::start();
+    let state = Arc::new(RedisState::new(&server.url(), "test:").unwrap());
+    Backend {
+        quota: state.clone(),
+        catalog: state,
+        _keep: Box::new(server),
+    }
+}
+
+fn image(key: &str, size: u64) -> ImageRecord {
+    ImageRecord {
+        image_id: "e1".into(),
+        key: key.into(),
+        workspace: "w1".into(),
+        owner: "u1".into(),
+        content_type: "application/pdf".into(),
+        size,
+        width: 0,
+        height: 0,
+        page_count: 2,
+        sha256: "00".into(),
+    }
+}
+
+async fn an_unregistered_workspace_has_no_limit_and_no_usage(backend: &Backend) {
+    assert_eq!(backend.quota.limit("w1").await.unwrap(), None);
+    assert_eq!(backend.quota.used("w1").await.unwrap(), 0);
+}
+
+async fn reservations_are_granted_up_to_the_limit_and_refused_past_it(backend: &Backend) {
+    let quota = backend.quota.as_ref();
+    quota.set_limit("w1", 100).await.unwrap();
+    assert_eq!(quota.limit("w1").await.unwrap(), Some(100));
+    assert_eq!(
+        quota.reserve("w1", 60, 1000).await.unwrap(),
+        Reservation::Granted { used: 60 }
+    );
+    assert_eq!(
+        quota.reserve("w1", 41, 1000).await.unwrap(),
+        Reservation::Exceeded {
+            limit: 100,
+            used: 60
+        }
+    );
+    assert_eq!(
+        quota.reserve("w1", 40, 1000).await.unwrap(),
+        Reservation::Granted { used: 100 }
+    );
+}
+
+async fn an_unregistered_workspace_is_held_to_the_default_limit(backend: &Backend) {
+    let quota = backend.quota.as_ref();
+    assert_eq!(
+        quota.reserve("w2", 5, 4).await.unwrap(),
+        Reservation::Exceeded { limit: 4, used: 0 }
+    );
+    assert_eq!(
+        quota.reserve("w2", 4, 4).await.unwrap(),
+        Reservation::Granted { used: 4 }
+    );
+}
+
+async fn a_release_never_takes_usage_below_zero(backend: &Backend) {
+    let quota = backend.quota.as_ref();
+    quota.reserve("w1", 70, 100).await.unwrap();
+    quota.release("w1", 30).await.unwrap();
+    assert_eq!(quota.used("w1").await.unwrap(), 40);
+    quota.release("w1", 500).await.unwrap();
+    assert_eq!(quota.used("w1").await.unwrap(), 0);
+}
+
+async fn setting_usage_returns_the_previous_value_and_lists_the_workspace(backend: &Backend) {
+    let quota = backend.quota.as_ref();
+    quota.set_limit("w1", 10).await.unwrap();
+    quota.reserve("w2", 4, 100).await.unwrap();
+    assert_eq!(quota.set_used("w2", 9).await.unwrap(), 4);
+    assert_eq!(quota.used("w2").await.unwrap(), 9);
+    assert_eq!(
+        quota.workspaces().await.unwrap(),
+        vec!["w1".to_owned(), "w2".to_owned()]
+    );
+}
+
+async fn a_target_registers_once_and_can_be_removed(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let target = TargetRecord {
+        workspace: "w1".into(),
+        owner: "u1".into(),
+    };
+    assert!(
+        catalog
+            .put_target("EXPENSE_ENTRY:e1", &target)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .put_target("EXPENSE_ENTRY:e1", &target)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        catalog.target("EXPENSE_ENTRY:e1").await.unwrap(),
+        Some(target)
+    );
+    assert!(catalog.remove_target("EXPENSE_ENTRY:e1").await.unwrap());
+    assert!(!catalog.remove_target("EXPENSE_ENTRY:e1").await.unwrap());
+    assert_eq!(catalog.target("EXPENSE_ENTRY:e1").await.unwrap(), None);
+}
+
+async fn an_image_record_is_written_read_and_taken_once(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let record = image("ws/w1/expense-entries/e1/x.pdf", 42);
+    catalog
+        .put_image("EXPENSE_ENTRY:e1", &record)
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.image("EXPENSE_ENTRY:e1").await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        catalog.take_image("EXPENSE_ENTRY:e1").await.unwrap(),
+        Some(record)
+    );
+    assert_eq!(catalog.image("EXPENSE_ENTRY:e1").await.unwrap(), None);
+    assert_eq!(catalog.take_image("EXPENSE_ENTRY:e1").await.unwrap(), None);
+}
+
+async fn an_idempotency_result_is_kept_until_it_expires(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let done = IdempotencyRecord {
+        upload_sha256: "ab".into(),
+        target: "RECEIPT".into(),
+        image: image("ws/w1/receipts/r1/x.jpg", 5),
+    };
+    catalog
+        .put_idempotency("scope-1", &done, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(catalog.idempotency("scope-1").await.unwrap(), Some(done));
+    assert_eq!(catalog.idempotency("scope-2").await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(catalog.idempotency("scope-1").await.unwrap(), None);
+}
+
+async fn a_held_lock_is_exclusive_and_only_its_holder_releases_it(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let ttl = Duration::from_secs(30);
+    let first = catalog
+        .try_lock("t", ttl)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(catalog.try_lock("t", ttl).await.unwrap().is_none());
+    catalog.unlock("t", "someone-else").await.unwrap();
+    assert!(catalog.try_lock("t", ttl).await.unwrap().is_none());
+    catalog.unlock("t", &first).await.unwrap();
+    assert!(catalog.try_lock("t", ttl).await.unwrap().is_some());
+}
+
+async fn a_lock_whose_holder_vanished_expires(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let _lost = catalog
+        .try_lock("s", Duration::from_millis(50))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(
+        catalog
+            .try_lock("s", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn the_backend_answers_its_health_check(backend: &Backend) {
+    backend.quota.check().await.unwrap();
+}
+
+/// One test per behaviour for the backend `make` builds.
+macro_rules! contract {
+    ($make:path => $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $behaviour() {
+                let backend = $make().await;
+                super::$behaviour(&backend).await;
+            }
+        )*
+    };
+}
+
+macro_rules! state_contract {
+    ($($backend:ident),*) => {
+        $(
+            mod $backend {
+                contract!(super::$backend =>
+                    an_unregistered_workspace_has_no_limit_and_no_usage,
+                    reservations_are_granted_up_to_the_limit_and_refused_past_it,
+                    an_unregistered_workspace_is_held_to_the_default_limit,
+                    a_release_never_takes_usage_below_zero,
+                    setting_usage_returns_the_previous_value_and_lists_the_workspace,
+                    a_target_registers_once_and_can_be_removed,
+                    an_image_record_is_written_read_and_taken_once,
+                    an_idempotency_result_is_kept_until_it_expires,
+                    a_held_lock_is_exclusive_and_only_its_holder_releases_it,
+                    a_lock_whose_holder_vanished_expires,
+                    the_backend_answers_its_health_check,
+                );
+            }
+        )*
+    };
+}
+
+state_contract!(embedded, redis);
+
+#[tokio::test]
+async fn the_embedded_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    {
+        let state = EmbeddedState::open(&path).unwrap();
+        state.set_limit("w1", 100).await.unwrap();
+        state.reserve("w1", 30, 100).await.unwrap();
+    }
+    let state = EmbeddedState::open(&path).unwrap();
+    assert_eq!(state.used("w1").await.unwrap(), 30);
+    assert_eq!(state.limit("w1").await.unwrap(), Some(100));
+}

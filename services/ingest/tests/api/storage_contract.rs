@@ -1,0 +1,269 @@
+//! The storage contract: one named test per behaviour, run against every object store built
+//! directly (the filesystem store with its file server, and the S3 store against a real S3
+//! server over HTTP with SigV4).
+
+use bytes::Bytes;
+use imaging_e2e::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
+use imaging_service::storage::signed_url::UrlSigner;
+use imaging_service::storage::{FsStore, ObjectStore, S3Store, StorageError};
+use sha2::{Digest, Sha256};
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A store and what keeps its servers alive.
+pub struct Backend {
+    pub store: Arc<dyn ObjectStore>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+/// The filesystem store in a temp dir, its signed URLs served on a free port.
+pub async fn filesystem() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    let store = Arc::new(
+        FsStore::new(dir.path().join("objects"), UrlSigner::new(b"k"), public)
+            .await
+            .unwrap(),
+    );
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            imaging_service::storage::files::router(store.clone()),
+        )
+        .into_future(),
+    );
+    Backend {
+        store,
+        _keep: Box::new((dir, AbortOnDrop(server))),
+    }
+}
+
+/// The S3 store against an in-process S3 server.
+pub async fn s3() -> Backend {
+    let server = S3Server::start().await;
+    let store = S3Store::new(
+        &server.endpoint,
+        "",
+        "us-east-1",
+        S3_BUCKET,
+        S3_ACCESS_KEY,
+        S3_SECRET_KEY,
+    )
+    .unwrap();
+    Backend {
+        store: Arc::new(store),
+        _keep: Box::new(server),
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes `bytes` with their SHA-256, as the service does.
+async fn put(store: &dyn ObjectStore, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let sha256: [u8; 32] = Sha256::digest(bytes).into();
+    store
+        .put(
+            key,
+            Bytes::copy_from_slice(bytes),
+            &sha256,
+            "application/octet-stream",
+        )
+        .await
+}
+
+fn pattern(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn fetch(url: &str) -> (u16, Vec<u8>) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+async fn stored_bytes_come_back_byte_for_byte(backend: &Backend) {
+    let bytes = pattern(300_000);
+    put(backend.store.as_ref(), "ws/w1/receipts/a/1.jpg", &bytes)
+        .await
+        .unwrap();
+    let got = backend
+        .store
+        .get("ws/w1/receipts/a/1.jpg")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.as_ref(), bytes.as_slice());
+}
+
+async fn a_missing_object_reads_as_none(backend: &Backend) {
+    assert!(backend.store.get("ws/w1/none").await.unwrap().is_none());
+}
+
+async fn a_listing_gives_the_keys_and_sizes_under_a_prefix_in_order(backend: &Backend) {
+    let store = backend.store.as_ref();
+    put(store, "ws/w1/receipts/b/2.pdf", b"%PDF-1.4")
+        .await
+        .unwrap();
+    put(store, "ws/w1/receipts/a/1.jpg", &pattern(1000))
+        .await
+        .unwrap();
+    put(store, "ws/w2/invoices/c/3.png", b"png").await.unwrap();
+    let listed = store.list("ws/w1/").await.unwrap();
+    let keys: Vec<_> = listed.iter().map(|e| (e.key.as_str(), e.size)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("ws/w1/receipts/a/1.jpg", 1000),
+            ("ws/w1/receipts/b/2.pdf", 8)
+        ]
+    );
+}
+
+async fn a_second_put_replaces_the_whole_object(backend: &Backend) {
+    let store = backend.store.as_ref();
+    put(store, "ws/w1/receipts/b/2.pdf", &pattern(5000))
+        .await
+        .unwrap();
+    put(store, "ws/w1/receipts/b/2.pdf", b"%PDF-1.7 new")
+        .await
+        .unwrap();
+    let got = store.get("ws/w1/receipts/b/2.pdf").await.unwrap().unwrap();
+    assert_eq!(got.as_ref(), b"%PDF-1.7 new");
+}
+
+async fn an_expiring_url_serves_the_object_and_opens_no_other(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let bytes = pattern(70_000);
+    put(store, "ws/w1/receipts/a/1.jpg", &bytes).await.unwrap();
+    put(store, "ws/w1/receipts/b/2.pdf", b"%PDF-1.4")
+        .await
+        .unwrap();
+    let url = store
+        .url("ws/w1/receipts/a/1.jpg", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (status, body) = fetch(&url).await;
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(body, bytes);
+    let tampered = url.replace("a/1.jpg", "b/2.pdf");
+    assert_ne!(
+        fetch(&tampered).await.0,
+        200,
+        "a URL signed for one object opens no other"
+    );
+}
+
+async fn a_deleted_object_is_gone_and_deleting_again_is_no_error(backend: &Backend) {
+    let store = backend.store.as_ref();
+    put(store, "ws/w1/receipts/a/1.jpg", b"x").await.unwrap();
+    store.delete("ws/w1/receipts/a/1.jpg").await.unwrap();
+    store.delete("ws/w1/receipts/a/1.jpg").await.unwrap();
+    assert!(store.get("ws/w1/receipts/a/1.jpg").await.unwrap().is_none());
+    assert!(store.list("ws/").await.unwrap().is_empty());
+}
+
+async fn keys_that_could_escape_the_store_are_refused(backend: &Backend) {
+    let store = backend.store.as_ref();
+    for key in ["../escape", "/abs", "ws/../x", "a b"] {
+        let refused = put(store, key, b"x").await;
+        assert!(
+            matches!(refused, Err(StorageError::InvalidKey(_))),
+            "{key}: {refused:?}"
+        );
+    }
+}
+
+async fn the_store_answers_its_health_check(backend: &Backend) {
+    backend.store.check().await.unwrap();
+}
+
+/// One test per behaviour for the backend `make` builds.
+macro_rules! contract {
+    ($make:path => $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $behaviour() {
+                let backend = $make().await;
+                super::$behaviour(&backend).await;
+            }
+        )*
+    };
+}
+
+macro_rules! storage_contract {
+    ($($backend:ident),*) => {
+        $(
+            mod $backend {
+                contract!(super::$backend =>
+                    stored_bytes_come_back_byte_for_byte,
+                    a_missing_object_reads_as_none,
+                    a_listing_gives_the_keys_and_sizes_under_a_prefix_in_order,
+                    a_second_put_replaces_the_whole_object,
+                    an_expiring_url_serves_the_object_and_opens_no_other,
+                    a_deleted_object_is_gone_and_deleting_again_is_no_error,
+                    keys_that_could_escape_the_store_are_refused,
+                    the_store_answers_its_health_check,
+                );
+            }
+        )*
+    };
+}
+
+storage_contract!(filesystem, s3);
+
+#[tokio::test]
+async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_sha256() {
+    let backend = s3().await;
+    let store = backend.store.as_ref();
+    let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were hashed");
+    let sha256: [u8; 32] = Sha256::digest(&sent).into();
+    let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
+    let refused = store
+        .put(
+            "ws/w1/receipts/a/1.pdf",
+            altered,
+            &sha256,
+            "application/pdf",
+        )
+        .await;
+    assert!(refused.is_err(), "a body altered after hashing is refused");
+    assert!(store.get("ws/w1/receipts/a/1.pdf").await.unwrap().is_none());
+    put(store, "ws/w1/receipts/a/1.pdf", &sent).await.unwrap();
+    assert_eq!(
+        store.get("ws/w1/receipts/a/1.pdf").await.unwrap().unwrap(),
+        sent
+    );
+}
+
+#[tokio::test]
+async fn the_janitor_removes_temp_files_left_by_interrupted_writes_but_no_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let store = FsStore::new(&root, UrlSigner::new(b"k"), "http://unused")
+        .await
+        .unwrap();
+    put(&store, "ws/w1/receipts/a/1.pdf", b"%PDF-1.4")
+        .await
+        .unwrap();
+    std::fs::write(root.join("ws/w1/receipts/a/.tmp-interrupted"), b"half").unwrap();
+    assert_eq!(
+        store.sweep(Duration::from_secs(3600)).await.unwrap(),
+        0,
+        "recent temp files are kept"
+    );
+    assert_eq!(store.sweep(Duration::ZERO).await.unwrap(), 1);
+    assert!(!root.join("ws/w1/receipts/a/.tmp-interrupted").exists());
+    assert_eq!(
+        store.list("").await.unwrap().len(),
+        1,
+        "objects are untouched"
+    );
+}

@@ -1,0 +1,167 @@
+//! `spawn_stack`: the ingest service (real S3 and Redis, from [`crate::service`]) and the
+//! gateway on free ports, and a `TestStack` with what a client and an operator would check.
+
+use crate::service::{Stack, TestApp, spawn_app_with};
+use imaging_proto::v1;
+use imaging_service::configuration::Settings;
+use imaging_service::startup::Backends;
+use imaging_service::storage::ObjectEntry;
+
+/// A running stack.
+pub struct TestStack {
+    /// Gateway base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    pub http: reqwest::Client,
+    pub backends: Backends,
+    /// The ingest service's gRPC URL.
+    pub grpc: String,
+    /// The ingest service and its servers.
+    pub app: TestApp,
+    stop_gateway: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_gateway.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts Redis, S3, the ingest service and the gateway.
+pub async fn spawn_stack() -> TestStack {
+    spawn_stack_with(|_| {}).await
+}
+
+/// The same, after `tweak` adjusts the ingest service's settings.
+pub async fn spawn_stack_with(tweak: impl FnOnce(&mut Settings)) -> TestStack {
+    let app = spawn_app_with(Stack::Real, tweak).await;
+    let gateway_settings = imaging_gateway::configuration::Settings::for_ingest(app.addr.clone());
+    let gateway = imaging_gateway::startup::Application::build(gateway_settings)
+        .await
+        .expect("the gateway builds");
+    let base = format!("http://127.0.0.1:{}", gateway.port());
+    let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gateway.run_until(async {
+        let _ = gateway_stopped.await;
+    }));
+    TestStack {
+        base,
+        http: reqwest::Client::new(),
+        backends: app.backends.clone(),
+        grpc: app.addr.clone(),
+        app,
+        stop_gateway: Some(stop_gateway),
+    }
+}
+
+impl TestStack {
+    /// Signals the ingest service to stop: it refuses new uploads and drains.
+    pub fn stop_service(&mut self) {
+        self.app.stop();
+    }
+
+    /// A token for `sub` in `ws` with `roles` and `perms`.
+    pub fn token(&self, sub: &str, ws: &str, roles: &[&str], perms: &[&str]) -> String {
+        self.app.token(sub, ws, roles, perms)
+    }
+
+    /// A token expiring in `seconds`.
+    pub fn token_expiring(
+        &self,
+        sub: &str,
+        ws: &str,
+        roles: &[&str],
+        perms: &[&str],
+        seconds: i64,
+    ) -> String {
+        self.app.token_expiring(sub, ws, roles, perms, seconds)
+    }
+
+    /// Registers a workspace (0 = default quota).
+    pub async fn register_workspace(&self, ws: &str, quota: u64) {
+        self.app.register_workspace(ws, quota).await;
+    }
+
+    /// Registers a target of `kind`.
+    pub async fn register_target(&self, kind: v1::TargetKind, id: &str, ws: &str, owner: &str) {
+        let workspace_id = if kind == v1::TargetKind::WorkspaceExpense {
+            ws.to_owned()
+        } else {
+            String::new()
+        };
+        let target = v1::Target {
+            kind: kind as i32,
+            id: id.into(),
+            workspace_id,
+        };
+        self.app.register_target(target, ws, owner).await;
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs raw bytes with a content type and an `OAuth` token.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("Authorization", format!("OAuth {token}"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// GETs with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// Every stored object.
+    pub async fn objects(&self) -> Vec<ObjectEntry> {
+        self.app.objects().await
+    }
+
+    /// A workspace's quota counter.
+    pub async fn used(&self, ws: &str) -> u64 {
+        self.app.used(ws).await
+    }
+}
+
+/// The text between `<{tag}>` and `</{tag}>`.
+pub fn xml_text(body: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = body
+        .find(&open)
+        .map(|i| i + open.len())
+        .unwrap_or_else(|| panic!("no <{tag}> in {body}"));
+    let end = body[start..]
+        .find(&close)
+        .map(|i| i + start)
+        .unwrap_or_else(|| panic!("no </{tag}> in {body}"));
+    body[start..end].to_owned()
+}
+
+/// Undoes XML escaping of a URL.
+pub fn unescape(text: &str) -> String {
+    text.replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+}
