@@ -9,18 +9,18 @@ cargo build --release --bin ingest-service --bin imaging-cli --bin gateway
 bin=target/release
 mkdir -p data
 
-"$bin/ingest-service" &
+"$bin/ingest-service" --dev &
 service=$!
 "$bin/gateway" &
 gateway=$!
 trap 'kill $service $gateway 2>/dev/null; wait' EXIT INT TERM
 
-service_token=$("$bin/imaging-cli" token --sub registry --ws internal --roles service)
+service_token=$("$bin/imaging-cli" token --dev --sub registry --ws "*" --roles service)
 for _ in $(seq 100); do  # wait until the service answers
   "$bin/imaging-cli" --token "$service_token" register-workspace demo >/dev/null 2>&1 && break
   sleep 0.2
 done
-admin_token=$("$bin/imaging-cli" token --sub alice --ws demo --roles company_admin,owner)
+admin_token=$("$bin/imaging-cli" token --dev --sub alice --ws demo --roles company_admin,owner)
 "$bin/imaging-cli" --token "$service_token" register-target expense-entry ENTRY1 --workspace demo --owner alice >/dev/null
 "$bin/imaging-cli" --token "$service_token" register-target report REPORT1 --workspace demo --owner alice >/dev/null
 "$bin/imaging-cli" --token "$service_token" register-target workspace-expense exp-1 --workspace demo --owner alice >/dev/null

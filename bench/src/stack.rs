@@ -309,7 +309,7 @@ impl Stack {
 
     /// A registry client authorised as an internal service.
     pub async fn registry(&self) -> anyhow::Result<Registry> {
-        let token = self.token("bench-registry", "internal", "service", "")?;
+        let token = self.token("bench-registry", "*", "service", "")?;
         let client = TargetRegistryClient::connect(self.grpc_url())
             .await
             .context("connecting to the target registry")?;

@@ -49,7 +49,7 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
         TokenMissing | TokenInvalid | TokenExpired => StatusCode::UNAUTHORIZED,
         PermissionDenied => StatusCode::FORBIDDEN,
         TargetNotFound | ImageNotFound | RouteNotFound => StatusCode::NOT_FOUND,
-        AlreadyAttached => StatusCode::CONFLICT,
+        AlreadyAttached | TargetConflict => StatusCode::CONFLICT,
         FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => match dialect {
             Dialect::Concur => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -284,6 +284,7 @@ mod tests {
         (ImageNotFound, Code::NotFound, 404, 404),
         (RouteNotFound, Code::NotFound, 404, 404),
         (AlreadyAttached, Code::AlreadyExists, 409, 409),
+        (TargetConflict, Code::FailedPrecondition, 409, 409),
         (FileTooLarge, Code::OutOfRange, 413, 413),
         (UnsupportedMediaType, Code::InvalidArgument, 415, 422),
         (ContentTypeMismatch, Code::InvalidArgument, 422, 422),

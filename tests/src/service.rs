@@ -84,7 +84,12 @@ pub async fn spawn_app(stack: Stack) -> TestApp {
     spawn_app_with(stack, |_| {}).await
 }
 
-/// Starts the service on `stack` after `tweak` adjusts the settings.
+/// The workspaces every test app has registered (default quota), so that receipts, which are
+/// charged to the caller's workspace, can be uploaded at once.
+pub const REGISTERED_WORKSPACES: [&str; 2] = ["w1", "w2"];
+
+/// Starts the service on `stack` after `tweak` adjusts the settings, and registers
+/// [`REGISTERED_WORKSPACES`].
 pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
     let data = tempfile::tempdir().expect("temp dir");
@@ -104,7 +109,7 @@ pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> 
         .connect()
         .await
         .expect("connects");
-    TestApp {
+    let app = TestApp {
         addr,
         settings,
         backends,
@@ -117,7 +122,14 @@ pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> 
         _data: data,
         shutdown: Some(shutdown),
         server: Some(server),
+    };
+    // Registration needs a service token, minted here with the HS256 secret (if there is one).
+    if !secrecy::ExposeSecret::expose_secret(&app.settings.auth.hs256_secret).is_empty() {
+        for workspace in REGISTERED_WORKSPACES {
+            app.register_workspace(workspace, 0).await;
+        }
     }
+    app
 }
 
 impl TestApp {
@@ -232,9 +244,9 @@ impl TestApp {
         .expect("mint")
     }
 
-    /// An internal service's token.
+    /// The platform registry's token: role `service` for every workspace (`ws` = `*`).
     pub fn service_token(&self) -> String {
-        self.token("registry", "internal", &["service"], &[])
+        self.token("registry", "*", &["service"], &[])
     }
 
     /// Registers a workspace with `quota` bytes.

@@ -1,13 +1,17 @@
 //! Settings: built-in defaults, then an optional TOML file, then `APP__SECTION__KEY` environment
 //! variables. Tests build [`Settings`] values directly and never touch the process environment.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::path::PathBuf;
 
 /// Everything the ingest service can be told.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// Development mode: the built-in dev secrets fill in the HS256 secret (when no key of any
+    /// kind is configured) and the URL signing key (when none is). Never for production.
+    #[serde(default)]
+    pub dev: bool,
     /// Listening addresses.
     pub server: ServerSettings,
     /// Where the bytes go.
@@ -99,8 +103,14 @@ pub struct AuthSettings {
     pub rs256_public_key_pem: String,
     /// PEM EC (P-256) public key for ES256; empty disables ES256.
     pub es256_public_key_pem: String,
-    /// Clock skew tolerated on `exp`, in seconds.
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_seconds: u64,
+    /// Required `iss` claim; empty = not checked.
+    #[serde(default)]
+    pub issuer: String,
+    /// Required `aud` claim (one of the token's audiences); empty = not checked.
+    #[serde(default)]
+    pub audience: String,
 }
 
 /// Upload limits.
@@ -122,8 +132,10 @@ pub struct LimitSettings {
     pub max_in_flight_uploads: usize,
 }
 
-/// The dev-only HS256 secret used when nothing is configured. Never use it in production.
+/// The dev-only HS256 secret, used only in dev mode when no key is configured.
 pub const DEV_HS256_SECRET: &str = "dev-only-secret-change-me";
+/// The dev-only URL signing key, used only in dev mode when none is configured.
+pub const DEV_URL_SIGNING_KEY: &str = "dev-only-url-signing-key-change-me";
 
 /// Built-in defaults: the embedded mode (filesystem storage, embedded state) under `./data`.
 const DEFAULTS: &str = r#"
@@ -138,14 +150,14 @@ drain_seconds = 30
 [storage]
 backend = "filesystem"
 root = "data/objects"
-url_signing_key = "dev-only-url-signing-key-change-me"
+url_signing_key = ""
 
 [state]
 backend = "embedded"
 path = "data/state.json"
 
 [auth]
-hs256_secret = "dev-only-secret-change-me"
+hs256_secret = ""
 rs256_public_key_pem = ""
 es256_public_key_pem = ""
 leeway_seconds = 5
@@ -160,8 +172,17 @@ default_quota_bytes = 1073741824
 max_in_flight_uploads = 64
 "#;
 
-/// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables.
-pub fn load(file: Option<&std::path::Path>) -> Result<Settings, config::ConfigError> {
+/// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;
+/// `dev` (or `APP__DEV=true`) turns dev mode on, which fills in the dev secrets (see
+/// [`Settings::fill_dev_defaults`]).
+pub fn load(file: Option<&std::path::Path>, dev: bool) -> Result<Settings, config::ConfigError> {
+    let mut settings = load_raw(file)?;
+    settings.dev |= dev;
+    settings.fill_dev_defaults();
+    Ok(settings)
+}
+
+fn load_raw(file: Option<&std::path::Path>) -> Result<Settings, config::ConfigError> {
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
     if let Some(path) = file {
@@ -179,28 +200,99 @@ pub fn load(file: Option<&std::path::Path>) -> Result<Settings, config::ConfigEr
 }
 
 impl Settings {
-    /// The built-in defaults alone, rooted at `data_dir` (used by tests and the quick start).
+    /// The built-in defaults in dev mode, rooted at `data_dir` (tests and the quick start).
     pub fn embedded(data_dir: &std::path::Path) -> Settings {
         let mut settings: Settings = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
             .build()
             .and_then(config::Config::try_deserialize)
             .expect("built-in defaults are valid");
+        settings.dev = true;
         settings.storage = StorageSettings::Filesystem {
             root: data_dir.join("objects"),
-            url_signing_key: SecretString::from("dev-only-url-signing-key-change-me"),
+            url_signing_key: SecretString::from(""),
         };
         settings.state = StateSettings::Embedded {
             path: data_dir.join("state.json"),
         };
+        settings.fill_dev_defaults();
         settings
     }
+
+    /// In dev mode, fills in the dev HS256 secret if no token key of any kind is configured, and
+    /// the dev URL signing key if none is. Outside dev mode, changes nothing.
+    pub fn fill_dev_defaults(&mut self) {
+        if !self.dev {
+            return;
+        }
+        let auth = &mut self.auth;
+        if auth.hs256_secret.expose_secret().is_empty()
+            && auth.rs256_public_key_pem.is_empty()
+            && auth.es256_public_key_pem.is_empty()
+        {
+            auth.hs256_secret = SecretString::from(DEV_HS256_SECRET);
+        }
+        if let StorageSettings::Filesystem {
+            url_signing_key, ..
+        } = &mut self.storage
+            && url_signing_key.expose_secret().is_empty()
+        {
+            *url_signing_key = SecretString::from(DEV_URL_SIGNING_KEY);
+        }
+    }
+
+    /// Refuses settings the service cannot run safely with, naming the setting: no token key,
+    /// or filesystem storage without a URL signing key, or (outside dev mode) a dev secret.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let auth = &self.auth;
+        let hs256 = auth.hs256_secret.expose_secret();
+        if hs256.is_empty()
+            && auth.rs256_public_key_pem.is_empty()
+            && auth.es256_public_key_pem.is_empty()
+        {
+            return Err(SettingsError(
+                "no token key is configured: set auth.hs256_secret (APP__AUTH__HS256_SECRET), \
+                 auth.rs256_public_key_pem or auth.es256_public_key_pem, or run with --dev"
+                    .to_owned(),
+            ));
+        }
+        if !self.dev && hs256 == DEV_HS256_SECRET {
+            return Err(SettingsError(
+                "auth.hs256_secret is the public dev secret; set your own or run with --dev"
+                    .to_owned(),
+            ));
+        }
+        if let StorageSettings::Filesystem {
+            url_signing_key, ..
+        } = &self.storage
+        {
+            let key = url_signing_key.expose_secret();
+            if key.is_empty() {
+                return Err(SettingsError(
+                    "filesystem storage needs storage.url_signing_key (APP__STORAGE__URL_SIGNING_KEY), \
+                     or run with --dev"
+                        .to_owned(),
+                ));
+            }
+            if !self.dev && key == DEV_URL_SIGNING_KEY {
+                return Err(SettingsError(
+                    "storage.url_signing_key is the public dev key; set your own or run with --dev"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Settings the service refuses to start with; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn defaults_describe_the_embedded_mode_with_a_ten_megabyte_limit() {
@@ -211,6 +303,54 @@ mod tests {
             StorageSettings::Filesystem { .. }
         ));
         assert!(matches!(settings.state, StateSettings::Embedded { .. }));
+        assert_eq!(settings.auth.hs256_secret.expose_secret(), DEV_HS256_SECRET);
+        settings.check().unwrap();
+    }
+
+    fn production() -> Settings {
+        let mut settings = Settings::embedded(std::path::Path::new("/tmp/x"));
+        settings.dev = false;
+        settings.auth.hs256_secret = SecretString::from("");
+        settings.storage = StorageSettings::Filesystem {
+            root: "/tmp/x".into(),
+            url_signing_key: SecretString::from("a-real-key"),
+        };
+        settings
+    }
+
+    #[test]
+    fn outside_dev_mode_no_key_and_dev_keys_are_refused_naming_the_setting() {
+        let mut settings = production();
+        settings.fill_dev_defaults();
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(refused.contains("auth.hs256_secret"), "{refused}");
+
+        settings.auth.hs256_secret = SecretString::from(DEV_HS256_SECRET);
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(refused.contains("dev secret"), "{refused}");
+
+        settings.auth.hs256_secret = SecretString::from("own-secret");
+        settings.check().unwrap();
+        settings.storage = StorageSettings::Filesystem {
+            root: "/tmp/x".into(),
+            url_signing_key: SecretString::from(""),
+        };
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(refused.contains("storage.url_signing_key"), "{refused}");
+    }
+
+    #[test]
+    fn dev_mode_fills_the_hs256_secret_only_when_no_key_of_any_kind_is_configured() {
+        let mut settings = production();
+        settings.dev = true;
+        settings.auth.rs256_public_key_pem = "-----BEGIN PUBLIC KEY-----".into();
+        settings.fill_dev_defaults();
+        assert!(
+            settings.auth.hs256_secret.expose_secret().is_empty(),
+            "an RS256 key switches HS256 off"
+        );
+        settings.auth.rs256_public_key_pem.clear();
+        settings.fill_dev_defaults();
         assert_eq!(settings.auth.hs256_secret.expose_secret(), DEV_HS256_SECRET);
     }
 

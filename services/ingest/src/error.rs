@@ -70,6 +70,9 @@ pub enum IngestError {
     /// The entry or invoice already has its image.
     #[error("an image is already attached to this target")]
     AlreadyAttached,
+    /// The target is registered already, to another workspace or owner.
+    #[error("the target is registered to another workspace or owner")]
+    TargetConflict,
     /// The target or workspace is not registered.
     #[error("{0} not found")]
     TargetNotFound(&'static str),
@@ -129,6 +132,7 @@ impl IngestError {
             ChecksumMismatch => ErrorReason::ChecksumMismatch,
             IdempotencyKeyReused => ErrorReason::IdempotencyKeyReused,
             AlreadyAttached => ErrorReason::AlreadyAttached,
+            TargetConflict => ErrorReason::TargetConflict,
             TargetNotFound(_) => ErrorReason::TargetNotFound,
             ImageNotFound => ErrorReason::ImageNotFound,
             QuotaExceeded { .. } => ErrorReason::QuotaExceeded,

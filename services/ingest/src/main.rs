@@ -11,6 +11,9 @@ struct Cli {
     /// TOML settings file (defaults, then this file, then APP__SECTION__KEY variables).
     #[arg(long, env = "APP_CONFIG")]
     config: Option<PathBuf>,
+    /// Development mode: built-in dev secrets fill in missing keys. Never for production.
+    #[arg(long)]
+    dev: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,7 +40,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let _telemetry = imaging_telemetry::init("ingest-service", "info")?;
     let cli = Cli::parse();
-    let settings = configuration::load(cli.config.as_deref())?;
+    let settings = configuration::load(cli.config.as_deref(), cli.dev)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(settings).await?;

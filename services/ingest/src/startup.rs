@@ -112,6 +112,12 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds the listeners and builds the backends.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check()?;
+        if settings.dev {
+            tracing::warn!(
+                "dev mode: built-in dev secrets may be in use; never run this in production"
+            );
+        }
         let grpc = TcpListener::bind(&settings.server.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC on {}", settings.server.grpc_addr))?;

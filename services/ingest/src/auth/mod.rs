@@ -3,7 +3,9 @@
 
 mod permissions;
 
-pub use permissions::{Access, can_manage_targets, can_read_usage, can_use_target};
+pub use permissions::{
+    ALL_WORKSPACES, Access, can_manage_workspace, can_read_usage, can_use_target,
+};
 
 use crate::configuration::AuthSettings;
 use crate::error::IngestError;
@@ -67,6 +69,8 @@ impl Claims {
 pub struct Verifier {
     keys: Vec<(Algorithm, DecodingKey)>,
     leeway: u64,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -102,9 +106,12 @@ impl Verifier {
             ));
         }
         anyhow::ensure!(!keys.is_empty(), "no token verification key is configured");
+        let configured = |value: &str| (!value.is_empty()).then(|| value.to_owned());
         Ok(Self {
             keys,
             leeway: settings.leeway_seconds,
+            issuer: configured(&settings.issuer),
+            audience: configured(&settings.audience),
         })
     }
 
@@ -118,7 +125,8 @@ impl Verifier {
         self.verify(token.trim())
     }
 
-    /// Verifies a bare JWT: signature by a configured key of the token's algorithm, and `exp`.
+    /// Verifies a bare JWT: signature by a configured key of the token's algorithm, `exp`, `nbf`
+    /// and, if configured, `iss` and `aud`.
     pub fn verify(&self, token: &str) -> Result<Claims, IngestError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| IngestError::TokenInvalid)?;
         let (alg, key) = self
@@ -128,7 +136,15 @@ impl Verifier {
             .ok_or(IngestError::TokenInvalid)?;
         let mut validation = Validation::new(*alg);
         validation.leeway = self.leeway;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
         match jsonwebtoken::decode::<Claims>(token, key, &validation) {
             Ok(data) => Ok(data.claims),
             Err(err) => match err.kind() {
@@ -167,6 +183,8 @@ mod tests {
             rs256_public_key_pem: String::new(),
             es256_public_key_pem: String::new(),
             leeway_seconds: 0,
+            issuer: String::new(),
+            audience: String::new(),
         }
     }
 
@@ -221,6 +239,66 @@ mod tests {
             verifier.verify_header(Some("Basic abc")),
             Err(IngestError::TokenInvalid)
         ));
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_refused() {
+        #[derive(Serialize)]
+        struct Early {
+            sub: &'static str,
+            ws: &'static str,
+            exp: u64,
+            nbf: u64,
+        }
+        let verifier = Verifier::new(&settings("s")).unwrap();
+        let early = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Early {
+                sub: "u1",
+                ws: "w1",
+                exp: expires_in(48 * 3600),
+                nbf: expires_in(24 * 3600),
+            },
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap();
+        assert!(matches!(
+            verifier.verify(&early),
+            Err(IngestError::TokenInvalid)
+        ));
+    }
+
+    #[test]
+    fn a_configured_issuer_and_audience_are_required() {
+        #[derive(Serialize)]
+        struct WithIss {
+            sub: &'static str,
+            ws: &'static str,
+            exp: u64,
+            iss: &'static str,
+            aud: &'static str,
+        }
+        let mut auth = settings("s");
+        auth.issuer = "https://issuer".into();
+        auth.audience = "imaging".into();
+        let verifier = Verifier::new(&auth).unwrap();
+        let token = |iss, aud| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &WithIss {
+                    sub: "u1",
+                    ws: "w1",
+                    exp: expires_in(60),
+                    iss,
+                    aud,
+                },
+                &EncodingKey::from_secret(b"s"),
+            )
+            .unwrap()
+        };
+        assert!(verifier.verify(&token("https://issuer", "imaging")).is_ok());
+        assert!(verifier.verify(&token("https://other", "imaging")).is_err());
+        assert!(verifier.verify(&token("https://issuer", "other")).is_err());
     }
 
     #[test]

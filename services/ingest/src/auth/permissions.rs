@@ -1,6 +1,7 @@
 //! Who may do what. Concur targets: the owner, or a workspace admin of the target's workspace.
 //! Workspace expenses: role `owner`, or role `staff` with permission `financial`, in that
-//! workspace. Target registration: internal services (role `service`).
+//! workspace. Target registration: internal services (role `service`) for the workspace their
+//! token names in `ws`, or for every workspace when `ws` is [`ALL_WORKSPACES`].
 
 use super::{Claims, SERVICE_ROLE};
 use crate::error::IngestError;
@@ -56,13 +57,21 @@ pub fn can_read_usage(claims: &Claims, workspace: &str) -> Result<(), IngestErro
     }
 }
 
-/// May `claims` register targets and workspaces?
-pub fn can_manage_targets(claims: &Claims) -> Result<(), IngestError> {
-    if claims.has_role(SERVICE_ROLE) {
+/// The `ws` claim of a service token that manages every workspace (the platform's registry).
+pub const ALL_WORKSPACES: &str = "*";
+
+/// May `claims` register or remove workspaces and targets of `workspace`?
+pub fn can_manage_workspace(claims: &Claims, workspace: &str) -> Result<(), IngestError> {
+    if !claims.has_role(SERVICE_ROLE) {
+        return Err(IngestError::PermissionDenied(
+            "only internal services may register targets",
+        ));
+    }
+    if claims.ws == ALL_WORKSPACES || claims.ws == workspace {
         Ok(())
     } else {
         Err(IngestError::PermissionDenied(
-            "only internal services may register targets",
+            "this service token does not manage that workspace",
         ))
     }
 }
@@ -91,6 +100,17 @@ mod tests {
         assert!(can_use_target(&other, Access::Concur, "w1", "u1").is_err());
         assert!(can_use_target(&admin, Access::Concur, "w1", "u1").is_ok());
         assert!(can_use_target(&foreign_admin, Access::Concur, "w1", "u1").is_err());
+    }
+
+    #[test]
+    fn service_tokens_manage_their_own_workspace_or_all_with_a_star() {
+        let scoped = claims("svc", "w1", &["service"], &[]);
+        let platform = claims("svc", "*", &["service"], &[]);
+        let admin = claims("u1", "w1", &["company_admin"], &[]);
+        assert!(can_manage_workspace(&scoped, "w1").is_ok());
+        assert!(can_manage_workspace(&scoped, "w2").is_err());
+        assert!(can_manage_workspace(&platform, "w2").is_ok());
+        assert!(can_manage_workspace(&admin, "w1").is_err());
     }
 
     #[test]

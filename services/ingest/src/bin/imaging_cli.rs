@@ -51,9 +51,12 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
-        /// Settings file holding the secret (else defaults and APP__AUTH__HS256_SECRET).
+        /// Settings file holding the secret (else APP__AUTH__HS256_SECRET).
         #[arg(long, env = "APP_CONFIG")]
         config: Option<PathBuf>,
+        /// Sign with the dev secret when no secret is configured (a service run with --dev).
+        #[arg(long)]
+        dev: bool,
     },
     /// Register a workspace (needs role `service`).
     RegisterWorkspace {
@@ -148,8 +151,13 @@ async fn main() -> anyhow::Result<()> {
             perms,
             ttl,
             config,
+            dev,
         } => {
-            let settings = configuration::load(config.as_deref())?;
+            let settings = configuration::load(config.as_deref(), dev)?;
+            anyhow::ensure!(
+                !settings.auth.hs256_secret.expose_secret().is_empty(),
+                "no HS256 secret: set APP__AUTH__HS256_SECRET, or pass --dev for the dev secret"
+            );
             fn split(list: &str) -> Vec<&str> {
                 list.split(',').filter(|item| !item.is_empty()).collect()
             }

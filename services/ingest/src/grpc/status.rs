@@ -28,7 +28,7 @@ pub fn code(reason: ErrorReason) -> Code {
             Code::InvalidArgument
         }
         FileTooLarge => Code::OutOfRange,
-        IdempotencyKeyReused => Code::FailedPrecondition,
+        IdempotencyKeyReused | TargetConflict => Code::FailedPrecondition,
         AlreadyAttached => Code::AlreadyExists,
         TargetNotFound | ImageNotFound | RouteNotFound => Code::NotFound,
         QuotaExceeded => Code::ResourceExhausted,

@@ -19,7 +19,7 @@ pub use upload::Uploaded;
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
 use crate::error::IngestError;
-use crate::state::{Catalog, ImageRecord, Quota, TargetRecord};
+use crate::state::{Catalog, ImageRecord, Quota, Registered, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
 use lock::with_lock;
@@ -207,10 +207,10 @@ impl Ingestor {
         workspace: &str,
         quota: u64,
     ) -> Result<u64, IngestError> {
-        auth::can_manage_targets(claims)?;
         if !target::valid_id(workspace) {
             return Err(IngestError::InvalidId("workspace_id"));
         }
+        auth::can_manage_workspace(claims, workspace)?;
         let limit = if quota == 0 {
             self.limits.default_quota_bytes
         } else {
@@ -220,7 +220,9 @@ impl Ingestor {
         Ok(limit)
     }
 
-    /// Registers a target owned by `owner` in `workspace`; true if it was new.
+    /// Registers a target owned by `owner` in `workspace`; true if it was new, false if it was
+    /// registered identically. A target never moves: registered with another workspace or owner,
+    /// it is refused with `TARGET_CONFLICT`.
     pub async fn register_target(
         &self,
         claims: &Claims,
@@ -228,7 +230,6 @@ impl Ingestor {
         workspace: &str,
         owner: &str,
     ) -> Result<bool, IngestError> {
-        auth::can_manage_targets(claims)?;
         target.validate(false)?;
         if target.kind == Kind::Receipt {
             return Err(IngestError::invalid(
@@ -244,6 +245,7 @@ impl Ingestor {
         if owner.is_empty() {
             return Err(IngestError::invalid("owner", "owner is required"));
         }
+        auth::can_manage_workspace(claims, workspace)?;
         if self.quota.limit(workspace).await?.is_none() {
             return Err(IngestError::TargetNotFound("workspace"));
         }
@@ -251,10 +253,15 @@ impl Ingestor {
             workspace: workspace.to_owned(),
             owner: owner.to_owned(),
         };
-        Ok(self
+        match self
             .catalog
             .put_target(&target.catalog_key(), &record)
-            .await?)
+            .await?
+        {
+            Registered::Created => Ok(true),
+            Registered::Unchanged => Ok(false),
+            Registered::Conflict(_) => Err(IngestError::TargetConflict),
+        }
     }
 
     /// Forgets a target (its image, if any, stays until deleted); true if it existed.
@@ -263,9 +270,14 @@ impl Ingestor {
         claims: &Claims,
         target: &TargetRef,
     ) -> Result<bool, IngestError> {
-        auth::can_manage_targets(claims)?;
         target.validate(false)?;
-        Ok(self.catalog.remove_target(&target.catalog_key()).await?)
+        let key = target.catalog_key();
+        let Some(record) = self.catalog.target(&key).await? else {
+            auth::can_manage_workspace(claims, &claims.ws)?;
+            return Ok(false);
+        };
+        auth::can_manage_workspace(claims, &record.workspace)?;
+        Ok(self.catalog.remove_target(&key).await?)
     }
 }
 

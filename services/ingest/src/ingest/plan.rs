@@ -87,6 +87,10 @@ impl Ingestor {
             if !valid_id(&claims.ws) {
                 return Err(IngestError::InvalidId("token ws"));
             }
+            // A receipt is charged to the caller's workspace, which must exist.
+            if self.quota.limit(&claims.ws).await?.is_none() {
+                return Err(IngestError::TargetNotFound("workspace"));
+            }
             target.id = uuid::Uuid::new_v4().simple().to_string();
             (claims.ws.clone(), claims.sub.clone())
         } else {

@@ -3,7 +3,8 @@
 //! persisted: they only guard work in this process.
 
 use super::{
-    Catalog, IdempotencyRecord, ImageRecord, Quota, Reservation, StateError, TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError,
+    TargetRecord,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -155,8 +156,15 @@ impl Quota for EmbeddedState {
 
 #[async_trait]
 impl Catalog for EmbeddedState {
-    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<bool, StateError> {
-        self.update(|d| d.targets.insert(key.to_owned(), target.clone()).is_none())
+    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<Registered, StateError> {
+        self.update(|d| match d.targets.get(key) {
+            None => {
+                d.targets.insert(key.to_owned(), target.clone());
+                Registered::Created
+            }
+            Some(existing) if existing == target => Registered::Unchanged,
+            Some(existing) => Registered::Conflict(existing.clone()),
+        })
     }
 
     async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError> {

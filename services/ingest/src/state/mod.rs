@@ -41,6 +41,17 @@ pub enum Reservation {
     Exceeded { limit: u64, used: u64 },
 }
 
+/// What registering a target did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// The target is new.
+    Created,
+    /// It was registered already, identically.
+    Unchanged,
+    /// It is registered already with another workspace or owner; nothing changed.
+    Conflict(TargetRecord),
+}
+
 /// Per-workspace byte quotas.
 #[async_trait]
 pub trait Quota: Send + Sync + std::fmt::Debug {
@@ -71,8 +82,9 @@ pub trait Quota: Send + Sync + std::fmt::Debug {
 /// Registered targets, image records, idempotency results and short-lived locks.
 #[async_trait]
 pub trait Catalog: Send + Sync + std::fmt::Debug {
-    /// Registers (or re-registers) a target; true if it was new.
-    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<bool, StateError>;
+    /// Registers a target unless it is registered already (atomically: a registered target
+    /// never changes).
+    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<Registered, StateError>;
     /// A registered target.
     async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError>;
     /// Forgets a target; true if it existed.

@@ -3,7 +3,8 @@
 //! reconnects by itself, so a Redis outage fails calls (fail closed) until Redis is back.
 
 use super::{
-    Catalog, IdempotencyRecord, ImageRecord, Quota, Reservation, StateError, TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError,
+    TargetRecord,
 };
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -215,17 +216,24 @@ impl Quota for RedisState {
 
 #[async_trait]
 impl Catalog for RedisState {
-    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<bool, StateError> {
+    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<Registered, StateError> {
+        // SET NX GET: sets only if absent, and answers what was there (Redis 7).
         let previous: Option<String> = self
             .conn()
             .set_options(
                 self.key("target", key),
                 encode(target)?,
-                redis::SetOptions::default().get(true),
+                redis::SetOptions::default()
+                    .conditional_set(redis::ExistenceCheck::NX)
+                    .get(true),
             )
             .await
             .map_err(unavailable)?;
-        Ok(previous.is_none())
+        Ok(match decode::<TargetRecord>(previous)? {
+            None => Registered::Created,
+            Some(existing) if &existing == target => Registered::Unchanged,
+            Some(existing) => Registered::Conflict(existing),
+        })
     }
 
     #[tracing::instrument(name = "redis.target", skip_all, fields(key = %key))]

@@ -59,6 +59,8 @@ async fn a_replay_succeeds_when_the_workspace_is_full_and_charges_nothing() {
 async fn the_same_user_and_key_in_two_workspaces_are_two_uploads() {
     let app = spawn_app(Stack::Real).await;
     let bytes = jpeg(40, 30);
+    app.register_workspace("wA", 0).await;
+    app.register_workspace("wB", 0).await;
     let in_a = app.token("u1", "wA", &[], &[]);
     let in_b = app.token("u1", "wB", &[], &[]);
     let a = upload_with_key(&app, &in_a, "k", &bytes).await.unwrap();

@@ -92,6 +92,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_and_the_process_exits_within_th
         .env("APP__STORAGE__ROOT", data.path().join("objects"))
         .env("APP__STATE__PATH", data.path().join("state.json"))
         .env("APP__AUTH__HS256_SECRET", "sigterm-test")
+        .env("APP__STORAGE__URL_SIGNING_KEY", "sigterm-test-url-key")
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -108,8 +109,22 @@ async fn sigterm_lets_an_upload_in_flight_finish_and_the_process_exits_within_th
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut client =
-        v1::image_ingest_client::ImageIngestClient::new(channel.expect("service starts"));
+    let channel = channel.expect("service starts");
+    let registry_claims =
+        imaging_service::auth::Claims::expiring_in("registry", "*", &["service"], &[], 600);
+    let registry_token =
+        imaging_service::auth::mint_hs256("sigterm-test", &registry_claims).unwrap();
+    v1::target_registry_client::TargetRegistryClient::new(channel.clone())
+        .register_workspace(authed(
+            &registry_token,
+            v1::RegisterWorkspaceRequest {
+                workspace_id: "w1".into(),
+                quota_bytes: 0,
+            },
+        ))
+        .await
+        .unwrap();
+    let mut client = v1::image_ingest_client::ImageIngestClient::new(channel);
     let claims = imaging_service::auth::Claims::expiring_in("u1", "w1", &[], &[], 600);
     let token = imaging_service::auth::mint_hs256("sigterm-test", &claims).unwrap();
     let bytes = jpeg(300, 200);

@@ -6,6 +6,7 @@
 mod errors;
 mod helpers;
 mod idempotency;
+mod identity;
 mod lifecycle;
 mod protocol;
 mod races;

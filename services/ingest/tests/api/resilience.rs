@@ -72,6 +72,22 @@ async fn uploads_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
     app.redis.as_mut().unwrap().restart();
     let mut recovered = None;
     for _ in 0..50 {
+        // This Redis keeps nothing on disk: the restarted one must learn the workspace again.
+        let registered = app
+            .registry
+            .clone()
+            .register_workspace(authed(
+                &app.service_token(),
+                v1::RegisterWorkspaceRequest {
+                    workspace_id: "w1".into(),
+                    quota_bytes: 0,
+                },
+            ))
+            .await;
+        if registered.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         match app
             .upload(&token, target(TargetKind::Receipt, ""), "image/png", &bytes)
             .await

@@ -4,8 +4,8 @@
 
 use imaging_e2e::RedisServer;
 use imaging_service::state::{
-    Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Quota, RedisState, Reservation,
-    TargetRecord,
+    Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Quota, RedisState, Registered,
+    Reservation, TargetRecord,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,17 +119,31 @@ async fn a_target_registers_once_and_can_be_removed(backend: &Backend) {
         workspace: "w1".into(),
         owner: "u1".into(),
     };
-    assert!(
+    assert_eq!(
         catalog
             .put_target("EXPENSE_ENTRY:e1", &target)
             .await
-            .unwrap()
+            .unwrap(),
+        Registered::Created
     );
-    assert!(
-        !catalog
+    assert_eq!(
+        catalog
             .put_target("EXPENSE_ENTRY:e1", &target)
             .await
-            .unwrap()
+            .unwrap(),
+        Registered::Unchanged
+    );
+    let elsewhere = TargetRecord {
+        workspace: "w2".into(),
+        owner: "u2".into(),
+    };
+    assert_eq!(
+        catalog
+            .put_target("EXPENSE_ENTRY:e1", &elsewhere)
+            .await
+            .unwrap(),
+        Registered::Conflict(target.clone()),
+        "a registered target never moves"
     );
     assert_eq!(
         catalog.target("EXPENSE_ENTRY:e1").await.unwrap(),
