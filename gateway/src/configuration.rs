@@ -29,6 +29,14 @@ pub struct ServerSettings {
     pub request_timeout_seconds: u64,
     /// How long in-flight requests may run after a shutdown signal, in seconds.
     pub shutdown_timeout_seconds: u64,
+    /// Connections open at once (lowered to fit the open-files limit).
+    pub max_connections: usize,
+    /// A connection that moves no byte for this long is closed, in seconds.
+    pub idle_timeout_seconds: u64,
+    /// HTTP/1: the request head must arrive within this, in seconds.
+    pub header_read_timeout_seconds: u64,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// Where the ingest service is.
@@ -55,6 +63,10 @@ const DEFAULTS: &str = r#"
 listen_addr = "127.0.0.1:8080"
 request_timeout_seconds = 60
 shutdown_timeout_seconds = 30
+max_connections = 1024
+idle_timeout_seconds = 60
+header_read_timeout_seconds = 10
+max_concurrent_streams = 100
 
 [ingest]
 url = "http://127.0.0.1:50051"
@@ -64,6 +76,21 @@ connect_timeout_seconds = 5
 max_upload_bytes = 10485760
 chunk_bytes = 262144
 "#;
+
+impl ServerSettings {
+    /// The listener's limits, with the connection cap lowered to fit the open-files limit
+    /// (raised to its hard limit first).
+    pub fn listener_limits(&self) -> imaging_net::ListenerLimits {
+        let open_files = imaging_net::raise_open_files_limit();
+        imaging_net::ListenerLimits {
+            max_connections: imaging_net::connection_cap(self.max_connections, open_files, 1),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            max_concurrent_streams: self.max_concurrent_streams,
+            ..imaging_net::ListenerLimits::default()
+        }
+    }
+}
 
 /// Loads settings: defaults, then the TOML file `file` (if any), then `APP__*` variables.
 pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
@@ -94,6 +121,10 @@ impl Settings {
                 listen_addr: "127.0.0.1:0".to_owned(),
                 request_timeout_seconds: 60,
                 shutdown_timeout_seconds: 30,
+                max_connections: 1024,
+                idle_timeout_seconds: 60,
+                header_read_timeout_seconds: 10,
+                max_concurrent_streams: 100,
             },
             ingest: IngestSettings {
                 url: url.into(),

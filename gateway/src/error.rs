@@ -58,6 +58,8 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
         ContentTypeMismatch | CorruptImage | EncryptedPdf | ChecksumMismatch | SizeMismatch
         | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
+        UploadTimeout => StatusCode::REQUEST_TIMEOUT,
         Busy | Overloaded | ShuttingDown | StorageUnavailable | QuotaUnavailable => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -150,7 +152,7 @@ impl Failure {
         http_status(dialect, self.code, self.reason)
     }
 
-    /// `Retry-After` for a 503: what the service said, at least a second, whole seconds.
+    /// `Retry-After` for a 503 or 429: what the service said, at least a second, whole seconds.
     fn retry_after(&self) -> u64 {
         let delay = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
         (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).max(1)
@@ -239,7 +241,7 @@ impl IntoResponse for AppError {
                 (status, axum::Json(body)).into_response()
             }
         };
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(failure.retry_after()),
@@ -294,6 +296,8 @@ mod tests {
         (ChecksumMismatch, Code::InvalidArgument, 422, 422),
         (IdempotencyKeyReused, Code::FailedPrecondition, 422, 422),
         (QuotaExceeded, Code::ResourceExhausted, 507, 507),
+        (TooManyUploads, Code::ResourceExhausted, 429, 429),
+        (UploadTimeout, Code::DeadlineExceeded, 408, 408),
         (Busy, Code::Unavailable, 503, 503),
         (Overloaded, Code::Unavailable, 503, 503),
         (ShuttingDown, Code::Unavailable, 503, 503),

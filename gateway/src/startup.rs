@@ -31,6 +31,7 @@ pub struct Application {
     port: u16,
     router: Router,
     shutdown_timeout: Duration,
+    limits: imaging_net::ListenerLimits,
 }
 
 impl Application {
@@ -50,6 +51,7 @@ impl Application {
             port,
             router: app(state),
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_seconds),
+            limits: settings.server.listener_limits(),
         })
     }
 
@@ -65,10 +67,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
+        let server = imaging_net::serve_http(self.listener, self.router, self.limits, async {
             let _ = stopped.await;
         });
-        let mut server = tokio::spawn(std::future::IntoFuture::into_future(server));
+        let mut server = tokio::spawn(server);
         tokio::select! {
             served = &mut server => return Ok(served.context("HTTP server task failed")??),
             () = shutdown => {}

@@ -36,6 +36,8 @@ pub enum Stack {
 /// A running service and its servers.
 pub struct TestApp {
     pub addr: String,
+    /// `host:port` of the signed-URL file server (filesystem storage only).
+    pub files_addr: Option<String>,
     pub settings: Settings,
     pub backends: Backends,
     pub ingest: ImageIngestClient<Channel>,
@@ -99,6 +101,7 @@ pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> 
         .await
         .expect("app builds");
     let addr = format!("http://127.0.0.1:{}", app.grpc_port());
+    let files_addr = app.files_port().map(|port| format!("127.0.0.1:{port}"));
     let backends = app.backends().clone();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -111,6 +114,7 @@ pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> 
         .expect("connects");
     let app = TestApp {
         addr,
+        files_addr,
         settings,
         backends,
         ingest: ImageIngestClient::new(channel.clone())

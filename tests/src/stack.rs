@@ -35,8 +35,18 @@ pub async fn spawn_stack() -> TestStack {
 
 /// The same, after `tweak` adjusts the ingest service's settings.
 pub async fn spawn_stack_with(tweak: impl FnOnce(&mut Settings)) -> TestStack {
-    let app = spawn_app_with(Stack::Real, tweak).await;
-    let gateway_settings = imaging_gateway::configuration::Settings::for_ingest(app.addr.clone());
+    spawn_stack_tuned(tweak, |_| {}).await
+}
+
+/// The same, after `service` and `gateway` adjust the two processes' settings.
+pub async fn spawn_stack_tuned(
+    service: impl FnOnce(&mut Settings),
+    gateway: impl FnOnce(&mut imaging_gateway::configuration::Settings),
+) -> TestStack {
+    let app = spawn_app_with(Stack::Real, service).await;
+    let mut gateway_settings =
+        imaging_gateway::configuration::Settings::for_ingest(app.addr.clone());
+    gateway(&mut gateway_settings);
     let gateway = imaging_gateway::startup::Application::build(gateway_settings)
         .await
         .expect("the gateway builds");

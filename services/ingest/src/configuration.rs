@@ -39,6 +39,18 @@ pub struct ServerSettings {
     pub lock_wait_seconds: u64,
     /// After SIGTERM, how long in-flight requests may take before the process exits anyway.
     pub drain_seconds: u64,
+    /// Connections open at once per listener (lowered to fit the open-files limit).
+    pub max_connections: usize,
+    /// A connection that moves no byte for this long is closed, in seconds.
+    pub idle_timeout_seconds: u64,
+    /// HTTP/1 (gRPC-Web, file server): the request head must arrive within this, in seconds.
+    pub header_read_timeout_seconds: u64,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive ping period, in seconds.
+    pub keepalive_interval_seconds: u64,
+    /// HTTP/2 keep-alive: an unanswered ping closes the connection after this, in seconds.
+    pub keepalive_timeout_seconds: u64,
 }
 
 /// Object storage backend.
@@ -130,6 +142,12 @@ pub struct LimitSettings {
     pub default_quota_bytes: u64,
     /// Uploads processed at once; more are refused at once with `OVERLOADED` (load shedding).
     pub max_in_flight_uploads: usize,
+    /// Uploads one user may have in flight; more are refused with `TOO_MANY_UPLOADS`.
+    pub max_uploads_per_user: usize,
+    /// Uploads one workspace may have in flight; more are refused with `TOO_MANY_UPLOADS`.
+    pub max_uploads_per_workspace: usize,
+    /// An upload stream that sends nothing for this long fails with `UPLOAD_TIMEOUT`, in seconds.
+    pub upload_idle_seconds: u64,
 }
 
 /// The dev-only HS256 secret, used only in dev mode when no key is configured.
@@ -146,6 +164,12 @@ files_public_url = ""
 url_ttl_seconds = 900
 lock_wait_seconds = 30
 drain_seconds = 30
+max_connections = 1024
+idle_timeout_seconds = 60
+header_read_timeout_seconds = 10
+max_concurrent_streams = 100
+keepalive_interval_seconds = 20
+keepalive_timeout_seconds = 10
 
 [storage]
 backend = "filesystem"
@@ -170,6 +194,9 @@ webp_max_edge = 2048
 webp_quality = 80.0
 default_quota_bytes = 1073741824
 max_in_flight_uploads = 64
+max_uploads_per_user = 8
+max_uploads_per_workspace = 32
+upload_idle_seconds = 15
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;

@@ -92,6 +92,12 @@ pub enum IngestError {
     /// The target stayed locked by other uploads for too long.
     #[error("target is busy, retry later")]
     Busy,
+    /// The caller (`"user"` or `"workspace"`) has as many uploads in flight as it may.
+    #[error("too many uploads in flight for this {0}, retry when one ends")]
+    TooManyUploads(&'static str),
+    /// The upload stream sent nothing for too long.
+    #[error("the upload stream sent nothing for too long")]
+    UploadTimeout,
     /// Too many uploads in flight; retry shortly.
     #[error("the service is at capacity, retry shortly")]
     Overloaded,
@@ -138,6 +144,8 @@ impl IngestError {
             QuotaExceeded { .. } => ErrorReason::QuotaExceeded,
             Busy => ErrorReason::Busy,
             Overloaded => ErrorReason::Overloaded,
+            TooManyUploads(_) => ErrorReason::TooManyUploads,
+            UploadTimeout => ErrorReason::UploadTimeout,
             ShuttingDown => ErrorReason::ShuttingDown,
             Storage(err) if err.is_transient() => ErrorReason::StorageUnavailable,
             State(err) if err.is_transient() => ErrorReason::QuotaUnavailable,

@@ -16,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Upload bytes a client may send ahead of what the service has read, per HTTP/2 stream:
 /// hyper's default, 1 MiB. It is also what a refused upload can have in flight; half of it
@@ -96,8 +95,11 @@ pub struct Application {
     files: Option<(TcpListener, axum::Router)>,
     files_port: Option<u16>,
     api: IngestApi,
+    verifier: Verifier,
     backends: Backends,
     drain: Duration,
+    listener: imaging_net::ListenerLimits,
+    max_chunk_bytes: usize,
 }
 
 impl std::fmt::Debug for Application {
@@ -163,7 +165,10 @@ impl Application {
             grpc_port,
             files,
             files_port,
-            api: IngestApi::new(ingestor, verifier),
+            api: IngestApi::new(ingestor),
+            verifier,
+            listener: listener_limits(&settings),
+            max_chunk_bytes: settings.limits.max_chunk_bytes,
             backends,
             drain: Duration::from_secs(settings.server.drain_seconds),
         })
@@ -206,13 +211,15 @@ impl Application {
         let checker = tokio::spawn(watch_health(reporter, self.backends.clone()));
         let janitor = tokio::spawn(sweep_periodically(self.backends.store.clone()));
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = self.listener;
         let files = self.files.map(|(listener, router)| {
             tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(async {
-                        let _ = files_stopped.await;
-                    })
-                    .await;
+                let stopped = async {
+                    let _ = files_stopped.await;
+                };
+                if let Err(err) = imaging_net::serve_http(listener, router, limits, stopped).await {
+                    tracing::error!(error = %err, "file server failed");
+                }
             })
         });
         let ingestor = self.api.ingestor().clone();
@@ -224,21 +231,30 @@ impl Application {
             ingestor.stop_admitting();
             let _ = signalled.send(());
         };
+        // An upload message is one chunk plus a few bytes of framing; registry messages are tiny.
+        let ingest = ImageIngestServer::new(self.api.clone())
+            .max_decoding_message_size(self.max_chunk_bytes + 1024);
+        let registry = TargetRegistryServer::new(self.api)
+            .max_decoding_message_size(crate::grpc::layer::MAX_UNARY_BODY_BYTES);
         let serve = tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .accept_http1(true)
             .trace_fn(crate::grpc::layer::rpc_span)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(tower::util::MapRequestLayer::new(
                 crate::grpc::layer::surface_resets,
             ))
+            .layer(crate::grpc::layer::AuthenticateLayer::new(self.verifier))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(ImageIngestServer::new(self.api.clone()))
-            .add_service(TargetRegistryServer::new(self.api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), shutdown);
+            .add_service(ingest)
+            .add_service(registry)
+            .serve_with_incoming_shutdown(imaging_net::incoming(self.grpc, limits), shutdown);
         let deadline = async {
             if on_signal.await.is_ok() {
                 tokio::time::sleep(drain).await;
@@ -260,6 +276,21 @@ impl Application {
         checker.abort();
         janitor.abort();
         served.context("gRPC server failed")
+    }
+}
+
+/// The limits of both listeners, with the connection cap lowered to fit the open-files limit
+/// (raised to its hard limit first).
+fn listener_limits(settings: &Settings) -> imaging_net::ListenerLimits {
+    let server = &settings.server;
+    let open_files = imaging_net::raise_open_files_limit();
+    imaging_net::ListenerLimits {
+        max_connections: imaging_net::connection_cap(server.max_connections, open_files, 2),
+        idle_timeout: Duration::from_secs(server.idle_timeout_seconds),
+        header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+        max_concurrent_streams: server.max_concurrent_streams,
+        keepalive_interval: Duration::from_secs(server.keepalive_interval_seconds),
+        keepalive_timeout: Duration::from_secs(server.keepalive_timeout_seconds),
     }
 }
 

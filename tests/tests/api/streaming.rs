@@ -123,3 +123,33 @@ async fn a_connection_dropped_mid_body_stores_nothing_chunked_or_not() {
     assert_eq!(response.status(), 201);
     assert_eq!(stack.objects().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_half_sent_request_line_is_closed_by_the_gateway_within_its_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = crate::helpers::spawn_stack_tuned(
+        |_| {},
+        |gateway| {
+            gateway.server.header_read_timeout_seconds = 1;
+            gateway.server.idle_timeout_seconds = 1;
+        },
+    )
+    .await;
+    let addr = stack.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(b"POST /api/image/v1.0/rec").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the gateway kept a half-sent request open for 10 s"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

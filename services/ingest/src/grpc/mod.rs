@@ -6,7 +6,7 @@ mod convert;
 pub mod layer;
 mod status;
 
-use crate::auth::{Claims, Verifier};
+use crate::auth::Claims;
 use crate::error::IngestError;
 use crate::ingest::Ingestor;
 use bytes::Bytes;
@@ -15,17 +15,17 @@ use imaging_proto::v1;
 use imaging_proto::v1::upload_image_request::Part;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Both gRPC services share this state.
+/// Both gRPC services share this state. Tokens are verified before a request gets here
+/// ([`layer::AuthenticateLayer`]), which leaves the caller's [`Claims`] in its extensions.
 #[derive(Debug, Clone)]
 pub struct IngestApi {
     ingestor: Ingestor,
-    verifier: Verifier,
 }
 
 impl IngestApi {
-    /// Wraps the domain and the token verifier.
-    pub fn new(ingestor: Ingestor, verifier: Verifier) -> Self {
-        Self { ingestor, verifier }
+    /// Wraps the domain.
+    pub fn new(ingestor: Ingestor) -> Self {
+        Self { ingestor }
     }
 
     /// The domain behind the API.
@@ -34,11 +34,11 @@ impl IngestApi {
     }
 
     fn claims<T>(&self, request: &Request<T>) -> Result<Claims, IngestError> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok());
-        self.verifier.verify_header(header)
+        request
+            .extensions()
+            .get::<Claims>()
+            .cloned()
+            .ok_or(IngestError::TokenMissing)
     }
 }
 

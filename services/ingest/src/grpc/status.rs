@@ -31,7 +31,8 @@ pub fn code(reason: ErrorReason) -> Code {
         IdempotencyKeyReused | TargetConflict => Code::FailedPrecondition,
         AlreadyAttached => Code::AlreadyExists,
         TargetNotFound | ImageNotFound | RouteNotFound => Code::NotFound,
-        QuotaExceeded => Code::ResourceExhausted,
+        QuotaExceeded | TooManyUploads => Code::ResourceExhausted,
+        UploadTimeout => Code::DeadlineExceeded,
         Busy | Overloaded | ShuttingDown | StorageUnavailable | QuotaUnavailable => {
             Code::Unavailable
         }
@@ -75,7 +76,7 @@ impl From<IngestError> for Status {
                     format!("{used} of {limit} bytes used; {requested} more requested"),
                 );
             }
-            Busy | Overloaded | ShuttingDown => {
+            Busy | Overloaded | ShuttingDown | TooManyUploads(_) => {
                 details.set_retry_info(Some(RETRY_AFTER_LOAD));
             }
             Storage(cause) => {

@@ -1,6 +1,7 @@
 //! The domain: what an upload, a read, a delete and a registration do, wired from the pipeline,
 //! the object store, the quota and the catalog. The gRPC layer only translates to and from this.
 
+mod admission;
 mod guard;
 mod idempotency;
 mod lock;
@@ -22,10 +23,10 @@ use crate::error::IngestError;
 use crate::state::{Catalog, ImageRecord, Quota, Registered, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
+use admission::Admission;
 use lock::with_lock;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// Everything an ingest operation needs.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ pub struct Ingestor {
     pub(crate) limits: LimitSettings,
     pub(crate) url_ttl: Duration,
     pub(crate) lock_wait: Duration,
-    admission: Arc<Semaphore>,
+    pub(crate) admission: Admission,
     pub(crate) metrics: Metrics,
 }
 
@@ -70,7 +71,11 @@ impl Ingestor {
         url_ttl: Duration,
         lock_wait: Duration,
     ) -> Self {
-        let admission = Arc::new(Semaphore::new(limits.max_in_flight_uploads.max(1)));
+        let admission = Admission::new(
+            limits.max_in_flight_uploads,
+            limits.max_uploads_per_user,
+            limits.max_uploads_per_workspace,
+        );
         Self {
             store,
             quota,
@@ -81,17 +86,6 @@ impl Ingestor {
             admission,
             metrics: Metrics::global(),
         }
-    }
-
-    /// Admits one upload, or refuses at once when at capacity or draining (no queueing).
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, IngestError> {
-        self.admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|err| match err {
-                TryAcquireError::Closed => IngestError::ShuttingDown,
-                TryAcquireError::NoPermits => IngestError::Overloaded,
-            })
     }
 
     /// Refuses every new upload from now on (uploads already admitted go on).

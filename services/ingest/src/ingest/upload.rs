@@ -1,7 +1,7 @@
 //! The upload flow, one entry point: [`Ingestor::upload`] takes the caller, the header and the
 //! stream of bytes, and reads straight down: check the header, replay an idempotent retry, check
-//! the quota, take a slot, receive the bytes under the limits, verify them, then store them by
-//! the target kind's policy. It records the span's `kind` and `outcome` and the upload metrics.
+//! the quota, take a slot (global, per user, per workspace), receive the bytes under the limits
+//! (and an idle timeout), verify them, then store them by the target kind's policy. It records the span's `kind` and `outcome` and the upload metrics.
 
 use super::Ingestor;
 use super::idempotency::Prior;
@@ -77,7 +77,7 @@ impl Ingestor {
             });
         }
         self.precheck_quota(&plan).await?;
-        let admitted = self.admit()?;
+        let admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
         let received = self.receive(&plan, bytes, true).await?;
         let ingestor = self.clone();
         tokio::spawn(
@@ -110,8 +110,13 @@ impl Ingestor {
             keep,
         );
         let mut bytes = std::pin::pin!(bytes);
+        let idle = std::time::Duration::from_secs(self.limits.upload_idle_seconds);
         let streamed = async {
-            while let Some(chunk) = bytes.next().await {
+            // A stream that goes silent gives its slot back after `idle`.
+            while let Some(chunk) = tokio::time::timeout(idle, bytes.next())
+                .await
+                .map_err(|_| IngestError::UploadTimeout)?
+            {
                 receiver.push(&chunk?)?;
             }
             Ok::<_, IngestError>(())

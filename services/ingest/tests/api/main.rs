@@ -5,6 +5,7 @@
 
 mod errors;
 mod helpers;
+mod hostile;
 mod idempotency;
 mod identity;
 mod lifecycle;

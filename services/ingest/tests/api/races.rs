@@ -1,14 +1,24 @@
 //! Concurrency is part of the contract: appends are never lost, an entry takes exactly one
 //! image, and concurrent uploads never push a workspace past its quota.
 
-use crate::helpers::{Stack, reason, spawn_app, target};
+use crate::helpers::{Stack, TestApp, reason, spawn_app_with, target};
 use imaging_e2e::fixtures::{jpeg, pdf, pdf_pages, png};
 use imaging_proto::v1::TargetKind;
 use std::sync::Arc;
 
+/// A service on real backends whose per-user and per-workspace caps let 16 uploads of one user
+/// run at once.
+async fn racing_app() -> TestApp {
+    spawn_app_with(Stack::Real, |settings| {
+        settings.limits.max_uploads_per_user = 16;
+        settings.limits.max_uploads_per_workspace = 16;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_appends_to_one_report_keep_every_page() {
-    let app = Arc::new(spawn_app(Stack::Real).await);
+    let app = Arc::new(racing_app().await);
     app.register_workspace("w1", 0).await;
     app.register_target(target(TargetKind::Report, "R1"), "w1", "u1")
         .await;
@@ -45,7 +55,7 @@ async fn sixteen_concurrent_appends_to_one_report_keep_every_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_uploads_to_one_entry_give_exactly_one_success() {
-    let app = Arc::new(spawn_app(Stack::Real).await);
+    let app = Arc::new(racing_app().await);
     app.register_workspace("w1", 0).await;
     app.register_target(target(TargetKind::ExpenseEntry, "E1"), "w1", "u1")
         .await;
@@ -78,7 +88,7 @@ async fn sixteen_concurrent_uploads_to_one_entry_give_exactly_one_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_uploads_near_the_limit_never_exceed_it() {
-    let app = Arc::new(spawn_app(Stack::Real).await);
+    let app = Arc::new(racing_app().await);
     let file = jpeg(200, 200);
     let size = file.len() as u64;
     let limit = size * 5 + size / 2;

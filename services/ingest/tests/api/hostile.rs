@@ -1,0 +1,240 @@
+//! Hostile clients: no work before the token is checked, silent and half-sent connections cut
+//! off, one user's silent uploads cannot starve another user.
+
+use crate::helpers::{Stack, authed, reason, spawn_app_with, target};
+use bytes::Bytes;
+use imaging_e2e::fixtures::jpeg;
+use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Peak resident memory (VmHWM) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The release-or-debug service binary on the embedded default, on a free port.
+struct ServiceProcess {
+    child: std::process::Child,
+    addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    async fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let port = imaging_e2e::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-service"))
+            .env("APP__SERVER__GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("APP__SERVER__FILES_ADDR", "127.0.0.1:0")
+            .env("APP__STORAGE__ROOT", data.path().join("objects"))
+            .env("APP__STATE__PATH", data.path().join("state.json"))
+            .env("APP__AUTH__HS256_SECRET", "hostile-test")
+            .env("APP__STORAGE__URL_SIGNING_KEY", "hostile-test-url-key")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ServiceProcess {
+            child,
+            addr,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_streams_of_large_unary_messages_are_refused_unread() {
+    let service = ServiceProcess::start().await;
+    let tcp = tokio::net::TcpStream::connect(&service.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    // Warm up: one refused call, so the baseline includes the connection's own buffers.
+    let before = {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = http::Request::post(format!(
+            "http://{}/imaging.v1.ImageIngest/GetUsage",
+            service.addr
+        ))
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+        let (response, _send) = client.send_request(request, true).unwrap();
+        response.await.unwrap();
+        peak_rss_kib(service.child.id())
+    };
+
+    // One gRPC frame of a 4 MB message.
+    let length = 4 * 1024 * 1024 - 5;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(length as u32).to_be_bytes());
+    frame.resize(length + 5, 0x42);
+    let message = Bytes::from(frame);
+    let mut calls = Vec::new();
+    for _ in 0..250 {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = http::Request::post(format!(
+            "http://{}/imaging.v1.ImageIngest/GetUsage",
+            service.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        let _ = send.send_data(message.clone(), true);
+        calls.push(tokio::spawn(async move {
+            let response = tokio::time::timeout(Duration::from_secs(10), response)
+                .await
+                .expect("answered")
+                .unwrap();
+            let status = response
+                .headers()
+                .get("grpc-status")
+                .map(|value| value.to_str().unwrap().to_owned());
+            drop(send);
+            status
+        }));
+    }
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap().as_deref(),
+            Some("16"),
+            "UNAUTHENTICATED, answered from the headers"
+        );
+    }
+    let grown_mib = (peak_rss_kib(service.child.id()) - before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "250 unauthenticated 4 MB messages grew the service by {grown_mib} MiB"
+    );
+}
+
+/// Connects to `addr`, sends `half` of a request and goes silent; how long the server took to
+/// close the connection.
+async fn closed_after(addr: &str, half: &[u8]) -> Duration {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(half).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("{addr} kept a half-sent connection open for 10 s"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_sent_connections_are_closed_by_the_grpc_listener_and_the_file_server() {
+    let app = spawn_app_with(Stack::Embedded, |settings| {
+        settings.server.idle_timeout_seconds = 1;
+        settings.server.header_read_timeout_seconds = 1;
+    })
+    .await;
+    let grpc = app.addr.trim_start_matches("http://").to_owned();
+    let took = closed_after(&grpc, b"PRI * HTTP/2.0\r\n").await;
+    assert!(took < Duration::from_secs(4), "gRPC: {took:?}");
+    let files = app
+        .files_addr
+        .clone()
+        .expect("the embedded default serves files");
+    let took = closed_after(&files, b"GET /files/ws/w1/x HTT").await;
+    assert!(took < Duration::from_secs(4), "file server: {took:?}");
+}
+
+/// Opens an upload stream as `token`, sends its header and nothing else.
+async fn silent_upload(
+    app: &crate::helpers::TestApp,
+    token: &str,
+) -> (
+    tokio::sync::mpsc::Sender<v1::UploadImageRequest>,
+    tokio::task::JoinHandle<Result<tonic::Response<v1::UploadImageResponse>, tonic::Status>>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    let mut client = app.ingest.clone();
+    let request = authed(token, tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let call = tokio::spawn(async move { client.upload_image(request).await });
+    let header = v1::UploadHeader {
+        target: Some(target(TargetKind::Receipt, "")),
+        content_type: "image/jpeg".into(),
+        ..Default::default()
+    };
+    sender
+        .send(v1::UploadImageRequest {
+            part: Some(Part::Header(header)),
+        })
+        .await
+        .unwrap();
+    (sender, call)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_silent_uploads_of_one_user_do_not_stop_another_users_upload() {
+    let app = spawn_app_with(Stack::Embedded, |settings| {
+        settings.limits.upload_idle_seconds = 2;
+    })
+    .await;
+    let attacker = app.token("mallory", "w1", &[], &[]);
+    let mut silent = Vec::new();
+    for _ in 0..64 {
+        silent.push(silent_upload(&app, &attacker).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = app.token("alice", "w1", &[], &[]);
+    let bytes = jpeg(64, 48);
+    app.upload(
+        &victim,
+        target(TargetKind::Receipt, ""),
+        "image/jpeg",
+        &bytes,
+    )
+    .await
+    .expect("another user's upload goes through");
+
+    let mut refused = 0;
+    let mut timed_out = 0;
+    for (sender, call) in silent {
+        let status = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("every silent upload ends by itself")
+            .unwrap()
+            .unwrap_err();
+        match reason(&status).as_str() {
+            "TOO_MANY_UPLOADS" => refused += 1,
+            "UPLOAD_TIMEOUT" => {
+                assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+                timed_out += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+        drop(sender);
+    }
+    let cap = app.settings.limits.max_uploads_per_user;
+    assert_eq!(
+        timed_out, cap,
+        "the user's own slots, freed by the idle timeout"
+    );
+    assert_eq!(refused, 64 - cap);
+    assert_eq!(app.objects().await.len(), 1);
+}
