@@ -19,6 +19,10 @@ fn corrupt(err: impl std::fmt::Display) -> PipelineError {
     PipelineError::Corrupt(err.to_string())
 }
 
+/// The largest object number a PDF may use (ISO 32000-1, Annex C). A file using larger ones is
+/// renumbered before it becomes a report, so appends always have numbers to give new objects.
+pub const MAX_OBJECT_NUMBER: u32 = 8_388_607;
+
 fn page_count(doc: &Document) -> u32 {
     u32::try_from(doc.get_pages().len()).unwrap_or(u32::MAX)
 }
@@ -41,7 +45,12 @@ pub fn start_report(
 ) -> Result<ReportPdf, PipelineError> {
     check_type(bytes, media)?;
     if media == MediaType::Pdf {
-        let doc = load_pdf(bytes)?;
+        let mut doc = load_pdf(bytes)?;
+        if doc.max_id > MAX_OBJECT_NUMBER {
+            // Kept byte for byte, later appends would have no object numbers left.
+            doc.renumber_objects();
+            return save(doc);
+        }
         return Ok(ReportPdf {
             bytes: bytes.to_vec(),
             page_count: page_count(&doc),
@@ -78,6 +87,9 @@ pub fn append_to_report(
 ) -> Result<ReportPdf, PipelineError> {
     check_type(bytes, media)?;
     let mut doc = load_pdf(existing)?;
+    if doc.max_id > MAX_OBJECT_NUMBER {
+        doc.renumber_objects();
+    }
     let before = doc.get_pages().len();
     let root = doc
         .catalog()
@@ -107,7 +119,16 @@ pub fn append_to_report(
         // What only the upload's own catalog used (outlines, forms, names, metadata) goes.
         doc.prune_objects();
     }
-    save(doc)
+    let report = save(doc)?;
+    // Never hand back a report that lost pages: refuse the append instead.
+    if report.page_count as usize != before + new_pages.len() {
+        return Err(corrupt(format!(
+            "the report would have {} pages instead of {}",
+            report.page_count,
+            before + new_pages.len()
+        )));
+    }
+    Ok(report)
 }
 
 /// Attributes a page may inherit from its ancestors in the page tree.

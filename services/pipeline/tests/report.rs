@@ -168,3 +168,53 @@ fn encrypted_or_unsupported_uploads_are_not_appended() {
         "{result:?}"
     );
 }
+
+/// A valid one-page PDF whose page uses object number 4294967294 (u32::MAX - 1).
+fn pdf_with_huge_object_numbers() -> Vec<u8> {
+    use lopdf::{Document, Object, dictionary};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let page_id = (4_294_967_294, 0);
+    doc.objects.insert(
+        page_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "MediaBox" => vec![0.into(), 0.into(), 300.into(), 400.into()],
+        }),
+    );
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => vec![Object::Reference(page_id)],
+            "Count" => 1,
+        }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    doc.max_id = 4_294_967_294;
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_first_pdf_with_object_numbers_near_u32_max_stays_appendable() {
+    let limits = Limits::default();
+    let first = pdf_with_huge_object_numbers();
+    assert!(lopdf::Document::load_mem(&first).is_ok(), "a valid PDF");
+    let report = start_report(&first, MediaType::Pdf, &limits).unwrap();
+    assert_eq!(report.page_count, 1);
+    let report = append_to_report(&report.bytes, &jpeg(40, 30), MediaType::Jpeg, &limits).unwrap();
+    assert_eq!(report.page_count, 2);
+    let report = append_to_report(&report.bytes, &pdf(2, 100), MediaType::Pdf, &limits).unwrap();
+    assert_eq!(report.page_count, 4);
+    assert_eq!(
+        lopdf::Document::load_mem(&report.bytes)
+            .unwrap()
+            .get_pages()
+            .len(),
+        4
+    );
+}

@@ -1,8 +1,10 @@
 //! The file server of the filesystem backend: serves objects at HMAC-signed, expiring URLs
-//! (`/files/{key}?expires=..&signature=..`), the stand-in for S3 presigned GETs.
+//! (`/files/{key}?expires=..&signature=..`), the stand-in for S3 presigned GETs. Objects are
+//! streamed from disk, never read whole into memory, and sent with headers that stop browsers
+//! from sniffing or rendering them as something else.
 
+use super::FsStore;
 use super::signed_url::UrlSigner;
-use super::{FsStore, ObjectStore};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -56,8 +58,27 @@ async fn serve(
     {
         return (StatusCode::FORBIDDEN, "invalid or expired signature").into_response();
     }
-    match state.store.get(&key).await {
-        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, content_type(&key))], bytes).into_response(),
+    match state.store.open(&key).await {
+        Ok(Some((file, length))) => {
+            let name = key.rsplit('/').next().unwrap_or("file");
+            let disposition = match content_type(&key) {
+                // A PDF opened in the browser runs in this origin; save it instead.
+                "application/pdf" => format!("attachment; filename=\"{name}\""),
+                _ => format!("inline; filename=\"{name}\""),
+            };
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            (
+                [
+                    (header::CONTENT_TYPE, content_type(&key).to_owned()),
+                    (header::CONTENT_LENGTH, length.to_string()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                    (header::CACHE_CONTROL, "private, max-age=60".to_owned()),
+                ],
+                body,
+            )
+                .into_response()
+        }
         Ok(None) => (StatusCode::NOT_FOUND, "not found").into_response(),
         Err(err) => {
             tracing::error!(error = %err, "file server read failed");

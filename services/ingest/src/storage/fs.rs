@@ -41,6 +41,17 @@ impl FsStore {
         &self.signer
     }
 
+    /// Opens an object for streaming: the file and its length; `None` if it does not exist.
+    pub async fn open(&self, key: &str) -> Result<Option<(tokio::fs::File, u64)>, StorageError> {
+        let file = match tokio::fs::File::open(self.path(key)?).await {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io(err)),
+        };
+        let length = file.metadata().await.map_err(io)?.len();
+        Ok(Some((file, length)))
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         validate_key(key)?;
         Ok(self.root.join(key))

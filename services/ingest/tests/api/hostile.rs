@@ -22,16 +22,18 @@ fn peak_rss_kib(pid: u32) -> u64 {
 struct ServiceProcess {
     child: std::process::Child,
     addr: String,
-    _data: tempfile::TempDir,
+    files_addr: String,
+    data: tempfile::TempDir,
 }
 
 impl ServiceProcess {
     async fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
         let port = imaging_e2e::free_port();
+        let files_addr = format!("127.0.0.1:{}", imaging_e2e::free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-service"))
             .env("APP__SERVER__GRPC_ADDR", format!("127.0.0.1:{port}"))
-            .env("APP__SERVER__FILES_ADDR", "127.0.0.1:0")
+            .env("APP__SERVER__FILES_ADDR", &files_addr)
             .env("APP__STORAGE__ROOT", data.path().join("objects"))
             .env("APP__STATE__PATH", data.path().join("state.json"))
             .env("APP__AUTH__HS256_SECRET", "hostile-test")
@@ -49,7 +51,8 @@ impl ServiceProcess {
         ServiceProcess {
             child,
             addr,
-            _data: data,
+            files_addr,
+            data,
         }
     }
 }
@@ -237,4 +240,59 @@ async fn sixty_four_silent_uploads_of_one_user_do_not_stop_another_users_upload(
     );
     assert_eq!(refused, 64 - cap);
     assert_eq!(app.objects().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_server_streams_a_large_object_to_several_readers_without_holding_it() {
+    let service = ServiceProcess::start().await;
+    let key = "ws/w1/reports/R1/big.pdf";
+    let path = service.data.path().join("objects").join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let size = 96 * 1024 * 1024;
+    let mut content = b"%PDF-1.7\n".to_vec();
+    content.resize(size, b'0');
+    std::fs::write(&path, &content).unwrap();
+    drop(content);
+    let expires = imaging_service::auth::expires_in(600);
+    let signature = imaging_service::storage::signed_url::UrlSigner::new(b"hostile-test-url-key")
+        .sign(key, expires);
+    let url = format!(
+        "http://{}/files/{key}?expires={expires}&signature={signature}",
+        service.files_addr
+    );
+    let before = peak_rss_kib(service.child.id());
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        readers.push(tokio::spawn(async move {
+            let mut response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let headers = response.headers().clone();
+            let mut read = 0usize;
+            while let Some(chunk) = response.chunk().await.unwrap() {
+                read += chunk.len();
+            }
+            (headers, read)
+        }));
+    }
+    for reader in readers {
+        let (headers, read) = reader.await.unwrap();
+        assert_eq!(read, size);
+        assert_eq!(headers["content-length"], size.to_string().as_str());
+        assert_eq!(headers["content-type"], "application/pdf");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(
+            headers["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment"),
+            "{:?}",
+            headers["content-disposition"]
+        );
+    }
+    let grown_mib = (peak_rss_kib(service.child.id()) - before) / 1024;
+    assert!(
+        grown_mib < 32,
+        "4 readers of a 96 MiB object grew the service by {grown_mib} MiB"
+    );
 }
