@@ -134,6 +134,27 @@ pub struct LimitSettings {
     pub max_chunk_bytes: usize,
     /// Largest decoded image, in pixels (decompression-bomb guard).
     pub max_pixels: u64,
+    /// Largest decoded image, in bytes (pixels x bytes per pixel; 16-bit and alpha count).
+    pub max_image_bytes: u64,
+    /// PNG metadata (ICC profile, text, EXIF), inflated, in bytes.
+    pub max_ancillary_bytes: u64,
+    /// PDF tokens outside stream data (what the parser turns into objects).
+    pub pdf_max_tokens: u64,
+    /// PDF indirect objects.
+    pub pdf_max_objects: u64,
+    /// PDF nesting of arrays and dictionaries.
+    pub pdf_max_depth: u32,
+    /// Bytes one PDF object or cross-reference stream may inflate to.
+    pub pdf_max_stream_inflated_bytes: u64,
+    /// Bytes all of a PDF's object and cross-reference streams may inflate to.
+    pub pdf_max_inflated_bytes: u64,
+    /// Pages of one uploaded PDF.
+    pub pdf_max_pages: u32,
+    /// Memory all uploads in flight may reserve together, in bytes (received bytes and
+    /// pipeline work); see the README's "Limits and protections".
+    pub memory_budget_bytes: u64,
+    /// How long an upload waits for room in the memory budget before `OVERLOADED`, in ms.
+    pub memory_wait_millis: u64,
     /// Long edge of converted WebP images, in pixels.
     pub webp_max_edge: u32,
     /// Lossy WebP quality (0-100).
@@ -190,6 +211,16 @@ leeway_seconds = 5
 max_upload_bytes = 10485760
 max_chunk_bytes = 1048576
 max_pixels = 50000000
+max_image_bytes = 268435456
+max_ancillary_bytes = 4194304
+pdf_max_tokens = 1000000
+pdf_max_objects = 200000
+pdf_max_depth = 64
+pdf_max_stream_inflated_bytes = 16777216
+pdf_max_inflated_bytes = 33554432
+pdf_max_pages = 2000
+memory_budget_bytes = 1073741824
+memory_wait_millis = 2000
 webp_max_edge = 2048
 webp_quality = 80.0
 default_quota_bytes = 1073741824

@@ -55,6 +55,10 @@ pub enum IngestError {
     /// The image claims more pixels than allowed.
     #[error("the image is {width}x{height} pixels, over the pixel limit")]
     TooManyPixels { width: u32, height: u32 },
+    /// Parsing or decoding the file would cost more than the limits allow (`what` names the
+    /// limit); refused before the memory is spent.
+    #[error("the file is too complex to process (over the limit of {what})")]
+    TooComplex { what: &'static str },
     /// The PDF is encrypted or password protected.
     #[error("encrypted or password-protected PDFs are not accepted")]
     EncryptedPdf,
@@ -132,7 +136,7 @@ impl IngestError {
             FileTooLarge { .. } => ErrorReason::FileTooLarge,
             UnsupportedMediaType(_) => ErrorReason::UnsupportedMediaType,
             ContentTypeMismatch { .. } => ErrorReason::ContentTypeMismatch,
-            CorruptImage | TooManyPixels { .. } => ErrorReason::CorruptImage,
+            CorruptImage | TooManyPixels { .. } | TooComplex { .. } => ErrorReason::CorruptImage,
             EncryptedPdf => ErrorReason::EncryptedPdf,
             SizeMismatch { .. } => ErrorReason::SizeMismatch,
             ChecksumMismatch => ErrorReason::ChecksumMismatch,
@@ -180,6 +184,7 @@ impl From<PipelineError> for IngestError {
                 IngestError::TooManyPixels { width, height }
             }
             PipelineError::EncryptedPdf => IngestError::EncryptedPdf,
+            PipelineError::TooComplex { what } => IngestError::TooComplex { what },
         }
     }
 }

@@ -27,6 +27,13 @@ pub enum PipelineError {
         /// Claimed height.
         height: u32,
     },
+    /// Parsing or decoding would cost more than the limits allow (a decompression bomb, a file
+    /// built to exhaust memory); `what` names the limit.
+    #[error("over the limit of {what}")]
+    TooComplex {
+        /// The limit, e.g. "PDF tokens" or "decoded image".
+        what: &'static str,
+    },
     /// The PDF is encrypted or password protected.
     #[error("encrypted PDF")]
     EncryptedPdf,

@@ -1,5 +1,5 @@
-//! Image headers read by hand, before any decoder sees the file: PNG and JPEG sizes for the
-//! pixel cap, whether a JPEG is complete, and what a PDF image dictionary needs to embed a JPEG
+//! JPEG headers read by hand, before any decoder sees the file: the size for the pixel cap,
+//! whether a JPEG is complete, and what a PDF image dictionary needs to embed a JPEG
 //! as-is (component count, Adobe marker).
 
 /// What a PDF image dictionary needs to know about a JPEG.
@@ -11,6 +11,8 @@ pub(crate) struct JpegLayout {
     pub components: u8,
     /// An Adobe APP14 marker is present (its CMYK is stored inverted).
     pub adobe: bool,
+    /// Progressive: the decoder keeps every coefficient (2 bytes a sample) until the end.
+    pub progressive: bool,
 }
 
 /// Marker segments up to and including the first scan header, as `(marker, payload, end)`
@@ -57,6 +59,7 @@ pub(crate) fn jpeg_layout(bytes: &[u8]) -> Option<JpegLayout> {
                     height: u32::from(u16::from_be_bytes([h0, h1])),
                     components,
                     adobe,
+                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
                 });
             }
             _ => {}
@@ -71,15 +74,6 @@ pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let scan = segments(bytes).find_map(|(marker, _, end)| (marker == 0xDA).then_some(end));
     // Entropy-coded data stuffs every 0xFF, so 0xFF 0xD9 after the scan header is the real EOI.
     scan.is_some_and(|end| bytes[end..].windows(2).any(|w| w == [0xFF, 0xD9]))
-}
-
-/// Width and height from a PNG's IHDR chunk.
-pub(crate) fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    if bytes.get(12..16)? != b"IHDR" {
-        return None;
-    }
-    let word = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    Some((word(16)?, word(20)?))
 }
 
 #[cfg(test)]
@@ -112,7 +106,8 @@ mod tests {
                 width: 600,
                 height: 300,
                 components: 4,
-                adobe: true
+                adobe: true,
+                progressive: false,
             })
         );
         let layout = jpeg_layout(&header(1, false));
@@ -122,7 +117,8 @@ mod tests {
                 width: 600,
                 height: 300,
                 components: 1,
-                adobe: false
+                adobe: false,
+                progressive: false,
             })
         );
     }
@@ -138,6 +134,5 @@ mod tests {
             None
         );
         assert!(!jpeg_is_complete(&header(3, false)));
-        assert_eq!(png_dimensions(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0"), None);
     }
 }

@@ -1,8 +1,8 @@
 //! Validation of a complete upload: the bytes match the declared type, images decode within the
 //! pixel limit (checked from the header first), PDFs parse and are not encrypted.
 
-use crate::header::{jpeg_is_complete, jpeg_layout, png_dimensions};
-use crate::{Limits, MediaType, PipelineError, sniff};
+use crate::header::{jpeg_is_complete, jpeg_layout};
+use crate::{Limits, MediaType, PipelineError, png_scan, sniff};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, metadata::Orientation};
 use std::io::Cursor;
 
@@ -33,7 +33,7 @@ pub fn inspect(
 ) -> Result<Inspected, PipelineError> {
     check_type(bytes, declared)?;
     if declared == MediaType::Pdf {
-        let doc = load_pdf(bytes)?;
+        let doc = load_pdf(bytes, limits)?;
         let pages = u32::try_from(doc.get_pages().len()).unwrap_or(u32::MAX);
         return Ok(Inspected {
             media: declared,
@@ -72,44 +72,81 @@ fn corrupt(err: impl std::fmt::Display) -> PipelineError {
     PipelineError::Corrupt(err.to_string())
 }
 
-fn reader<'a>(
-    bytes: &'a [u8],
+/// Slack on top of the decoded image that a decoder may allocate (row buffers, tables).
+const DECODER_SLACK: u64 = 16 << 20;
+
+fn reader(
+    bytes: &[u8],
     media: MediaType,
-    limits: &Limits,
-) -> Result<ImageReader<Cursor<&'a [u8]>>, PipelineError> {
+    max_alloc: u64,
+) -> Result<ImageReader<Cursor<&[u8]>>, PipelineError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format(media)?);
     let mut decode_limits = image::Limits::default();
     // Even if a decoder learns a larger size than the header check saw, it cannot allocate more
-    // than the pixel cap allows at 16-bit RGBA.
-    decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    // than the image the header announced needs.
+    decode_limits.max_alloc = Some(max_alloc);
     reader.limits(decode_limits);
     Ok(reader)
 }
 
-/// Width and height from the header alone, refusing images over the pixel limit.
-fn header_dimensions(
+/// What decoding an image will take, from its header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeCost {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes the decoder allocates at most: the decoded pixels (and, for progressive JPEGs,
+    /// their coefficients) plus some slack.
+    pub bytes: u64,
+}
+
+/// The size and decoding cost of an image from its header alone, refusing images over the
+/// pixel or decoded-bytes limits (and PNGs whose metadata inflates past its limit).
+pub fn decode_cost(
     bytes: &[u8],
     media: MediaType,
     limits: &Limits,
-) -> Result<(u32, u32), PipelineError> {
-    // PNG and JPEG sizes are read from their headers by hand, so nothing else has to parse a
-    // hostile file before the pixel cap is enforced.
-    let (width, height) = match media {
-        MediaType::Png => png_dimensions(bytes).ok_or_else(|| corrupt("no PNG header"))?,
-        MediaType::Jpeg => jpeg_layout(bytes)
-            .map(|layout| (layout.width, layout.height))
-            .ok_or_else(|| corrupt("no JPEG frame header"))?,
-        _ => reader(bytes, media, limits)?
-            .into_dimensions()
-            .map_err(corrupt)?,
+) -> Result<DecodeCost, PipelineError> {
+    // PNG and JPEG headers are read by hand, so nothing else has to parse a hostile file before
+    // the limits are enforced.
+    let (width, height, bytes_per_pixel) = match media {
+        MediaType::Png => {
+            let header = png_scan::scan(bytes, limits.max_ancillary_bytes)?;
+            (header.width, header.height, header.bytes_per_pixel)
+        }
+        MediaType::Jpeg => {
+            let layout = jpeg_layout(bytes).ok_or_else(|| corrupt("no JPEG frame header"))?;
+            // Output is 8-bit; progressive decoding also keeps 16-bit coefficients.
+            let per_sample = if layout.progressive { 3 } else { 1 };
+            let components = u64::from(layout.components.max(3));
+            (layout.width, layout.height, components * per_sample)
+        }
+        _ => {
+            let (width, height) = reader(bytes, media, DECODER_SLACK)?
+                .into_dimensions()
+                .map_err(corrupt)?;
+            (width, height, 4)
+        }
     };
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
         return Err(PipelineError::TooManyPixels { width, height });
     }
     if width == 0 || height == 0 {
         return Err(PipelineError::Corrupt("empty image".to_owned()));
     }
-    Ok((width, height))
+    let decoded = pixels * bytes_per_pixel;
+    if decoded > limits.max_image_bytes {
+        return Err(PipelineError::TooComplex {
+            what: "decoded image",
+        });
+    }
+    Ok(DecodeCost {
+        width,
+        height,
+        bytes: decoded + DECODER_SLACK,
+    })
 }
 
 /// An image decoder that has read the headers only, after the pixel cap and (for JPEG) the
@@ -119,11 +156,11 @@ fn open<'a>(
     media: MediaType,
     limits: &Limits,
 ) -> Result<(impl ImageDecoder + 'a, Orientation), PipelineError> {
-    header_dimensions(bytes, media, limits)?;
+    let cost = decode_cost(bytes, media, limits)?;
     if media == MediaType::Jpeg && !jpeg_is_complete(bytes) {
         return Err(corrupt("truncated JPEG"));
     }
-    let mut decoder = reader(bytes, media, limits)?
+    let mut decoder = reader(bytes, media, cost.bytes)?
         .into_decoder()
         .map_err(corrupt)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
@@ -150,9 +187,27 @@ pub(crate) fn decode(
     Ok((image, orientation))
 }
 
-/// Parses a PDF, refusing encrypted ones (even those lopdf could decrypt on its own).
-pub(crate) fn load_pdf(bytes: &[u8]) -> Result<lopdf::Document, PipelineError> {
-    let doc = match lopdf::Document::load_mem(bytes) {
+/// Parses an uploaded PDF under the limits (see [`crate::pdf_guard`]), refusing encrypted ones
+/// (even those lopdf could decrypt on its own) and ones with too many pages.
+pub(crate) fn load_pdf(bytes: &[u8], limits: &Limits) -> Result<lopdf::Document, PipelineError> {
+    crate::pdf_guard::scan(bytes, &limits.pdf)?;
+    let doc = load_pdf_unscanned(bytes, limits)?;
+    if doc.get_pages().len() > limits.pdf.max_pages as usize {
+        return Err(PipelineError::TooComplex { what: "PDF pages" });
+    }
+    Ok(doc)
+}
+
+/// Parses a PDF this service wrote itself (a report), without the lexical pre-scan.
+pub(crate) fn load_pdf_unscanned(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<lopdf::Document, PipelineError> {
+    let options = lopdf::LoadOptions {
+        max_decompressed_size: usize::try_from(limits.pdf.max_stream_inflated_bytes).ok(),
+        ..lopdf::LoadOptions::default()
+    };
+    let doc = match lopdf::Document::load_mem_with_options(bytes, options) {
         Ok(doc) => doc,
         Err(
             lopdf::Error::Decryption(_)

@@ -2,16 +2,20 @@
 //! to run on a blocking pool. Sniff and validate uploads, convert workspace receipts to WebP,
 //! build and append report PDFs.
 
+mod cost;
 mod error;
 mod header;
 mod image_page;
 mod inspect;
 mod media;
 mod pdf;
+pub mod pdf_guard;
+mod png_scan;
 mod webp;
 
+pub use cost::{Step, memory_cost};
 pub use error::PipelineError;
-pub use inspect::{Inspected, inspect};
+pub use inspect::{DecodeCost, Inspected, decode_cost, inspect};
 pub use media::{MediaType, sniff};
 pub use pdf::{ReportPdf, append_to_report, start_report};
 pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
@@ -24,11 +28,19 @@ pub mod webp_stages {
     };
 }
 
-/// Limits applied to every decode and conversion.
+/// Limits applied to every decode, parse and conversion, all checked before the memory they
+/// guard is allocated.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest image in pixels (width x height), checked from the header before decoding.
     pub max_pixels: u64,
+    /// Largest decoded image in bytes (pixels x bytes per pixel: 16-bit samples and alpha
+    /// count), checked from the header before decoding.
+    pub max_image_bytes: u64,
+    /// PNG metadata (ICC profile, text, EXIF) in bytes, inflated, in all.
+    pub max_ancillary_bytes: u64,
+    /// Budgets of PDF parsing.
+    pub pdf: PdfLimits,
     /// Long edge of converted WebP images.
     pub max_edge: u32,
     /// Lossy WebP quality, 0 to 100.
@@ -39,8 +51,41 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_pixels: 50_000_000,
+            max_image_bytes: 256 * 1024 * 1024,
+            max_ancillary_bytes: 4 * 1024 * 1024,
+            pdf: PdfLimits::default(),
             max_edge: 2048,
             webp_quality: 80.0,
+        }
+    }
+}
+
+/// Budgets of PDF parsing (see [`pdf_guard`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PdfLimits {
+    /// Tokens outside stream data (what the parser turns into objects).
+    pub max_tokens: u64,
+    /// Indirect objects.
+    pub max_objects: u64,
+    /// Nesting of arrays and dictionaries.
+    pub max_depth: u32,
+    /// Bytes one object or cross-reference stream may inflate to.
+    pub max_stream_inflated_bytes: u64,
+    /// Bytes all of them together may inflate to.
+    pub max_inflated_bytes: u64,
+    /// Pages of one PDF.
+    pub max_pages: u32,
+}
+
+impl Default for PdfLimits {
+    fn default() -> Self {
+        PdfLimits {
+            max_tokens: 1_000_000,
+            max_objects: 200_000,
+            max_depth: 64,
+            max_stream_inflated_bytes: 16 * 1024 * 1024,
+            max_inflated_bytes: 32 * 1024 * 1024,
+            max_pages: 2000,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! later uploads append their pages at the end.
 
 use crate::image_page::image_page;
-use crate::inspect::{check_type, load_pdf};
+use crate::inspect::{check_type, load_pdf, load_pdf_unscanned};
 use crate::{Limits, MediaType, PipelineError};
 use lopdf::{Dictionary, Document, Object, ObjectId, dictionary};
 
@@ -45,7 +45,7 @@ pub fn start_report(
 ) -> Result<ReportPdf, PipelineError> {
     check_type(bytes, media)?;
     if media == MediaType::Pdf {
-        let mut doc = load_pdf(bytes)?;
+        let mut doc = load_pdf(bytes, limits)?;
         if doc.max_id > MAX_OBJECT_NUMBER {
             // Kept byte for byte, later appends would have no object numbers left.
             doc.renumber_objects();
@@ -86,7 +86,7 @@ pub fn append_to_report(
     limits: &Limits,
 ) -> Result<ReportPdf, PipelineError> {
     check_type(bytes, media)?;
-    let mut doc = load_pdf(existing)?;
+    let mut doc = load_pdf_unscanned(existing, limits)?;
     if doc.max_id > MAX_OBJECT_NUMBER {
         doc.renumber_objects();
     }
@@ -98,7 +98,7 @@ pub fn append_to_report(
         .map_err(corrupt)?;
     push_down_inherited(&mut doc, root)?;
     let new_pages = if media == MediaType::Pdf {
-        adopt_pages(&mut doc, load_pdf(bytes)?, root)?
+        adopt_pages(&mut doc, load_pdf(bytes, limits)?, root)?
     } else {
         vec![image_page(&mut doc, root, bytes, media, limits)?]
     };

@@ -57,6 +57,10 @@ impl From<IngestError> for Status {
             FileTooLarge { limit } => {
                 metadata.insert("limit".to_owned(), limit.to_string());
             }
+            TooComplex { what } => {
+                metadata.insert("cause".to_owned(), "TOO_COMPLEX".to_owned());
+                metadata.insert("limit".to_owned(), (*what).to_owned());
+            }
             TooManyPixels { width, height } => {
                 metadata.insert("cause".to_owned(), "TOO_MANY_PIXELS".to_owned());
                 metadata.insert("width".to_owned(), width.to_string());

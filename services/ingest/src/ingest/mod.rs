@@ -2,6 +2,7 @@
 //! the object store, the quota and the catalog. The gRPC layer only translates to and from this.
 
 mod admission;
+mod budget;
 mod guard;
 mod idempotency;
 mod lock;
@@ -24,6 +25,7 @@ use crate::state::{Catalog, ImageRecord, Quota, Registered, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
 use admission::Admission;
+use budget::MemoryBudget;
 use lock::with_lock;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub struct Ingestor {
     pub(crate) url_ttl: Duration,
     pub(crate) lock_wait: Duration,
     pub(crate) admission: Admission,
+    pub(crate) budget: MemoryBudget,
     pub(crate) metrics: Metrics,
 }
 
@@ -76,7 +79,12 @@ impl Ingestor {
             limits.max_uploads_per_user,
             limits.max_uploads_per_workspace,
         );
+        let budget = MemoryBudget::new(
+            limits.memory_budget_bytes,
+            Duration::from_millis(limits.memory_wait_millis),
+        );
         Self {
+            budget,
             store,
             quota,
             catalog,

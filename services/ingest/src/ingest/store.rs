@@ -41,6 +41,23 @@ impl Content {
     }
 }
 
+/// Reserves, in the memory budget, what `step` will need for `bytes` (estimated off the async
+/// runtime from headers and the PDF guard), refusing files over the decode and parse limits.
+async fn reserve_for(
+    ingestor: &Ingestor,
+    bytes: &Bytes,
+    media: MediaType,
+    step: pipeline::Step,
+    limits: Limits,
+) -> Result<super::budget::Reserved, IngestError> {
+    let bytes = bytes.clone();
+    let cost =
+        tokio::task::spawn_blocking(move || pipeline::memory_cost(&bytes, media, step, &limits))
+            .await
+            .map_err(|err| IngestError::Internal(format!("cost estimate failed: {err}")))??;
+    ingestor.budget.reserve(cost).await
+}
+
 /// Runs CPU-bound pipeline work on the blocking pool, in a `pipeline.{step}` span, timed.
 async fn blocking<T: Send + 'static>(
     ingestor: &Ingestor,
@@ -61,10 +78,21 @@ async fn blocking<T: Send + 'static>(
 
 impl Ingestor {
     fn pipeline_limits(&self) -> Limits {
+        let limits = &self.limits;
         Limits {
-            max_pixels: self.limits.max_pixels,
-            max_edge: self.limits.webp_max_edge,
-            webp_quality: self.limits.webp_quality,
+            max_pixels: limits.max_pixels,
+            max_image_bytes: limits.max_image_bytes,
+            max_ancillary_bytes: limits.max_ancillary_bytes,
+            pdf: pipeline::PdfLimits {
+                max_tokens: limits.pdf_max_tokens,
+                max_objects: limits.pdf_max_objects,
+                max_depth: limits.pdf_max_depth,
+                max_stream_inflated_bytes: limits.pdf_max_stream_inflated_bytes,
+                max_inflated_bytes: limits.pdf_max_inflated_bytes,
+                max_pages: limits.pdf_max_pages,
+            },
+            max_edge: limits.webp_max_edge,
+            webp_quality: limits.webp_quality,
         }
     }
 
@@ -78,6 +106,14 @@ impl Ingestor {
         let media = plan.media;
         match plan.policy.conversion {
             Conversion::Keep => {
+                let _work = reserve_for(
+                    self,
+                    &received.bytes,
+                    media,
+                    pipeline::Step::Inspect,
+                    limits,
+                )
+                .await?;
                 let bytes = received.bytes.clone();
                 let seen: Inspected = blocking(self, "inspect", move || {
                     pipeline::inspect(&bytes, media, &limits)
@@ -94,6 +130,8 @@ impl Ingestor {
                 self.place(plan, content).await
             }
             Conversion::Webp => {
+                let _work =
+                    reserve_for(self, &received.bytes, media, pipeline::Step::Webp, limits).await?;
                 let bytes = received.bytes;
                 let webp = blocking(self, "webp", move || {
                     pipeline::to_webp(&bytes, media, &limits)
@@ -142,6 +180,7 @@ impl Ingestor {
     ) -> Result<ImageRecord, IngestError> {
         let media = plan.media;
         if media == MediaType::Jpeg {
+            let _work = reserve_for(self, &bytes, media, pipeline::Step::Inspect, limits).await?;
             let checked = bytes.clone();
             blocking(self, "inspect", move || {
                 pipeline::inspect(&checked, media, &limits)
@@ -150,6 +189,9 @@ impl Ingestor {
         }
         with_lock(&self.catalog, lock_name(plan), self.lock_wait, async {
             let previous = self.catalog.image(&plan.target.catalog_key()).await?;
+            let report_bytes = previous.as_ref().map_or(0, |record| record.size);
+            let step = pipeline::Step::Report { report_bytes };
+            let _work = reserve_for(self, &bytes, media, step, limits).await?;
             let report = match &previous {
                 None => {
                     blocking(self, "report", move || {

@@ -4,6 +4,7 @@
 //! (and an idle timeout), verify them, then store them by the target kind's policy. It records the span's `kind` and `outcome` and the upload metrics.
 
 use super::Ingestor;
+use super::budget::Reserved;
 use super::idempotency::Prior;
 use super::plan::{UploadPlan, UploadRequest};
 use super::receive::{Received, Receiver};
@@ -14,6 +15,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use opentelemetry::KeyValue;
 use tracing::Instrument;
+
+/// Received bytes are reserved in the memory budget in steps of this many bytes.
+const RESERVE_STEP: u64 = 1024 * 1024;
 
 /// A finished upload.
 #[derive(Debug, Clone)]
@@ -69,7 +73,7 @@ impl Ingestor {
         if let Prior::Replay(done) = self.prior(&plan).await? {
             // A replay stores nothing: the bytes are only hashed, and neither the quota nor
             // the load limits apply.
-            let received = self.receive(&plan, bytes, false).await?;
+            let (received, _) = self.receive(&plan, bytes, false).await?;
             let record = Self::replay(done, &received.sha256)?;
             return Ok(Uploaded {
                 record,
@@ -78,12 +82,12 @@ impl Ingestor {
         }
         self.precheck_quota(&plan).await?;
         let admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
-        let received = self.receive(&plan, bytes, true).await?;
+        let (received, held) = self.receive(&plan, bytes, true).await?;
         let ingestor = self.clone();
         tokio::spawn(
             async move {
                 let finished = ingestor.finish(plan, received).await;
-                drop(admitted);
+                drop((admitted, held));
                 finished
             }
             .in_current_span(),
@@ -93,12 +97,14 @@ impl Ingestor {
     }
 
     /// Reads the stream to its end under the limits; `keep` = false only hashes the bytes.
+    /// Kept bytes are reserved in the memory budget as they arrive, a mebibyte at a time; the
+    /// reservation is returned with them.
     async fn receive<S>(
         &self,
         plan: &UploadPlan,
         bytes: S,
         keep: bool,
-    ) -> Result<Received, IngestError>
+    ) -> Result<(Received, Reserved), IngestError>
     where
         S: Stream<Item = Result<Bytes, IngestError>> + Send,
     {
@@ -111,13 +117,20 @@ impl Ingestor {
         );
         let mut bytes = std::pin::pin!(bytes);
         let idle = std::time::Duration::from_secs(self.limits.upload_idle_seconds);
+        let mut held = Reserved::default();
         let streamed = async {
             // A stream that goes silent gives its slot back after `idle`.
             while let Some(chunk) = tokio::time::timeout(idle, bytes.next())
                 .await
                 .map_err(|_| IngestError::UploadTimeout)?
             {
-                receiver.push(&chunk?)?;
+                let chunk = chunk?;
+                let needed = receiver.len() + chunk.len() as u64;
+                if keep && needed > held.bytes() {
+                    let step = (needed - held.bytes()).max(RESERVE_STEP);
+                    held.merge(self.budget.reserve(step).await?);
+                }
+                receiver.push(&chunk)?;
             }
             Ok::<_, IngestError>(())
         }
@@ -140,7 +153,7 @@ impl Ingestor {
                 received: received.size,
             });
         }
-        Ok(received)
+        Ok((received, held))
     }
 
     /// Stores a verified upload; with an idempotency key, under the key's lock, so two uploads

@@ -1,0 +1,48 @@
+//! How much memory a pipeline step will take, estimated from headers alone (and, for PDFs, the
+//! guard's count), so the service can reserve it before the step runs.
+
+use crate::inspect::{check_type, decode_cost};
+use crate::{Limits, MediaType, PipelineError, pdf_guard};
+
+/// A pipeline step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Validation of an upload stored as it is.
+    Inspect,
+    /// Conversion to WebP.
+    Webp,
+    /// The upload's pages added to a report of `report_bytes` bytes (0: a new report).
+    Report {
+        /// Size of the existing report.
+        report_bytes: u64,
+    },
+}
+
+/// Bytes `step` may allocate for the upload `bytes` declared as `media`; refuses files that are
+/// not of that type, or over the decode and parse limits, on the way.
+pub fn memory_cost(
+    bytes: &[u8],
+    media: MediaType,
+    step: Step,
+    limits: &Limits,
+) -> Result<u64, PipelineError> {
+    check_type(bytes, media)?;
+    let file = bytes.len() as u64;
+    let upload = if media == MediaType::Pdf {
+        pdf_guard::scan(bytes, &limits.pdf)?.memory(file)
+    } else {
+        decode_cost(bytes, media, limits)?.bytes
+    };
+    Ok(match step {
+        Step::Inspect => upload,
+        Step::Webp => {
+            // The decoded image, its 8-bit copy, and the resized output (twice: resize, encode).
+            let out = u64::from(limits.max_edge) * u64::from(limits.max_edge) * 4;
+            upload.saturating_mul(2).saturating_add(out * 2)
+        }
+        // The report is parsed whole and written again (a few times its size).
+        Step::Report { report_bytes } => upload
+            .saturating_add(report_bytes.saturating_mul(4))
+            .saturating_add(file * 2),
+    })
+}

@@ -1,0 +1,345 @@
+//! A guarded front end for lopdf: a fast lexical pass over an uploaded PDF that counts what
+//! parsing it would cost (tokens, objects, nesting, and the inflated size of the object and
+//! cross-reference streams lopdf decompresses while loading) and refuses, before lopdf allocates
+//! anything, a file over the budget. The inflation is done here with a bounded output, so a
+//! small stream that would inflate to gigabytes costs at most its limit plus one buffer.
+
+use crate::{PdfLimits, PipelineError};
+use std::io::Read;
+
+/// What parsing a PDF will cost, as counted by [`scan`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PdfCost {
+    /// Tokens (numbers, names, strings, keywords, brackets) outside stream data, object
+    /// streams' contents included: what lopdf turns into objects.
+    pub tokens: u64,
+    /// Indirect objects, those packed in object streams included.
+    pub objects: u64,
+    /// Bytes the object and cross-reference streams inflate to.
+    pub inflated: u64,
+}
+
+impl PdfCost {
+    /// A bound on the memory lopdf needs to load the file: about 128 bytes per parsed token,
+    /// the inflated streams, and the file itself.
+    pub fn memory(&self, file_len: u64) -> u64 {
+        self.tokens
+            .saturating_mul(128)
+            .saturating_add(self.inflated)
+            .saturating_add(file_len)
+    }
+}
+
+fn too_complex(what: &'static str) -> PipelineError {
+    PipelineError::TooComplex { what }
+}
+
+/// Counts what loading `bytes` would cost and refuses it if over `limits`.
+pub fn scan(bytes: &[u8], limits: &PdfLimits) -> Result<PdfCost, PipelineError> {
+    let mut scanner = Scanner {
+        limits,
+        cost: PdfCost::default(),
+        // Encrypted streams cannot be inflated here; lopdf refuses such files anyway.
+        encrypted: contains(bytes, b"/Encrypt"),
+    };
+    scanner.lex(bytes, true)?;
+    Ok(scanner.cost)
+}
+
+struct Scanner<'l> {
+    limits: &'l PdfLimits,
+    cost: PdfCost,
+    encrypted: bool,
+}
+
+fn is_white(byte: u8) -> bool {
+    matches!(byte, 0 | b'\t' | b'\n' | 0x0C | b'\r' | b' ')
+}
+
+fn is_delimiter(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
+    )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+impl Scanner<'_> {
+    fn token(&mut self) -> Result<(), PipelineError> {
+        self.cost.tokens += 1;
+        if self.cost.tokens > self.limits.max_tokens {
+            return Err(too_complex("PDF tokens"));
+        }
+        Ok(())
+    }
+
+    fn objects(&mut self, count: u64) -> Result<(), PipelineError> {
+        self.cost.objects = self.cost.objects.saturating_add(count);
+        if self.cost.objects > self.limits.max_objects {
+            return Err(too_complex("PDF objects"));
+        }
+        Ok(())
+    }
+
+    /// Lexes `data`; `top` is the file itself (streams are followed), not an object stream.
+    fn lex(&mut self, data: &[u8], top: bool) -> Result<(), PipelineError> {
+        let mut at = 0;
+        let mut depth: u32 = 0;
+        let mut object_start = 0;
+        while at < data.len() {
+            let byte = data[at];
+            if is_white(byte) {
+                at += 1;
+                continue;
+            }
+            match byte {
+                b'%' => {
+                    while at < data.len() && data[at] != b'\n' && data[at] != b'\r' {
+                        at += 1;
+                    }
+                }
+                b'(' => {
+                    self.token()?;
+                    let mut parens = 1u32;
+                    at += 1;
+                    while at < data.len() && parens > 0 {
+                        match data[at] {
+                            b'\\' => at += 1,
+                            b'(' => parens += 1,
+                            b')' => parens -= 1,
+                            _ => {}
+                        }
+                        at += 1;
+                    }
+                }
+                b'<' if data.get(at + 1) == Some(&b'<') => {
+                    self.token()?;
+                    depth += 1;
+                    at += 2;
+                }
+                b'>' if data.get(at + 1) == Some(&b'>') => {
+                    depth = depth.saturating_sub(1);
+                    at += 2;
+                }
+                b'<' => {
+                    self.token()?;
+                    while at < data.len() && data[at] != b'>' {
+                        at += 1;
+                    }
+                    at += 1;
+                }
+                b'[' | b'{' => {
+                    self.token()?;
+                    depth += 1;
+                    at += 1;
+                }
+                b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    at += 1;
+                }
+                b'/' => {
+                    self.token()?;
+                    at += 1;
+                    while at < data.len() && !is_white(data[at]) && !is_delimiter(data[at]) {
+                        at += 1;
+                    }
+                }
+                _ => {
+                    let start = at;
+                    while at < data.len() && !is_white(data[at]) && !is_delimiter(data[at]) {
+                        at += 1;
+                    }
+                    if at == start {
+                        // A stray delimiter such as ')' or '>'.
+                        at += 1;
+                        continue;
+                    }
+                    self.token()?;
+                    match &data[start..at] {
+                        b"obj" => {
+                            self.objects(1)?;
+                            object_start = at;
+                        }
+                        b"stream" if top => {
+                            at = self.stream(data, object_start, at)?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if depth > self.limits.max_depth {
+                return Err(too_complex("PDF nesting"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips the stream whose keyword ends at `keyword_end`; object and cross-reference
+    /// streams are inflated under the limits (and object streams lexed). Returns where to go on.
+    fn stream(
+        &mut self,
+        data: &[u8],
+        object_start: usize,
+        keyword_end: usize,
+    ) -> Result<usize, PipelineError> {
+        let mut start = keyword_end;
+        if data.get(start) == Some(&b'\r') {
+            start += 1;
+        }
+        if data.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+        let Some(length) = find(&data[start..], b"endstream") else {
+            return Ok(data.len());
+        };
+        let end = start + length;
+        let dict = &data[object_start.min(keyword_end)..keyword_end];
+        let object_stream = contains(dict, b"/ObjStm");
+        if (object_stream || contains(dict, b"/XRef")) && !self.encrypted {
+            let content = self.inflate(dict, &data[start..end])?;
+            if object_stream {
+                self.objects(declared_count(dict))?;
+                self.lex(&content, false)?;
+            }
+        }
+        Ok(end + b"endstream".len())
+    }
+
+    /// The stream's content, inflated if its filter is FlateDecode; other filters on the
+    /// streams lopdf decodes at load are refused.
+    fn inflate(&mut self, dict: &[u8], raw: &[u8]) -> Result<Vec<u8>, PipelineError> {
+        let flate = contains(dict, b"/FlateDecode");
+        let decodes = dict.windows(6).filter(|w| *w == b"Decode").count();
+        if decodes > usize::from(flate) + usize::from(contains(dict, b"/DecodeParms")) {
+            return Err(too_complex("PDF object stream filters"));
+        }
+        let per_stream = self.limits.max_stream_inflated_bytes;
+        let left = self
+            .limits
+            .max_inflated_bytes
+            .saturating_sub(self.cost.inflated);
+        let cap = per_stream.min(left);
+        let content = if flate {
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(raw)
+                .take(cap.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|err| PipelineError::Corrupt(format!("object stream: {err}")))?;
+            out
+        } else {
+            raw.to_vec()
+        };
+        if content.len() as u64 > cap {
+            return Err(too_complex("PDF inflated streams"));
+        }
+        self.cost.inflated += content.len() as u64;
+        Ok(content)
+    }
+}
+
+/// The `/N` of an object stream's dictionary (0 if absent or malformed).
+fn declared_count(dict: &[u8]) -> u64 {
+    let Some(at) = find(dict, b"/N") else {
+        return 0;
+    };
+    let digits: Vec<u8> = dict[at + 2..]
+        .iter()
+        .copied()
+        .skip_while(|b| is_white(*b))
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn limits() -> PdfLimits {
+        PdfLimits::default()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn object_stream_pdf(content: &[u8], n: u64) -> Vec<u8> {
+        let packed = zlib(content);
+        let mut out = b"%PDF-1.7\n1 0 obj\n<< /Type /ObjStm /N ".to_vec();
+        out.extend_from_slice(
+            format!(
+                "{n} /First 0 /Length {} /Filter /FlateDecode >>\nstream\n",
+                packed.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&packed);
+        out.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+        out
+    }
+
+    #[test]
+    fn an_object_stream_that_inflates_past_the_limit_is_refused_before_parsing() {
+        let bomb = object_stream_pdf(&vec![b' '; 64 * 1024 * 1024], 1);
+        assert!(bomb.len() < 200_000, "{}", bomb.len());
+        assert!(matches!(
+            scan(&bomb, &limits()),
+            Err(PipelineError::TooComplex {
+                what: "PDF inflated streams"
+            })
+        ));
+    }
+
+    #[test]
+    fn an_object_stream_of_a_million_tiny_objects_is_refused_for_its_tokens() {
+        let content: Vec<u8> = b"0 ".repeat(2_000_000);
+        let pdf = object_stream_pdf(&content, 10);
+        assert!(matches!(
+            scan(&pdf, &limits()),
+            Err(PipelineError::TooComplex { what: "PDF tokens" })
+        ));
+    }
+
+    #[test]
+    fn one_huge_array_and_deep_nesting_are_refused() {
+        let mut array = b"%PDF-1.7\n1 0 obj\n[".to_vec();
+        array.extend_from_slice(&b"0 ".repeat(1_500_000));
+        array.extend_from_slice(b"]\nendobj\n");
+        assert!(matches!(
+            scan(&array, &limits()),
+            Err(PipelineError::TooComplex { what: "PDF tokens" })
+        ));
+        let mut deep = b"%PDF-1.7\n1 0 obj\n".to_vec();
+        deep.extend_from_slice(&b"[".repeat(1000));
+        assert!(matches!(
+            scan(&deep, &limits()),
+            Err(PipelineError::TooComplex {
+                what: "PDF nesting"
+            })
+        ));
+    }
+
+    #[test]
+    fn a_modest_pdf_is_counted_not_refused() {
+        let pdf = object_stream_pdf(b"<< /Type /Page >> << /A [1 2 3] >>", 2);
+        let cost = scan(&pdf, &limits()).unwrap();
+        assert!(cost.tokens > 10 && cost.tokens < 50, "{cost:?}");
+        assert_eq!(cost.objects, 3);
+        assert!(cost.inflated > 0);
+    }
+}
