@@ -229,9 +229,19 @@ impl Scanner<'_> {
             .saturating_sub(self.cost.inflated);
         let cap = per_stream.min(left);
         let content = if flate {
-            let mut out = Vec::new();
+            // Count first, into nothing; then inflate into a buffer of exactly that size, so a
+            // stream costs its inflated size once, never a doubling buffer's slack.
+            let inflated = std::io::copy(
+                &mut flate2::read::ZlibDecoder::new(raw).take(cap.saturating_add(1)),
+                &mut std::io::sink(),
+            )
+            .map_err(|err| PipelineError::Corrupt(format!("object stream: {err}")))?;
+            if inflated > cap {
+                return Err(too_complex("PDF inflated streams"));
+            }
+            let mut out = Vec::with_capacity(usize::try_from(inflated).unwrap_or(0));
             flate2::read::ZlibDecoder::new(raw)
-                .take(cap.saturating_add(1))
+                .take(inflated)
                 .read_to_end(&mut out)
                 .map_err(|err| PipelineError::Corrupt(format!("object stream: {err}")))?;
             out
