@@ -316,7 +316,42 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     stack.restart_service().await?;
     clients.grpc = ImageIngestClient::connect(stack.grpc_url()).await?;
     let oversize = Bytes::from(corpus::oversize_pdf(11_000_000));
+    let too_complex = |case: &str, bytes: Vec<u8>, content_type| Refusal {
+        case: case.to_owned(),
+        bytes: Bytes::from(bytes),
+        content_type,
+        declared_size: 0,
+        code: tonic::Code::InvalidArgument,
+        reason: "CORRUPT_IMAGE",
+        cause: Some("TOO_COMPLEX"),
+    };
+    use imaging_e2e::fixtures as bombs;
     let cases = [
+        too_complex(
+            "PDF, object streams inflating to 8 GB",
+            bombs::pdf_inflation_bomb(),
+            "application/pdf",
+        ),
+        too_complex(
+            "PDF, 16 MiB of tiny objects in one object stream",
+            bombs::pdf_tiny_objects_bomb(),
+            "application/pdf",
+        ),
+        too_complex(
+            "PDF, one array of 4 million numbers",
+            bombs::pdf_huge_array(),
+            "application/pdf",
+        ),
+        too_complex(
+            "PNG, ICC profile inflating to 128 MiB",
+            bombs::png_with_profile(128 << 20),
+            "image/png",
+        ),
+        too_complex(
+            "PNG, 7071 x 7071 16-bit RGBA",
+            bombs::sixteen_bit_rgba_png(7071),
+            "image/png",
+        ),
         Refusal {
             case: "PNG bomb, 100000 x 100000 px".to_owned(),
             bytes: Bytes::from(corpus::png_bomb()),

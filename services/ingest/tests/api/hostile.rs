@@ -296,3 +296,101 @@ async fn the_file_server_streams_a_large_object_to_several_readers_without_holdi
         "4 readers of a 96 MiB object grew the service by {grown_mib} MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bombs_are_refused_by_the_service_without_spending_the_memory_they_ask_for() {
+    use imaging_e2e::fixtures::{
+        pdf_huge_array, pdf_inflation_bomb, pdf_tiny_objects_bomb, png_with_profile,
+        sixteen_bit_rgba_png,
+    };
+    use tonic_types::StatusExt;
+    let service = ServiceProcess::start().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mint = |sub: &str, ws: &str, roles: &[&str]| {
+        let claims = imaging_service::auth::Claims::expiring_in(sub, ws, roles, &[], 600);
+        imaging_service::auth::mint_hs256("hostile-test", &claims).unwrap()
+    };
+    let registry_token = mint("registry", "*", &["service"]);
+    let mut registry = v1::target_registry_client::TargetRegistryClient::new(channel.clone());
+    registry
+        .register_workspace(authed(
+            &registry_token,
+            v1::RegisterWorkspaceRequest {
+                workspace_id: "w1".into(),
+                quota_bytes: 0,
+            },
+        ))
+        .await
+        .unwrap();
+    registry
+        .register_target(authed(
+            &registry_token,
+            v1::RegisterTargetRequest {
+                target: Some(crate::helpers::expense("w1", "x1")),
+                workspace_id: "w1".into(),
+                owner: "u1".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let token = mint("u1", "w1", &["owner"]);
+    let mut client = v1::image_ingest_client::ImageIngestClient::new(channel)
+        .max_encoding_message_size(16 << 20);
+    let before = peak_rss_kib(service.child.id());
+    let bombs = [
+        (
+            "object streams inflating to 8 GB",
+            pdf_inflation_bomb(),
+            "application/pdf",
+            target(TargetKind::Receipt, ""),
+        ),
+        (
+            "millions of tiny objects",
+            pdf_tiny_objects_bomb(),
+            "application/pdf",
+            target(TargetKind::Receipt, ""),
+        ),
+        (
+            "one huge array",
+            pdf_huge_array(),
+            "application/pdf",
+            target(TargetKind::Receipt, ""),
+        ),
+        (
+            "a 128 MiB ICC profile",
+            png_with_profile(128 << 20),
+            "image/png",
+            target(TargetKind::Receipt, ""),
+        ),
+        (
+            "7071x7071 16-bit RGBA to WebP",
+            sixteen_bit_rgba_png(7071),
+            "image/png",
+            crate::helpers::expense("w1", "x1"),
+        ),
+    ];
+    for (name, bytes, content_type, to) in bombs {
+        let header = crate::helpers::header(to, content_type, &bytes);
+        let messages = crate::helpers::messages(header, &bytes, 1024 * 1024);
+        let refused = client
+            .upload_image(authed(&token, tokio_stream::iter(messages)))
+            .await
+            .expect_err(name);
+        assert_eq!(reason(&refused), "CORRUPT_IMAGE", "{name}: {refused:?}");
+        let info = refused.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(
+            info.metadata.get("cause").map(String::as_str),
+            Some("TOO_COMPLEX"),
+            "{name}"
+        );
+    }
+    let grown_mib = (peak_rss_kib(service.child.id()) - before) / 1024;
+    assert!(
+        grown_mib < 96,
+        "refusing the bombs grew the service by {grown_mib} MiB"
+    );
+}
