@@ -153,3 +153,36 @@ async fn a_half_sent_request_line_is_closed_by_the_gateway_within_its_timeout() 
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn silent_connections_cannot_take_every_slot_of_the_gateway_for_long() {
+    let stack = crate::helpers::spawn_stack_tuned(
+        |_| {},
+        |gateway| {
+            gateway.server.max_connections = 4;
+            gateway.server.idle_timeout_seconds = 1;
+            gateway.server.header_read_timeout_seconds = 1;
+        },
+    )
+    .await;
+    let addr = stack.base.trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        stack.http.get(stack.url("/healthz")).send(),
+    )
+    .await
+    .expect("answered once the silent connections time out")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700),
+        "the cap held the request back until idle connections were closed ({waited:?})"
+    );
+    drop(silent);
+}
