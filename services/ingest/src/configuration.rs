@@ -87,9 +87,10 @@ pub enum StorageSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase")]
 pub enum StateSettings {
-    /// A JSON file on local disk (the embedded default), rewritten atomically on each change.
+    /// An embedded database on local disk (the embedded default; see `docs/state.md`).
     Embedded {
-        /// Path of the state file.
+        /// Path of the database file (a legacy `state.json` next to it is migrated on first
+        /// start; a `.json` path names `state.redb` next to it).
         path: PathBuf,
     },
     /// Redis.
@@ -199,7 +200,7 @@ url_signing_key = ""
 
 [state]
 backend = "embedded"
-path = "data/state.json"
+path = "data/state.redb"
 
 [auth]
 hs256_secret = ""
@@ -271,7 +272,7 @@ impl Settings {
             url_signing_key: SecretString::from(""),
         };
         settings.state = StateSettings::Embedded {
-            path: data_dir.join("state.json"),
+            path: data_dir.join("state.redb"),
         };
         settings.fill_dev_defaults();
         settings

@@ -1,35 +1,39 @@
-//! Embedded state for the default mode: everything in memory behind one mutex, persisted to a
-//! JSON file (temp file + rename) after every change so it survives a restart. Locks are not
-//! persisted: they only guard work in this process.
+//! Embedded state for the default mode, in a redb database (a transactional B-tree store, see
+//! `docs/state.md`): every change is one transaction, durable when it returns, costing
+//! O(log n) in what is stored; all database work runs on the blocking pool. Locks are not
+//! persisted: they only guard work in this process, which is the database's only user.
+//!
+//! A `state.json` left by an earlier version is migrated on first start (then renamed
+//! `state.json.migrated`); a database that cannot be opened stops the start, naming the file.
 
 use super::{
     Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError,
     TargetRecord,
 };
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Data {
-    limits: BTreeMap<String, u64>,
-    used: BTreeMap<String, u64>,
-    targets: BTreeMap<String, TargetRecord>,
-    images: BTreeMap<String, ImageRecord>,
-    /// Idempotency results with their expiry (Unix seconds).
-    idempotency: BTreeMap<String, (IdempotencyRecord, u64)>,
-}
+/// Workspace -> byte limit.
+const LIMITS: TableDefinition<&str, u64> = TableDefinition::new("limits");
+/// Workspace -> bytes used.
+const USED: TableDefinition<&str, u64> = TableDefinition::new("used");
+/// Target key -> JSON `TargetRecord`.
+const TARGETS: TableDefinition<&str, &str> = TableDefinition::new("targets");
+/// Target key -> JSON `ImageRecord`.
+const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
+/// Idempotency scope -> (expiry in Unix seconds, JSON `IdempotencyRecord`).
+const IDEMPOTENCY: TableDefinition<&str, (u64, &str)> = TableDefinition::new("idempotency");
 
-/// File-backed state for one process.
-#[derive(Debug)]
+/// Database-backed state for one process.
+#[derive(Debug, Clone)]
 pub struct EmbeddedState {
-    path: PathBuf,
-    data: Mutex<Data>,
-    locks: Mutex<HashMap<String, (String, Instant)>>,
+    db: Arc<Database>,
+    locks: Arc<Mutex<HashMap<String, (String, Instant)>>>,
 }
 
 fn now_secs() -> u64 {
@@ -39,77 +43,207 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-impl EmbeddedState {
-    /// Opens (or creates) the state file at `path`.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
-        let path = path.into();
-        let data = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|err| StateError::Data(err.to_string()))?
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Data::default(),
-            Err(err) => return Err(StateError::Unavailable(err.to_string())),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|err| StateError::Unavailable(err.to_string()))?;
-        }
-        Ok(Self {
-            path,
-            data: Mutex::new(data),
-            locks: Mutex::new(HashMap::new()),
-        })
-    }
+fn failed(err: impl std::fmt::Display) -> StateError {
+    StateError::Unavailable(err.to_string())
+}
 
-    /// Runs `change` on the data and persists the result; nothing is kept if persisting fails.
-    fn update<T>(&self, change: impl FnOnce(&mut Data) -> T) -> Result<T, StateError> {
-        let mut data = self.data.lock().map_err(poisoned)?;
-        let before = serde_json::to_vec(&*data).map_err(|err| StateError::Data(err.to_string()))?;
-        let result = change(&mut data);
-        let after = serde_json::to_vec(&*data).map_err(|err| StateError::Data(err.to_string()))?;
-        if after != before
-            && let Err(err) = self.persist(&after)
-        {
-            *data = serde_json::from_slice(&before).map_err(|e| StateError::Data(e.to_string()))?;
-            return Err(err);
-        }
-        Ok(result)
-    }
+fn data(err: impl std::fmt::Display) -> StateError {
+    StateError::Data(err.to_string())
+}
 
-    fn read<T>(&self, look: impl FnOnce(&Data) -> T) -> Result<T, StateError> {
-        let data = self.data.lock().map_err(poisoned)?;
-        Ok(look(&data))
-    }
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StateError> {
+    serde_json::to_string(value).map_err(data)
+}
 
-    fn persist(&self, bytes: &[u8]) -> Result<(), StateError> {
-        let temp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &self.path)
-        };
-        write().map_err(|err| StateError::Unavailable(err.to_string()))
+fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StateError> {
+    serde_json::from_str(json).map_err(data)
+}
+
+/// The database file for a configured `path`, and the JSON state an earlier version kept there.
+fn files(path: &Path) -> (PathBuf, PathBuf) {
+    if path.extension().is_some_and(|ext| ext == "json") {
+        (path.with_extension("redb"), path.to_path_buf())
+    } else {
+        (path.to_path_buf(), path.with_file_name("state.json"))
     }
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> StateError {
-    StateError::Unavailable("state lock poisoned".to_owned())
+/// The JSON state of earlier versions.
+#[derive(Debug, Default, Deserialize)]
+struct LegacyData {
+    #[serde(default)]
+    limits: BTreeMap<String, u64>,
+    #[serde(default)]
+    used: BTreeMap<String, u64>,
+    #[serde(default)]
+    targets: BTreeMap<String, TargetRecord>,
+    #[serde(default)]
+    images: BTreeMap<String, ImageRecord>,
+    #[serde(default)]
+    idempotency: BTreeMap<String, (IdempotencyRecord, u64)>,
+}
+
+impl EmbeddedState {
+    /// Opens (or creates) the database for `path` (a `.json` path names the database next to
+    /// it, `state.redb`), migrating a legacy JSON state file if there is one. Fails, naming the
+    /// file, if the database cannot be opened or is damaged.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StateError> {
+        let (db_path, legacy) = files(path.as_ref());
+        if let Some(dir) = db_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| {
+                StateError::Unavailable(format!("creating {}: {err}", dir.display()))
+            })?;
+        }
+        let fresh = !db_path.exists();
+        let db = Database::create(&db_path).map_err(|err| {
+            StateError::Data(format!(
+                "the state database {} cannot be opened: {err}",
+                db_path.display()
+            ))
+        })?;
+        let state = EmbeddedState {
+            db: Arc::new(db),
+            locks: Arc::default(),
+        };
+        state.create_tables()?;
+        if fresh && legacy.exists() {
+            state.migrate(&legacy)?;
+        }
+        Ok(state)
+    }
+
+    fn create_tables(&self) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(failed)?;
+        txn.open_table(LIMITS).map_err(failed)?;
+        txn.open_table(USED).map_err(failed)?;
+        txn.open_table(TARGETS).map_err(failed)?;
+        txn.open_table(IMAGES).map_err(failed)?;
+        txn.open_table(IDEMPOTENCY).map_err(failed)?;
+        txn.commit().map_err(failed)
+    }
+
+    /// Copies a legacy `state.json` into the database in one transaction, then renames it.
+    fn migrate(&self, legacy: &Path) -> Result<(), StateError> {
+        let bytes = std::fs::read(legacy).map_err(failed)?;
+        let old: LegacyData = serde_json::from_slice(&bytes).map_err(|err| {
+            StateError::Data(format!(
+                "the legacy state {} is unreadable: {err}",
+                legacy.display()
+            ))
+        })?;
+        let txn = self.db.begin_write().map_err(failed)?;
+        {
+            let mut limits = txn.open_table(LIMITS).map_err(failed)?;
+            for (ws, limit) in &old.limits {
+                limits.insert(ws.as_str(), limit).map_err(failed)?;
+            }
+            let mut used = txn.open_table(USED).map_err(failed)?;
+            for (ws, bytes) in &old.used {
+                used.insert(ws.as_str(), bytes).map_err(failed)?;
+            }
+            let mut targets = txn.open_table(TARGETS).map_err(failed)?;
+            for (key, record) in &old.targets {
+                targets
+                    .insert(key.as_str(), encode(record)?.as_str())
+                    .map_err(failed)?;
+            }
+            let mut images = txn.open_table(IMAGES).map_err(failed)?;
+            for (key, record) in &old.images {
+                images
+                    .insert(key.as_str(), encode(record)?.as_str())
+                    .map_err(failed)?;
+            }
+            let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(failed)?;
+            for (key, (record, expires)) in &old.idempotency {
+                idempotency
+                    .insert(key.as_str(), (*expires, encode(record)?.as_str()))
+                    .map_err(failed)?;
+            }
+        }
+        txn.commit().map_err(failed)?;
+        let done = legacy.with_extension("json.migrated");
+        std::fs::rename(legacy, &done).map_err(failed)?;
+        tracing::info!(from = %legacy.display(), "migrated the JSON state into the database");
+        Ok(())
+    }
+
+    /// Runs `work` in a write transaction on the blocking pool and commits it.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(failed)?;
+            let result = work(&txn)?;
+            txn.commit().map_err(failed)?;
+            Ok(result)
+        })
+        .await
+        .map_err(failed)?
+    }
+
+    /// Runs `work` in a read transaction on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&redb::ReadTransaction) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(failed)?;
+            work(&txn)
+        })
+        .await
+        .map_err(failed)?
+    }
+
+    /// The JSON stored under `key` in `table`.
+    async fn get_json<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static str>,
+        key: &str,
+    ) -> Result<Option<T>, StateError> {
+        let key = key.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(table).map_err(failed)?;
+            let found = table.get(key.as_str()).map_err(failed)?;
+            found.map(|json| decode(json.value())).transpose()
+        })
+        .await
+    }
+}
+
+fn counter(
+    table: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<Option<u64>, StateError> {
+    Ok(table.get(key).map_err(failed)?.map(|value| value.value()))
 }
 
 #[async_trait]
 impl Quota for EmbeddedState {
     async fn set_limit(&self, workspace: &str, limit: u64) -> Result<(), StateError> {
-        self.update(|d| {
-            d.limits.insert(workspace.to_owned(), limit);
+        let workspace = workspace.to_owned();
+        self.write(move |txn| {
+            let mut limits = txn.open_table(LIMITS).map_err(failed)?;
+            limits.insert(workspace.as_str(), limit).map_err(failed)?;
+            Ok(())
         })
+        .await
     }
 
     async fn limit(&self, workspace: &str) -> Result<Option<u64>, StateError> {
-        self.read(|d| d.limits.get(workspace).copied())
+        let workspace = workspace.to_owned();
+        self.read(move |txn| counter(&txn.open_table(LIMITS).map_err(failed)?, &workspace))
+            .await
     }
 
     async fn used(&self, workspace: &str) -> Result<u64, StateError> {
-        self.read(|d| d.used.get(workspace).copied().unwrap_or(0))
+        let workspace = workspace.to_owned();
+        self.read(move |txn| {
+            Ok(counter(&txn.open_table(USED).map_err(failed)?, &workspace)?.unwrap_or(0))
+        })
+        .await
     }
 
     async fn reserve(
@@ -118,85 +252,154 @@ impl Quota for EmbeddedState {
         bytes: u64,
         default_limit: u64,
     ) -> Result<Reservation, StateError> {
-        self.update(|d| {
-            let limit = d.limits.get(workspace).copied().unwrap_or(default_limit);
-            let used = d.used.get(workspace).copied().unwrap_or(0);
+        let workspace = workspace.to_owned();
+        self.write(move |txn| {
+            let limit = counter(&txn.open_table(LIMITS).map_err(failed)?, &workspace)?
+                .unwrap_or(default_limit);
+            let mut used_table = txn.open_table(USED).map_err(failed)?;
+            let used = counter(&used_table, &workspace)?.unwrap_or(0);
             if used.saturating_add(bytes) > limit {
-                return Reservation::Exceeded { limit, used };
+                return Ok(Reservation::Exceeded { limit, used });
             }
-            d.used.insert(workspace.to_owned(), used + bytes);
-            Reservation::Granted { used: used + bytes }
+            used_table
+                .insert(workspace.as_str(), used + bytes)
+                .map_err(failed)?;
+            Ok(Reservation::Granted { used: used + bytes })
         })
+        .await
     }
 
     async fn release(&self, workspace: &str, bytes: u64) -> Result<(), StateError> {
-        self.update(|d| {
-            let used = d.used.entry(workspace.to_owned()).or_insert(0);
-            *used = used.saturating_sub(bytes);
+        let workspace = workspace.to_owned();
+        self.write(move |txn| {
+            let mut used_table = txn.open_table(USED).map_err(failed)?;
+            let used = counter(&used_table, &workspace)?.unwrap_or(0);
+            used_table
+                .insert(workspace.as_str(), used.saturating_sub(bytes))
+                .map_err(failed)?;
+            Ok(())
         })
+        .await
     }
 
     async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError> {
-        self.update(|d| d.used.insert(workspace.to_owned(), bytes).unwrap_or(0))
+        let workspace = workspace.to_owned();
+        self.write(move |txn| {
+            let mut used_table = txn.open_table(USED).map_err(failed)?;
+            let previous = used_table
+                .insert(workspace.as_str(), bytes)
+                .map_err(failed)?
+                .map(|value| value.value());
+            Ok(previous.unwrap_or(0))
+        })
+        .await
     }
 
     async fn workspaces(&self) -> Result<Vec<String>, StateError> {
-        self.read(|d| {
-            let mut all: Vec<String> = d.limits.keys().chain(d.used.keys()).cloned().collect();
+        self.read(move |txn| {
+            let mut all = Vec::new();
+            for table in [LIMITS, USED] {
+                let table = txn.open_table(table).map_err(failed)?;
+                for entry in table.iter().map_err(failed)? {
+                    let (key, _) = entry.map_err(failed)?;
+                    all.push(key.value().to_owned());
+                }
+            }
             all.sort();
             all.dedup();
-            all
+            Ok(all)
         })
+        .await
     }
 
     async fn check(&self) -> Result<(), StateError> {
-        self.read(|_| ())
+        self.read(|_| Ok(())).await
     }
 }
 
 #[async_trait]
 impl Catalog for EmbeddedState {
     async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<Registered, StateError> {
-        self.update(|d| match d.targets.get(key) {
-            None => {
-                d.targets.insert(key.to_owned(), target.clone());
-                Registered::Created
-            }
-            Some(existing) if existing == target => Registered::Unchanged,
-            Some(existing) => Registered::Conflict(existing.clone()),
+        let key = key.to_owned();
+        let target = target.clone();
+        self.write(move |txn| {
+            let mut targets = txn.open_table(TARGETS).map_err(failed)?;
+            let existing: Option<TargetRecord> = targets
+                .get(key.as_str())
+                .map_err(failed)?
+                .map(|json| decode(json.value()))
+                .transpose()?;
+            Ok(match existing {
+                None => {
+                    targets
+                        .insert(key.as_str(), encode(&target)?.as_str())
+                        .map_err(failed)?;
+                    Registered::Created
+                }
+                Some(existing) if existing == target => Registered::Unchanged,
+                Some(existing) => Registered::Conflict(existing),
+            })
         })
+        .await
     }
 
     async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError> {
-        self.read(|d| d.targets.get(key).cloned())
+        self.get_json(TARGETS, key).await
     }
 
     async fn remove_target(&self, key: &str) -> Result<bool, StateError> {
-        self.update(|d| d.targets.remove(key).is_some())
+        let key = key.to_owned();
+        self.write(move |txn| {
+            let mut targets = txn.open_table(TARGETS).map_err(failed)?;
+            Ok(targets.remove(key.as_str()).map_err(failed)?.is_some())
+        })
+        .await
     }
 
     async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
-        self.read(|d| d.images.get(key).cloned())
+        self.get_json(IMAGES, key).await
     }
 
     async fn put_image(&self, key: &str, image: &ImageRecord) -> Result<(), StateError> {
-        self.update(|d| {
-            d.images.insert(key.to_owned(), image.clone());
+        let key = key.to_owned();
+        let json = encode(image)?;
+        self.write(move |txn| {
+            let mut images = txn.open_table(IMAGES).map_err(failed)?;
+            images.insert(key.as_str(), json.as_str()).map_err(failed)?;
+            Ok(())
         })
+        .await
     }
 
     async fn take_image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
-        self.update(|d| d.images.remove(key))
+        let key = key.to_owned();
+        self.write(move |txn| {
+            let mut images = txn.open_table(IMAGES).map_err(failed)?;
+            let taken = images.remove(key.as_str()).map_err(failed)?;
+            taken.map(|json| decode(json.value())).transpose()
+        })
+        .await
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError> {
+        let key = key.to_owned();
         let now = now_secs();
-        self.read(|d| {
-            d.idempotency
-                .get(key)
-                .filter(|(_, expires)| *expires > now)
-                .map(|(record, _)| record.clone())
+        self.read(move |txn| {
+            let table = txn.open_table(IDEMPOTENCY).map_err(failed)?;
+            let found = table.get(key.as_str()).map_err(failed)?;
+            match found {
+                Some(entry) => {
+                    let (expires, json) = entry.value();
+                    if expires > now {
+                        decode(json).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                }
+                None => Ok(None),
+            }
         })
+        .await
     }
 
     async fn put_idempotency(
@@ -205,16 +408,24 @@ impl Catalog for EmbeddedState {
         record: &IdempotencyRecord,
         ttl: Duration,
     ) -> Result<(), StateError> {
-        let now = now_secs();
-        self.update(|d| {
-            d.idempotency.retain(|_, (_, expires)| *expires > now);
-            d.idempotency
-                .insert(key.to_owned(), (record.clone(), now + ttl.as_secs()));
+        let key = key.to_owned();
+        let json = encode(record)?;
+        let expires = now_secs() + ttl.as_secs();
+        self.write(move |txn| {
+            let mut table = txn.open_table(IDEMPOTENCY).map_err(failed)?;
+            table
+                .insert(key.as_str(), (expires, json.as_str()))
+                .map_err(failed)?;
+            Ok(())
         })
+        .await
     }
 
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StateError> {
-        let mut locks = self.locks.lock().map_err(poisoned)?;
+        let mut locks = self
+            .locks
+            .lock()
+            .map_err(|_| failed("lock table poisoned"))?;
         let now = Instant::now();
         if let Some((_, expires)) = locks.get(name)
             && *expires > now
@@ -227,7 +438,10 @@ impl Catalog for EmbeddedState {
     }
 
     async fn unlock(&self, name: &str, token: &str) -> Result<(), StateError> {
-        let mut locks = self.locks.lock().map_err(poisoned)?;
+        let mut locks = self
+            .locks
+            .lock()
+            .map_err(|_| failed("lock table poisoned"))?;
         if locks.get(name).is_some_and(|(held, _)| held == token) {
             locks.remove(name);
         }

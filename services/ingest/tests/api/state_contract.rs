@@ -276,3 +276,39 @@ async fn the_embedded_state_survives_a_restart() {
     assert_eq!(state.used("w1").await.unwrap(), 30);
     assert_eq!(state.limit("w1").await.unwrap(), Some(100));
 }
+
+#[tokio::test]
+async fn a_legacy_json_state_is_migrated_on_first_start_with_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = image("ws/w1/expense-entries/e1/x.pdf", 42);
+    let legacy = serde_json::json!({
+        "limits": {"w1": 1000},
+        "used": {"w1": 42},
+        "targets": {"EXPENSE_ENTRY:e1": {"workspace": "w1", "owner": "u1"}},
+        "images": {"EXPENSE_ENTRY:e1": record},
+        "idempotency": {},
+    });
+    std::fs::write(dir.path().join("state.json"), legacy.to_string()).unwrap();
+    let state = EmbeddedState::open(dir.path().join("state.redb")).unwrap();
+    assert_eq!(state.limit("w1").await.unwrap(), Some(1000));
+    assert_eq!(state.used("w1").await.unwrap(), 42);
+    assert_eq!(
+        state.target("EXPENSE_ENTRY:e1").await.unwrap(),
+        Some(TargetRecord {
+            workspace: "w1".into(),
+            owner: "u1".into()
+        })
+    );
+    assert_eq!(state.image("EXPENSE_ENTRY:e1").await.unwrap(), Some(record));
+    assert!(!dir.path().join("state.json").exists());
+    assert!(dir.path().join("state.json.migrated").exists());
+}
+
+#[tokio::test]
+async fn a_damaged_database_stops_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(&path, b"this is not a database, it is a few bytes of text").unwrap();
+    let refused = EmbeddedState::open(&path).unwrap_err().to_string();
+    assert!(refused.contains(&path.display().to_string()), "{refused}");
+}
