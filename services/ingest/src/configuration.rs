@@ -37,6 +37,9 @@ pub struct ServerSettings {
     pub url_ttl_seconds: u64,
     /// How long an upload waits for a busy target (report append, entry attach) before `BUSY`.
     pub lock_wait_seconds: u64,
+    /// A target lock whose holder vanished expires after this, in ms. Correctness never depends
+    /// on it: image records change only by compare-and-set.
+    pub lock_ttl_millis: u64,
     /// After SIGTERM, how long in-flight requests may take before the process exits anyway.
     pub drain_seconds: u64,
     /// Connections open at once per listener (lowered to fit the open-files limit).
@@ -185,6 +188,7 @@ files_addr = "127.0.0.1:8081"
 files_public_url = ""
 url_ttl_seconds = 900
 lock_wait_seconds = 30
+lock_ttl_millis = 60000
 drain_seconds = 30
 max_connections = 1024
 idle_timeout_seconds = 60

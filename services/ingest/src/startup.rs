@@ -153,7 +153,10 @@ impl Application {
             catalog,
             settings.limits.clone(),
             Duration::from_secs(settings.server.url_ttl_seconds),
-            Duration::from_secs(settings.server.lock_wait_seconds),
+            crate::ingest::LockTiming {
+                wait: Duration::from_secs(settings.server.lock_wait_seconds),
+                ttl: Duration::from_millis(settings.server.lock_ttl_millis),
+            },
         );
         let verifier = Verifier::new(&settings.auth)?;
         let files = match (files_listener, fs) {

@@ -7,15 +7,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs `work` while holding the lock `name` (waiting up to `wait` for it), then releases it,
-/// whatever `work` returned.
+/// How long a lock is waited for and held at most.
+#[derive(Debug, Clone, Copy)]
+pub struct LockTiming {
+    /// Wait for a busy lock this long, then `BUSY`.
+    pub wait: Duration,
+    /// A held lock expires after this even if its holder never releases it (it died, or was
+    /// paused). Correctness never depends on it: records change only by compare-and-set.
+    pub ttl: Duration,
+}
+
+/// Runs `work` while holding the lock `name` (waiting for it as `timing` says), then releases
+/// it, whatever `work` returned. The lock only keeps writers from wasting work on conflicts.
 pub async fn with_lock<T>(
     catalog: &Arc<dyn Catalog>,
     name: String,
-    wait: Duration,
+    timing: LockTiming,
     work: impl Future<Output = Result<T, IngestError>>,
 ) -> Result<T, IngestError> {
-    let lock = TargetLock::acquire(catalog.clone(), name, wait).await?;
+    let lock = TargetLock::acquire(catalog.clone(), name, timing).await?;
     let result = work.await;
     lock.release().await;
     result
@@ -29,20 +39,17 @@ pub struct TargetLock {
     token: Option<String>,
 }
 
-/// How long a lock is held at most if its holder dies.
-const LOCK_TTL: Duration = Duration::from_secs(60);
-
 impl TargetLock {
-    /// Waits up to `wait` for the lock `name`.
+    /// Waits as `timing` says for the lock `name`.
     pub async fn acquire(
         catalog: Arc<dyn Catalog>,
         name: String,
-        wait: Duration,
+        timing: LockTiming,
     ) -> Result<Self, IngestError> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + timing.wait;
         let mut pause = Duration::from_millis(5);
         loop {
-            if let Some(token) = catalog.try_lock(&name, LOCK_TTL).await? {
+            if let Some(token) = catalog.try_lock(&name, timing.ttl).await? {
                 return Ok(Self {
                     catalog,
                     name,

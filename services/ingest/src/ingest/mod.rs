@@ -14,6 +14,7 @@ pub mod target;
 mod upload;
 
 pub use idempotency::scope as idempotency_scope;
+pub use lock::LockTiming;
 pub use plan::{UploadPlan, UploadRequest};
 pub use target::{Kind, TargetRef};
 pub use upload::Uploaded;
@@ -30,6 +31,9 @@ use lock::with_lock;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many times a write that lost a compare-and-set to another writer starts over.
+pub(crate) const MAX_ATTEMPTS: usize = 64;
+
 /// Everything an ingest operation needs.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -38,7 +42,7 @@ pub struct Ingestor {
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) limits: LimitSettings,
     pub(crate) url_ttl: Duration,
-    pub(crate) lock_wait: Duration,
+    pub(crate) locks: LockTiming,
     pub(crate) admission: Admission,
     pub(crate) budget: MemoryBudget,
     pub(crate) metrics: Metrics,
@@ -72,7 +76,7 @@ impl Ingestor {
         catalog: Arc<dyn Catalog>,
         limits: LimitSettings,
         url_ttl: Duration,
-        lock_wait: Duration,
+        locks: LockTiming,
     ) -> Self {
         let admission = Admission::new(
             limits.max_in_flight_uploads,
@@ -90,7 +94,7 @@ impl Ingestor {
             catalog,
             limits,
             url_ttl,
-            lock_wait,
+            locks,
             admission,
             metrics: Metrics::global(),
         }
@@ -170,19 +174,33 @@ impl Ingestor {
         };
         let catalog_key = target.catalog_key();
         let lock = format!("target:{catalog_key}");
-        with_lock(&self.catalog, lock, self.lock_wait, async {
-            let record = self
-                .catalog
-                .take_image(&catalog_key)
-                .await?
-                .ok_or(IngestError::ImageNotFound)?;
-            if let Err(err) = self.store.delete(&record.key).await {
-                // Put the record back so the image is not lost from view.
-                let _ = self.catalog.put_image(&catalog_key, &record).await;
-                return Err(err.into());
+        with_lock(&self.catalog, lock, self.locks, async {
+            // The record goes first, by compare-and-set with its bytes given back in the same
+            // step; an object left behind by a failed delete is only an orphan.
+            for _ in 0..MAX_ATTEMPTS {
+                let record = self
+                    .catalog
+                    .image(&catalog_key)
+                    .await?
+                    .ok_or(IngestError::ImageNotFound)?;
+                let removed = self
+                    .catalog
+                    .swap_image(
+                        &catalog_key,
+                        Some(&record.key),
+                        None,
+                        &record.workspace,
+                        record.size,
+                    )
+                    .await?;
+                if removed {
+                    if let Err(err) = self.store.delete(&record.key).await {
+                        tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");
+                    }
+                    return Ok(record.size);
+                }
             }
-            self.quota.release(&record.workspace, record.size).await?;
-            Ok(record.size)
+            Err(IngestError::Busy)
         })
         .await
     }

@@ -3,13 +3,13 @@
 //! reserved for the growth, object written, record committed, previous object dropped. Any
 //! failure before the record is written undoes the reservation and the object.
 
-use super::Ingestor;
 use super::guard::IngestGuard;
 use super::lock::with_lock;
 use super::plan::UploadPlan;
 use super::policy::{Conversion, Placement};
 use super::receive::Received;
 use super::target::object_key;
+use super::{Ingestor, MAX_ATTEMPTS};
 use crate::error::IngestError;
 use crate::state::{ImageRecord, Reservation};
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
 use sha2::{Digest, Sha256};
 
 /// What the pipeline made of an upload, ready to store.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Content {
     bytes: Bytes,
     /// SHA-256 of `bytes`, computed once and used for the record and the storage write.
@@ -144,34 +144,48 @@ impl Ingestor {
         }
     }
 
-    /// Places `content` as the plan's placement says, under the target's lock where the
-    /// target's current image matters.
+    /// Places `content` as the plan's placement says. Where the target's current image
+    /// matters, the commit is a compare-and-set against the record read; the target's lock only
+    /// keeps writers from wasting work, and a writer that loses starts over (replace) or is
+    /// refused (attach once).
     async fn place(&self, plan: &UploadPlan, content: Content) -> Result<ImageRecord, IngestError> {
         let catalog_key = plan.target.catalog_key();
         match plan.policy.placement {
-            Placement::Create => self.commit(plan, content, None).await,
+            // A new receipt's key is new: nobody else can have written it.
+            Placement::Create => self
+                .commit(plan, content, None)
+                .await?
+                .ok_or(IngestError::AlreadyAttached),
             Placement::AttachOnce => {
-                with_lock(&self.catalog, lock_name(plan), self.lock_wait, async {
-                    match self.catalog.image(&catalog_key).await? {
-                        Some(_) => Err(IngestError::AlreadyAttached),
-                        None => self.commit(plan, content, None).await,
+                with_lock(&self.catalog, lock_name(plan), self.locks, async {
+                    if self.catalog.image(&catalog_key).await?.is_some() {
+                        return Err(IngestError::AlreadyAttached);
                     }
+                    self.commit(plan, content, None)
+                        .await?
+                        .ok_or(IngestError::AlreadyAttached)
                 })
                 .await
             }
             Placement::Replace | Placement::Append => {
-                with_lock(&self.catalog, lock_name(plan), self.lock_wait, async {
-                    let previous = self.catalog.image(&catalog_key).await?;
-                    self.commit(plan, content, previous).await
+                with_lock(&self.catalog, lock_name(plan), self.locks, async {
+                    for _ in 0..MAX_ATTEMPTS {
+                        let previous = self.catalog.image(&catalog_key).await?;
+                        if let Some(record) = self.commit(plan, content.clone(), previous).await? {
+                            return Ok(record);
+                        }
+                    }
+                    Err(IngestError::Busy)
                 })
                 .await
             }
         }
     }
 
-    /// Appends the upload's pages to the report PDF, under the report's lock. Building the pages
-    /// parses PDFs and decodes PNGs, which validates them; a JPEG is embedded as it is, so it is
-    /// fully decoded first, outside the lock.
+    /// Appends the upload's pages to the report PDF. Building the pages parses PDFs and decodes
+    /// PNGs, which validates them; a JPEG is embedded as it is, so it is fully decoded first.
+    /// The new report is built from the record read and committed against it; if another
+    /// append got there first, it is built again from the new report.
     async fn append_report(
         &self,
         plan: &UploadPlan,
@@ -187,43 +201,52 @@ impl Ingestor {
             })
             .await?;
         }
-        with_lock(&self.catalog, lock_name(plan), self.lock_wait, async {
-            let previous = self.catalog.image(&plan.target.catalog_key()).await?;
-            let report_bytes = previous.as_ref().map_or(0, |record| record.size);
-            let step = pipeline::Step::Report { report_bytes };
-            let _work = reserve_for(self, &bytes, media, step, limits).await?;
-            let report = match &previous {
-                None => {
-                    blocking(self, "report", move || {
-                        pipeline::start_report(&bytes, media, &limits)
-                    })
-                    .await?
+        with_lock(&self.catalog, lock_name(plan), self.locks, async {
+            for _ in 0..MAX_ATTEMPTS {
+                let previous = self.catalog.image(&plan.target.catalog_key()).await?;
+                let report_bytes = previous.as_ref().map_or(0, |record| record.size);
+                let step = pipeline::Step::Report { report_bytes };
+                let _work = reserve_for(self, &bytes, media, step, limits).await?;
+                let upload = bytes.clone();
+                let report = match &previous {
+                    None => {
+                        blocking(self, "report", move || {
+                            pipeline::start_report(&upload, media, &limits)
+                        })
+                        .await?
+                    }
+                    Some(current) => {
+                        let Some(existing) = self.store.get(&current.key).await? else {
+                            // Replaced (and deleted) since it was read: read the new one.
+                            continue;
+                        };
+                        blocking(self, "report", move || {
+                            pipeline::append_to_report(&existing, &upload, media, &limits)
+                        })
+                        .await?
+                    }
+                };
+                let content = Content::new(report.bytes, MediaType::Pdf, 0, 0, report.page_count);
+                if let Some(record) = self.commit(plan, content, previous).await? {
+                    return Ok(record);
                 }
-                Some(current) => {
-                    let existing = self.store.get(&current.key).await?.ok_or_else(|| {
-                        IngestError::Internal(format!("report object {} is missing", current.key))
-                    })?;
-                    blocking(self, "report", move || {
-                        pipeline::append_to_report(&existing, &bytes, media, &limits)
-                    })
-                    .await?
-                }
-            };
-            let content = Content::new(report.bytes, MediaType::Pdf, 0, 0, report.page_count);
-            self.commit(plan, content, previous).await
+            }
+            Err(IngestError::Busy)
         })
         .await
     }
 
-    /// Reserves quota for the growth, writes the object, records it, then drops the previous
-    /// object (if any) and releases what it no longer uses. Any failure before the record is
-    /// written undoes the reservation and the object.
+    /// Reserves quota for the growth, writes the object under a new key, then commits the
+    /// record by compare-and-set against `previous` (what the caller read), giving back in the
+    /// same step what the previous object used beyond the new one; then deletes the previous
+    /// object. `None` if another writer changed the record first: this writer's object and
+    /// reservation are undone and nothing else changed. Any failure undoes them too.
     async fn commit(
         &self,
         plan: &UploadPlan,
         content: Content,
         previous: Option<ImageRecord>,
-    ) -> Result<ImageRecord, IngestError> {
+    ) -> Result<Option<ImageRecord>, IngestError> {
         let size = content.bytes.len() as u64;
         let old = previous.as_ref().map_or(0, |p| p.size);
         let grow = size.saturating_sub(old);
@@ -273,15 +296,27 @@ impl Ingestor {
             return Err(err.into());
         }
         guard.wrote(&key);
-        if let Err(err) = self
+        let swapped = self
             .catalog
-            .put_image(&plan.target.catalog_key(), &record)
-            .await
-        {
-            guard.rollback().await;
-            return Err(err.into());
+            .swap_image(
+                &plan.target.catalog_key(),
+                previous.as_ref().map(|p| p.key.as_str()),
+                Some(&record),
+                &plan.workspace,
+                old.saturating_sub(size),
+            )
+            .await;
+        match swapped {
+            Ok(true) => guard.disarm(),
+            Ok(false) => {
+                guard.rollback().await;
+                return Ok(None);
+            }
+            Err(err) => {
+                guard.rollback().await;
+                return Err(err.into());
+            }
         }
-        guard.disarm();
         self.metrics.bytes_stored.add(
             size,
             &[opentelemetry::KeyValue::new(
@@ -289,17 +324,12 @@ impl Ingestor {
                 plan.target.kind.name(),
             )],
         );
-        if let Some(previous) = previous {
-            if let Err(err) = self.store.delete(&previous.key).await {
-                tracing::error!(key = %previous.key, error = %err, "replaced object not deleted; reconcile will count it");
-            }
-            if old > size
-                && let Err(err) = self.quota.release(&plan.workspace, old - size).await
-            {
-                tracing::error!(error = %err, "quota not released after replace; reconcile will fix it");
-            }
+        if let Some(previous) = previous
+            && let Err(err) = self.store.delete(&previous.key).await
+        {
+            tracing::error!(key = %previous.key, error = %err, "replaced object not deleted; it is an orphan");
         }
-        Ok(record)
+        Ok(Some(record))
     }
 }
 

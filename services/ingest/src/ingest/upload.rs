@@ -166,28 +166,23 @@ impl Ingestor {
                 replayed: false,
             });
         };
-        super::lock::with_lock(
-            &self.catalog,
-            format!("idem:{scope}"),
-            self.lock_wait,
-            async {
-                // Another upload with this key may have finished while this one was received.
-                if let Prior::Replay(done) = self.prior(&plan).await? {
-                    let record = Self::replay(done, &received.sha256)?;
-                    return Ok(Uploaded {
-                        record,
-                        replayed: true,
-                    });
-                }
-                let sha256 = received.sha256;
-                let record = self.store(&plan, received).await?;
-                self.remember(&plan, &sha256, &record).await;
-                Ok(Uploaded {
+        super::lock::with_lock(&self.catalog, format!("idem:{scope}"), self.locks, async {
+            // Another upload with this key may have finished while this one was received.
+            if let Prior::Replay(done) = self.prior(&plan).await? {
+                let record = Self::replay(done, &received.sha256)?;
+                return Ok(Uploaded {
                     record,
-                    replayed: false,
-                })
-            },
-        )
+                    replayed: true,
+                });
+            }
+            let sha256 = received.sha256;
+            let record = self.store(&plan, received).await?;
+            self.remember(&plan, &sha256, &record).await;
+            Ok(Uploaded {
+                record,
+                replayed: false,
+            })
+        })
         .await
     }
 }

@@ -360,23 +360,44 @@ impl Catalog for EmbeddedState {
         self.get_json(IMAGES, key).await
     }
 
-    async fn put_image(&self, key: &str, image: &ImageRecord) -> Result<(), StateError> {
+    async fn swap_image(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        image: Option<&ImageRecord>,
+        workspace: &str,
+        release: u64,
+    ) -> Result<bool, StateError> {
         let key = key.to_owned();
-        let json = encode(image)?;
+        let expected = expected.map(str::to_owned);
+        let json = image.map(encode).transpose()?;
+        let workspace = workspace.to_owned();
         self.write(move |txn| {
             let mut images = txn.open_table(IMAGES).map_err(failed)?;
-            images.insert(key.as_str(), json.as_str()).map_err(failed)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn take_image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
-        let key = key.to_owned();
-        self.write(move |txn| {
-            let mut images = txn.open_table(IMAGES).map_err(failed)?;
-            let taken = images.remove(key.as_str()).map_err(failed)?;
-            taken.map(|json| decode(json.value())).transpose()
+            let current: Option<ImageRecord> = images
+                .get(key.as_str())
+                .map_err(failed)?
+                .map(|json| decode(json.value()))
+                .transpose()?;
+            if current.map(|record| record.key) != expected {
+                return Ok(false);
+            }
+            match &json {
+                Some(json) => {
+                    images.insert(key.as_str(), json.as_str()).map_err(failed)?;
+                }
+                None => {
+                    images.remove(key.as_str()).map_err(failed)?;
+                }
+            }
+            if release > 0 {
+                let mut used_table = txn.open_table(USED).map_err(failed)?;
+                let used = counter(&used_table, &workspace)?.unwrap_or(0);
+                used_table
+                    .insert(workspace.as_str(), used.saturating_sub(release))
+                    .map_err(failed)?;
+            }
+            Ok(true)
         })
         .await
     }

@@ -91,10 +91,19 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn remove_target(&self, key: &str) -> Result<bool, StateError>;
     /// The image record of a target.
     async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError>;
-    /// Writes the image record of a target.
-    async fn put_image(&self, key: &str, image: &ImageRecord) -> Result<(), StateError>;
-    /// Removes and returns the image record of a target.
-    async fn take_image(&self, key: &str) -> Result<Option<ImageRecord>, StateError>;
+    /// Changes the image record of a target by compare-and-set, in one atomic step: if the
+    /// record still names the object `expected` (`None`: there is no record), it becomes `image`
+    /// (`None`: it is removed) and `release` bytes of `workspace`'s usage are given back (what
+    /// a replaced or deleted object no longer uses). False, with nothing changed, when another
+    /// writer changed the record first: a writer never overwrites what it did not read.
+    async fn swap_image(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        image: Option<&ImageRecord>,
+        workspace: &str,
+        release: u64,
+    ) -> Result<bool, StateError>;
     /// A stored idempotency result.
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError>;
     /// Stores an idempotency result for `ttl`.

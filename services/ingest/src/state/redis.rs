@@ -33,6 +33,30 @@ redis.call('SET', KEYS[1], left)
 return left
 "#;
 
+/// Compare-and-set of the image record KEYS[1]: only if its `key` field is ARGV[1] (or, with
+/// ARGV[1] empty, if there is no record), sets it to ARGV[2] (deletes it if empty) and takes
+/// ARGV[3] bytes off the usage KEYS[2], never below zero. Returns 1 if it changed, 0 if not.
+const SWAP_IMAGE: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  if cjson.decode(current)['key'] ~= ARGV[1] then return 0 end
+elseif ARGV[1] ~= '' then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+local release = tonumber(ARGV[3])
+if release > 0 then
+  local left = tonumber(redis.call('GET', KEYS[2]) or '0') - release
+  if left < 0 then left = 0 end
+  redis.call('SET', KEYS[2], left)
+end
+return 1
+"#;
+
 /// Deletes KEYS[1] only if it still holds ARGV[1].
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -49,6 +73,7 @@ pub struct RedisState {
     reserve: redis::Script,
     release: redis::Script,
     unlock: redis::Script,
+    swap_image: redis::Script,
 }
 
 impl std::fmt::Debug for RedisState {
@@ -89,6 +114,7 @@ impl RedisState {
             reserve: redis::Script::new(RESERVE),
             release: redis::Script::new(RELEASE),
             unlock: redis::Script::new(UNLOCK),
+            swap_image: redis::Script::new(SWAP_IMAGE),
         })
     }
 
@@ -255,22 +281,27 @@ impl Catalog for RedisState {
         decode(self.get_string(self.key("image", key)).await?)
     }
 
-    #[tracing::instrument(name = "redis.put_image", skip_all, fields(key = %key))]
-    async fn put_image(&self, key: &str, image: &ImageRecord) -> Result<(), StateError> {
-        self.conn()
-            .set(self.key("image", key), encode(image)?)
-            .await
-            .map_err(unavailable)
-    }
-
-    #[tracing::instrument(name = "redis.take_image", skip_all, fields(key = %key))]
-    async fn take_image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
-        let raw: Option<String> = self
-            .conn()
-            .get_del(self.key("image", key))
+    #[tracing::instrument(name = "redis.swap_image", skip_all, fields(key = %key))]
+    async fn swap_image(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        image: Option<&ImageRecord>,
+        workspace: &str,
+        release: u64,
+    ) -> Result<bool, StateError> {
+        let json = image.map(encode).transpose()?.unwrap_or_default();
+        let changed: u64 = self
+            .swap_image
+            .key(self.key("image", key))
+            .key(self.key("used", workspace))
+            .arg(expected.unwrap_or_default())
+            .arg(json)
+            .arg(release)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        decode(raw)
+        Ok(changed == 1)
     }
 
     #[tracing::instrument(name = "redis.idempotency", skip_all, fields(key = %key))]

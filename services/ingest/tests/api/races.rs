@@ -6,19 +6,43 @@ use imaging_e2e::fixtures::{jpeg, pdf, pdf_pages, png};
 use imaging_proto::v1::TargetKind;
 use std::sync::Arc;
 
-/// A service on real backends whose per-user and per-workspace caps let 16 uploads of one user
-/// run at once.
-async fn racing_app() -> TestApp {
-    spawn_app_with(Stack::Real, |settings| {
+/// A service on `stack` whose per-user and per-workspace caps let 16 uploads of one user run at
+/// once; with `lock_ttl_millis` tiny, target locks expire mid-work and only the compare-and-set
+/// of the records keeps writers apart.
+async fn racing_app_on(stack: Stack, lock_ttl_millis: u64) -> TestApp {
+    spawn_app_with(stack, |settings| {
         settings.limits.max_uploads_per_user = 16;
         settings.limits.max_uploads_per_workspace = 16;
+        settings.server.lock_ttl_millis = lock_ttl_millis;
     })
     .await
 }
 
+async fn racing_app() -> TestApp {
+    racing_app_on(Stack::Real, 60_000).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_appends_to_one_report_keep_every_page() {
-    let app = Arc::new(racing_app().await);
+    appends_keep_every_page(racing_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_locks_expiring_mid_work_sixteen_appends_still_keep_every_page_and_leave_no_orphan() {
+    for stack in [Stack::Real, Stack::Embedded] {
+        appends_keep_every_page(racing_app_on(stack, 1).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_locks_expiring_mid_work_sixteen_uploads_to_one_entry_still_give_one_success() {
+    for stack in [Stack::Real, Stack::Embedded] {
+        entry_takes_one_image(racing_app_on(stack, 1).await).await;
+    }
+}
+
+async fn appends_keep_every_page(app: TestApp) {
+    let app = Arc::new(app);
     app.register_workspace("w1", 0).await;
     app.register_target(target(TargetKind::Report, "R1"), "w1", "u1")
         .await;
@@ -55,7 +79,11 @@ async fn sixteen_concurrent_appends_to_one_report_keep_every_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_uploads_to_one_entry_give_exactly_one_success() {
-    let app = Arc::new(racing_app().await);
+    entry_takes_one_image(racing_app().await).await;
+}
+
+async fn entry_takes_one_image(app: TestApp) {
+    let app = Arc::new(app);
     app.register_workspace("w1", 0).await;
     app.register_target(target(TargetKind::ExpenseEntry, "E1"), "w1", "u1")
         .await;

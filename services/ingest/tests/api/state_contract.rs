@@ -154,23 +154,66 @@ async fn a_target_registers_once_and_can_be_removed(backend: &Backend) {
     assert_eq!(catalog.target("EXPENSE_ENTRY:e1").await.unwrap(), None);
 }
 
-async fn an_image_record_is_written_read_and_taken_once(backend: &Backend) {
+async fn an_image_record_changes_only_from_the_record_the_writer_read(backend: &Backend) {
     let catalog = backend.catalog.as_ref();
-    let record = image("ws/w1/expense-entries/e1/x.pdf", 42);
-    catalog
-        .put_image("EXPENSE_ENTRY:e1", &record)
-        .await
-        .unwrap();
-    assert_eq!(
-        catalog.image("EXPENSE_ENTRY:e1").await.unwrap(),
-        Some(record.clone())
+    let quota = backend.quota.as_ref();
+    let first = image("ws/w1/expense-entries/e1/a.pdf", 42);
+    let second = image("ws/w1/expense-entries/e1/b.pdf", 30);
+    quota.reserve("w1", 42, 1000).await.unwrap();
+    assert!(
+        catalog
+            .swap_image("REPORT:e1", None, Some(&first), "w1", 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .swap_image("REPORT:e1", None, Some(&second), "w1", 0)
+            .await
+            .unwrap(),
+        "a writer that read no record cannot overwrite one"
+    );
+    assert!(
+        !catalog
+            .swap_image(
+                "REPORT:e1",
+                Some("ws/w1/other.pdf"),
+                Some(&second),
+                "w1",
+                12
+            )
+            .await
+            .unwrap(),
+        "nor one that read another"
     );
     assert_eq!(
-        catalog.take_image("EXPENSE_ENTRY:e1").await.unwrap(),
-        Some(record)
+        quota.used("w1").await.unwrap(),
+        42,
+        "a lost swap changes no usage"
     );
-    assert_eq!(catalog.image("EXPENSE_ENTRY:e1").await.unwrap(), None);
-    assert_eq!(catalog.take_image("EXPENSE_ENTRY:e1").await.unwrap(), None);
+    assert!(
+        catalog
+            .swap_image("REPORT:e1", Some(&first.key), Some(&second), "w1", 12)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        catalog.image("REPORT:e1").await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        quota.used("w1").await.unwrap(),
+        30,
+        "the shrink is given back in the swap"
+    );
+    assert!(
+        catalog
+            .swap_image("REPORT:e1", Some(&second.key), None, "w1", 30)
+            .await
+            .unwrap()
+    );
+    assert_eq!(catalog.image("REPORT:e1").await.unwrap(), None);
+    assert_eq!(quota.used("w1").await.unwrap(), 0);
 }
 
 async fn an_idempotency_result_is_kept_until_it_expires(backend: &Backend) {
@@ -250,7 +293,7 @@ macro_rules! state_contract {
                     a_release_never_takes_usage_below_zero,
                     setting_usage_returns_the_previous_value_and_lists_the_workspace,
                     a_target_registers_once_and_can_be_removed,
-                    an_image_record_is_written_read_and_taken_once,
+                    an_image_record_changes_only_from_the_record_the_writer_read,
                     an_idempotency_result_is_kept_until_it_expires,
                     a_held_lock_is_exclusive_and_only_its_holder_releases_it,
                     a_lock_whose_holder_vanished_expires,
