@@ -17,30 +17,57 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// Where it keeps its append-only file, if it persists.
+    data: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
-    /// Starts `redis-server` on a free port and waits until it answers.
+    /// Starts `redis-server` on a free port, keeping nothing on disk, and waits until it
+    /// answers.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts one that writes every change to an append-only file before answering, so that a
+    /// SIGKILL and a restart ([`RedisServer::restart`]) keep every acknowledged write.
+    pub fn start_persistent() -> Self {
+        Self::start_with(Some(tempfile::tempdir().expect("temp dir")))
+    }
+
+    fn start_with(data: Option<tempfile::TempDir>) -> Self {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
+        let child = Self::spawn(port, data.as_ref());
+        let server = Self { child, port, data };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(port: u16, data: Option<&tempfile::TempDir>) -> Child {
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match data {
+            Some(dir) => command.args([
                 "--appendonly",
-                "no",
-            ])
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                &dir.path().to_string_lossy(),
+            ]),
+            None => command.args(["--appendonly", "no"]),
+        };
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (the README's test command installs it)");
-        let server = Self { child, port };
-        server.wait_ready();
-        server
+            .expect("redis-server must be installed (the README's test command installs it)")
     }
 
     fn wait_ready(&self) {
@@ -66,31 +93,17 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Stops the server (to test outages).
+    /// Kills the server with SIGKILL (to test outages).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// Starts it again on the same port.
+    /// Kills it (SIGKILL) and starts it again on the same port (with its data, if it
+    /// persists).
     pub fn restart(&mut self) {
         self.stop();
-        let fresh = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server restarts");
-        self.child = fresh;
+        self.child = Self::spawn(self.port, self.data.as_ref());
         self.wait_ready();
     }
 }

@@ -29,6 +29,9 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 pub enum Stack {
     /// Real S3 server (s3s-fs over HTTP, SigV4) and real Redis.
     Real,
+    /// The same, with a Redis that keeps every acknowledged write on disk (append-only file,
+    /// fsync always), so it can be killed and restarted with its data.
+    Durable,
     /// The embedded default: filesystem storage and the embedded state file.
     Embedded,
 }
@@ -61,8 +64,12 @@ pub async fn test_settings(
     settings.auth.hs256_secret = "test-secret".into();
     match stack {
         Stack::Embedded => (settings, None, None),
-        Stack::Real => {
-            let redis = RedisServer::start();
+        Stack::Real | Stack::Durable => {
+            let redis = if stack == Stack::Durable {
+                RedisServer::start_persistent()
+            } else {
+                RedisServer::start()
+            };
             let s3 = S3Server::start().await;
             settings.state = StateSettings::Redis {
                 url: redis.url(),

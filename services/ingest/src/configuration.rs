@@ -165,6 +165,9 @@ pub struct LimitSettings {
     pub webp_quality: f32,
     /// Quota of a workspace that has no override, in bytes.
     pub default_quota_bytes: u64,
+    /// A quota reservation neither committed nor released (a crash, an outage, a lost reply)
+    /// lapses after this, in seconds, giving its bytes back by itself.
+    pub reservation_ttl_seconds: u64,
     /// Uploads processed at once; more are refused at once with `OVERLOADED` (load shedding).
     pub max_in_flight_uploads: usize,
     /// Uploads one user may have in flight; more are refused with `TOO_MANY_UPLOADS`.
@@ -229,6 +232,7 @@ memory_wait_millis = 2000
 webp_max_edge = 2048
 webp_quality = 80.0
 default_quota_bytes = 1073741824
+reservation_ttl_seconds = 300
 max_in_flight_uploads = 64
 max_uploads_per_user = 8
 max_uploads_per_workspace = 32

@@ -1,5 +1,6 @@
 //! Undo for half-done ingests: a guard that, unless disarmed, deletes the object it wrote and
-//! releases the quota it reserved.
+//! releases the quota reservation it holds. A release that fails (the quota store is down) is
+//! harmless: the reservation lapses by itself.
 
 use crate::state::Quota;
 use crate::storage::ObjectStore;
@@ -11,23 +12,23 @@ pub struct IngestGuard {
     quota: Arc<dyn Quota>,
     store: Arc<dyn ObjectStore>,
     workspace: String,
-    reserved: u64,
+    reservation: Option<String>,
     written: Option<String>,
 }
 
 impl IngestGuard {
-    /// A guard for `reserved` bytes already reserved in `workspace`.
+    /// A guard for the reservation `reservation` (if any) of `workspace`.
     pub fn new(
         quota: Arc<dyn Quota>,
         store: Arc<dyn ObjectStore>,
         workspace: &str,
-        reserved: u64,
+        reservation: Option<String>,
     ) -> Self {
         Self {
             quota,
             store,
             workspace: workspace.to_owned(),
-            reserved,
+            reservation,
             written: None,
         }
     }
@@ -37,21 +38,30 @@ impl IngestGuard {
         self.written = Some(key.to_owned());
     }
 
-    /// Keeps everything: the ingest succeeded.
+    /// Keeps everything: the ingest succeeded (its reservation became usage).
     pub fn disarm(mut self) {
-        self.reserved = 0;
+        self.reservation = None;
+        self.written = None;
+    }
+
+    /// Neither keeps nor undoes: for a commit whose outcome is unknown (the state store did not
+    /// answer). The reservation lapses by itself; the object stays, committed or an orphan.
+    pub fn abandon(mut self) {
+        if let Some(key) = &self.written {
+            tracing::warn!(%key, "commit outcome unknown; the object is kept, the reservation lapses");
+        }
+        self.reservation = None;
         self.written = None;
     }
 
     /// Undoes now, waiting for the undo to finish.
     pub async fn rollback(mut self) {
-        let (reserved, written) = (self.reserved, self.written.take());
-        self.reserved = 0;
+        let (reservation, written) = (self.reservation.take(), self.written.take());
         undo(
             self.quota.clone(),
             self.store.clone(),
             self.workspace.clone(),
-            reserved,
+            reservation,
             written,
         )
         .await;
@@ -62,24 +72,24 @@ async fn undo(
     quota: Arc<dyn Quota>,
     store: Arc<dyn ObjectStore>,
     workspace: String,
-    reserved: u64,
+    reservation: Option<String>,
     written: Option<String>,
 ) {
     if let Some(key) = written
         && let Err(err) = store.delete(&key).await
     {
-        tracing::error!(%key, error = %err, "rollback could not delete object; reconcile will count it");
+        tracing::error!(%key, error = %err, "rollback could not delete object; it is an orphan");
     }
-    if reserved > 0
-        && let Err(err) = quota.release(&workspace, reserved).await
+    if let Some(id) = reservation
+        && let Err(err) = quota.release(&workspace, &id).await
     {
-        tracing::error!(%workspace, reserved, error = %err, "rollback could not release quota; reconcile will fix it");
+        tracing::warn!(%workspace, error = %err, "rollback could not release the reservation; it lapses by itself");
     }
 }
 
 impl Drop for IngestGuard {
     fn drop(&mut self) {
-        if self.reserved == 0 && self.written.is_none() {
+        if self.reservation.is_none() && self.written.is_none() {
             return;
         }
         // Dropped mid-flight (task cancelled): undo in the background.
@@ -88,7 +98,7 @@ impl Drop for IngestGuard {
                 self.quota.clone(),
                 self.store.clone(),
                 self.workspace.clone(),
-                self.reserved,
+                self.reservation.take(),
                 self.written.take(),
             ));
         }

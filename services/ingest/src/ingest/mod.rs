@@ -22,7 +22,7 @@ pub use upload::Uploaded;
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
 use crate::error::IngestError;
-use crate::state::{Catalog, ImageRecord, Quota, Registered, TargetRecord};
+use crate::state::{Catalog, ImageRecord, Quota, Registered, Swap, Swapped, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
 use admission::Admission;
@@ -185,15 +185,17 @@ impl Ingestor {
                     .ok_or(IngestError::ImageNotFound)?;
                 let removed = self
                     .catalog
-                    .swap_image(
-                        &catalog_key,
-                        Some(&record.key),
-                        None,
-                        &record.workspace,
-                        record.size,
-                    )
+                    .swap_image(&Swap {
+                        key: &catalog_key,
+                        expected: Some(&record.key),
+                        image: None,
+                        workspace: &record.workspace,
+                        release: record.size,
+                        reservation: None,
+                        default_limit: self.limits.default_quota_bytes,
+                    })
                     .await?;
-                if removed {
+                if removed == Swapped::Done {
                     if let Err(err) = self.store.delete(&record.key).await {
                         tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");
                     }

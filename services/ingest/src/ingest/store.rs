@@ -11,7 +11,7 @@ use super::receive::Received;
 use super::target::object_key;
 use super::{Ingestor, MAX_ATTEMPTS};
 use crate::error::IngestError;
-use crate::state::{ImageRecord, Reservation};
+use crate::state::{ImageRecord, Reservation, Swap, Swapped};
 use bytes::Bytes;
 use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
 use sha2::{Digest, Sha256};
@@ -250,24 +250,16 @@ impl Ingestor {
         let size = content.bytes.len() as u64;
         let old = previous.as_ref().map_or(0, |p| p.size);
         let grow = size.saturating_sub(old);
-        if grow > 0
-            && let Reservation::Exceeded { limit, used } = self
-                .quota
-                .reserve(&plan.workspace, grow, self.limits.default_quota_bytes)
-                .await?
-        {
-            return Err(IngestError::QuotaExceeded {
-                workspace: plan.workspace.clone(),
-                limit,
-                used,
-                requested: grow,
-            });
-        }
+        let reservation = if grow > 0 {
+            Some(self.reserve_quota(plan, grow).await?)
+        } else {
+            None
+        };
         let mut guard = IngestGuard::new(
             self.quota.clone(),
             self.store.clone(),
             &plan.workspace,
-            grow,
+            reservation.clone(),
         );
         let key = object_key(
             &plan.workspace,
@@ -298,23 +290,45 @@ impl Ingestor {
         guard.wrote(&key);
         let swapped = self
             .catalog
-            .swap_image(
-                &plan.target.catalog_key(),
-                previous.as_ref().map(|p| p.key.as_str()),
-                Some(&record),
-                &plan.workspace,
-                old.saturating_sub(size),
-            )
+            .swap_image(&Swap {
+                key: &plan.target.catalog_key(),
+                expected: previous.as_ref().map(|p| p.key.as_str()),
+                image: Some(&record),
+                workspace: &plan.workspace,
+                release: old.saturating_sub(size),
+                reservation: reservation.as_deref().map(|id| (id, grow)),
+                default_limit: self.limits.default_quota_bytes,
+            })
             .await;
         match swapped {
-            Ok(true) => guard.disarm(),
-            Ok(false) => {
+            Ok(Swapped::Done) => guard.disarm(),
+            Ok(Swapped::Conflict) => {
                 guard.rollback().await;
                 return Ok(None);
             }
-            Err(err) => {
+            Ok(Swapped::QuotaExceeded { limit, used }) => {
                 guard.rollback().await;
-                return Err(err.into());
+                return Err(IngestError::QuotaExceeded {
+                    workspace: plan.workspace.clone(),
+                    limit,
+                    used,
+                    requested: grow,
+                });
+            }
+            Err(err) => {
+                // The swap may have happened with its reply lost: find out before undoing, and
+                // never delete an object a record may point to.
+                match self.catalog.image(&plan.target.catalog_key()).await {
+                    Ok(Some(current)) if current.key == key => guard.disarm(),
+                    Ok(_) => {
+                        guard.rollback().await;
+                        return Err(err.into());
+                    }
+                    Err(_) => {
+                        guard.abandon();
+                        return Err(err.into());
+                    }
+                }
             }
         }
         self.metrics.bytes_stored.add(
@@ -330,6 +344,35 @@ impl Ingestor {
             tracing::error!(key = %previous.key, error = %err, "replaced object not deleted; it is an orphan");
         }
         Ok(Some(record))
+    }
+}
+
+impl Ingestor {
+    /// Reserves `bytes` for the plan under a new reservation ID; a reply lost to a transient
+    /// failure is retried once with the same ID, which cannot charge twice.
+    async fn reserve_quota(&self, plan: &UploadPlan, bytes: u64) -> Result<String, IngestError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let ttl = std::time::Duration::from_secs(self.limits.reservation_ttl_seconds);
+        let default = self.limits.default_quota_bytes;
+        let mut reserved = self
+            .quota
+            .reserve(&plan.workspace, &id, bytes, ttl, default)
+            .await;
+        if matches!(&reserved, Err(err) if err.is_transient()) {
+            reserved = self
+                .quota
+                .reserve(&plan.workspace, &id, bytes, ttl, default)
+                .await;
+        }
+        match reserved? {
+            Reservation::Granted { .. } => Ok(id),
+            Reservation::Exceeded { limit, used } => Err(IngestError::QuotaExceeded {
+                workspace: plan.workspace.clone(),
+                limit,
+                used,
+                requested: bytes,
+            }),
+        }
     }
 }
 

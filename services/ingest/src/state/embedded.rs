@@ -7,8 +7,8 @@
 //! `state.json.migrated`); a database that cannot be opened stops the start, naming the file.
 
 use super::{
-    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError,
-    TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError, Swap,
+    Swapped, TargetRecord,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -28,6 +28,49 @@ const TARGETS: TableDefinition<&str, &str> = TableDefinition::new("targets");
 const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
 /// Idempotency scope -> (expiry in Unix seconds, JSON `IdempotencyRecord`).
 const IDEMPOTENCY: TableDefinition<&str, (u64, &str)> = TableDefinition::new("idempotency");
+/// `{workspace}/{id}` -> (bytes, expiry in Unix ms) of a live quota reservation.
+const RESERVATIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("reservations");
+
+fn now_millis() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// The live reservations of `workspace`: their total, and whether `id` is one of them. Lapsed
+/// ones are deleted on the way. Workspace IDs have no `/`, so `{workspace}/` prefixes only its
+/// own keys.
+fn live_reservations(
+    txn: &redb::WriteTransaction,
+    workspace: &str,
+    id: &str,
+    now: u64,
+) -> Result<(u64, bool), StateError> {
+    let mut table = txn.open_table(RESERVATIONS).map_err(failed)?;
+    let start = format!("{workspace}/");
+    let end = format!("{workspace}0");
+    let mut held = 0;
+    let mut mine = false;
+    let mut lapsed = Vec::new();
+    for entry in table.range(start.as_str()..end.as_str()).map_err(failed)? {
+        let (key, value) = entry.map_err(failed)?;
+        let (bytes, expiry) = value.value();
+        if expiry <= now {
+            lapsed.push(key.value().to_owned());
+        } else {
+            held += bytes;
+            mine |= key.value().strip_prefix(start.as_str()) == Some(id);
+        }
+    }
+    for key in lapsed {
+        table.remove(key.as_str()).map_err(failed)?;
+    }
+    Ok((held, mine))
+}
 
 /// Database-backed state for one process.
 #[derive(Debug, Clone)]
@@ -119,6 +162,7 @@ impl EmbeddedState {
         txn.open_table(TARGETS).map_err(failed)?;
         txn.open_table(IMAGES).map_err(failed)?;
         txn.open_table(IDEMPOTENCY).map_err(failed)?;
+        txn.open_table(RESERVATIONS).map_err(failed)?;
         txn.commit().map_err(failed)
     }
 
@@ -249,33 +293,47 @@ impl Quota for EmbeddedState {
     async fn reserve(
         &self,
         workspace: &str,
+        id: &str,
         bytes: u64,
+        ttl: Duration,
         default_limit: u64,
     ) -> Result<Reservation, StateError> {
         let workspace = workspace.to_owned();
+        let id = id.to_owned();
         self.write(move |txn| {
+            let now = now_millis();
             let limit = counter(&txn.open_table(LIMITS).map_err(failed)?, &workspace)?
                 .unwrap_or(default_limit);
-            let mut used_table = txn.open_table(USED).map_err(failed)?;
-            let used = counter(&used_table, &workspace)?.unwrap_or(0);
-            if used.saturating_add(bytes) > limit {
-                return Ok(Reservation::Exceeded { limit, used });
+            let used = counter(&txn.open_table(USED).map_err(failed)?, &workspace)?.unwrap_or(0);
+            let (held, mine) = live_reservations(txn, &workspace, &id, now)?;
+            if mine {
+                return Ok(Reservation::Granted { used: used + held });
             }
-            used_table
-                .insert(workspace.as_str(), used + bytes)
+            if used.saturating_add(held).saturating_add(bytes) > limit {
+                return Ok(Reservation::Exceeded {
+                    limit,
+                    used: used + held,
+                });
+            }
+            let expiry = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let key = format!("{workspace}/{id}");
+            txn.open_table(RESERVATIONS)
+                .map_err(failed)?
+                .insert(key.as_str(), (bytes, expiry))
                 .map_err(failed)?;
-            Ok(Reservation::Granted { used: used + bytes })
+            Ok(Reservation::Granted {
+                used: used + held + bytes,
+            })
         })
         .await
     }
 
-    async fn release(&self, workspace: &str, bytes: u64) -> Result<(), StateError> {
-        let workspace = workspace.to_owned();
+    async fn release(&self, workspace: &str, id: &str) -> Result<(), StateError> {
+        let key = format!("{workspace}/{id}");
         self.write(move |txn| {
-            let mut used_table = txn.open_table(USED).map_err(failed)?;
-            let used = counter(&used_table, &workspace)?.unwrap_or(0);
-            used_table
-                .insert(workspace.as_str(), used.saturating_sub(bytes))
+            txn.open_table(RESERVATIONS)
+                .map_err(failed)?
+                .remove(key.as_str())
                 .map_err(failed)?;
             Ok(())
         })
@@ -360,18 +418,14 @@ impl Catalog for EmbeddedState {
         self.get_json(IMAGES, key).await
     }
 
-    async fn swap_image(
-        &self,
-        key: &str,
-        expected: Option<&str>,
-        image: Option<&ImageRecord>,
-        workspace: &str,
-        release: u64,
-    ) -> Result<bool, StateError> {
-        let key = key.to_owned();
-        let expected = expected.map(str::to_owned);
-        let json = image.map(encode).transpose()?;
-        let workspace = workspace.to_owned();
+    async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError> {
+        let key = swap.key.to_owned();
+        let expected = swap.expected.map(str::to_owned);
+        let json = swap.image.map(encode).transpose()?;
+        let workspace = swap.workspace.to_owned();
+        let release = swap.release;
+        let reservation = swap.reservation.map(|(id, bytes)| (id.to_owned(), bytes));
+        let default_limit = swap.default_limit;
         self.write(move |txn| {
             let mut images = txn.open_table(IMAGES).map_err(failed)?;
             let current: Option<ImageRecord> = images
@@ -380,7 +434,28 @@ impl Catalog for EmbeddedState {
                 .map(|json| decode(json.value()))
                 .transpose()?;
             if current.map(|record| record.key) != expected {
-                return Ok(false);
+                return Ok(Swapped::Conflict);
+            }
+            let mut used_table = txn.open_table(USED).map_err(failed)?;
+            let used = counter(&used_table, &workspace)?.unwrap_or(0);
+            let mut grow = 0;
+            if let Some((id, bytes)) = &reservation {
+                grow = *bytes;
+                let (held, mine) = live_reservations(txn, &workspace, id, now_millis())?;
+                if !mine {
+                    let limit = counter(&txn.open_table(LIMITS).map_err(failed)?, &workspace)?
+                        .unwrap_or(default_limit);
+                    if used.saturating_add(held).saturating_add(grow) > limit {
+                        return Ok(Swapped::QuotaExceeded {
+                            limit,
+                            used: used + held,
+                        });
+                    }
+                }
+                txn.open_table(RESERVATIONS)
+                    .map_err(failed)?
+                    .remove(format!("{workspace}/{id}").as_str())
+                    .map_err(failed)?;
             }
             match &json {
                 Some(json) => {
@@ -390,14 +465,13 @@ impl Catalog for EmbeddedState {
                     images.remove(key.as_str()).map_err(failed)?;
                 }
             }
-            if release > 0 {
-                let mut used_table = txn.open_table(USED).map_err(failed)?;
-                let used = counter(&used_table, &workspace)?.unwrap_or(0);
-                used_table
-                    .insert(workspace.as_str(), used.saturating_sub(release))
-                    .map_err(failed)?;
-            }
-            Ok(true)
+            used_table
+                .insert(
+                    workspace.as_str(),
+                    used.saturating_add(grow).saturating_sub(release),
+                )
+                .map_err(failed)?;
+            Ok(Swapped::Done)
         })
         .await
     }

@@ -35,10 +35,45 @@ impl StateError {
 /// Outcome of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// Reserved; usage is now `used`.
+    /// Reserved; committed usage plus live reservations are now `used`.
     Granted { used: u64 },
     /// Refused; nothing changed.
     Exceeded { limit: u64, used: u64 },
+}
+
+/// A change of a target's image record, made by [`Catalog::swap_image`] in one atomic step.
+#[derive(Debug, Clone, Copy)]
+pub struct Swap<'a> {
+    /// The target's catalog key.
+    pub key: &'a str,
+    /// The object key of the record the writer read (`None`: it read no record).
+    pub expected: Option<&'a str>,
+    /// The new record (`None`: the record is removed).
+    pub image: Option<&'a ImageRecord>,
+    /// The workspace charged.
+    pub workspace: &'a str,
+    /// Bytes the previous object used beyond the new one, given back.
+    pub release: u64,
+    /// The reservation (its ID and bytes) that becomes usage, if the change grows the usage.
+    pub reservation: Option<(&'a str, u64)>,
+    /// The limit of a workspace without its own (checked if the reservation lapsed).
+    pub default_limit: u64,
+}
+
+/// What [`Catalog::swap_image`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swapped {
+    /// The record changed, and the usage with it.
+    Done,
+    /// Another writer changed the record first; nothing changed.
+    Conflict,
+    /// The reservation had lapsed and its bytes no longer fit; nothing changed.
+    QuotaExceeded {
+        /// The limit.
+        limit: u64,
+        /// Committed usage plus live reservations.
+        used: u64,
+    },
 }
 
 /// What registering a target did.
@@ -59,18 +94,23 @@ pub trait Quota: Send + Sync + std::fmt::Debug {
     async fn set_limit(&self, workspace: &str, limit: u64) -> Result<(), StateError>;
     /// The workspace's limit; `None` if it was never registered.
     async fn limit(&self, workspace: &str) -> Result<Option<u64>, StateError>;
-    /// Bytes in use.
+    /// Bytes in use: what committed records use (reservations not included).
     async fn used(&self, workspace: &str) -> Result<u64, StateError>;
-    /// Atomically adds `bytes` to the usage unless that would pass the limit (`default_limit`
-    /// for unregistered workspaces).
+    /// Reserves `bytes` under the name `id`, atomically, unless committed usage plus the live
+    /// reservations plus `bytes` would pass the limit (`default_limit` for unregistered
+    /// workspaces). Calling again with the same `id` (a retry after a lost reply) is granted
+    /// without a second charge. A reservation neither committed (by
+    /// [`Catalog::swap_image`]) nor released lapses after `ttl` by itself.
     async fn reserve(
         &self,
         workspace: &str,
+        id: &str,
         bytes: u64,
+        ttl: Duration,
         default_limit: u64,
     ) -> Result<Reservation, StateError>;
-    /// Subtracts `bytes` from the usage (never below zero).
-    async fn release(&self, workspace: &str, bytes: u64) -> Result<(), StateError>;
+    /// Drops the reservation `id` (nothing if it is gone).
+    async fn release(&self, workspace: &str, id: &str) -> Result<(), StateError>;
     /// Overwrites the usage (reconcile); returns the previous value.
     async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError>;
     /// Every workspace with a limit or a usage counter.
@@ -92,18 +132,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// The image record of a target.
     async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError>;
     /// Changes the image record of a target by compare-and-set, in one atomic step: if the
-    /// record still names the object `expected` (`None`: there is no record), it becomes `image`
-    /// (`None`: it is removed) and `release` bytes of `workspace`'s usage are given back (what
-    /// a replaced or deleted object no longer uses). False, with nothing changed, when another
-    /// writer changed the record first: a writer never overwrites what it did not read.
-    async fn swap_image(
-        &self,
-        key: &str,
-        expected: Option<&str>,
-        image: Option<&ImageRecord>,
-        workspace: &str,
-        release: u64,
-    ) -> Result<bool, StateError>;
+    /// record still names the object `swap.expected`, it becomes `swap.image`, the reservation
+    /// becomes usage (checked against the limit again if it had lapsed) and `swap.release`
+    /// bytes are given back. [`Swapped::Conflict`], with nothing changed, when another writer
+    /// changed the record first: a writer never overwrites what it did not read.
+    async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError>;
     /// A stored idempotency result.
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError>;
     /// Stores an idempotency result for `ttl`.

@@ -1,60 +1,93 @@
-//! Redis state: quota counters reserved atomically by a Lua script, catalog records as JSON
-//! strings, locks as `SET NX PX` with a token checked on release. The connection is lazy and
+//! Redis state: quota reservations (with an ID and an expiry) and image records changed by Lua
+//! scripts, catalog records as JSON strings, locks as `SET NX PX` with a token checked on
+//! release. The connection is lazy and
 //! reconnects by itself, so a Redis outage fails calls (fail closed) until Redis is back.
 
 use super::{
-    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError,
-    TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError, Swap,
+    Swapped, TargetRecord,
 };
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 
-/// Adds ARGV[1] bytes to KEYS[1] unless that passes the limit in KEYS[2] (or ARGV[2]).
-/// Remembers the workspace in KEYS[3]. Returns {1, used} when granted, {0, used, limit} when refused.
-const RESERVE: &str = r#"
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[2])
-local bytes = tonumber(ARGV[1])
-if used + bytes > limit then
-  return {0, used, limit}
+/// Lua helpers shared by the scripts: the server's clock in ms, and the live reservations of a
+/// workspace's hash (`id -> "bytes:expiry_ms"`), lapsed ones deleted on the way.
+const HELPERS: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-redis.call('SADD', KEYS[3], ARGV[3])
-return {1, redis.call('INCRBY', KEYS[1], bytes)}
+local function live(hash, now)
+  local held, mine = 0, {}
+  local entries = redis.call('HGETALL', hash)
+  for i = 1, #entries, 2 do
+    local bytes, expiry = string.match(entries[i + 1], '^(%d+):(%d+)$')
+    if bytes == nil or tonumber(expiry) <= now then
+      redis.call('HDEL', hash, entries[i])
+    else
+      held = held + tonumber(bytes)
+      mine[entries[i]] = tonumber(bytes)
+    end
+  end
+  return held, mine
+end
 "#;
 
-/// Subtracts ARGV[1] from KEYS[1], never below zero.
-const RELEASE: &str = r#"
+/// Reserves ARGV[1] bytes under the ID ARGV[4] in the hash KEYS[3] for ARGV[5] ms, unless the
+/// usage KEYS[1] plus the live reservations plus the bytes pass the limit KEYS[2] (or ARGV[2]).
+/// A live reservation with the same ID is granted again, uncharged. Remembers the workspace
+/// ARGV[3] in KEYS[4]. Returns {1, used + held} or {0, used + held, limit}.
+const RESERVE: &str = r#"
+local now = now_ms()
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local left = used - tonumber(ARGV[1])
-if left < 0 then left = 0 end
-redis.call('SET', KEYS[1], left)
-return left
+local limit = tonumber(redis.call('GET', KEYS[2]) or ARGV[2])
+local held, mine = live(KEYS[3], now)
+if mine[ARGV[4]] then
+  return {1, used + held}
+end
+local bytes = tonumber(ARGV[1])
+if used + held + bytes > limit then
+  return {0, used + held, limit}
+end
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[1] .. ':' .. (now + tonumber(ARGV[5])))
+redis.call('SADD', KEYS[4], ARGV[3])
+return {1, used + held + bytes}
 "#;
 
 /// Compare-and-set of the image record KEYS[1]: only if its `key` field is ARGV[1] (or, with
-/// ARGV[1] empty, if there is no record), sets it to ARGV[2] (deletes it if empty) and takes
-/// ARGV[3] bytes off the usage KEYS[2], never below zero. Returns 1 if it changed, 0 if not.
+/// ARGV[1] empty, if there is no record), sets it to ARGV[2] (deletes it if empty); turns the
+/// reservation ARGV[4] of the hash KEYS[3] into usage KEYS[2] by ARGV[5] bytes (if it lapsed,
+/// only if they still fit the limit KEYS[4] or ARGV[6]) and takes ARGV[3] bytes off the usage,
+/// never below zero. Returns {1} if it changed, {0} on a conflict, {2, used, limit} if a lapsed
+/// reservation no longer fits.
 const SWAP_IMAGE: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if current then
-  if cjson.decode(current)['key'] ~= ARGV[1] then return 0 end
+  if cjson.decode(current)['key'] ~= ARGV[1] then return {0} end
 elseif ARGV[1] ~= '' then
-  return 0
+  return {0}
+end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+local grow = tonumber(ARGV[5])
+if grow > 0 then
+  local held, mine = live(KEYS[3], now_ms())
+  if not mine[ARGV[4]] then
+    local limit = tonumber(redis.call('GET', KEYS[4]) or ARGV[6])
+    if used + held + grow > limit then return {2, used + held, limit} end
+  end
+  redis.call('HDEL', KEYS[3], ARGV[4])
 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 else
   redis.call('SET', KEYS[1], ARGV[2])
 end
-local release = tonumber(ARGV[3])
-if release > 0 then
-  local left = tonumber(redis.call('GET', KEYS[2]) or '0') - release
-  if left < 0 then left = 0 end
-  redis.call('SET', KEYS[2], left)
-end
-return 1
+local left = used + grow - tonumber(ARGV[3])
+if left < 0 then left = 0 end
+redis.call('SET', KEYS[2], left)
+return {1}
 "#;
 
 /// Deletes KEYS[1] only if it still holds ARGV[1].
@@ -71,7 +104,6 @@ pub struct RedisState {
     connection: ConnectionManager,
     prefix: String,
     reserve: redis::Script,
-    release: redis::Script,
     unlock: redis::Script,
     swap_image: redis::Script,
 }
@@ -111,10 +143,9 @@ impl RedisState {
         Ok(Self {
             connection,
             prefix: prefix.to_owned(),
-            reserve: redis::Script::new(RESERVE),
-            release: redis::Script::new(RELEASE),
+            reserve: redis::Script::new(&format!("{HELPERS}{RESERVE}")),
             unlock: redis::Script::new(UNLOCK),
-            swap_image: redis::Script::new(SWAP_IMAGE),
+            swap_image: redis::Script::new(&format!("{HELPERS}{SWAP_IMAGE}")),
         })
     }
 
@@ -165,17 +196,22 @@ impl Quota for RedisState {
     async fn reserve(
         &self,
         workspace: &str,
+        id: &str,
         bytes: u64,
+        ttl: Duration,
         default_limit: u64,
     ) -> Result<Reservation, StateError> {
         let reply: Vec<u64> = self
             .reserve
             .key(self.key("used", workspace))
             .key(self.key("limit", workspace))
+            .key(self.key("reservations", workspace))
             .key(self.key("workspaces", "all"))
             .arg(bytes)
             .arg(default_limit)
             .arg(workspace)
+            .arg(id)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -192,12 +228,10 @@ impl Quota for RedisState {
     }
 
     #[tracing::instrument(name = "redis.release", skip_all, fields(workspace = %workspace))]
-    async fn release(&self, workspace: &str, bytes: u64) -> Result<(), StateError> {
+    async fn release(&self, workspace: &str, id: &str) -> Result<(), StateError> {
         let _: u64 = self
-            .release
-            .key(self.key("used", workspace))
-            .arg(bytes)
-            .invoke_async(&mut self.conn())
+            .conn()
+            .hdel(self.key("reservations", workspace), id)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -281,27 +315,34 @@ impl Catalog for RedisState {
         decode(self.get_string(self.key("image", key)).await?)
     }
 
-    #[tracing::instrument(name = "redis.swap_image", skip_all, fields(key = %key))]
-    async fn swap_image(
-        &self,
-        key: &str,
-        expected: Option<&str>,
-        image: Option<&ImageRecord>,
-        workspace: &str,
-        release: u64,
-    ) -> Result<bool, StateError> {
-        let json = image.map(encode).transpose()?.unwrap_or_default();
-        let changed: u64 = self
+    #[tracing::instrument(name = "redis.swap_image", skip_all, fields(key = %swap.key))]
+    async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError> {
+        let json = swap.image.map(encode).transpose()?.unwrap_or_default();
+        let (reservation, grow) = swap.reservation.unwrap_or(("", 0));
+        let reply: Vec<u64> = self
             .swap_image
-            .key(self.key("image", key))
-            .key(self.key("used", workspace))
-            .arg(expected.unwrap_or_default())
+            .key(self.key("image", swap.key))
+            .key(self.key("used", swap.workspace))
+            .key(self.key("reservations", swap.workspace))
+            .key(self.key("limit", swap.workspace))
+            .arg(swap.expected.unwrap_or_default())
             .arg(json)
-            .arg(release)
+            .arg(swap.release)
+            .arg(reservation)
+            .arg(grow)
+            .arg(swap.default_limit)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok(changed == 1)
+        match reply.as_slice() {
+            [1] => Ok(Swapped::Done),
+            [0] => Ok(Swapped::Conflict),
+            [2, used, limit] => Ok(Swapped::QuotaExceeded {
+                limit: *limit,
+                used: *used,
+            }),
+            other => Err(StateError::Data(format!("unexpected swap reply {other:?}"))),
+        }
     }
 
     #[tracing::instrument(name = "redis.idempotency", skip_all, fields(key = %key))]

@@ -147,3 +147,72 @@ async fn reconcile_repairs_a_corrupted_counter() {
     .unwrap();
     assert!(again.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_mid_burst_leaves_usage_equal_to_what_is_committed_and_reservations_lapse() {
+    let app = crate::helpers::spawn_app_with(Stack::Durable, |settings| {
+        settings.limits.reservation_ttl_seconds = 2;
+        settings.limits.max_uploads_per_user = 32;
+        settings.limits.max_uploads_per_workspace = 32;
+    })
+    .await;
+    let file = jpeg(1200, 900);
+    let size = file.len() as u64;
+    app.register_workspace("w1", size * 12).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let app = std::sync::Arc::new(tokio::sync::Mutex::new(app));
+    let mut burst = Vec::new();
+    for _ in 0..10 {
+        let (app, token, file) = (app.clone(), token.clone(), file.clone());
+        burst.push(tokio::spawn(async move {
+            let client = app.lock().await.ingest.clone();
+            let header = header(target(TargetKind::Receipt, ""), "image/jpeg", &file);
+            let messages = crate::helpers::messages(header, &file, 256 * 1024);
+            client
+                .clone()
+                .upload_image(authed(&token, tokio_stream::iter(messages)))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    app.lock().await.redis.as_mut().unwrap().stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.lock().await.redis.as_mut().unwrap().restart();
+    for upload in burst {
+        let _ = upload.await.unwrap();
+    }
+    let app = app.lock().await;
+
+    // What the records say is stored; an object no record names is an orphan, never charged.
+    let mut committed = 0;
+    for object in app.objects().await {
+        let id = object.key.split('/').nth(3).unwrap().to_owned();
+        let record = app
+            .backends
+            .catalog
+            .image(&format!("RECEIPT:{id}"))
+            .await
+            .unwrap();
+        if record.is_some_and(|record| record.key == object.key) {
+            committed += object.size;
+        }
+    }
+    assert_eq!(
+        app.used("w1").await,
+        committed,
+        "usage is exact, no reconcile"
+    );
+
+    // Reservations the outage left behind lapse: the quota fills up to its limit again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fits = (size * 12 - committed) / size;
+    let mut stored = 0;
+    for _ in 0..fits {
+        app.upload(&token, target(TargetKind::Receipt, ""), "image/jpeg", &file)
+            .await
+            .expect("room the lapsed reservations gave back");
+        stored += 1;
+    }
+    assert_eq!(stored, fits);
+    assert!(app.used("w1").await <= size * 12);
+}

@@ -5,7 +5,7 @@
 use imaging_e2e::RedisServer;
 use imaging_service::state::{
     Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Quota, RedisState, Registered,
-    Reservation, TargetRecord,
+    Reservation, Swap, Swapped, TargetRecord,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,54 +59,90 @@ async fn an_unregistered_workspace_has_no_limit_and_no_usage(backend: &Backend) 
     assert_eq!(backend.quota.used("w1").await.unwrap(), 0);
 }
 
+const TTL: Duration = Duration::from_secs(60);
+
 async fn reservations_are_granted_up_to_the_limit_and_refused_past_it(backend: &Backend) {
     let quota = backend.quota.as_ref();
     quota.set_limit("w1", 100).await.unwrap();
     assert_eq!(quota.limit("w1").await.unwrap(), Some(100));
     assert_eq!(
-        quota.reserve("w1", 60, 1000).await.unwrap(),
+        quota.reserve("w1", "r1", 60, TTL, 1000).await.unwrap(),
         Reservation::Granted { used: 60 }
     );
     assert_eq!(
-        quota.reserve("w1", 41, 1000).await.unwrap(),
+        quota.reserve("w1", "r2", 41, TTL, 1000).await.unwrap(),
         Reservation::Exceeded {
             limit: 100,
             used: 60
         }
     );
     assert_eq!(
-        quota.reserve("w1", 40, 1000).await.unwrap(),
+        quota.reserve("w1", "r3", 40, TTL, 1000).await.unwrap(),
         Reservation::Granted { used: 100 }
+    );
+    assert_eq!(
+        quota.used("w1").await.unwrap(),
+        0,
+        "reservations are not usage until committed"
+    );
+}
+
+async fn a_retried_reservation_is_not_charged_twice(backend: &Backend) {
+    let quota = backend.quota.as_ref();
+    quota.set_limit("w1", 100).await.unwrap();
+    quota.reserve("w1", "r1", 60, TTL, 1000).await.unwrap();
+    assert_eq!(
+        quota.reserve("w1", "r1", 60, TTL, 1000).await.unwrap(),
+        Reservation::Granted { used: 60 },
+        "the same ID after a lost reply"
+    );
+    assert_eq!(
+        quota.reserve("w1", "r2", 40, TTL, 1000).await.unwrap(),
+        Reservation::Granted { used: 100 }
+    );
+}
+
+async fn a_released_or_lapsed_reservation_gives_its_bytes_back(backend: &Backend) {
+    let quota = backend.quota.as_ref();
+    quota.set_limit("w1", 100).await.unwrap();
+    quota.reserve("w1", "r1", 70, TTL, 1000).await.unwrap();
+    quota.release("w1", "r1").await.unwrap();
+    quota.release("w1", "gone").await.unwrap();
+    quota
+        .reserve("w1", "r2", 90, Duration::from_millis(100), 1000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        quota.reserve("w1", "r3", 20, TTL, 1000).await.unwrap(),
+        Reservation::Exceeded { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        quota.reserve("w1", "r3", 20, TTL, 1000).await.unwrap(),
+        Reservation::Granted { used: 20 },
+        "a reservation nobody committed lapses by itself"
     );
 }
 
 async fn an_unregistered_workspace_is_held_to_the_default_limit(backend: &Backend) {
     let quota = backend.quota.as_ref();
     assert_eq!(
-        quota.reserve("w2", 5, 4).await.unwrap(),
+        quota.reserve("w2", "a", 5, TTL, 4).await.unwrap(),
         Reservation::Exceeded { limit: 4, used: 0 }
     );
     assert_eq!(
-        quota.reserve("w2", 4, 4).await.unwrap(),
+        quota.reserve("w2", "b", 4, TTL, 4).await.unwrap(),
         Reservation::Granted { used: 4 }
     );
-}
-
-async fn a_release_never_takes_usage_below_zero(backend: &Backend) {
-    let quota = backend.quota.as_ref();
-    quota.reserve("w1", 70, 100).await.unwrap();
-    quota.release("w1", 30).await.unwrap();
-    assert_eq!(quota.used("w1").await.unwrap(), 40);
-    quota.release("w1", 500).await.unwrap();
-    assert_eq!(quota.used("w1").await.unwrap(), 0);
 }
 
 async fn setting_usage_returns_the_previous_value_and_lists_the_workspace(backend: &Backend) {
     let quota = backend.quota.as_ref();
     quota.set_limit("w1", 10).await.unwrap();
-    quota.reserve("w2", 4, 100).await.unwrap();
-    assert_eq!(quota.set_used("w2", 9).await.unwrap(), 4);
+    quota.reserve("w2", "a", 4, TTL, 100).await.unwrap();
+    assert_eq!(quota.set_used("w2", 9).await.unwrap(), 0);
     assert_eq!(quota.used("w2").await.unwrap(), 9);
+    assert_eq!(quota.set_used("w2", 3).await.unwrap(), 9);
     assert_eq!(
         quota.workspaces().await.unwrap(),
         vec!["w1".to_owned(), "w2".to_owned()]
@@ -154,36 +190,55 @@ async fn a_target_registers_once_and_can_be_removed(backend: &Backend) {
     assert_eq!(catalog.target("EXPENSE_ENTRY:e1").await.unwrap(), None);
 }
 
+fn swap<'a>(
+    expected: Option<&'a str>,
+    image: Option<&'a ImageRecord>,
+    release: u64,
+    reservation: Option<(&'a str, u64)>,
+) -> Swap<'a> {
+    Swap {
+        key: "REPORT:e1",
+        expected,
+        image,
+        workspace: "w1",
+        release,
+        reservation,
+        default_limit: 1000,
+    }
+}
+
 async fn an_image_record_changes_only_from_the_record_the_writer_read(backend: &Backend) {
     let catalog = backend.catalog.as_ref();
     let quota = backend.quota.as_ref();
     let first = image("ws/w1/expense-entries/e1/a.pdf", 42);
     let second = image("ws/w1/expense-entries/e1/b.pdf", 30);
-    quota.reserve("w1", 42, 1000).await.unwrap();
-    assert!(
+    quota.reserve("w1", "r1", 42, TTL, 1000).await.unwrap();
+    assert_eq!(
         catalog
-            .swap_image("REPORT:e1", None, Some(&first), "w1", 0)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !catalog
-            .swap_image("REPORT:e1", None, Some(&second), "w1", 0)
+            .swap_image(&swap(None, Some(&first), 0, Some(("r1", 42))))
             .await
             .unwrap(),
+        Swapped::Done
+    );
+    assert_eq!(
+        quota.used("w1").await.unwrap(),
+        42,
+        "the reservation became usage"
+    );
+    assert_eq!(
+        catalog
+            .swap_image(&swap(None, Some(&second), 0, None))
+            .await
+            .unwrap(),
+        Swapped::Conflict,
         "a writer that read no record cannot overwrite one"
     );
-    assert!(
-        !catalog
-            .swap_image(
-                "REPORT:e1",
-                Some("ws/w1/other.pdf"),
-                Some(&second),
-                "w1",
-                12
-            )
+    assert_eq!(
+        catalog
+            .swap_image(&swap(Some("ws/w1/other.pdf"), Some(&second), 12, None))
             .await
             .unwrap(),
+        Swapped::Conflict,
         "nor one that read another"
     );
     assert_eq!(
@@ -191,11 +246,12 @@ async fn an_image_record_changes_only_from_the_record_the_writer_read(backend: &
         42,
         "a lost swap changes no usage"
     );
-    assert!(
+    assert_eq!(
         catalog
-            .swap_image("REPORT:e1", Some(&first.key), Some(&second), "w1", 12)
+            .swap_image(&swap(Some(&first.key), Some(&second), 12, None))
             .await
-            .unwrap()
+            .unwrap(),
+        Swapped::Done
     );
     assert_eq!(
         catalog.image("REPORT:e1").await.unwrap(),
@@ -206,11 +262,38 @@ async fn an_image_record_changes_only_from_the_record_the_writer_read(backend: &
         30,
         "the shrink is given back in the swap"
     );
-    assert!(
+    assert_eq!(
         catalog
-            .swap_image("REPORT:e1", Some(&second.key), None, "w1", 30)
+            .swap_image(&swap(Some(&second.key), None, 500, None))
             .await
-            .unwrap()
+            .unwrap(),
+        Swapped::Done
+    );
+    assert_eq!(catalog.image("REPORT:e1").await.unwrap(), None);
+    assert_eq!(quota.used("w1").await.unwrap(), 0, "never below zero");
+}
+
+async fn a_lapsed_reservation_is_charged_at_commit_only_if_it_still_fits(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let quota = backend.quota.as_ref();
+    quota.set_limit("w1", 100).await.unwrap();
+    quota
+        .reserve("w1", "slow", 60, Duration::from_millis(50), 1000)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    quota.reserve("w1", "fast", 50, TTL, 1000).await.unwrap();
+    let record = image("ws/w1/reports/e1/a.pdf", 60);
+    assert_eq!(
+        catalog
+            .swap_image(&swap(None, Some(&record), 0, Some(("slow", 60))))
+            .await
+            .unwrap(),
+        Swapped::QuotaExceeded {
+            limit: 100,
+            used: 50
+        },
+        "the limit holds even for a writer paused past its reservation"
     );
     assert_eq!(catalog.image("REPORT:e1").await.unwrap(), None);
     assert_eq!(quota.used("w1").await.unwrap(), 0);
@@ -290,7 +373,9 @@ macro_rules! state_contract {
                     an_unregistered_workspace_has_no_limit_and_no_usage,
                     reservations_are_granted_up_to_the_limit_and_refused_past_it,
                     an_unregistered_workspace_is_held_to_the_default_limit,
-                    a_release_never_takes_usage_below_zero,
+                    a_retried_reservation_is_not_charged_twice,
+                    a_released_or_lapsed_reservation_gives_its_bytes_back,
+                    a_lapsed_reservation_is_charged_at_commit_only_if_it_still_fits,
                     setting_usage_returns_the_previous_value_and_lists_the_workspace,
                     a_target_registers_once_and_can_be_removed,
                     an_image_record_changes_only_from_the_record_the_writer_read,
@@ -313,7 +398,7 @@ async fn the_embedded_state_survives_a_restart() {
     {
         let state = EmbeddedState::open(&path).unwrap();
         state.set_limit("w1", 100).await.unwrap();
-        state.reserve("w1", 30, 100).await.unwrap();
+        state.set_used("w1", 30).await.unwrap();
     }
     let state = EmbeddedState::open(&path).unwrap();
     assert_eq!(state.used("w1").await.unwrap(), 30);
