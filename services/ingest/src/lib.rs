@@ -9,6 +9,7 @@ pub mod configuration;
 pub mod error;
 pub mod grpc;
 pub mod ingest;
+pub mod janitor;
 pub mod reconcile;
 pub mod startup;
 pub mod state;

@@ -28,7 +28,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Remove leftovers of interrupted writes (temp files, abandoned multipart uploads).
+    /// Remove leftovers of interrupted writes (temp files, abandoned multipart uploads) and
+    /// objects no record names.
     Janitor {
         /// Only leftovers older than this many seconds.
         #[arg(long, default_value_t = 3600)]
@@ -72,10 +73,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Janitor { older_than_seconds } => {
             let (store, _) = startup::storage_backend(&settings.storage, "").await?;
-            let removed = store
-                .sweep(std::time::Duration::from_secs(older_than_seconds))
-                .await?;
-            println!("removed {removed} leftover(s)");
+            let (_, catalog) = startup::state_backend(&settings.state)?;
+            let grace = std::time::Duration::from_secs(older_than_seconds);
+            let removed = store.sweep(grace).await?;
+            let orphans =
+                imaging_service::janitor::remove_orphans(store.as_ref(), catalog.as_ref(), grace)
+                    .await?;
+            println!(
+                "removed {removed} leftover(s) and {} orphan(s)",
+                orphans.len()
+            );
             Ok(())
         }
     }

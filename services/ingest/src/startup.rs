@@ -212,7 +212,7 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let checker = tokio::spawn(watch_health(reporter, self.backends.clone()));
-        let janitor = tokio::spawn(sweep_periodically(self.backends.store.clone()));
+        let janitor = tokio::spawn(sweep_periodically(self.backends.clone()));
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = self.listener;
         let files = self.files.map(|(listener, router)| {
@@ -297,15 +297,27 @@ fn listener_limits(settings: &Settings) -> imaging_net::ListenerLimits {
     }
 }
 
-/// Removes leftovers of interrupted writes older than an hour, once an hour.
-async fn sweep_periodically(store: Arc<dyn ObjectStore>) {
+/// Removes leftovers of interrupted writes and orphaned objects older than an hour, once an
+/// hour (see [`crate::janitor`]).
+async fn sweep_periodically(backends: Backends) {
     const EVERY: Duration = Duration::from_secs(3600);
     loop {
         tokio::time::sleep(EVERY).await;
-        match store.sweep(EVERY).await {
+        match backends.store.sweep(EVERY).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "janitor removed leftovers"),
             Err(err) => tracing::warn!(error = %err, "janitor sweep failed"),
+        }
+        let orphans = crate::janitor::remove_orphans(
+            backends.store.as_ref(),
+            backends.catalog.as_ref(),
+            EVERY,
+        )
+        .await;
+        match orphans {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => tracing::info!(removed = removed.len(), "janitor removed orphans"),
+            Err(err) => tracing::warn!(error = %err, "janitor orphan sweep failed"),
         }
     }
 }

@@ -194,9 +194,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectEntry>) -> std::io::Result<
             && let Ok(relative) = path.strip_prefix(root)
         {
             let key = relative.to_string_lossy().replace('\\', "/");
+            let metadata = entry.metadata()?;
             out.push(ObjectEntry {
                 key,
-                size: entry.metadata()?.len(),
+                size: metadata.len(),
+                modified: metadata.modified().ok(),
             });
         }
     }

@@ -43,6 +43,8 @@ pub struct ObjectEntry {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When it was written, if the backend says.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Where the bytes live.

@@ -196,6 +196,12 @@ impl ObjectStore for S3Store {
             .into_iter()
             .flat_map(|page| page.contents)
             .map(|object| ObjectEntry {
+                modified: time::OffsetDateTime::parse(
+                    &object.last_modified,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+                .map(std::time::SystemTime::from),
                 key: object.key,
                 size: object.size,
             })

@@ -216,3 +216,53 @@ async fn redis_killed_mid_burst_leaves_usage_equal_to_what_is_committed_and_rese
     assert_eq!(stored, fits);
     assert!(app.used("w1").await <= size * 12);
 }
+
+#[tokio::test]
+async fn the_janitor_removes_orphaned_objects_past_the_grace_period_and_nothing_else() {
+    for stack in [Stack::Real, Stack::Embedded] {
+        let app = spawn_app(stack).await;
+        let token = app.token("u1", "w1", &[], &[]);
+        let kept = app
+            .upload(
+                &token,
+                target(TargetKind::Receipt, ""),
+                "image/png",
+                &png(20, 20),
+            )
+            .await
+            .unwrap();
+        // What a writer that crashed before its commit would leave.
+        let orphan = "ws/w1/receipts/lost1/abc.png";
+        let bytes = png(10, 10);
+        let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+        app.backends
+            .store
+            .put(orphan, bytes.into(), &sha, "image/png")
+            .await
+            .unwrap();
+
+        let young = imaging_service::janitor::remove_orphans(
+            app.backends.store.as_ref(),
+            app.backends.catalog.as_ref(),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        assert!(
+            young.is_empty(),
+            "work that may be in progress is left alone"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let removed = imaging_service::janitor::remove_orphans(
+            app.backends.store.as_ref(),
+            app.backends.catalog.as_ref(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(removed, vec![orphan.to_owned()]);
+        let left: Vec<String> = app.objects().await.into_iter().map(|o| o.key).collect();
+        assert_eq!(left, vec![kept.path.clone()]);
+        assert_eq!(app.used("w1").await, kept.size_bytes);
+    }
+}

@@ -1,0 +1,106 @@
+//! The janitor: removes what interrupted or lost writes left in storage. Temp files and
+//! abandoned multipart uploads go (see [`ObjectStore::sweep`]), and so do orphans: objects that
+//! no image record names (a writer that crashed between writing its object and committing it,
+//! or lost the compare-and-set and could not delete its object). Only objects older than a
+//! grace period are touched, so another replica's upload in progress is never removed.
+
+use crate::ingest::{Kind, TargetRef};
+use crate::state::{Catalog, StateError};
+use crate::storage::{ObjectStore, StorageError};
+use std::time::{Duration, SystemTime};
+
+/// Why the janitor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JanitorError {
+    /// Listing or deleting failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Reading records failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The catalog key of the target an object key belongs to:
+/// `ws/{workspace}/{kind}/{target}/{object}`.
+pub fn target_of_object(key: &str) -> Option<String> {
+    let mut parts = key.split('/');
+    let (Some("ws"), Some(workspace), Some(dir), Some(id), Some(_), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let kind = [
+        Kind::Receipt,
+        Kind::ExpenseEntry,
+        Kind::Invoice,
+        Kind::Report,
+        Kind::WorkspaceExpense,
+    ]
+    .into_iter()
+    .find(|kind| kind.dir() == dir)?;
+    let target = TargetRef {
+        kind,
+        id: id.to_owned(),
+        workspace: workspace.to_owned(),
+    };
+    Some(target.catalog_key())
+}
+
+/// Deletes every object older than `grace` that no image record names; returns their keys.
+pub async fn remove_orphans(
+    store: &dyn ObjectStore,
+    catalog: &dyn Catalog,
+    grace: Duration,
+) -> Result<Vec<String>, JanitorError> {
+    let now = SystemTime::now();
+    let mut removed = Vec::new();
+    for object in store.list("ws/").await? {
+        let old_enough = object
+            .modified
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= grace);
+        if !old_enough {
+            continue;
+        }
+        let named = match target_of_object(&object.key) {
+            Some(target) => catalog
+                .image(&target)
+                .await?
+                .is_some_and(|record| record.key == object.key),
+            None => false,
+        };
+        if !named {
+            store.delete(&object.key).await?;
+            removed.push(object.key);
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_of_object;
+
+    #[test]
+    fn an_object_key_names_its_target() {
+        assert_eq!(
+            target_of_object("ws/w1/receipts/abc/x.jpg").as_deref(),
+            Some("RECEIPT:abc")
+        );
+        assert_eq!(
+            target_of_object("ws/w1/workspace-expenses/e1/receipt-1-a.webp").as_deref(),
+            Some("WORKSPACE_EXPENSE:w1/e1")
+        );
+        assert_eq!(
+            target_of_object("ws/w1/reports/R1/x.pdf").as_deref(),
+            Some("REPORT:R1")
+        );
+        assert_eq!(target_of_object("ws/w1/other/R1/x.pdf"), None);
+        assert_eq!(target_of_object("ws/w1/receipts/a/b/c"), None);
+    }
+}
