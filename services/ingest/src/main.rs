@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Serve gRPC (the default).
     Serve,
-    /// Recompute every workspace's quota usage from storage and report drift.
+    /// Recompute every workspace's quota usage from the image records and report drift.
     Reconcile {
         /// Only report; change nothing.
         #[arg(long)]
@@ -49,14 +49,18 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(imaging_telemetry::shutdown_signal()).await
         }
         Command::Reconcile { dry_run } => {
-            let (store, _) = startup::storage_backend(&settings.storage, "").await?;
-            let (quota, _) = startup::state_backend(&settings.state)?;
+            let (quota, catalog) = startup::state_backend(&settings.state)?;
             let drifts =
-                imaging_service::reconcile::reconcile(store.as_ref(), quota.as_ref(), !dry_run)
+                imaging_service::reconcile::reconcile(quota.as_ref(), catalog.as_ref(), !dry_run)
                     .await?;
             for drift in &drifts {
+                let note = match (dry_run, drift.repaired) {
+                    (true, _) => "",
+                    (false, true) => "\trepaired",
+                    (false, false) => "\tchanged meanwhile; run again",
+                };
                 println!(
-                    "{}\trecorded {}\tactual {}",
+                    "{}\trecorded {}\tactual {}{note}",
                     drift.workspace, drift.recorded, drift.actual
                 );
             }

@@ -1,9 +1,10 @@
-//! Reconcile: recomputes every workspace's quota usage from what is in storage (the sum of the
-//! objects under `ws/{workspace}/`) and reports, and optionally repairs, the drift.
+//! Reconcile: recomputes every workspace's usage from the image records (what committed
+//! uploads use; an object no record names is an orphan, removed by the janitor and never
+//! charged) and reports, and optionally repairs, the drift. A repair is a compare-and-set on the
+//! usage read before the records were summed, so a commit made meanwhile is never overwritten
+//! (that workspace is reported as changed and left for the next run).
 
-use crate::ingest::target::workspace_of_key;
-use crate::state::{Quota, StateError};
-use crate::storage::{ObjectStore, StorageError};
+use crate::state::{Catalog, Quota, StateError};
 use std::collections::BTreeMap;
 
 /// One workspace whose counter differed from storage.
@@ -13,47 +14,51 @@ pub struct Drift {
     pub workspace: String,
     /// The counter before reconcile.
     pub recorded: u64,
-    /// Bytes actually in storage.
+    /// Bytes the records use.
     pub actual: u64,
+    /// Whether the counter was repaired (false in a dry run, or if it changed meanwhile).
+    pub repaired: bool,
 }
 
 /// Why reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// Listing storage failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// Reading or writing counters failed.
+    /// Reading or writing records or counters failed.
     #[error(transparent)]
     State(#[from] StateError),
 }
 
-/// Compares every counter with storage; with `apply`, overwrites the drifted counters.
+/// Compares every counter with the records; with `apply`, repairs the drifted ones.
 pub async fn reconcile(
-    store: &dyn ObjectStore,
     quota: &dyn Quota,
+    catalog: &dyn Catalog,
     apply: bool,
 ) -> Result<Vec<Drift>, ReconcileError> {
+    let mut before: BTreeMap<String, u64> = BTreeMap::new();
+    for workspace in quota.workspaces().await? {
+        let used = quota.used(&workspace).await?;
+        before.insert(workspace, used);
+    }
     let mut actual: BTreeMap<String, u64> = BTreeMap::new();
-    for object in store.list("ws/").await? {
-        if let Some(workspace) = workspace_of_key(&object.key) {
-            *actual.entry(workspace.to_owned()).or_default() += object.size;
+    for record in catalog.images().await? {
+        *actual.entry(record.workspace).or_default() += record.size;
+    }
+    for workspace in actual.keys() {
+        if !before.contains_key(workspace) {
+            let used = quota.used(workspace).await?;
+            before.insert(workspace.clone(), used);
         }
     }
-    for workspace in quota.workspaces().await? {
-        actual.entry(workspace).or_default();
-    }
     let mut drifts = Vec::new();
-    for (workspace, bytes) in actual {
-        let recorded = quota.used(&workspace).await?;
+    for (workspace, recorded) in before {
+        let bytes = actual.get(&workspace).copied().unwrap_or(0);
         if recorded != bytes {
-            if apply {
-                quota.set_used(&workspace, bytes).await?;
-            }
+            let repaired = apply && quota.replace_used(&workspace, recorded, bytes).await?;
             drifts.push(Drift {
                 workspace,
                 recorded,
                 actual: bytes,
+                repaired,
             });
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! Object key layout (stable): `ws/{workspaceId}/{kind}/{targetId}/{objectId}.{ext}` with
 //! `{kind}` one of `receipts`, `expense-entries`, `invoices`, `reports`, `workspace-expenses`.
-//! Every object of a workspace is under `ws/{workspaceId}/`, which is what reconcile sums.
+//! Every object of a workspace is under `ws/{workspaceId}/`, and the path names its target,
+//! which is how the janitor tells an orphan from a committed object.
 
 use crate::error::IngestError;
 use imaging_pipeline::MediaType;

@@ -353,6 +353,26 @@ impl Quota for EmbeddedState {
         .await
     }
 
+    async fn replace_used(
+        &self,
+        workspace: &str,
+        expected: u64,
+        bytes: u64,
+    ) -> Result<bool, StateError> {
+        let workspace = workspace.to_owned();
+        self.write(move |txn| {
+            let mut used_table = txn.open_table(USED).map_err(failed)?;
+            if counter(&used_table, &workspace)?.unwrap_or(0) != expected {
+                return Ok(false);
+            }
+            used_table
+                .insert(workspace.as_str(), bytes)
+                .map_err(failed)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn workspaces(&self) -> Result<Vec<String>, StateError> {
         self.read(move |txn| {
             let mut all = Vec::new();
@@ -472,6 +492,19 @@ impl Catalog for EmbeddedState {
                 )
                 .map_err(failed)?;
             Ok(Swapped::Done)
+        })
+        .await
+    }
+
+    async fn images(&self) -> Result<Vec<ImageRecord>, StateError> {
+        self.read(move |txn| {
+            let table = txn.open_table(IMAGES).map_err(failed)?;
+            let mut all = Vec::new();
+            for entry in table.iter().map_err(failed)? {
+                let (_, json) = entry.map_err(failed)?;
+                all.push(decode(json.value())?);
+            }
+            Ok(all)
         })
         .await
     }

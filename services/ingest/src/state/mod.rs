@@ -111,8 +111,16 @@ pub trait Quota: Send + Sync + std::fmt::Debug {
     ) -> Result<Reservation, StateError>;
     /// Drops the reservation `id` (nothing if it is gone).
     async fn release(&self, workspace: &str, id: &str) -> Result<(), StateError>;
-    /// Overwrites the usage (reconcile); returns the previous value.
+    /// Overwrites the usage; returns the previous value.
     async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError>;
+    /// Sets the usage to `bytes` only if it is still `expected` (reconcile: a commit made
+    /// since the usage was read is never overwritten); true if it changed.
+    async fn replace_used(
+        &self,
+        workspace: &str,
+        expected: u64,
+        bytes: u64,
+    ) -> Result<bool, StateError>;
     /// Every workspace with a limit or a usage counter.
     async fn workspaces(&self) -> Result<Vec<String>, StateError>;
     /// Checks that the backend answers.
@@ -137,6 +145,8 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// bytes are given back. [`Swapped::Conflict`], with nothing changed, when another writer
     /// changed the record first: a writer never overwrites what it did not read.
     async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError>;
+    /// Every image record (reconcile; a full scan).
+    async fn images(&self) -> Result<Vec<ImageRecord>, StateError>;
     /// A stored idempotency result.
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError>;
     /// Stores an idempotency result for `ttl`.

@@ -90,6 +90,13 @@ redis.call('SET', KEYS[2], left)
 return {1}
 "#;
 
+/// Sets KEYS[1] to ARGV[2] only if it (0 if absent) is ARGV[1]; 1 if it changed.
+const REPLACE_USED: &str = r#"
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"#;
+
 /// Deletes KEYS[1] only if it still holds ARGV[1].
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -106,6 +113,7 @@ pub struct RedisState {
     reserve: redis::Script,
     unlock: redis::Script,
     swap_image: redis::Script,
+    replace_used: redis::Script,
 }
 
 impl std::fmt::Debug for RedisState {
@@ -146,6 +154,7 @@ impl RedisState {
             reserve: redis::Script::new(&format!("{HELPERS}{RESERVE}")),
             unlock: redis::Script::new(UNLOCK),
             swap_image: redis::Script::new(&format!("{HELPERS}{SWAP_IMAGE}")),
+            replace_used: redis::Script::new(REPLACE_USED),
         })
     }
 
@@ -255,6 +264,23 @@ impl Quota for RedisState {
         Ok(previous.unwrap_or(0))
     }
 
+    async fn replace_used(
+        &self,
+        workspace: &str,
+        expected: u64,
+        bytes: u64,
+    ) -> Result<bool, StateError> {
+        let changed: u64 = self
+            .replace_used
+            .key(self.key("used", workspace))
+            .arg(expected)
+            .arg(bytes)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(changed == 1)
+    }
+
     async fn workspaces(&self) -> Result<Vec<String>, StateError> {
         let mut all: Vec<String> = self
             .conn()
@@ -342,6 +368,39 @@ impl Catalog for RedisState {
                 used: *used,
             }),
             other => Err(StateError::Data(format!("unexpected swap reply {other:?}"))),
+        }
+    }
+
+    async fn images(&self) -> Result<Vec<ImageRecord>, StateError> {
+        let pattern = format!("{}image:*", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut all = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let values: Vec<Option<String>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(unavailable)?;
+                for value in values {
+                    if let Some(record) = decode(value)? {
+                        all.push(record);
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(all);
+            }
         }
     }
 

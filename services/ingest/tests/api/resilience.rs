@@ -106,46 +106,62 @@ async fn uploads_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
 }
 
 #[tokio::test]
-async fn reconcile_repairs_a_corrupted_counter() {
-    let app = spawn_app(Stack::Real).await;
-    let token = app.token("u1", "w1", &[], &[]);
-    let a = app
-        .upload(
-            &token,
-            target(TargetKind::Receipt, ""),
-            "image/png",
-            &png(30, 30),
-        )
-        .await
-        .unwrap();
-    let b = app
-        .upload(
-            &token,
-            target(TargetKind::Receipt, ""),
-            "image/jpeg",
-            &jpeg(30, 30),
-        )
-        .await
-        .unwrap();
-    app.backends.quota.set_used("w1", 999_999).await.unwrap();
-    let drifts = imaging_service::reconcile::reconcile(
-        app.backends.store.as_ref(),
-        app.backends.quota.as_ref(),
-        true,
-    )
-    .await
-    .unwrap();
-    assert_eq!(drifts.len(), 1);
-    assert_eq!(drifts[0].recorded, 999_999);
-    assert_eq!(app.used("w1").await, a.size_bytes + b.size_bytes);
-    let again = imaging_service::reconcile::reconcile(
-        app.backends.store.as_ref(),
-        app.backends.quota.as_ref(),
-        true,
-    )
-    .await
-    .unwrap();
-    assert!(again.is_empty());
+async fn reconcile_repairs_a_corrupted_counter_from_the_records_and_never_counts_an_orphan() {
+    for stack in [Stack::Real, Stack::Embedded] {
+        let app = spawn_app(stack).await;
+        let token = app.token("u1", "w1", &[], &[]);
+        let a = app
+            .upload(
+                &token,
+                target(TargetKind::Receipt, ""),
+                "image/png",
+                &png(30, 30),
+            )
+            .await
+            .unwrap();
+        let b = app
+            .upload(
+                &token,
+                target(TargetKind::Receipt, ""),
+                "image/jpeg",
+                &jpeg(30, 30),
+            )
+            .await
+            .unwrap();
+        // An object no record names (a writer crashed before its commit) is not usage.
+        let orphan = png(12, 12);
+        let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&orphan).into();
+        app.backends
+            .store
+            .put(
+                "ws/w1/receipts/lost/x.png",
+                orphan.into(),
+                &sha,
+                "image/png",
+            )
+            .await
+            .unwrap();
+        app.backends.quota.set_used("w1", 999_999).await.unwrap();
+        let reconcile = || {
+            imaging_service::reconcile::reconcile(
+                app.backends.quota.as_ref(),
+                app.backends.catalog.as_ref(),
+                true,
+            )
+        };
+        let drifts = reconcile().await.unwrap();
+        assert_eq!(drifts.len(), 1, "{drifts:?}");
+        assert_eq!(drifts[0].recorded, 999_999);
+        assert!(drifts[0].repaired);
+        assert_eq!(app.used("w1").await, a.size_bytes + b.size_bytes);
+        assert!(reconcile().await.unwrap().is_empty());
+
+        assert!(
+            !app.backends.quota.replace_used("w1", 123, 0).await.unwrap(),
+            "a repair never overwrites a usage that changed since it was read"
+        );
+        assert_eq!(app.used("w1").await, a.size_bytes + b.size_bytes);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
