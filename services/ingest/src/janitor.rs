@@ -34,15 +34,7 @@ pub fn target_of_object(key: &str) -> Option<String> {
     ) else {
         return None;
     };
-    let kind = [
-        Kind::Receipt,
-        Kind::ExpenseEntry,
-        Kind::Invoice,
-        Kind::Report,
-        Kind::WorkspaceExpense,
-    ]
-    .into_iter()
-    .find(|kind| kind.dir() == dir)?;
+    let kind = Kind::from_dir(dir)?;
     let target = TargetRef {
         kind,
         id: id.to_owned(),

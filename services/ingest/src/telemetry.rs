@@ -67,7 +67,7 @@ impl Metrics {
         ];
         self.uploads.add(1, &attributes);
         self.upload_duration.record(seconds, &attributes);
-        if outcome == "QUOTA_EXCEEDED" {
+        if outcome == imaging_proto::v1::ErrorReason::QuotaExceeded.as_str_name() {
             self.quota_rejections
                 .add(1, &[KeyValue::new("kind", kind.to_owned())]);
         }

@@ -35,6 +35,25 @@ impl<IO> IdleTimeout<IO> {
         self.deadline.as_mut().reset(Instant::now() + self.idle);
     }
 
+    /// A write's result: written bytes push the deadline back; a write that cannot go on fails
+    /// once the deadline has passed.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+
     /// `Pending` as long as the deadline has not passed; a timeout error once it has.
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         match self.deadline.as_mut().poll(cx) {
@@ -75,16 +94,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.check(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -93,16 +104,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.check(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

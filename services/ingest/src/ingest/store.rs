@@ -345,9 +345,7 @@ impl Ingestor {
         }
         Ok(Some(record))
     }
-}
 
-impl Ingestor {
     /// Reserves `bytes` for the plan under a new reservation ID; a reply lost to a transient
     /// failure is retried once with the same ID, which cannot charge twice.
     async fn reserve_quota(&self, plan: &UploadPlan, bytes: u64) -> Result<String, IngestError> {

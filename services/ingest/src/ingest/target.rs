@@ -36,17 +36,23 @@ impl Kind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [Kind; 5] = [
+        Kind::Receipt,
+        Kind::ExpenseEntry,
+        Kind::Invoice,
+        Kind::Report,
+        Kind::WorkspaceExpense,
+    ];
+
     /// The kind with catalog name `name`.
     pub fn from_name(name: &str) -> Option<Kind> {
-        [
-            Kind::Receipt,
-            Kind::ExpenseEntry,
-            Kind::Invoice,
-            Kind::Report,
-            Kind::WorkspaceExpense,
-        ]
-        .into_iter()
-        .find(|kind| kind.name() == name)
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The kind whose objects live in folder `dir`.
+    pub fn from_dir(dir: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.dir() == dir)
     }
 
     /// Folder in the object key.
