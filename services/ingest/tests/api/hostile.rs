@@ -2,67 +2,12 @@
 //! off, one user's silent uploads cannot starve another user.
 
 use crate::helpers::{Stack, authed, reason, spawn_app_with, target};
+use crate::process::{ServiceProcess, URL_SIGNING_KEY};
 use bytes::Bytes;
 use imaging_e2e::fixtures::jpeg;
 use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Peak resident memory (VmHWM) of process `pid`, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// The release-or-debug service binary on the embedded default, on a free port.
-struct ServiceProcess {
-    child: std::process::Child,
-    addr: String,
-    files_addr: String,
-    data: tempfile::TempDir,
-}
-
-impl ServiceProcess {
-    async fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let port = imaging_e2e::free_port();
-        let files_addr = format!("127.0.0.1:{}", imaging_e2e::free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-service"))
-            .env("APP__SERVER__GRPC_ADDR", format!("127.0.0.1:{port}"))
-            .env("APP__SERVER__FILES_ADDR", &files_addr)
-            .env("APP__STORAGE__ROOT", data.path().join("objects"))
-            .env("APP__STATE__PATH", data.path().join("state.json"))
-            .env("APP__AUTH__HS256_SECRET", "hostile-test")
-            .env("APP__STORAGE__URL_SIGNING_KEY", "hostile-test-url-key")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = format!("127.0.0.1:{port}");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        ServiceProcess {
-            child,
-            addr,
-            files_addr,
-            data,
-        }
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_streams_of_large_unary_messages_are_refused_unread() {
@@ -82,7 +27,7 @@ async fn unauthenticated_streams_of_large_unary_messages_are_refused_unread() {
         .unwrap();
         let (response, _send) = client.send_request(request, true).unwrap();
         response.await.unwrap();
-        peak_rss_kib(service.child.id())
+        service.peak_rss_kib()
     };
 
     // One gRPC frame of a 4 MB message.
@@ -124,7 +69,7 @@ async fn unauthenticated_streams_of_large_unary_messages_are_refused_unread() {
             "UNAUTHENTICATED, answered from the headers"
         );
     }
-    let grown_mib = (peak_rss_kib(service.child.id()) - before) / 1024;
+    let grown_mib = (service.peak_rss_kib() - before) / 1024;
     assert!(
         grown_mib < 48,
         "250 unauthenticated 4 MB messages grew the service by {grown_mib} MiB"
@@ -254,13 +199,14 @@ async fn the_file_server_streams_a_large_object_to_several_readers_without_holdi
     std::fs::write(&path, &content).unwrap();
     drop(content);
     let expires = imaging_service::auth::expires_in(600);
-    let signature = imaging_service::storage::signed_url::UrlSigner::new(b"hostile-test-url-key")
-        .sign(key, expires);
+    let signature =
+        imaging_service::storage::signed_url::UrlSigner::new(URL_SIGNING_KEY.as_bytes())
+            .sign(key, expires);
     let url = format!(
         "http://{}/files/{key}?expires={expires}&signature={signature}",
         service.files_addr
     );
-    let before = peak_rss_kib(service.child.id());
+    let before = service.peak_rss_kib();
     let mut readers = Vec::new();
     for _ in 0..4 {
         let url = url.clone();
@@ -290,7 +236,7 @@ async fn the_file_server_streams_a_large_object_to_several_readers_without_holdi
             headers["content-disposition"]
         );
     }
-    let grown_mib = (peak_rss_kib(service.child.id()) - before) / 1024;
+    let grown_mib = (service.peak_rss_kib() - before) / 1024;
     assert!(
         grown_mib < 32,
         "4 readers of a 96 MiB object grew the service by {grown_mib} MiB"
@@ -305,27 +251,10 @@ async fn bombs_are_refused_by_the_service_without_spending_the_memory_they_ask_f
     };
     use tonic_types::StatusExt;
     let service = ServiceProcess::start().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mint = |sub: &str, ws: &str, roles: &[&str]| {
-        let claims = imaging_service::auth::Claims::expiring_in(sub, ws, roles, &[], 600);
-        imaging_service::auth::mint_hs256("hostile-test", &claims).unwrap()
-    };
-    let registry_token = mint("registry", "*", &["service"]);
+    let channel = service.channel().await;
+    service.register_workspace(&channel, "w1").await;
+    let registry_token = service.token("registry", "*", &["service"]);
     let mut registry = v1::target_registry_client::TargetRegistryClient::new(channel.clone());
-    registry
-        .register_workspace(authed(
-            &registry_token,
-            v1::RegisterWorkspaceRequest {
-                workspace_id: "w1".into(),
-                quota_bytes: 0,
-            },
-        ))
-        .await
-        .unwrap();
     registry
         .register_target(authed(
             &registry_token,
@@ -337,10 +266,10 @@ async fn bombs_are_refused_by_the_service_without_spending_the_memory_they_ask_f
         ))
         .await
         .unwrap();
-    let token = mint("u1", "w1", &["owner"]);
+    let token = service.token("u1", "w1", &["owner"]);
     let mut client = v1::image_ingest_client::ImageIngestClient::new(channel)
         .max_encoding_message_size(16 << 20);
-    let before = peak_rss_kib(service.child.id());
+    let before = service.peak_rss_kib();
     let bombs = [
         (
             "object streams inflating to 8 GB",
@@ -388,7 +317,7 @@ async fn bombs_are_refused_by_the_service_without_spending_the_memory_they_ask_f
             "{name}"
         );
     }
-    let grown_mib = (peak_rss_kib(service.child.id()) - before) / 1024;
+    let grown_mib = (service.peak_rss_kib() - before) / 1024;
     assert!(
         grown_mib < 96,
         "refusing the bombs grew the service by {grown_mib} MiB"

@@ -1,6 +1,7 @@
 //! Lifecycle: load shedding instead of queueing, and draining on SIGTERM.
 
 use crate::helpers::{Stack, authed, header, reason, spawn_app_with, target};
+use crate::process::ServiceProcess;
 use imaging_e2e::fixtures::jpeg;
 use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
 use std::time::{Duration, Instant};
@@ -83,54 +84,16 @@ async fn uploads_over_the_in_flight_limit_are_shed_at_once_not_queued() {
 
 #[tokio::test]
 async fn sigterm_lets_an_upload_in_flight_finish_and_the_process_exits_within_the_deadline() {
-    let data = tempfile::tempdir().unwrap();
-    let port = imaging_e2e::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-service"))
-        .env("APP__SERVER__GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .env("APP__SERVER__FILES_ADDR", "127.0.0.1:0")
-        .env("APP__SERVER__DRAIN_SECONDS", "5")
-        .env("APP__STORAGE__ROOT", data.path().join("objects"))
-        .env("APP__STATE__PATH", data.path().join("state.json"))
-        .env("APP__AUTH__HS256_SECRET", "sigterm-test")
-        .env("APP__STORAGE__URL_SIGNING_KEY", "sigterm-test-url-key")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("http://127.0.0.1:{port}");
-    let mut channel = None;
-    for _ in 0..100 {
-        if let Ok(c) = tonic::transport::Channel::from_shared(addr.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            channel = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let channel = channel.expect("service starts");
-    let registry_claims =
-        imaging_service::auth::Claims::expiring_in("registry", "*", &["service"], &[], 600);
-    let registry_token =
-        imaging_service::auth::mint_hs256("sigterm-test", &registry_claims).unwrap();
-    v1::target_registry_client::TargetRegistryClient::new(channel.clone())
-        .register_workspace(authed(
-            &registry_token,
-            v1::RegisterWorkspaceRequest {
-                workspace_id: "w1".into(),
-                quota_bytes: 0,
-            },
-        ))
-        .await
-        .unwrap();
+    let mut service = ServiceProcess::start_with(&[("APP__SERVER__DRAIN_SECONDS", "5")]).await;
+    let channel = service.channel().await;
+    service.register_workspace(&channel, "w1").await;
     let mut client = v1::image_ingest_client::ImageIngestClient::new(channel);
-    let claims = imaging_service::auth::Claims::expiring_in("u1", "w1", &[], &[], 600);
-    let token = imaging_service::auth::mint_hs256("sigterm-test", &claims).unwrap();
+    let token = service.token("u1", "w1", &[]);
     let bytes = jpeg(300, 200);
     let (sender, call) = half_sent_upload(&mut client, &token, &bytes).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let mut child = service.take_child();
     let signalled = Instant::now();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -161,6 +124,6 @@ async fn sigterm_lets_an_upload_in_flight_finish_and_the_process_exits_within_th
         signalled.elapsed() < Duration::from_secs(6),
         "exited within the drain deadline"
     );
-    let on_disk = std::fs::read(data.path().join("objects").join(&stored.path)).unwrap();
+    let on_disk = std::fs::read(service.data.path().join("objects").join(&stored.path)).unwrap();
     assert_eq!(on_disk, bytes);
 }

@@ -3,12 +3,27 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// One `#[tokio::test]` per behaviour: each runs `super::behaviour(&backend)` on the backend
+/// `make` builds. The contract suites call it once per backend.
+macro_rules! contract {
+    ($make:path => $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $behaviour() {
+                let backend = $make().await;
+                super::$behaviour(&backend).await;
+            }
+        )*
+    };
+}
+
 mod errors;
 mod helpers;
 mod hostile;
 mod idempotency;
 mod identity;
 mod lifecycle;
+mod process;
 mod protocol;
 mod races;
 mod resets;

@@ -185,19 +185,6 @@ async fn the_store_answers_its_health_check(backend: &Backend) {
     backend.store.check().await.unwrap();
 }
 
-/// One test per behaviour for the backend `make` builds.
-macro_rules! contract {
-    ($make:path => $($behaviour:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $behaviour() {
-                let backend = $make().await;
-                super::$behaviour(&backend).await;
-            }
-        )*
-    };
-}
-
 macro_rules! storage_contract {
     ($($backend:ident),*) => {
         $(
