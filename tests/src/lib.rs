@@ -10,4 +10,6 @@ pub mod servers;
 pub mod service;
 pub mod stack;
 
-pub use servers::{RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server, free_port};
+pub use servers::{
+    RedisCluster, RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server, free_port,
+};

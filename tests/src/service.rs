@@ -1,7 +1,7 @@
 //! `spawn_app`: the ingest service on free ports over real backends, and a `TestApp` with one
 //! method per call a client makes.
 
-use crate::{RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
+use crate::{RedisCluster, RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 use imaging_proto::v1;
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::target_registry_client::TargetRegistryClient;
@@ -32,8 +32,18 @@ pub enum Stack {
     /// The same, with a Redis that keeps every acknowledged write on disk (append-only file,
     /// fsync always), so it can be killed and restarted with its data.
     Durable,
+    /// Real S3 server and a real 3-primary Redis Cluster.
+    Cluster,
     /// The embedded default: filesystem storage and the embedded state file.
     Embedded,
+}
+
+/// The servers a test app's backends run on (each stopped when dropped).
+#[derive(Default)]
+pub struct Servers {
+    pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
+    pub s3: Option<S3Server>,
 }
 
 /// A running service and its servers.
@@ -46,6 +56,7 @@ pub struct TestApp {
     pub ingest: ImageIngestClient<Channel>,
     pub registry: TargetRegistryClient<Channel>,
     pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
     pub s3: Option<S3Server>,
     _data: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -53,39 +64,33 @@ pub struct TestApp {
 }
 
 /// Settings for a test app on `stack`, plus the servers it needs.
-pub async fn test_settings(
-    stack: Stack,
-    data: &std::path::Path,
-) -> (Settings, Option<RedisServer>, Option<S3Server>) {
+pub async fn test_settings(stack: Stack, data: &std::path::Path) -> (Settings, Servers) {
     let mut settings = Settings::embedded(data);
     settings.server.grpc_addr = "127.0.0.1:0".into();
     settings.server.files_addr = "127.0.0.1:0".into();
     settings.server.lock_wait_seconds = 60;
     settings.auth.hs256_secret = "test-secret".into();
-    match stack {
-        Stack::Embedded => (settings, None, None),
-        Stack::Real | Stack::Durable => {
-            let redis = if stack == Stack::Durable {
-                RedisServer::start_persistent()
-            } else {
-                RedisServer::start()
-            };
-            let s3 = S3Server::start().await;
-            settings.state = StateSettings::Redis {
-                url: redis.url(),
-                key_prefix: "test:".into(),
-            };
-            settings.storage = StorageSettings::S3 {
-                endpoint: s3.endpoint.clone(),
-                region: "us-east-1".into(),
-                bucket: S3_BUCKET.into(),
-                access_key: S3_ACCESS_KEY.into(),
-                secret_key: S3_SECRET_KEY.into(),
-                public_endpoint: String::new(),
-            };
-            (settings, Some(redis), Some(s3))
-        }
-    }
+    let mut servers = Servers::default();
+    let url = match stack {
+        Stack::Embedded => return (settings, servers),
+        Stack::Real => servers.redis.insert(RedisServer::start()).url(),
+        Stack::Durable => servers.redis.insert(RedisServer::start_persistent()).url(),
+        Stack::Cluster => servers.cluster.insert(RedisCluster::start()).url(),
+    };
+    let s3 = servers.s3.insert(S3Server::start().await);
+    settings.state = StateSettings::Redis {
+        url,
+        key_prefix: "test:".into(),
+    };
+    settings.storage = StorageSettings::S3 {
+        endpoint: s3.endpoint.clone(),
+        region: "us-east-1".into(),
+        bucket: S3_BUCKET.into(),
+        access_key: S3_ACCESS_KEY.into(),
+        secret_key: S3_SECRET_KEY.into(),
+        public_endpoint: String::new(),
+    };
+    (settings, servers)
 }
 
 /// Starts the service on `stack`.
@@ -102,7 +107,7 @@ pub const REGISTERED_WORKSPACES: [&str; 2] = ["w1", "w2"];
 pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
     let data = tempfile::tempdir().expect("temp dir");
-    let (mut settings, redis, s3) = test_settings(stack, data.path()).await;
+    let (mut settings, servers) = test_settings(stack, data.path()).await;
     tweak(&mut settings);
     let app = Application::build(settings.clone())
         .await
@@ -128,8 +133,9 @@ pub async fn spawn_app_with(stack: Stack, tweak: impl FnOnce(&mut Settings)) -> 
             .max_decoding_message_size(16 << 20)
             .max_encoding_message_size(16 << 20),
         registry: TargetRegistryClient::new(channel),
-        redis,
-        s3,
+        redis: servers.redis,
+        cluster: servers.cluster,
+        s3: servers.s3,
         _data: data,
         shutdown: Some(shutdown),
         server: Some(server),

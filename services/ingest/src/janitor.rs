@@ -20,9 +20,9 @@ pub enum JanitorError {
     State(#[from] StateError),
 }
 
-/// The catalog key of the target an object key belongs to:
+/// The workspace and the catalog key of the target an object key belongs to:
 /// `ws/{workspace}/{kind}/{target}/{object}`.
-pub fn target_of_object(key: &str) -> Option<String> {
+pub fn target_of_object(key: &str) -> Option<(String, String)> {
     let mut parts = key.split('/');
     let (Some("ws"), Some(workspace), Some(dir), Some(id), Some(_), None) = (
         parts.next(),
@@ -40,7 +40,7 @@ pub fn target_of_object(key: &str) -> Option<String> {
         id: id.to_owned(),
         workspace: workspace.to_owned(),
     };
-    Some(target.catalog_key())
+    Some((workspace.to_owned(), target.catalog_key()))
 }
 
 /// Deletes every object older than `grace` that no image record names; returns their keys.
@@ -60,8 +60,8 @@ pub async fn remove_orphans(
             continue;
         }
         let named = match target_of_object(&object.key) {
-            Some(target) => catalog
-                .image(&target)
+            Some((workspace, target)) => catalog
+                .image(&workspace, &target)
                 .await?
                 .is_some_and(|record| record.key == object.key),
             None => false,
@@ -81,16 +81,16 @@ mod tests {
     #[test]
     fn an_object_key_names_its_target() {
         assert_eq!(
-            target_of_object("ws/w1/receipts/abc/x.jpg").as_deref(),
-            Some("RECEIPT:abc")
+            target_of_object("ws/w1/receipts/abc/x.jpg"),
+            Some(("w1".to_owned(), "RECEIPT:abc".to_owned()))
         );
         assert_eq!(
-            target_of_object("ws/w1/workspace-expenses/e1/receipt-1-a.webp").as_deref(),
-            Some("WORKSPACE_EXPENSE:w1/e1")
+            target_of_object("ws/w1/workspace-expenses/e1/receipt-1-a.webp"),
+            Some(("w1".to_owned(), "WORKSPACE_EXPENSE:w1/e1".to_owned()))
         );
         assert_eq!(
-            target_of_object("ws/w1/reports/R1/x.pdf").as_deref(),
-            Some("REPORT:R1")
+            target_of_object("ws/w2/reports/R1/x.pdf"),
+            Some(("w2".to_owned(), "REPORT:R1".to_owned()))
         );
         assert_eq!(target_of_object("ws/w1/other/R1/x.pdf"), None);
         assert_eq!(target_of_object("ws/w1/receipts/a/b/c"), None);

@@ -53,6 +53,26 @@ pub fn state_backend(
     })
 }
 
+/// Moves Redis data of an earlier key layout to this one (see [`RedisState::migrate_layout`]).
+/// Best effort on start: with Redis unreachable the service starts anyway (calls fail closed
+/// until it is back), and the move is tried again on the next start.
+pub async fn migrate_state(settings: &StateSettings) {
+    let StateSettings::Redis { url, key_prefix } = settings else {
+        return;
+    };
+    let Ok(state) = RedisState::new(url, key_prefix) else {
+        return;
+    };
+    match tokio::time::timeout(Duration::from_secs(30), state.migrate_layout()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(moved)) => tracing::info!(moved, "Redis keys moved to the current layout"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "Redis layout migration not done; retried on next start")
+        }
+        Err(_) => tracing::warn!("Redis layout migration timed out; retried on next start"),
+    }
+}
+
 /// Builds the S3 store, or the filesystem store with its public file-server URL.
 pub async fn storage_backend(
     settings: &StorageSettings,
@@ -142,6 +162,7 @@ impl Application {
         };
         let (store, fs) = storage_backend(&settings.storage, &public_url).await?;
         let (quota, catalog) = state_backend(&settings.state)?;
+        migrate_state(&settings.state).await;
         let backends = Backends {
             store: store.clone(),
             quota: quota.clone(),

@@ -88,10 +88,12 @@ impl Ingestor {
             .next()
             .and_then(Kind::from_name)
             .is_some_and(|kind| kind.policy().placement == Placement::Append);
-        Ok(match self.catalog.image(&catalog_key).await? {
-            Some(current) => appends || current.key == image.key,
-            None => false,
-        })
+        Ok(
+            match self.catalog.image(&image.workspace, &catalog_key).await? {
+                Some(current) => appends || current.key == image.key,
+                None => false,
+            },
+        )
     }
 
     /// The replayed result if `sha256` matches the key's bytes, else `IDEMPOTENCY_KEY_REUSED`.

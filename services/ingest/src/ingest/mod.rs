@@ -118,9 +118,12 @@ impl Ingestor {
         target: &TargetRef,
     ) -> Result<Option<TargetRecord>, IngestError> {
         let found = match target.kind {
+            // A receipt is its owner's workspace's: looked up there, another workspace's
+            // receipt is not found.
+            Kind::Receipt if !target::valid_id(&claims.ws) => None,
             Kind::Receipt => self
                 .catalog
-                .image(&target.catalog_key())
+                .image(&claims.ws, &target.catalog_key())
                 .await?
                 .map(|image| TargetRecord {
                     workspace: image.workspace,
@@ -146,12 +149,12 @@ impl Ingestor {
         target: &TargetRef,
     ) -> Result<ImageView, IngestError> {
         target.validate(false)?;
-        let Some(_) = self.authorize(claims, target).await? else {
+        let Some(owner) = self.authorize(claims, target).await? else {
             return Err(not_found(target.kind));
         };
         let record = self
             .catalog
-            .image(&target.catalog_key())
+            .image(&owner.workspace, &target.catalog_key())
             .await?
             .ok_or(IngestError::ImageNotFound)?;
         let url = self.store.url(&record.key, self.url_ttl).await?;
@@ -169,7 +172,7 @@ impl Ingestor {
         target: &TargetRef,
     ) -> Result<u64, IngestError> {
         target.validate(false)?;
-        let Some(_) = self.authorize(claims, target).await? else {
+        let Some(owner) = self.authorize(claims, target).await? else {
             return Err(not_found(target.kind));
         };
         let catalog_key = target.catalog_key();
@@ -180,7 +183,7 @@ impl Ingestor {
             for _ in 0..MAX_ATTEMPTS {
                 let record = self
                     .catalog
-                    .image(&catalog_key)
+                    .image(&owner.workspace, &catalog_key)
                     .await?
                     .ok_or(IngestError::ImageNotFound)?;
                 let removed = self

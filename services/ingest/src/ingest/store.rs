@@ -158,7 +158,12 @@ impl Ingestor {
                 .ok_or(IngestError::AlreadyAttached),
             Placement::AttachOnce => {
                 with_lock(&self.catalog, lock_name(plan), self.locks, async {
-                    if self.catalog.image(&catalog_key).await?.is_some() {
+                    if self
+                        .catalog
+                        .image(&plan.workspace, &catalog_key)
+                        .await?
+                        .is_some()
+                    {
                         return Err(IngestError::AlreadyAttached);
                     }
                     self.commit(plan, content, None)
@@ -170,7 +175,7 @@ impl Ingestor {
             Placement::Replace | Placement::Append => {
                 with_lock(&self.catalog, lock_name(plan), self.locks, async {
                     for _ in 0..MAX_ATTEMPTS {
-                        let previous = self.catalog.image(&catalog_key).await?;
+                        let previous = self.catalog.image(&plan.workspace, &catalog_key).await?;
                         if let Some(record) = self.commit(plan, content.clone(), previous).await? {
                             return Ok(record);
                         }
@@ -203,7 +208,10 @@ impl Ingestor {
         }
         with_lock(&self.catalog, lock_name(plan), self.locks, async {
             for _ in 0..MAX_ATTEMPTS {
-                let previous = self.catalog.image(&plan.target.catalog_key()).await?;
+                let previous = self
+                    .catalog
+                    .image(&plan.workspace, &plan.target.catalog_key())
+                    .await?;
                 let report_bytes = previous.as_ref().map_or(0, |record| record.size);
                 let step = pipeline::Step::Report { report_bytes };
                 let _work = reserve_for(self, &bytes, media, step, limits).await?;
@@ -318,7 +326,11 @@ impl Ingestor {
             Err(err) => {
                 // The swap may have happened with its reply lost: find out before undoing, and
                 // never delete an object a record may point to.
-                match self.catalog.image(&plan.target.catalog_key()).await {
+                match self
+                    .catalog
+                    .image(&plan.workspace, &plan.target.catalog_key())
+                    .await
+                {
                     Ok(Some(current)) if current.key == key => guard.disarm(),
                     Ok(_) => {
                         guard.rollback().await;

@@ -434,8 +434,9 @@ impl Catalog for EmbeddedState {
         .await
     }
 
-    async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError> {
-        self.get_json(IMAGES, key).await
+    async fn image(&self, workspace: &str, key: &str) -> Result<Option<ImageRecord>, StateError> {
+        let record: Option<ImageRecord> = self.get_json(IMAGES, key).await?;
+        Ok(record.filter(|record| record.workspace == workspace))
     }
 
     async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError> {

@@ -137,8 +137,9 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError>;
     /// Forgets a target; true if it existed.
     async fn remove_target(&self, key: &str) -> Result<bool, StateError>;
-    /// The image record of a target.
-    async fn image(&self, key: &str) -> Result<Option<ImageRecord>, StateError>;
+    /// The image record of a target of `workspace` (`None` if the target has none, or if its
+    /// record is another workspace's: records are kept per workspace).
+    async fn image(&self, workspace: &str, key: &str) -> Result<Option<ImageRecord>, StateError>;
     /// Changes the image record of a target by compare-and-set, in one atomic step: if the
     /// record still names the object `swap.expected`, it becomes `swap.image`, the reservation
     /// becomes usage (checked against the limit again if it had lapsed) and `swap.release`

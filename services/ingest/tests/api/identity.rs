@@ -171,7 +171,7 @@ async fn with_only_an_rs256_key_configured_an_hs256_dev_token_is_refused() {
 #[tokio::test]
 async fn outside_dev_mode_the_service_refuses_to_start_without_keys_naming_the_setting() {
     let data = tempfile::tempdir().unwrap();
-    let (mut settings, _, _) = test_settings(Stack::Embedded, data.path()).await;
+    let (mut settings, _servers) = test_settings(Stack::Embedded, data.path()).await;
     settings.dev = false;
     settings.auth.hs256_secret = SecretString::from("");
     let refused = Application::build(settings.clone()).await.unwrap_err();

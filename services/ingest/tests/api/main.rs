@@ -26,6 +26,7 @@ mod lifecycle;
 mod process;
 mod protocol;
 mod races;
+mod replicas;
 mod resets;
 mod resilience;
 mod state_contract;

@@ -29,14 +29,14 @@ async fn sixteen_concurrent_appends_to_one_report_keep_every_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_locks_expiring_mid_work_sixteen_appends_still_keep_every_page_and_leave_no_orphan() {
-    for stack in [Stack::Real, Stack::Embedded] {
+    for stack in [Stack::Real, Stack::Cluster, Stack::Embedded] {
         appends_keep_every_page(racing_app_on(stack, 1).await).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_locks_expiring_mid_work_sixteen_uploads_to_one_entry_still_give_one_success() {
-    for stack in [Stack::Real, Stack::Embedded] {
+    for stack in [Stack::Real, Stack::Cluster, Stack::Embedded] {
         entry_takes_one_image(racing_app_on(stack, 1).await).await;
     }
 }

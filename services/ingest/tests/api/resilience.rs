@@ -206,7 +206,7 @@ async fn redis_killed_mid_burst_leaves_usage_equal_to_what_is_committed_and_rese
         let record = app
             .backends
             .catalog
-            .image(&format!("RECEIPT:{id}"))
+            .image("w1", &format!("RECEIPT:{id}"))
             .await
             .unwrap();
         if record.is_some_and(|record| record.key == object.key) {

@@ -1,8 +1,8 @@
 //! The state contract: one named test per behaviour of the quota counters and the catalog, run
-//! against every state backend built directly (the embedded store, and Redis on a real
-//! `redis-server`).
+//! against every state backend built directly (the embedded store, Redis on a real
+//! `redis-server`, and a real 3-primary Redis Cluster).
 
-use imaging_e2e::RedisServer;
+use imaging_e2e::{RedisCluster, RedisServer};
 use imaging_service::state::{
     Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Quota, RedisState, Registered,
     Reservation, Swap, Swapped, TargetRecord,
@@ -36,6 +36,17 @@ pub async fn redis() -> Backend {
         quota: state.clone(),
         catalog: state,
         _keep: Box::new(server),
+    }
+}
+
+/// Redis on a real 3-primary Redis Cluster.
+pub async fn cluster() -> Backend {
+    let cluster = RedisCluster::start();
+    let state = Arc::new(RedisState::new(&cluster.url(), "test:").unwrap());
+    Backend {
+        quota: state.clone(),
+        catalog: state,
+        _keep: Box::new(cluster),
     }
 }
 
@@ -254,7 +265,7 @@ async fn an_image_record_changes_only_from_the_record_the_writer_read(backend: &
         Swapped::Done
     );
     assert_eq!(
-        catalog.image("REPORT:e1").await.unwrap(),
+        catalog.image("w1", "REPORT:e1").await.unwrap(),
         Some(second.clone())
     );
     assert_eq!(
@@ -269,8 +280,65 @@ async fn an_image_record_changes_only_from_the_record_the_writer_read(backend: &
             .unwrap(),
         Swapped::Done
     );
-    assert_eq!(catalog.image("REPORT:e1").await.unwrap(), None);
+    assert_eq!(catalog.image("w1", "REPORT:e1").await.unwrap(), None);
     assert_eq!(quota.used("w1").await.unwrap(), 0, "never below zero");
+}
+
+async fn records_of_many_workspaces_are_kept_apart_and_all_listed(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let quota = backend.quota.as_ref();
+    // Twenty workspaces: on a cluster their keys fall on every node. (Target keys are unique
+    // across workspaces: receipt IDs are made by the server, other targets registered once.)
+    for n in 0..20u64 {
+        let workspace = format!("w{n}");
+        quota.set_limit(&workspace, 1000).await.unwrap();
+        quota
+            .reserve(&workspace, "r", n + 1, TTL, 1000)
+            .await
+            .unwrap();
+        let record = ImageRecord {
+            workspace: workspace.clone(),
+            key: format!("ws/{workspace}/receipts/x{n}/a.jpg"),
+            ..image("", n + 1)
+        };
+        let done = catalog
+            .swap_image(&Swap {
+                key: &format!("RECEIPT:x{n}"),
+                expected: None,
+                image: Some(&record),
+                workspace: &workspace,
+                release: 0,
+                reservation: Some(("r", n + 1)),
+                default_limit: 1000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(done, Swapped::Done, "{workspace}");
+    }
+    for n in 0..20u64 {
+        let workspace = format!("w{n}");
+        assert_eq!(quota.used(&workspace).await.unwrap(), n + 1);
+        let target = format!("RECEIPT:x{n}");
+        let record = catalog.image(&workspace, &target).await.unwrap().unwrap();
+        assert_eq!(record.workspace, workspace);
+    }
+    assert_eq!(
+        catalog.image("w2", "RECEIPT:x1").await.unwrap(),
+        None,
+        "a record is found only in its own workspace"
+    );
+    let mut listed: Vec<(String, u64)> = catalog
+        .images()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.workspace, record.size))
+        .collect();
+    listed.sort();
+    let mut expected: Vec<(String, u64)> = (0..20u64).map(|n| (format!("w{n}"), n + 1)).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(quota.workspaces().await.unwrap().len(), 20);
 }
 
 async fn a_lapsed_reservation_is_charged_at_commit_only_if_it_still_fits(backend: &Backend) {
@@ -295,7 +363,7 @@ async fn a_lapsed_reservation_is_charged_at_commit_only_if_it_still_fits(backend
         },
         "the limit holds even for a writer paused past its reservation"
     );
-    assert_eq!(catalog.image("REPORT:e1").await.unwrap(), None);
+    assert_eq!(catalog.image("w1", "REPORT:e1").await.unwrap(), None);
     assert_eq!(quota.used("w1").await.unwrap(), 0);
 }
 
@@ -366,6 +434,7 @@ macro_rules! state_contract {
                     setting_usage_returns_the_previous_value_and_lists_the_workspace,
                     a_target_registers_once_and_can_be_removed,
                     an_image_record_changes_only_from_the_record_the_writer_read,
+                    records_of_many_workspaces_are_kept_apart_and_all_listed,
                     an_idempotency_result_is_kept_until_it_expires,
                     a_held_lock_is_exclusive_and_only_its_holder_releases_it,
                     a_lock_whose_holder_vanished_expires,
@@ -376,7 +445,48 @@ macro_rules! state_contract {
     };
 }
 
-state_contract!(embedded, redis);
+state_contract!(embedded, redis, cluster);
+
+#[tokio::test]
+async fn redis_data_of_the_earlier_key_layout_is_moved_once_and_stays_readable() {
+    let server = RedisServer::start();
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let record = image("ws/w1/expense-entries/e1/a.pdf", 42);
+    let _: () = ::redis::pipe()
+        .set("imaging:limit:w1", 1000)
+        .set("imaging:used:w1", 42)
+        .hset("imaging:reservations:w1", "old", "7")
+        .sadd("imaging:workspaces:all", "w1")
+        .set(
+            "imaging:image:EXPENSE_ENTRY:e1",
+            serde_json::to_string(&record).unwrap(),
+        )
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let state = RedisState::new(&server.url(), "imaging:").unwrap();
+    assert_eq!(state.migrate_layout().await.unwrap(), 5);
+    assert_eq!(state.limit("w1").await.unwrap(), Some(1000));
+    assert_eq!(state.used("w1").await.unwrap(), 42);
+    assert_eq!(state.workspaces().await.unwrap(), vec!["w1".to_owned()]);
+    assert_eq!(
+        state.image("w1", "EXPENSE_ENTRY:e1").await.unwrap(),
+        Some(record)
+    );
+    assert_eq!(
+        state.migrate_layout().await.unwrap(),
+        0,
+        "moved once: a second start finds nothing to move"
+    );
+    assert_eq!(state.used("w1").await.unwrap(), 42, "never counted twice");
+    let old: Vec<String> = ::redis::cmd("KEYS")
+        .arg("imaging:used:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(old.is_empty(), "{old:?}");
+}
 
 #[tokio::test]
 async fn the_embedded_state_survives_a_restart() {
@@ -414,7 +524,10 @@ async fn a_legacy_json_state_is_migrated_on_first_start_with_nothing_lost() {
             owner: "u1".into()
         })
     );
-    assert_eq!(state.image("EXPENSE_ENTRY:e1").await.unwrap(), Some(record));
+    assert_eq!(
+        state.image("w1", "EXPENSE_ENTRY:e1").await.unwrap(),
+        Some(record)
+    );
     assert!(!dir.path().join("state.json").exists());
     assert!(dir.path().join("state.json.migrated").exists());
 }
