@@ -242,29 +242,47 @@ pub const S3_BUCKET: &str = "receipts";
 /// An S3 server (`s3s-fs`) served over HTTP in this process, with SigV4 auth.
 pub struct S3Server {
     pub endpoint: String,
-    _root: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+    port: u16,
+    root: tempfile::TempDir,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells every open connection to close at once (a stopped server).
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 impl S3Server {
     /// Starts the server with one empty bucket.
     pub async fn start() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(root.path().join(S3_BUCKET)).expect("bucket dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind s3");
+        let port = listener.local_addr().expect("addr").port();
+        let (stopped, _) = tokio::sync::watch::channel(false);
+        let mut server = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            root,
+            task: None,
+            stopped,
+        };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::server::conn::auto::Builder as ConnBuilder;
         use s3s::auth::SimpleAuth;
         use s3s::service::S3ServiceBuilder;
 
-        let root = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(root.path().join(S3_BUCKET)).expect("bucket dir");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
+        let fs = s3s_fs::FileSystem::new(self.root.path()).expect("s3s-fs root");
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
         let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind s3");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
+        self.stopped.send_replace(false);
+        let stopped = self.stopped.subscribe();
+        self.task = Some(tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -273,21 +291,45 @@ impl S3Server {
                 let conn = http
                     .serve_connection(TokioIo::new(socket), service.clone())
                     .into_owned();
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.wait_for(|stopped| *stopped) => {}
+                    }
                 });
             }
-        });
-        Self {
-            endpoint,
-            _root: root,
-            task,
+        }));
+    }
+
+    /// Stops it at once: the listener closes and every open connection is dropped mid-request,
+    /// as when the server dies. Stored objects stay on disk.
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
+        self.stopped.send_replace(true);
+    }
+
+    /// Starts it again on the same port with the same objects.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "rebinding the S3 port: {err}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        self.serve(listener);
     }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }

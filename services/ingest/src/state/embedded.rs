@@ -11,7 +11,7 @@ use super::{
     Swapped, TargetRecord,
 };
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,13 @@ const TARGETS: TableDefinition<&str, &str> = TableDefinition::new("targets");
 const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
 /// Idempotency scope -> (expiry in Unix seconds, JSON `IdempotencyRecord`).
 const IDEMPOTENCY: TableDefinition<&str, (u64, &str)> = TableDefinition::new("idempotency");
+/// (expiry in Unix seconds, idempotency scope): the results in the order they expire, so that
+/// expired ones are removed a few at a time without a scan.
+const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
+/// Expired idempotency results removed by each new one (more than one: the table shrinks back
+/// after a burst).
+const IDEMPOTENCY_SWEEP: usize = 16;
 /// `{workspace}/{id}` -> (bytes, expiry in Unix ms) of a live quota reservation.
 const RESERVATIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("reservations");
 
@@ -161,8 +168,21 @@ impl EmbeddedState {
         txn.open_table(USED).map_err(failed)?;
         txn.open_table(TARGETS).map_err(failed)?;
         txn.open_table(IMAGES).map_err(failed)?;
-        txn.open_table(IDEMPOTENCY).map_err(failed)?;
         txn.open_table(RESERVATIONS).map_err(failed)?;
+        {
+            // Results stored before the expiry index existed are indexed once.
+            let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;
+            let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(failed)?;
+            if expiry.is_empty().map_err(failed)? {
+                for entry in results.iter().map_err(failed)? {
+                    let (scope, value) = entry.map_err(failed)?;
+                    let (expires, _) = value.value();
+                    expiry
+                        .insert((expires, scope.value()), ())
+                        .map_err(failed)?;
+                }
+            }
+        }
         txn.commit().map_err(failed)
     }
 
@@ -198,9 +218,13 @@ impl EmbeddedState {
                     .map_err(failed)?;
             }
             let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(failed)?;
+            let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(failed)?;
             for (key, (record, expires)) in &old.idempotency {
                 idempotency
                     .insert(key.as_str(), (*expires, encode(record)?.as_str()))
+                    .map_err(failed)?;
+                expiry
+                    .insert((*expires, key.as_str()), ())
                     .map_err(failed)?;
             }
         }
@@ -209,6 +233,17 @@ impl EmbeddedState {
         std::fs::rename(legacy, &done).map_err(failed)?;
         tracing::info!(from = %legacy.display(), "migrated the JSON state into the database");
         Ok(())
+    }
+
+    /// How many idempotency results are stored (expired ones not yet removed included).
+    pub async fn stored_idempotency_results(&self) -> Result<u64, StateError> {
+        self.read(|txn| {
+            txn.open_table(IDEMPOTENCY)
+                .map_err(failed)?
+                .len()
+                .map_err(failed)
+        })
+        .await
     }
 
     /// Runs `work` in a write transaction on the blocking pool and commits it.
@@ -539,12 +574,34 @@ impl Catalog for EmbeddedState {
     ) -> Result<(), StateError> {
         let key = key.to_owned();
         let json = encode(record)?;
-        let expires = now_secs() + ttl.as_secs();
+        let now = now_secs();
+        let expires = now + ttl.as_secs();
         self.write(move |txn| {
             let mut table = txn.open_table(IDEMPOTENCY).map_err(failed)?;
-            table
+            let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(failed)?;
+            let previous = table
                 .insert(key.as_str(), (expires, json.as_str()))
-                .map_err(failed)?;
+                .map_err(failed)?
+                .map(|old| old.value().0);
+            if let Some(old) = previous {
+                expiry.remove((old, key.as_str())).map_err(failed)?;
+            }
+            expiry.insert((expires, key.as_str()), ()).map_err(failed)?;
+            // A few expired results go with each new one: the table holds the live ones.
+            let mut expired = Vec::new();
+            for entry in expiry
+                .range(..(now, ""))
+                .map_err(failed)?
+                .take(IDEMPOTENCY_SWEEP)
+            {
+                let (index, _) = entry.map_err(failed)?;
+                let (at, scope) = index.value();
+                expired.push((at, scope.to_owned()));
+            }
+            for (at, scope) in expired {
+                expiry.remove((at, scope.as_str())).map_err(failed)?;
+                table.remove(scope.as_str()).map_err(failed)?;
+            }
             Ok(())
         })
         .await

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Starts an upload and sends its header and first half; returns the sender for the rest.
-async fn half_sent_upload(
+pub(crate) async fn half_sent_upload(
     client: &mut v1::image_ingest_client::ImageIngestClient<tonic::transport::Channel>,
     token: &str,
     bytes: &[u8],
@@ -126,4 +126,91 @@ async fn sigterm_lets_an_upload_in_flight_finish_and_the_process_exits_within_th
     );
     let on_disk = std::fs::read(service.data.path().join("objects").join(&stored.path)).unwrap();
     assert_eq!(on_disk, bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_burst_on_the_embedded_default_keeps_every_acknowledged_upload_readable_and_counted()
+ {
+    use imaging_service::state::{Catalog, EmbeddedState, Quota};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut service = ServiceProcess::start_with(&[
+        ("APP__LIMITS__MAX_UPLOADS_PER_USER", "32"),
+        ("APP__LIMITS__MAX_UPLOADS_PER_WORKSPACE", "32"),
+    ])
+    .await;
+    let channel = service.channel().await;
+    service.register_workspace(&channel, "w1").await;
+    let token = service.token("u1", "w1", &[]);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut burst = Vec::new();
+    for n in 0..24u32 {
+        let (channel, token, acked) = (channel.clone(), token.clone(), acked.clone());
+        burst.push(tokio::spawn(async move {
+            let bytes = jpeg(300 + n, 200);
+            let h = header(target(TargetKind::Receipt, ""), "image/jpeg", &bytes);
+            let done = v1::image_ingest_client::ImageIngestClient::new(channel)
+                .upload_image(authed(
+                    &token,
+                    tokio_stream::iter(crate::helpers::messages(h, &bytes, 16 * 1024)),
+                ))
+                .await;
+            if done.is_ok() {
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            done.map(|response| (response.into_inner(), bytes))
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "no upload was acknowledged");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    service.kill();
+    let mut acknowledged = Vec::new();
+    for upload in burst {
+        if let Ok(done) = upload.await.unwrap() {
+            acknowledged.push(done);
+        }
+    }
+    assert!(
+        acknowledged.len() >= 4 && acknowledged.len() < 24,
+        "{}",
+        acknowledged.len()
+    );
+
+    // After a restart, every acknowledged upload is there, byte for byte.
+    service.restart().await;
+    let channel = service.channel().await;
+    let mut client = v1::image_ingest_client::ImageIngestClient::new(channel);
+    for (done, bytes) in &acknowledged {
+        let info = client
+            .get_image(authed(
+                &token,
+                v1::GetImageRequest {
+                    target: Some(target(TargetKind::Receipt, &done.image_id)),
+                },
+            ))
+            .await
+            .expect("an acknowledged upload survives SIGKILL")
+            .into_inner();
+        assert_eq!(info.size_bytes, bytes.len() as u64);
+        let on_disk = std::fs::read(service.data.path().join("objects").join(&info.path)).unwrap();
+        assert_eq!(&on_disk, bytes);
+    }
+
+    // And the usage is exactly what the records hold, acknowledged or committed just before the
+    // kill; every record's object is on disk.
+    service.kill();
+    let state = EmbeddedState::open(service.data.path().join("state.redb")).unwrap();
+    let records = state.images().await.unwrap();
+    assert!(records.len() >= acknowledged.len());
+    let mut total = 0;
+    for record in &records {
+        let path = service.data.path().join("objects").join(&record.key);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), record.size);
+        total += record.size;
+    }
+    assert_eq!(state.used("w1").await.unwrap(), total);
 }

@@ -20,6 +20,8 @@ pub struct ServiceProcess {
     pub files_addr: String,
     /// Its data directory (objects under `objects/`).
     pub data: tempfile::TempDir,
+    /// The extra settings it was started with.
+    env: Vec<(String, String)>,
 }
 
 impl ServiceProcess {
@@ -30,32 +32,53 @@ impl ServiceProcess {
 
     /// The same, with more `APP__*` settings.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let addr = format!("127.0.0.1:{}", imaging_e2e::free_port());
-        let files_addr = format!("127.0.0.1:{}", imaging_e2e::free_port());
+        let mut service = ServiceProcess {
+            child: None,
+            addr: format!("127.0.0.1:{}", imaging_e2e::free_port()),
+            files_addr: format!("127.0.0.1:{}", imaging_e2e::free_port()),
+            data: tempfile::tempdir().unwrap(),
+            env: env
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        };
+        service.spawn().await;
+        service
+    }
+
+    async fn spawn(&mut self) {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-service"))
-            .env("APP__SERVER__GRPC_ADDR", &addr)
-            .env("APP__SERVER__FILES_ADDR", &files_addr)
-            .env("APP__STORAGE__ROOT", data.path().join("objects"))
-            .env("APP__STATE__PATH", data.path().join("state.redb"))
+            .env("APP__SERVER__GRPC_ADDR", &self.addr)
+            .env("APP__SERVER__FILES_ADDR", &self.files_addr)
+            .env("APP__STORAGE__ROOT", self.data.path().join("objects"))
+            .env("APP__STATE__PATH", self.data.path().join("state.redb"))
             .env("APP__AUTH__HS256_SECRET", SECRET)
             .env("APP__STORAGE__URL_SIGNING_KEY", URL_SIGNING_KEY)
-            .envs(env.iter().copied())
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        self.child = Some(child);
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            if tokio::net::TcpStream::connect(&self.addr).await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        ServiceProcess {
-            child: Some(child),
-            addr,
-            files_addr,
-            data,
+    }
+
+    /// Kills it with SIGKILL (no drain, no cleanup) and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+    }
+
+    /// Starts it again on the same ports and data after [`ServiceProcess::kill`].
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
     }
 
     /// Its process ID.
@@ -110,9 +133,6 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }

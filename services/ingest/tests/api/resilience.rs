@@ -282,3 +282,97 @@ async fn the_janitor_removes_orphaned_objects_past_the_grace_period_and_nothing_
         assert_eq!(app.used("w1").await, kept.size_bytes);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_s3_server_stopped_mid_burst_gives_503s_and_leaves_no_orphan_and_no_leaked_quota() {
+    let mut app = crate::helpers::spawn_app_with(Stack::Real, |settings| {
+        settings.limits.max_uploads_per_user = 32;
+        settings.limits.max_uploads_per_workspace = 32;
+    })
+    .await;
+    let file = jpeg(600, 400);
+    let size = file.len() as u64;
+    app.register_workspace("w1", size * 20).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let mut client = app.ingest.clone();
+
+    // Eight uploads are half sent, then the S3 server dies; four more start just as it does.
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        waiting.push(crate::lifecycle::half_sent_upload(&mut client, &token, &file).await);
+    }
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, token, file) = (client.clone(), token.clone(), file.clone());
+            tokio::spawn(async move {
+                let h = header(target(TargetKind::Receipt, ""), "image/jpeg", &file);
+                client
+                    .clone()
+                    .upload_image(authed(
+                        &token,
+                        tokio_stream::iter(crate::helpers::messages(h, &file, 16 * 1024)),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.s3.as_mut().unwrap().stop();
+    let mut refused = 0;
+    let mut stored = Vec::new();
+    for (sender, call) in waiting {
+        let rest = file[file.len() / 2..].to_vec();
+        sender
+            .send(v1::UploadImageRequest {
+                part: Some(Part::Chunk(rest.into())),
+            })
+            .await
+            .unwrap();
+        drop(sender);
+        let status = call.await.unwrap().expect_err("storage is down");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert_eq!(reason(&status), "STORAGE_UNAVAILABLE");
+        refused += 1;
+    }
+    for call in racing {
+        match call.await.unwrap() {
+            Ok(response) => stored.push(response.into_inner()),
+            Err(status) => {
+                assert_eq!(reason(&status), "STORAGE_UNAVAILABLE", "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 8);
+    app.s3.as_mut().unwrap().restart().await;
+
+    // A write whose reply the dying server never sent is an orphan only the janitor may take
+    // (no record names it); every acknowledged upload stays.
+    imaging_service::janitor::remove_orphans(
+        app.backends.store.as_ref(),
+        app.backends.catalog.as_ref(),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let objects = app.objects().await;
+    assert_eq!(objects.len(), stored.len(), "{objects:?}");
+    for done in &stored {
+        assert_eq!(app.object(&done.path).await, file);
+    }
+    assert_eq!(app.used("w1").await, size * stored.len() as u64);
+
+    // Nothing the failed uploads reserved is still held: the workspace fills to its limit at
+    // once, without waiting for reservations to lapse.
+    for _ in stored.len()..20 {
+        app.upload(&token, target(TargetKind::Receipt, ""), "image/jpeg", &file)
+            .await
+            .expect("the failed uploads gave their reservations back");
+    }
+    let over = app
+        .upload(&token, target(TargetKind::Receipt, ""), "image/jpeg", &file)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&over), "QUOTA_EXCEEDED");
+    assert_eq!(app.used("w1").await, size * 20);
+}

@@ -489,6 +489,38 @@ async fn redis_data_of_the_earlier_key_layout_is_moved_once_and_stays_readable()
 }
 
 #[tokio::test]
+async fn expired_idempotency_results_are_removed_from_the_embedded_store_as_new_ones_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = EmbeddedState::open(dir.path().join("state.redb")).unwrap();
+    let done = |n: usize| IdempotencyRecord {
+        upload_sha256: format!("{n:02x}"),
+        target: "RECEIPT".into(),
+        image: image("ws/w1/receipts/r1/x.jpg", 5),
+    };
+    for n in 0..100 {
+        state
+            .put_idempotency(&format!("old-{n}"), &done(n), Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(state.stored_idempotency_results().await.unwrap(), 100);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for n in 0..10 {
+        state
+            .put_idempotency(&format!("new-{n}"), &done(n), TTL)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        state.stored_idempotency_results().await.unwrap(),
+        10,
+        "only the live results are kept"
+    );
+    assert_eq!(state.idempotency("new-3").await.unwrap(), Some(done(3)));
+    assert_eq!(state.idempotency("old-3").await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn the_embedded_state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
