@@ -9,6 +9,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v cwebp >/dev/null 2>&1 || missing+=(webp)
 command -v vips >/dev/null 2>&1 || missing+=(libvips-tools)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
@@ -23,9 +24,10 @@ cargo build --release --locked -q -p imaging-service -p imaging-gateway --bins
 
 reps=7
 uploads_args=()
+state_args=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) reps=3; uploads_args+=(--quick) ;;
+    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick) ;;
     *) echo "unknown argument: $arg (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -42,3 +44,6 @@ target/release/conversion "$corpus" --reps "$reps"
 echo
 echo "== uploads"
 target/release/uploads "${uploads_args[@]}"
+echo
+echo "== state"
+target/release/state "${state_args[@]}"
