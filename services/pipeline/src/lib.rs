@@ -17,7 +17,9 @@ pub use cost::{Step, memory_cost};
 pub use error::PipelineError;
 pub use inspect::{DecodeCost, Inspected, decode_cost, inspect};
 pub use media::{MediaType, sniff};
-pub use pdf::{ReportPdf, append_to_report, start_report};
+pub use pdf::{
+    MAX_OBJECT_NUMBER, ReportLayout, ReportUpdate, adopt_report, append_to_report, start_report,
+};
 pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
 
 /// The stages of [`to_webp`], one function each, so that the benchmark times the very code the

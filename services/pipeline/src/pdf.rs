@@ -1,17 +1,43 @@
 //! Report PDFs: the first upload starts the report (a PDF as-is, an image as a one-page PDF),
-//! later uploads append their pages at the end.
+//! later uploads append their pages at the end as incremental updates (ISO 32000-1, 7.5.6): an
+//! append writes only its own objects, the new version of the page tree's root and a
+//! cross-reference section, after the unchanged bytes of the report.
 
 use crate::image_page::image_page;
-use crate::inspect::{check_type, load_pdf, load_pdf_unscanned};
+use crate::inspect::{check_type, load_pdf};
 use crate::{Limits, MediaType, PipelineError};
 use lopdf::{Dictionary, Document, Object, ObjectId, dictionary};
 
-/// A whole report PDF.
+/// Where a report's structure is: enough to append to it without reading the file. Kept with
+/// the report's record and replaced by every append.
+///
+/// A report's page tree is ours: a root `pages` node whose kids are the first upload's own page
+/// tree (or its one image page) followed by one node per append, holding that append's pages.
+/// An append therefore writes its new objects, a new version of the root node and a
+/// cross-reference section (ISO 32000-1, 7.5.6), and never reads or rewrites earlier bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportLayout {
+    /// Byte offset of the last cross-reference section (the next section's `/Prev`).
+    pub xref_offset: u64,
+    /// The trailer's `/Size`: the next free object number.
+    pub size: u32,
+    /// Object number of the catalog (generation 0).
+    pub catalog: u32,
+    /// Object number of the page tree's root (generation 0).
+    pub pages: u32,
+    /// The root's kids in page order, as (object number, generation).
+    pub kids: Vec<(u32, u16)>,
+}
+
+/// A report after a start or an append.
 #[derive(Debug, Clone)]
-pub struct ReportPdf {
-    /// The PDF file.
+pub struct ReportUpdate {
+    /// The bytes to write after the current report: the whole file for a start, only the
+    /// increment for an append (the current report stays an exact prefix of the new one).
     pub bytes: Vec<u8>,
-    /// Its page count.
+    /// Where the new report's structure is.
+    pub layout: ReportLayout,
+    /// Pages of the new report.
     pub page_count: u32,
 }
 
@@ -27,52 +53,140 @@ fn page_count(doc: &Document) -> u32 {
     u32::try_from(doc.get_pages().len()).unwrap_or(u32::MAX)
 }
 
-fn save(mut doc: Document) -> Result<ReportPdf, PipelineError> {
-    let page_count = page_count(&doc);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).map_err(corrupt)?;
-    Ok(ReportPdf { bytes, page_count })
-}
-
-/// The first upload to a report: a PDF is returned unchanged (byte-for-byte, after checking it
-/// parses and is not encrypted); a JPEG or PNG becomes a one-page PDF (see
-/// [`append_to_report`] for how images are placed). WebP is refused with
-/// [`PipelineError::UnsupportedMediaType`].
+/// The first upload to a report. A PDF is kept byte for byte (after checking it parses and is
+/// not encrypted) and followed by an update that puts its page tree under the report's root; a
+/// JPEG or PNG becomes a one-page PDF (see [`append_to_report`] for how images are placed).
+/// WebP is refused with [`PipelineError::UnsupportedMediaType`].
 pub fn start_report(
     bytes: &[u8],
     media: MediaType,
     limits: &Limits,
-) -> Result<ReportPdf, PipelineError> {
+) -> Result<ReportUpdate, PipelineError> {
     check_type(bytes, media)?;
     if media == MediaType::Pdf {
-        let mut doc = load_pdf(bytes, limits)?;
-        if doc.max_id > MAX_OBJECT_NUMBER {
-            // Kept byte for byte, later appends would have no object numbers left.
-            doc.renumber_objects();
-            return save(doc);
-        }
-        return Ok(ReportPdf {
-            bytes: bytes.to_vec(),
-            page_count: page_count(&doc),
-        });
+        return whole(bytes, load_pdf(bytes, limits)?);
     }
+    // An empty report: a catalog and a root with no kids, then the image appended to it.
     let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let page_id = image_page(&mut doc, pages_id, bytes, media, limits)?;
+    let catalog = doc.new_object_id();
+    let pages = doc.new_object_id();
     doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages",
-            "Kids" => vec![Object::Reference(page_id)],
-            "Count" => 1,
-        }),
+        pages,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![], "Count" => 0 }),
     );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog_id);
-    save(doc)
+    doc.objects.insert(
+        catalog,
+        Object::Dictionary(dictionary! { "Type" => "Catalog", "Pages" => pages }),
+    );
+    doc.trailer.set("Root", catalog);
+    let mut empty = Vec::new();
+    doc.save_to(&mut empty).map_err(corrupt)?;
+    let layout = ReportLayout {
+        xref_offset: xref_offset_of(&empty)?,
+        size: doc.max_id + 1,
+        catalog: catalog.0,
+        pages: pages.0,
+        kids: Vec::new(),
+    };
+    let appended = append_to_report(&layout, empty.len() as u64, 0, bytes, media, limits)?;
+    empty.extend_from_slice(&appended.bytes);
+    Ok(ReportUpdate {
+        bytes: empty,
+        ..appended
+    })
 }
 
-/// Appends the upload's pages at the end of the report `existing` and returns the whole new PDF.
+/// Takes over a whole report that has no [`ReportLayout`] yet (one written by an earlier
+/// version, which rewrote reports in full): returns the update that puts its page tree under a
+/// root of ours. Reads the whole report once; every later append reads none of it.
+pub fn adopt_report(existing: &[u8], limits: &Limits) -> Result<ReportUpdate, PipelineError> {
+    whole(existing, crate::inspect::load_pdf_unscanned(existing, limits)?)
+}
+
+/// The whole file of [`adopt`]'s update: the PDF followed by the increment, or the renumbered
+/// file.
+fn whole(bytes: &[u8], doc: Document) -> Result<ReportUpdate, PipelineError> {
+    let (mut update, renumbered) = adopt(bytes, doc)?;
+    if !renumbered {
+        let mut file = Vec::with_capacity(bytes.len() + update.bytes.len());
+        file.extend_from_slice(bytes);
+        file.extend_from_slice(&update.bytes);
+        update.bytes = file;
+    }
+    Ok(update)
+}
+
+/// The update that makes the PDF `bytes` (parsed as `doc`) a report: a catalog of ours and a
+/// root whose one kid is the PDF's own page tree. Returns the increment alone, and `false`; if
+/// the PDF uses object numbers too large to leave room for appends, it is renumbered and the
+/// whole new file is returned instead, and `true`.
+fn adopt(bytes: &[u8], mut doc: Document) -> Result<(ReportUpdate, bool), PipelineError> {
+    let page_count = page_count(&doc);
+    let declared = doc
+        .trailer
+        .get(b"Size")
+        .and_then(Object::as_i64)
+        .ok()
+        .and_then(|size| u32::try_from(size).ok())
+        .unwrap_or(u32::MAX);
+    // The numbers in use, whatever the file declares.
+    let highest = doc.objects.keys().map(|(id, _)| *id).max().unwrap_or(0);
+    doc.max_id = doc.max_id.max(highest);
+    if doc.max_id > MAX_OBJECT_NUMBER / 2 || declared > MAX_OBJECT_NUMBER / 2 {
+        doc.renumber_objects();
+        doc.trailer.set("Size", i64::from(doc.max_id) + 1);
+        let mut renumbered = Vec::new();
+        doc.save_to(&mut renumbered).map_err(corrupt)?;
+        let reparsed = Document::load_mem(&renumbered).map_err(corrupt)?;
+        let (mut update, _) = adopt(&renumbered, reparsed)?;
+        renumbered.extend_from_slice(&update.bytes);
+        update.bytes = renumbered;
+        return Ok((update, true));
+    }
+    let old_root = doc
+        .catalog()
+        .and_then(|catalog| catalog.get(b"Pages"))
+        .and_then(Object::as_reference)
+        .map_err(corrupt)?;
+    let first = declared.max(doc.max_id + 1);
+    let catalog = first;
+    let pages = first + 1;
+    let mut tree_root = doc.get_dictionary(old_root).map_err(corrupt)?.clone();
+    tree_root.set("Parent", Object::Reference((pages, 0)));
+    let objects = vec![
+        (old_root, Object::Dictionary(tree_root)),
+        (
+            (pages, 0),
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages",
+                "Kids" => vec![Object::Reference(old_root)],
+                "Count" => i64::from(page_count),
+            }),
+        ),
+        (
+            (catalog, 0),
+            Object::Dictionary(dictionary! { "Type" => "Catalog", "Pages" => (pages, 0) }),
+        ),
+    ];
+    let previous = xref_offset_of(bytes)?;
+    let (increment, xref_offset) =
+        increment(bytes.len() as u64, &objects, pages + 1, catalog, previous)?;
+    let update = ReportUpdate {
+        bytes: increment,
+        layout: ReportLayout {
+            xref_offset,
+            size: pages + 1,
+            catalog,
+            pages,
+            kids: vec![old_root],
+        },
+        page_count,
+    };
+    Ok((update, false))
+}
+
+/// The increment that appends the upload's pages at the end of the report described by
+/// `layout` (`report_len` bytes long, `page_count` pages), without reading the report.
 ///
 /// A PDF's pages are moved over in order, with the attributes they inherited in their own page
 /// tree copied onto them. A JPEG or PNG becomes one page whose long edge is 842 pt (A4's), with
@@ -80,92 +194,139 @@ pub fn start_report(
 /// decoded here (run [`crate::inspect`] on uploads first). WebP is refused with
 /// [`PipelineError::UnsupportedMediaType`].
 pub fn append_to_report(
-    existing: &[u8],
+    layout: &ReportLayout,
+    report_len: u64,
+    page_count: u32,
     bytes: &[u8],
     media: MediaType,
     limits: &Limits,
-) -> Result<ReportPdf, PipelineError> {
+) -> Result<ReportUpdate, PipelineError> {
     check_type(bytes, media)?;
-    let mut doc = load_pdf_unscanned(existing, limits)?;
-    if doc.max_id > MAX_OBJECT_NUMBER {
-        doc.renumber_objects();
-    }
-    let before = doc.get_pages().len();
-    let root = doc
-        .catalog()
-        .and_then(|catalog| catalog.get(b"Pages"))
-        .and_then(Object::as_reference)
-        .map_err(corrupt)?;
-    push_down_inherited(&mut doc, root)?;
+    // New objects are numbered from the report's next free number.
+    let mut doc = Document::with_version("1.5");
+    doc.max_id = layout.size;
+    let node = (layout.size, 0);
     let new_pages = if media == MediaType::Pdf {
-        adopt_pages(&mut doc, load_pdf(bytes, limits)?, root)?
+        adopt_pages(&mut doc, load_pdf(bytes, limits)?, node)?
     } else {
-        vec![image_page(&mut doc, root, bytes, media, limits)?]
+        vec![image_page(&mut doc, node, bytes, media, limits)?]
     };
-    let mut kids = doc
-        .get_dictionary(root)
-        .and_then(|pages| pages.get_deref(b"Kids", &doc))
-        .and_then(Object::as_array)
-        .map_err(corrupt)?
-        .clone();
-    kids.extend(new_pages.iter().copied().map(Object::Reference));
-    let pages = doc.get_dictionary_mut(root).map_err(corrupt)?;
-    pages.set("Kids", kids);
-    pages.set(
-        "Count",
-        i64::try_from(before + new_pages.len()).unwrap_or(i64::MAX),
+    let added = u32::try_from(new_pages.len()).unwrap_or(u32::MAX);
+    doc.objects.insert(
+        node,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Parent" => (layout.pages, 0),
+            "Kids" => new_pages.iter().copied().map(Object::Reference).collect::<Vec<_>>(),
+            "Count" => i64::from(added),
+        }),
     );
     if media == MediaType::Pdf {
         // What only the upload's own catalog used (outlines, forms, names, metadata) goes.
+        doc.trailer.set("Root", node);
         doc.prune_objects();
     }
-    let report = save(doc)?;
-    // Never hand back a report that lost pages: refuse the append instead.
-    if report.page_count as usize != before + new_pages.len() {
-        return Err(corrupt(format!(
-            "the report would have {} pages instead of {}",
-            report.page_count,
-            before + new_pages.len()
-        )));
+    // One more than the highest number written: the upload's objects no page uses are gone.
+    let size = doc.objects.keys().map(|(id, _)| id + 1).max().unwrap_or(node.0 + 1);
+    if size > MAX_OBJECT_NUMBER {
+        return Err(PipelineError::TooComplex {
+            what: "report objects",
+        });
     }
-    Ok(report)
+    let total = page_count.saturating_add(added);
+    let mut kids = layout.kids.clone();
+    kids.push(node);
+    let mut objects: Vec<(ObjectId, Object)> = std::mem::take(&mut doc.objects).into_iter().collect();
+    objects.push((
+        (layout.pages, 0),
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => kids.iter().copied().map(Object::Reference).collect::<Vec<_>>(),
+            "Count" => i64::from(total),
+        }),
+    ));
+    let (bytes, xref_offset) =
+        increment(report_len, &objects, size, layout.catalog, layout.xref_offset)?;
+    Ok(ReportUpdate {
+        bytes,
+        layout: ReportLayout {
+            xref_offset,
+            size,
+            catalog: layout.catalog,
+            pages: layout.pages,
+            kids,
+        },
+        page_count: total,
+    })
 }
 
-/// Attributes a page may inherit from its ancestors in the page tree.
-const INHERITED: [&[u8]; 4] = [b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
-
-/// Moves the root's inheritable attributes onto its children, so pages added under the root
-/// inherit nothing they were not made for (e.g. a `/Rotate 90` meant for the first upload).
-fn push_down_inherited(doc: &mut Document, root: ObjectId) -> Result<(), PipelineError> {
-    let pages = doc.get_dictionary(root).map_err(corrupt)?;
-    let inherited: Vec<(&[u8], Object)> = INHERITED
-        .into_iter()
-        .filter_map(|key| Some((key, pages.get(key).ok()?.clone())))
-        .collect();
-    if inherited.is_empty() {
-        return Ok(());
-    }
-    let kids: Vec<ObjectId> = pages
-        .get_deref(b"Kids", doc)
-        .and_then(Object::as_array)
-        .map_err(corrupt)?
-        .iter()
-        .filter_map(|kid| kid.as_reference().ok())
-        .collect();
-    for kid in kids {
-        if let Ok(kid) = doc.get_dictionary_mut(kid) {
-            for (key, value) in &inherited {
-                if !kid.has(key) {
-                    kid.set(*key, value.clone());
-                }
+/// An incremental update written after `base_len` bytes: `objects`, a cross-reference section
+/// listing them, and a trailer pointing back to the section at `previous`. Returns the bytes and
+/// the offset (in the whole file) of the new section.
+fn increment(
+    base_len: u64,
+    objects: &[(ObjectId, Object)],
+    size: u32,
+    catalog: u32,
+    previous: u64,
+) -> Result<(Vec<u8>, u64), PipelineError> {
+    use std::io::Write as _;
+    // A line break first: the file before may end without one.
+    let mut out = b"\n".to_vec();
+    let mut offsets: Vec<(u32, u16, u64)> = Vec::with_capacity(objects.len());
+    for ((id, generation), object) in objects {
+        offsets.push((*id, *generation, base_len + out.len() as u64));
+        write!(out, "{id} {generation} obj\n").map_err(corrupt)?;
+        let object = match object {
+            Object::Stream(stream) => {
+                let mut stream = stream.clone();
+                stream.dict.set("Length", stream.content.len() as i64);
+                Object::Stream(stream)
             }
+            other => other.clone(),
+        };
+        lopdf::Writer::write_object(&mut out, &object).map_err(corrupt)?;
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    offsets.sort_unstable();
+    let xref_offset = base_len + out.len() as u64;
+    out.extend_from_slice(b"xref\n");
+    let mut run = 0;
+    while run < offsets.len() {
+        let mut end = run + 1;
+        while end < offsets.len() && offsets[end].0 == offsets[end - 1].0 + 1 {
+            end += 1;
         }
+        write!(out, "{} {}\n", offsets[run].0, end - run).map_err(corrupt)?;
+        for (_, generation, offset) in &offsets[run..end] {
+            write!(out, "{offset:010} {generation:05} n\r\n").map_err(corrupt)?;
+        }
+        run = end;
     }
-    let pages = doc.get_dictionary_mut(root).map_err(corrupt)?;
-    for (key, _) in &inherited {
-        pages.remove(key);
-    }
-    Ok(())
+    write!(
+        out,
+        "trailer\n<< /Size {size} /Root {catalog} 0 R /Prev {previous} >>\nstartxref\n{xref_offset}\n%%EOF\n"
+    )
+    .map_err(corrupt)?;
+    Ok((out, xref_offset))
+}
+
+/// The offset after the last `startxref` of a PDF.
+fn xref_offset_of(bytes: &[u8]) -> Result<u64, PipelineError> {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    let at = tail
+        .windows(9)
+        .rposition(|window| window == b"startxref")
+        .ok_or_else(|| corrupt("no startxref at the end of the PDF"))?;
+    let digits: String = tail[at + 9..]
+        .iter()
+        .skip_while(|byte| byte.is_ascii_whitespace())
+        .take_while(|byte| byte.is_ascii_digit())
+        .map(|&byte| char::from(byte))
+        .collect();
+    digits
+        .parse()
+        .map_err(|_| corrupt("unreadable startxref at the end of the PDF"))
 }
 
 /// Moves every page of `other` (in order) into `doc` under `parent`; returns their new IDs.
@@ -204,6 +365,9 @@ fn adopt_pages(
     }
     Ok(page_ids)
 }
+
+/// Attributes a page may inherit from its ancestors in the page tree.
+const INHERITED: [&[u8]; 4] = [b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
 
 /// The inheritable attributes a page's ancestors give it, nearest ancestor first.
 fn inherited_attributes(doc: &Document, page_id: ObjectId) -> Vec<(&'static [u8], Object)> {

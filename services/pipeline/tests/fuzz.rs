@@ -112,10 +112,24 @@ fn exercise(bytes: &[u8], media: MediaType) -> usize {
     }
     if media != MediaType::Webp {
         if let Ok(report) = start_report(bytes, media, &limits) {
-            let _ = append_to_report(&report.bytes, &jpeg(8, 8), MediaType::Jpeg, &limits);
+            let _ = append_to_report(
+                &report.layout,
+                report.bytes.len() as u64,
+                report.page_count,
+                &jpeg(8, 8),
+                MediaType::Jpeg,
+                &limits,
+            );
         }
         let base = start_report(&pdf(1, 100), MediaType::Pdf, &limits).unwrap();
-        let _ = append_to_report(&base.bytes, bytes, media, &limits);
+        let _ = append_to_report(
+            &base.layout,
+            base.bytes.len() as u64,
+            base.page_count,
+            bytes,
+            media,
+            &limits,
+        );
     }
     ALLOCATOR.peak_usage().saturating_sub(before)
 }

@@ -5,25 +5,80 @@
 mod common;
 
 use common::{
-    OWNER_PASSWORD_PDF, image_streams, jpeg, media_box, page_widths, pdf, png, red_blue_jpeg,
-    with_orientation,
+    OWNER_PASSWORD_PDF, assert_qpdf_accepts, image_streams, jpeg, media_box, page_widths, pdf,
+    pdfinfo_pages, png, red_blue_jpeg, with_orientation,
 };
-use imaging_pipeline::{Limits, MediaType, PipelineError, append_to_report, start_report};
+use imaging_pipeline::{
+    Limits, MediaType, PipelineError, ReportUpdate, adopt_report, append_to_report, start_report,
+};
 use lopdf::{Document, Object};
 
+/// A report as storage holds it: every update's bytes after the previous ones.
+struct Report {
+    bytes: Vec<u8>,
+    update: ReportUpdate,
+}
+
+impl Report {
+    fn start(bytes: &[u8], media: MediaType) -> Self {
+        let update = start_report(bytes, media, &Limits::default()).unwrap();
+        Report {
+            bytes: update.bytes.clone(),
+            update,
+        }
+    }
+
+    fn try_append(&mut self, bytes: &[u8], media: MediaType) -> Result<(), PipelineError> {
+        let update = append_to_report(
+            &self.update.layout,
+            self.bytes.len() as u64,
+            self.update.page_count,
+            bytes,
+            media,
+            &Limits::default(),
+        )?;
+        self.bytes.extend_from_slice(&update.bytes);
+        self.update = update;
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8], media: MediaType) {
+        self.try_append(bytes, media).unwrap();
+    }
+
+    fn page_count(&self) -> u32 {
+        self.update.page_count
+    }
+}
+
 #[test]
-fn a_pdf_starts_a_report_unchanged() {
+fn a_pdf_starts_a_report_byte_for_byte_followed_by_an_update() {
     let original = pdf(2, 100);
-    let report = start_report(&original, MediaType::Pdf, &Limits::default()).unwrap();
-    assert_eq!(report.bytes, original);
-    assert_eq!(report.page_count, 2);
+    let report = Report::start(&original, MediaType::Pdf);
+    assert!(report.bytes.starts_with(&original));
+    assert_eq!(report.page_count(), 2);
+    assert_eq!(page_widths(&report.bytes), vec![100.0, 101.0]);
+    assert_qpdf_accepts(&report.bytes);
+    assert_eq!(pdfinfo_pages(&report.bytes), 2);
+}
+
+#[test]
+fn every_append_leaves_the_report_before_it_as_an_exact_prefix() {
+    let mut report = Report::start(&jpeg(30, 20), MediaType::Jpeg);
+    for n in 0..4i64 {
+        let before = report.bytes.clone();
+        report.append(&pdf(1, 300 + n), MediaType::Pdf);
+        assert!(report.bytes.starts_with(&before));
+        let increment = report.bytes.len() - before.len();
+        assert!(increment < 4096, "an append writes its own objects only: {increment}");
+    }
 }
 
 #[test]
 fn a_jpeg_starts_a_one_page_report_with_the_jpeg_embedded_as_is() {
     let photo = jpeg(120, 90);
-    let report = start_report(&photo, MediaType::Jpeg, &Limits::default()).unwrap();
-    assert_eq!(report.page_count, 1);
+    let report = Report::start(&photo, MediaType::Jpeg);
+    assert_eq!(report.page_count(), 1);
     assert_eq!(
         Document::load_mem(&report.bytes).unwrap().get_pages().len(),
         1
@@ -51,7 +106,7 @@ fn a_jpeg_starts_a_one_page_report_with_the_jpeg_embedded_as_is() {
 fn an_exif_rotated_jpeg_gets_an_upright_page() {
     // 400x200 stored, orientation 6: upright it is 200 wide and 400 tall.
     let bytes = with_orientation(&red_blue_jpeg(400, 200), 6);
-    let report = start_report(&bytes, MediaType::Jpeg, &Limits::default()).unwrap();
+    let report = Report::start(&bytes, MediaType::Jpeg);
     let doc = Document::load_mem(&report.bytes).unwrap();
     let page = *doc.get_pages().values().next().unwrap();
     assert_eq!(media_box(&doc, page), vec![0.0, 0.0, 421.0, 842.0]);
@@ -64,8 +119,8 @@ fn an_exif_rotated_jpeg_gets_an_upright_page() {
 
 #[test]
 fn a_png_is_embedded_as_flate_rgb() {
-    let report = start_report(&png(30, 20), MediaType::Png, &Limits::default()).unwrap();
-    assert_eq!(report.page_count, 1);
+    let report = Report::start(&png(30, 20), MediaType::Png);
+    assert_eq!(report.page_count(), 1);
     let image = &image_streams(&report.bytes)[0];
     assert_eq!(
         image.dict.get(b"Filter").unwrap().as_name().unwrap(),
@@ -80,9 +135,9 @@ fn a_png_is_embedded_as_flate_rgb() {
 
 #[test]
 fn a_png_appended_to_a_two_page_pdf_makes_three_pages() {
-    let limits = Limits::default();
-    let report = append_to_report(&pdf(2, 100), &png(30, 20), MediaType::Png, &limits).unwrap();
-    assert_eq!(report.page_count, 3);
+    let mut report = Report::start(&pdf(2, 100), MediaType::Pdf);
+    report.append(&png(30, 20), MediaType::Png);
+    assert_eq!(report.page_count(), 3);
     let widths = page_widths(&report.bytes);
     assert_eq!(&widths[..2], &[100.0, 101.0]);
     assert_eq!(widths[2], 842.0, "the image page comes last");
@@ -101,10 +156,9 @@ fn a_png_appended_to_a_two_page_pdf_makes_three_pages() {
 
 #[test]
 fn a_two_page_pdf_appended_to_a_one_page_report_keeps_the_order() {
-    let limits = Limits::default();
-    let report = start_report(&pdf(1, 100), MediaType::Pdf, &limits).unwrap();
-    let report = append_to_report(&report.bytes, &pdf(2, 200), MediaType::Pdf, &limits).unwrap();
-    assert_eq!(report.page_count, 3);
+    let mut report = Report::start(&pdf(1, 100), MediaType::Pdf);
+    report.append(&pdf(2, 200), MediaType::Pdf);
+    assert_eq!(report.page_count(), 3);
     assert_eq!(page_widths(&report.bytes), vec![100.0, 200.0, 201.0]);
     // The moved pages carry what they inherited from their old page tree.
     let doc = Document::load_mem(&report.bytes).unwrap();
@@ -113,28 +167,35 @@ fn a_two_page_pdf_appended_to_a_one_page_report_keeps_the_order() {
         let page = doc.get_dictionary(page).unwrap();
         assert_eq!(page.get(b"Rotate").unwrap().as_i64().unwrap(), 90);
     }
-    // The report's first page keeps the rotation it inherited, without handing it on.
-    let first = doc.get_dictionary(pages[0]).unwrap();
-    assert_eq!(first.get(b"Rotate").unwrap().as_i64().unwrap(), 90);
+    // The report's first page keeps the rotation it inherits from its own tree, without
+    // handing it on.
+    let mut node = Some(pages[0]);
+    let mut rotate = None;
+    while let Some(id) = node {
+        let dict = doc.get_dictionary(id).unwrap();
+        rotate = rotate.or_else(|| dict.get(b"Rotate").and_then(Object::as_i64).ok());
+        node = dict.get(b"Parent").and_then(Object::as_reference).ok();
+    }
+    assert_eq!(rotate, Some(90));
     let root = doc.catalog().unwrap().get(b"Pages").unwrap();
     let root = doc.get_dictionary(root.as_reference().unwrap()).unwrap();
     assert_eq!(root.get(b"Count").unwrap().as_i64().unwrap(), 3);
     assert!(root.get(b"Rotate").is_err());
+    assert_qpdf_accepts(&report.bytes);
+    assert_eq!(pdfinfo_pages(&report.bytes), 3);
 }
 
 #[test]
 fn sixteen_appends_make_seventeen_pages() {
-    let limits = Limits::default();
-    let mut report = start_report(&jpeg(20, 20), MediaType::Jpeg, &limits).unwrap();
+    let mut report = Report::start(&jpeg(20, 20), MediaType::Jpeg);
     for n in 0..16 {
-        report = match n % 3 {
-            0 => append_to_report(&report.bytes, &pdf(1, 300 + n), MediaType::Pdf, &limits),
-            1 => append_to_report(&report.bytes, &jpeg(20, 20), MediaType::Jpeg, &limits),
-            _ => append_to_report(&report.bytes, &png(20, 20), MediaType::Png, &limits),
+        match n % 3 {
+            0 => report.append(&pdf(1, 300 + n), MediaType::Pdf),
+            1 => report.append(&jpeg(20, 20), MediaType::Jpeg),
+            _ => report.append(&png(20, 20), MediaType::Png),
         }
-        .unwrap();
     }
-    assert_eq!(report.page_count, 17);
+    assert_eq!(report.page_count(), 17);
     let widths = page_widths(&report.bytes);
     assert_eq!(widths.len(), 17);
     assert_eq!(widths[1], 300.0);
@@ -145,28 +206,31 @@ fn sixteen_appends_make_seventeen_pages() {
         orphans, 1,
         "one catalog: the appended PDFs' catalogs are not carried along"
     );
+    assert_qpdf_accepts(&report.bytes);
+    assert_eq!(pdfinfo_pages(&report.bytes), 17);
 }
 
 #[test]
 fn encrypted_or_unsupported_uploads_are_not_appended() {
     let limits = Limits::default();
-    let report = start_report(&jpeg(10, 10), MediaType::Jpeg, &limits).unwrap();
-    let result = append_to_report(&report.bytes, OWNER_PASSWORD_PDF, MediaType::Pdf, &limits);
+    let mut report = Report::start(&jpeg(10, 10), MediaType::Jpeg);
+    let result = report.try_append(OWNER_PASSWORD_PDF, MediaType::Pdf);
     assert!(
         matches!(result, Err(PipelineError::EncryptedPdf)),
         "{result:?}"
     );
     let webp = imaging_pipeline::to_webp(&jpeg(10, 10), MediaType::Jpeg, &limits).unwrap();
-    let result = append_to_report(&report.bytes, &webp.bytes, MediaType::Webp, &limits);
+    let result = report.try_append(&webp.bytes, MediaType::Webp);
     assert!(
         matches!(result, Err(PipelineError::UnsupportedMediaType)),
         "{result:?}"
     );
-    let result = append_to_report(&report.bytes, &jpeg(10, 10), MediaType::Png, &limits);
+    let result = report.try_append(&jpeg(10, 10), MediaType::Png);
     assert!(
         matches!(result, Err(PipelineError::ContentTypeMismatch { .. })),
         "{result:?}"
     );
+    assert_eq!(report.page_count(), 1, "a refused append changes nothing");
 }
 
 /// A valid one-page PDF whose page uses object number 4294967294 (u32::MAX - 1).
@@ -201,15 +265,15 @@ fn pdf_with_huge_object_numbers() -> Vec<u8> {
 
 #[test]
 fn a_first_pdf_with_object_numbers_near_u32_max_stays_appendable() {
-    let limits = Limits::default();
     let first = pdf_with_huge_object_numbers();
     assert!(lopdf::Document::load_mem(&first).is_ok(), "a valid PDF");
-    let report = start_report(&first, MediaType::Pdf, &limits).unwrap();
-    assert_eq!(report.page_count, 1);
-    let report = append_to_report(&report.bytes, &jpeg(40, 30), MediaType::Jpeg, &limits).unwrap();
-    assert_eq!(report.page_count, 2);
-    let report = append_to_report(&report.bytes, &pdf(2, 100), MediaType::Pdf, &limits).unwrap();
-    assert_eq!(report.page_count, 4);
+    let mut report = Report::start(&first, MediaType::Pdf);
+    assert_eq!(report.page_count(), 1);
+    report.append(&jpeg(40, 30), MediaType::Jpeg);
+    assert_eq!(report.page_count(), 2);
+    report.append(&pdf(2, 100), MediaType::Pdf);
+    assert_eq!(report.page_count(), 4);
+    // (qpdf refuses this first upload itself, 4294967294 being past its object numbers.)
     assert_eq!(
         lopdf::Document::load_mem(&report.bytes)
             .unwrap()
@@ -217,4 +281,37 @@ fn a_first_pdf_with_object_numbers_near_u32_max_stays_appendable() {
             .len(),
         4
     );
+}
+
+#[test]
+fn a_report_written_whole_by_an_earlier_version_is_taken_over_once() {
+    // What an earlier version stored: one file, no layout known.
+    let legacy = pdf(3, 100);
+    let adopted = adopt_report(&legacy, &Limits::default()).unwrap();
+    assert!(adopted.bytes.starts_with(&legacy));
+    let mut report = Report {
+        bytes: adopted.bytes.clone(),
+        update: adopted,
+    };
+    report.append(&jpeg(40, 30), MediaType::Jpeg);
+    assert_eq!(report.page_count(), 4);
+    assert_eq!(page_widths(&report.bytes)[..3], [100.0, 101.0, 102.0]);
+    assert_qpdf_accepts(&report.bytes);
+    assert_eq!(pdfinfo_pages(&report.bytes), 4);
+}
+
+#[test]
+fn a_first_pdf_with_a_cross_reference_stream_takes_appends_readers_accept() {
+    // The same PDF saved with object streams and a cross-reference stream (PDF 1.5).
+    let mut doc = Document::load_mem(&pdf(2, 100)).unwrap();
+    let mut modern = Vec::new();
+    doc.save_modern(&mut modern).unwrap();
+    assert!(!modern.windows(5).any(|w| w == b"\nxref"), "no classic table");
+    let mut report = Report::start(&modern, MediaType::Pdf);
+    report.append(&png(30, 20), MediaType::Png);
+    report.append(&pdf(1, 300), MediaType::Pdf);
+    assert_eq!(report.page_count(), 4);
+    assert_eq!(page_widths(&report.bytes), vec![100.0, 101.0, 842.0, 300.0]);
+    assert_qpdf_accepts(&report.bytes);
+    assert_eq!(pdfinfo_pages(&report.bytes), 4);
 }
