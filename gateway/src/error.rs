@@ -50,7 +50,7 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
         PermissionDenied => StatusCode::FORBIDDEN,
         TargetNotFound | ImageNotFound | RouteNotFound => StatusCode::NOT_FOUND,
         AlreadyAttached | TargetConflict => StatusCode::CONFLICT,
-        FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        FileTooLarge | ReportTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => match dialect {
             Dialect::Concur => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Dialect::Workspace => StatusCode::UNPROCESSABLE_ENTITY,
@@ -288,6 +288,7 @@ mod tests {
         (AlreadyAttached, Code::AlreadyExists, 409, 409),
         (TargetConflict, Code::FailedPrecondition, 409, 409),
         (FileTooLarge, Code::OutOfRange, 413, 413),
+        (ReportTooLarge, Code::OutOfRange, 413, 413),
         (UnsupportedMediaType, Code::InvalidArgument, 415, 422),
         (ContentTypeMismatch, Code::InvalidArgument, 422, 422),
         (CorruptImage, Code::InvalidArgument, 422, 422),

@@ -406,7 +406,9 @@ fn other_stages(options: &Options, limits: &Limits) -> anyhow::Result<String> {
     ]);
     let (time, out) = timed(options.reps, || {
         Ok(imaging_pipeline::append_to_report(
-            &report.bytes,
+            &report.layout,
+            report.bytes.len() as u64,
+            report.page_count,
             &photo,
             MediaType::Jpeg,
             limits,
@@ -415,12 +417,18 @@ fn other_stages(options: &Options, limits: &Limits) -> anyhow::Result<String> {
     table.row([
         "append_to_report, a JPEG".to_owned(),
         "1-page report + photo-upright.jpg".to_owned(),
-        format!("{} pages, {} bytes", out.page_count, out.bytes.len()),
+        format!(
+            "{} pages, {}-byte increment",
+            out.page_count,
+            out.bytes.len()
+        ),
         ms(time),
     ]);
     let (time, out) = timed(options.reps, || {
         Ok(imaging_pipeline::append_to_report(
-            &report.bytes,
+            &report.layout,
+            report.bytes.len() as u64,
+            report.page_count,
             &pdf,
             MediaType::Pdf,
             limits,
@@ -429,7 +437,11 @@ fn other_stages(options: &Options, limits: &Limits) -> anyhow::Result<String> {
     table.row([
         "append_to_report, a PDF".to_owned(),
         "1-page report + receipts-10p.pdf".to_owned(),
-        format!("{} pages, {} bytes", out.page_count, out.bytes.len()),
+        format!(
+            "{} pages, {}-byte increment",
+            out.page_count,
+            out.bytes.len()
+        ),
         ms(time),
     ]);
     Ok(table.render())

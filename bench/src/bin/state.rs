@@ -144,7 +144,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -213,7 +213,10 @@ impl Service {
         let mut command = Command::new(binary);
         command
             .env("APP__SERVER__GRPC_ADDR", format!("127.0.0.1:{port}"))
-            .env("APP__SERVER__FILES_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "APP__SERVER__FILES_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("APP__STORAGE__ROOT", dir.join("objects"))
             .env("APP__STATE__PATH", dir.join("state.redb"))
             .env("APP__AUTH__HS256_SECRET", SECRET)

@@ -154,6 +154,10 @@ pub struct LimitSettings {
     pub pdf_max_inflated_bytes: u64,
     /// Pages of one uploaded PDF.
     pub pdf_max_pages: u32,
+    /// Largest report PDF, in bytes: an append past it is refused with `REPORT_TOO_LARGE`.
+    pub max_report_bytes: u64,
+    /// Most pages of a report PDF: an append past it is refused with `REPORT_TOO_LARGE`.
+    pub max_report_pages: u32,
     /// Memory all uploads in flight may reserve together, in bytes (received bytes and
     /// pipeline work); see the README's "Limits and protections".
     pub memory_budget_bytes: u64,
@@ -227,6 +231,8 @@ pdf_max_depth = 64
 pdf_max_stream_inflated_bytes = 16777216
 pdf_max_inflated_bytes = 33554432
 pdf_max_pages = 2000
+max_report_bytes = 200000000
+max_report_pages = 2000
 memory_budget_bytes = 1073741824
 memory_wait_millis = 2000
 webp_max_edge = 2048

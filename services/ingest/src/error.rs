@@ -43,6 +43,9 @@ pub enum IngestError {
     /// The upload is over the size limit.
     #[error("file is larger than {limit} bytes")]
     FileTooLarge { limit: u64 },
+    /// The append would take the report past a bound (`"bytes"` or `"pages"`).
+    #[error("the report would have more than {limit} {what}")]
+    ReportTooLarge { what: &'static str, limit: u64 },
     /// The declared content type is not accepted for this target.
     #[error("content type {0:?} is not accepted here")]
     UnsupportedMediaType(String),
@@ -134,6 +137,7 @@ impl IngestError {
             MissingFile => ErrorReason::MissingFile,
             ChunkTooLarge { .. } => ErrorReason::ChunkTooLarge,
             FileTooLarge { .. } => ErrorReason::FileTooLarge,
+            ReportTooLarge { .. } => ErrorReason::ReportTooLarge,
             UnsupportedMediaType(_) => ErrorReason::UnsupportedMediaType,
             ContentTypeMismatch { .. } => ErrorReason::ContentTypeMismatch,
             CorruptImage | TooManyPixels { .. } | TooComplex { .. } => ErrorReason::CorruptImage,

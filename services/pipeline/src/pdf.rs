@@ -100,7 +100,10 @@ pub fn start_report(
 /// version, which rewrote reports in full): returns the update that puts its page tree under a
 /// root of ours. Reads the whole report once; every later append reads none of it.
 pub fn adopt_report(existing: &[u8], limits: &Limits) -> Result<ReportUpdate, PipelineError> {
-    whole(existing, crate::inspect::load_pdf_unscanned(existing, limits)?)
+    whole(
+        existing,
+        crate::inspect::load_pdf_unscanned(existing, limits)?,
+    )
 }
 
 /// The whole file of [`adopt`]'s update: the PDF followed by the increment, or the renumbered
@@ -227,7 +230,12 @@ pub fn append_to_report(
         doc.prune_objects();
     }
     // One more than the highest number written: the upload's objects no page uses are gone.
-    let size = doc.objects.keys().map(|(id, _)| id + 1).max().unwrap_or(node.0 + 1);
+    let size = doc
+        .objects
+        .keys()
+        .map(|(id, _)| id + 1)
+        .max()
+        .unwrap_or(node.0 + 1);
     if size > MAX_OBJECT_NUMBER {
         return Err(PipelineError::TooComplex {
             what: "report objects",
@@ -236,7 +244,8 @@ pub fn append_to_report(
     let total = page_count.saturating_add(added);
     let mut kids = layout.kids.clone();
     kids.push(node);
-    let mut objects: Vec<(ObjectId, Object)> = std::mem::take(&mut doc.objects).into_iter().collect();
+    let mut objects: Vec<(ObjectId, Object)> =
+        std::mem::take(&mut doc.objects).into_iter().collect();
     objects.push((
         (layout.pages, 0),
         Object::Dictionary(dictionary! {
@@ -245,8 +254,13 @@ pub fn append_to_report(
             "Count" => i64::from(total),
         }),
     ));
-    let (bytes, xref_offset) =
-        increment(report_len, &objects, size, layout.catalog, layout.xref_offset)?;
+    let (bytes, xref_offset) = increment(
+        report_len,
+        &objects,
+        size,
+        layout.catalog,
+        layout.xref_offset,
+    )?;
     Ok(ReportUpdate {
         bytes,
         layout: ReportLayout {
@@ -276,7 +290,7 @@ fn increment(
     let mut offsets: Vec<(u32, u16, u64)> = Vec::with_capacity(objects.len());
     for ((id, generation), object) in objects {
         offsets.push((*id, *generation, base_len + out.len() as u64));
-        write!(out, "{id} {generation} obj\n").map_err(corrupt)?;
+        writeln!(out, "{id} {generation} obj").map_err(corrupt)?;
         let object = match object {
             Object::Stream(stream) => {
                 let mut stream = stream.clone();
@@ -297,7 +311,7 @@ fn increment(
         while end < offsets.len() && offsets[end].0 == offsets[end - 1].0 + 1 {
             end += 1;
         }
-        write!(out, "{} {}\n", offsets[run].0, end - run).map_err(corrupt)?;
+        writeln!(out, "{} {}", offsets[run].0, end - run).map_err(corrupt)?;
         for (_, generation, offset) in &offsets[run..end] {
             write!(out, "{offset:010} {generation:05} n\r\n").map_err(corrupt)?;
         }

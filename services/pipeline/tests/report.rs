@@ -70,7 +70,10 @@ fn every_append_leaves_the_report_before_it_as_an_exact_prefix() {
         report.append(&pdf(1, 300 + n), MediaType::Pdf);
         assert!(report.bytes.starts_with(&before));
         let increment = report.bytes.len() - before.len();
-        assert!(increment < 4096, "an append writes its own objects only: {increment}");
+        assert!(
+            increment < 4096,
+            "an append writes its own objects only: {increment}"
+        );
     }
 }
 
@@ -306,7 +309,10 @@ fn a_first_pdf_with_a_cross_reference_stream_takes_appends_readers_accept() {
     let mut doc = Document::load_mem(&pdf(2, 100)).unwrap();
     let mut modern = Vec::new();
     doc.save_modern(&mut modern).unwrap();
-    assert!(!modern.windows(5).any(|w| w == b"\nxref"), "no classic table");
+    assert!(
+        !modern.windows(5).any(|w| w == b"\nxref"),
+        "no classic table"
+    );
     let mut report = Report::start(&modern, MediaType::Pdf);
     report.append(&png(30, 20), MediaType::Png);
     report.append(&pdf(1, 300), MediaType::Pdf);

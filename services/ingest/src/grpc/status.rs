@@ -27,7 +27,7 @@ pub fn code(reason: ErrorReason) -> Code {
         | ContentTypeMismatch | CorruptImage | EncryptedPdf | SizeMismatch | ChecksumMismatch => {
             Code::InvalidArgument
         }
-        FileTooLarge => Code::OutOfRange,
+        FileTooLarge | ReportTooLarge => Code::OutOfRange,
         IdempotencyKeyReused | TargetConflict => Code::FailedPrecondition,
         AlreadyAttached => Code::AlreadyExists,
         TargetNotFound | ImageNotFound | RouteNotFound => Code::NotFound,
@@ -55,6 +55,10 @@ impl From<IngestError> for Status {
                 details.add_bad_request_violation(*field, message.clone());
             }
             FileTooLarge { limit } => {
+                metadata.insert("limit".to_owned(), limit.to_string());
+            }
+            ReportTooLarge { what, limit } => {
+                metadata.insert("bound".to_owned(), (*what).to_owned());
                 metadata.insert("limit".to_owned(), limit.to_string());
             }
             TooComplex { what } => {

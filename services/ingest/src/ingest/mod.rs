@@ -3,6 +3,7 @@
 
 mod admission;
 mod budget;
+pub mod digest;
 mod guard;
 mod idempotency;
 mod lock;

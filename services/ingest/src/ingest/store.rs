@@ -3,6 +3,7 @@
 //! reserved for the growth, object written, record committed, previous object dropped. Any
 //! failure before the record is written undoes the reservation and the object.
 
+use super::digest::RunningSha256;
 use super::guard::IngestGuard;
 use super::lock::with_lock;
 use super::plan::UploadPlan;
@@ -11,32 +12,89 @@ use super::receive::Received;
 use super::target::object_key;
 use super::{Ingestor, MAX_ATTEMPTS};
 use crate::error::IngestError;
-use crate::state::{ImageRecord, Reservation, Swap, Swapped};
+use crate::state::{ImageRecord, ReportState, Reservation, Swap, Swapped};
+use crate::storage::StorageError;
 use bytes::Bytes;
 use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
 use sha2::{Digest, Sha256};
 
+/// How an object's bytes are written.
+#[derive(Debug, Clone)]
+enum Body {
+    /// The whole object.
+    Whole(Bytes),
+    /// An existing object followed by new bytes (an append to a report), written without
+    /// reading the existing object.
+    Appended {
+        base: String,
+        base_len: u64,
+        tail: Bytes,
+        tail_sha256: [u8; 32],
+    },
+}
+
 /// What the pipeline made of an upload, ready to store.
 #[derive(Debug, Clone)]
 struct Content {
-    bytes: Bytes,
-    /// SHA-256 of `bytes`, computed once and used for the record and the storage write.
+    body: Body,
+    /// Size of the whole object.
+    size: u64,
+    /// SHA-256 of the whole object, computed once and used for the record (and, for a whole
+    /// body, the storage write).
     sha256: [u8; 32],
     media: MediaType,
     width: u32,
     height: u32,
     pages: u32,
+    /// For a report: what its next append needs.
+    report: Option<ReportState>,
 }
 
 impl Content {
     fn new(bytes: Vec<u8>, media: MediaType, width: u32, height: u32, pages: u32) -> Self {
         Content {
             sha256: Sha256::digest(&bytes).into(),
-            bytes: Bytes::from(bytes),
+            size: bytes.len() as u64,
+            body: Body::Whole(Bytes::from(bytes)),
             media,
             width,
             height,
             pages,
+            report: None,
+        }
+    }
+
+    /// A whole report file and its layout.
+    fn report(bytes: Vec<u8>, update: &ReportUpdateInfo) -> Self {
+        let mut digest = RunningSha256::new();
+        digest.update(&bytes);
+        Content {
+            sha256: digest.digest(),
+            size: bytes.len() as u64,
+            body: Body::Whole(Bytes::from(bytes)),
+            media: MediaType::Pdf,
+            width: 0,
+            height: 0,
+            pages: update.page_count,
+            report: Some(ReportState {
+                layout: update.layout.clone(),
+                digest: digest.encode(),
+            }),
+        }
+    }
+}
+
+/// The parts of a [`pipeline::ReportUpdate`] a [`Content`] keeps.
+struct ReportUpdateInfo {
+    layout: pipeline::ReportLayout,
+    page_count: u32,
+}
+
+impl From<&pipeline::ReportUpdate> for ReportUpdateInfo {
+    fn from(update: &pipeline::ReportUpdate) -> Self {
+        ReportUpdateInfo {
+            layout: update.layout.clone(),
+            page_count: update.page_count,
         }
     }
 }
@@ -120,12 +178,14 @@ impl Ingestor {
                 })
                 .await?;
                 let content = Content {
-                    bytes: received.bytes,
+                    size: received.bytes.len() as u64,
+                    body: Body::Whole(received.bytes),
                     sha256: received.sha256,
                     media,
                     width: seen.width,
                     height: seen.height,
                     pages: seen.page_count,
+                    report: None,
                 };
                 self.place(plan, content).await
             }
@@ -189,8 +249,10 @@ impl Ingestor {
 
     /// Appends the upload's pages to the report PDF. Building the pages parses PDFs and decodes
     /// PNGs, which validates them; a JPEG is embedded as it is, so it is fully decoded first.
-    /// The new report is built from the record read and committed against it; if another
-    /// append got there first, it is built again from the new report.
+    /// The append is an incremental update built from the record alone (its layout and running
+    /// hash): nothing of the report is read, and storage makes the new object from the old one
+    /// and the increment. It is committed against the record read; if another append got there
+    /// first, it is built again on the new report.
     async fn append_report(
         &self,
         plan: &UploadPlan,
@@ -212,36 +274,108 @@ impl Ingestor {
                     .catalog
                     .image(&plan.workspace, &plan.target.catalog_key())
                     .await?;
-                let report_bytes = previous.as_ref().map_or(0, |record| record.size);
-                let step = pipeline::Step::Report { report_bytes };
+                let state = previous.as_ref().and_then(|record| {
+                    let state = record.report.as_ref()?;
+                    Some((state.layout.clone(), RunningSha256::decode(&state.digest)?))
+                });
+                // Only a report without a layout (written whole by an earlier version) is read,
+                // once, to take it over.
+                let read = match (&previous, &state) {
+                    (Some(record), None) => record.size,
+                    _ => 0,
+                };
+                let step = pipeline::Step::Report { report_bytes: read };
                 let _work = reserve_for(self, &bytes, media, step, limits).await?;
                 let upload = bytes.clone();
-                let report = match &previous {
-                    None => {
-                        blocking(self, "report", move || {
+                let content = match (&previous, state) {
+                    (None, _) => {
+                        let update = blocking(self, "report", move || {
                             pipeline::start_report(&upload, media, &limits)
                         })
-                        .await?
+                        .await?;
+                        let info = ReportUpdateInfo::from(&update);
+                        Content::report(update.bytes, &info)
                     }
-                    Some(current) => {
-                        let Some(existing) = self.store.get(&current.key).await? else {
+                    (Some(record), Some((layout, mut digest))) => {
+                        let (size, pages) = (record.size, record.page_count);
+                        let update = blocking(self, "report", move || {
+                            pipeline::append_to_report(
+                                &layout, size, pages, &upload, media, &limits,
+                            )
+                        })
+                        .await?;
+                        digest.update(&update.bytes);
+                        let tail = Bytes::from(update.bytes);
+                        Content {
+                            size: size + tail.len() as u64,
+                            sha256: digest.digest(),
+                            body: Body::Appended {
+                                base: record.key.clone(),
+                                base_len: size,
+                                tail_sha256: Sha256::digest(&tail).into(),
+                                tail,
+                            },
+                            media: MediaType::Pdf,
+                            width: 0,
+                            height: 0,
+                            pages: update.page_count,
+                            report: Some(ReportState {
+                                layout: update.layout,
+                                digest: digest.encode(),
+                            }),
+                        }
+                    }
+                    (Some(record), None) => {
+                        let Some(existing) = self.store.get(&record.key).await? else {
                             // Replaced (and deleted) since it was read: read the new one.
                             continue;
                         };
-                        blocking(self, "report", move || {
-                            pipeline::append_to_report(&existing, &upload, media, &limits)
+                        let (whole, info) = blocking(self, "report", move || {
+                            let adopted = pipeline::adopt_report(&existing, &limits)?;
+                            let appended = pipeline::append_to_report(
+                                &adopted.layout,
+                                adopted.bytes.len() as u64,
+                                adopted.page_count,
+                                &upload,
+                                media,
+                                &limits,
+                            )?;
+                            let mut whole = adopted.bytes;
+                            whole.extend_from_slice(&appended.bytes);
+                            Ok((whole, ReportUpdateInfo::from(&appended)))
                         })
-                        .await?
+                        .await?;
+                        Content::report(whole, &info)
                     }
                 };
-                let content = Content::new(report.bytes, MediaType::Pdf, 0, 0, report.page_count);
-                if let Some(record) = self.commit(plan, content, previous).await? {
-                    return Ok(record);
+                self.check_report_bounds(&content)?;
+                match self.commit(plan, content, previous).await {
+                    Ok(Some(record)) => return Ok(record),
+                    // Another append committed first (or removed the report it built on).
+                    Ok(None) | Err(IngestError::Storage(StorageError::BaseChanged(_))) => {}
+                    Err(err) => return Err(err),
                 }
             }
             Err(IngestError::Busy)
         })
         .await
+    }
+
+    /// Refuses a report past its configured size or page bound.
+    fn check_report_bounds(&self, content: &Content) -> Result<(), IngestError> {
+        if content.size > self.limits.max_report_bytes {
+            return Err(IngestError::ReportTooLarge {
+                what: "bytes",
+                limit: self.limits.max_report_bytes,
+            });
+        }
+        if content.pages > self.limits.max_report_pages {
+            return Err(IngestError::ReportTooLarge {
+                what: "pages",
+                limit: u64::from(self.limits.max_report_pages),
+            });
+        }
+        Ok(())
     }
 
     /// Reserves quota for the growth, writes the object under a new key, then commits the
@@ -255,7 +389,7 @@ impl Ingestor {
         content: Content,
         previous: Option<ImageRecord>,
     ) -> Result<Option<ImageRecord>, IngestError> {
-        let size = content.bytes.len() as u64;
+        let size = content.size;
         let old = previous.as_ref().map_or(0, |p| p.size);
         let grow = size.saturating_sub(old);
         let reservation = if grow > 0 {
@@ -286,12 +420,33 @@ impl Ingestor {
             height: content.height,
             page_count: content.pages,
             sha256: hex::encode(content.sha256),
+            report: content.report,
         };
-        if let Err(err) = self
-            .store
-            .put(&key, content.bytes, &content.sha256, content.media.mime())
-            .await
-        {
+        let written = match content.body {
+            Body::Whole(bytes) => {
+                self.store
+                    .put(&key, bytes, &content.sha256, content.media.mime())
+                    .await
+            }
+            Body::Appended {
+                base,
+                base_len,
+                tail,
+                tail_sha256,
+            } => {
+                self.store
+                    .put_appended(
+                        &key,
+                        &base,
+                        base_len,
+                        tail,
+                        &tail_sha256,
+                        content.media.mime(),
+                    )
+                    .await
+            }
+        };
+        if let Err(err) = written {
             guard.rollback().await;
             return Err(err.into());
         }

@@ -7,7 +7,7 @@ mod records;
 mod redis;
 
 pub use embedded::EmbeddedState;
-pub use records::{IdempotencyRecord, ImageRecord, TargetRecord};
+pub use records::{IdempotencyRecord, ImageRecord, ReportState, TargetRecord};
 pub use redis::RedisState;
 
 use async_trait::async_trait;

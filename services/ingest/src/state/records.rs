@@ -34,6 +34,19 @@ pub struct ImageRecord {
     pub page_count: u32,
     /// Hex SHA-256 of the stored bytes.
     pub sha256: String,
+    /// For a report PDF: what an append needs, so that it reads nothing of the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportState>,
+}
+
+/// What an append to a report needs besides the record: where the PDF's structure is, and the
+/// SHA-256 of its bytes so far in a resumable form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportState {
+    /// Where the report's page tree, catalog and last cross-reference section are.
+    pub layout: imaging_pipeline::ReportLayout,
+    /// The running SHA-256 of the report's bytes (see `ingest::digest`).
+    pub digest: String,
 }
 
 /// The result of a finished upload, kept under its idempotency key.

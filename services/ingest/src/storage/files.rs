@@ -59,14 +59,14 @@ async fn serve(
         return (StatusCode::FORBIDDEN, "invalid or expired signature").into_response();
     }
     match state.store.open(&key).await {
-        Ok(Some((file, length))) => {
+        Ok(Some((bytes, length))) => {
             let name = key.rsplit('/').next().unwrap_or("file");
             let disposition = match content_type(&key) {
                 // A PDF opened in the browser runs in this origin; save it instead.
                 "application/pdf" => format!("attachment; filename=\"{name}\""),
                 _ => format!("inline; filename=\"{name}\""),
             };
-            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            let body = axum::body::Body::from_stream(bytes);
             (
                 [
                     (header::CONTENT_TYPE, content_type(&key).to_owned()),

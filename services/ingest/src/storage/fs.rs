@@ -1,5 +1,11 @@
 //! Filesystem backend: one file per object under a root directory. Writes go to a temp file in
 //! the same directory, are synced, then renamed into place, so readers never see half an object.
+//!
+//! An object made by [`ObjectStore::put_appended`] is a directory `{key}.parts` of numbered
+//! segment files, read as their concatenation: the base object's files are hard-linked in (no
+//! copy, and the base stays as it is), the new bytes are one more file. Files are never written
+//! after they are renamed into place, so an object another append committed can never change,
+//! and each object owns its links: deleting one never takes another's bytes.
 
 use super::signed_url::UrlSigner;
 use super::{ObjectEntry, ObjectStore, StorageError, validate_key};
@@ -11,6 +17,11 @@ use tokio::io::AsyncWriteExt;
 
 /// Prefix of temp files; the janitor and `list` skip them.
 pub const TEMP_PREFIX: &str = ".tmp-";
+/// Suffix of the directory holding a segmented object's files.
+pub const PARTS_SUFFIX: &str = ".parts";
+
+/// An object's bytes as a stream of chunks.
+pub type ByteStream = futures::stream::BoxStream<'static, std::io::Result<Bytes>>;
 
 /// Objects on the local filesystem, served through HMAC-signed URLs.
 #[derive(Debug, Clone)]
@@ -41,21 +52,91 @@ impl FsStore {
         &self.signer
     }
 
-    /// Opens an object for streaming: the file and its length; `None` if it does not exist.
-    pub async fn open(&self, key: &str) -> Result<Option<(tokio::fs::File, u64)>, StorageError> {
-        let file = match tokio::fs::File::open(self.path(key)?).await {
-            Ok(file) => file,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(io(err)),
+    /// Opens an object for streaming: its bytes, read a file at a time, and its length; `None`
+    /// if it does not exist.
+    pub async fn open(&self, key: &str) -> Result<Option<(ByteStream, u64)>, StorageError> {
+        use futures::StreamExt;
+        let Some(files) = self.files(key).await? else {
+            return Ok(None);
         };
-        let length = file.metadata().await.map_err(io)?.len();
-        Ok(Some((file, length)))
+        let length = files.iter().map(|(_, len)| len).sum();
+        let stream = futures::stream::iter(files)
+            .then(|(path, _)| tokio::fs::File::open(path))
+            .flat_map(|file| match file {
+                Ok(file) => tokio_util::io::ReaderStream::new(file).boxed(),
+                Err(err) => futures::stream::once(async { Err(err) }).boxed(),
+            })
+            .boxed();
+        Ok(Some((stream, length)))
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         validate_key(key)?;
         Ok(self.root.join(key))
     }
+
+    /// The files an object is made of, in order, with their lengths; `None` if it does not
+    /// exist.
+    async fn files(&self, key: &str) -> Result<Option<Vec<(PathBuf, u64)>>, StorageError> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(metadata) => return Ok(Some(vec![(path, metadata.len())])),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io(err)),
+        }
+        let parts = with_suffix(&path);
+        tokio::task::spawn_blocking(move || segments(&parts))
+            .await
+            .map_err(|err| StorageError::Backend(err.to_string()))?
+            .map_err(io)
+    }
+}
+
+/// `path` with [`PARTS_SUFFIX`] added to its file name.
+fn with_suffix(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(PARTS_SUFFIX);
+    path.with_file_name(name)
+}
+
+/// The segment files of a parts directory in order, with their lengths; `None` if it does not
+/// exist.
+fn segments(dir: &Path) -> std::io::Result<Option<Vec<(PathBuf, u64)>>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        files.push((entry.path(), entry.metadata()?.len()));
+    }
+    files.sort();
+    Ok(Some(files))
+}
+
+/// Builds the parts directory of `base` + `tail` at `temp`, then renames it to `target`.
+fn write_appended(
+    temp: &Path,
+    target: &Path,
+    base: &[(PathBuf, u64)],
+    tail: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir(temp)?;
+    for (n, (file, _)) in base.iter().enumerate() {
+        std::fs::hard_link(file, temp.join(format!("{n:06}")))?;
+    }
+    let mut last = std::fs::File::create(temp.join(format!("{:06}", base.len())))?;
+    last.write_all(tail)?;
+    last.sync_all()?;
+    std::fs::File::open(temp)?.sync_all()?;
+    std::fs::rename(temp, target)?;
+    if let Some(parent) = target.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn io(err: std::io::Error) -> StorageError {
@@ -90,18 +171,64 @@ impl ObjectStore for FsStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "storage.put_appended", skip_all, fields(backend = "fs", key = %key))]
+    async fn put_appended(
+        &self,
+        key: &str,
+        base: &str,
+        base_len: u64,
+        tail: Bytes,
+        _tail_sha256: &[u8; 32],
+        _content_type: &str,
+    ) -> Result<(), StorageError> {
+        let target = with_suffix(&self.path(key)?);
+        let files = match self.files(base).await? {
+            Some(files) if files.iter().map(|(_, len)| len).sum::<u64>() == base_len => files,
+            _ => return Err(StorageError::BaseChanged(base.to_owned())),
+        };
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}{PARTS_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        tokio::task::spawn_blocking(move || {
+            let written = write_appended(&temp, &target, &files, &tail);
+            if written.is_err() {
+                let _ = std::fs::remove_dir_all(&temp);
+            }
+            written
+        })
+        .await
+        .map_err(|err| StorageError::Backend(err.to_string()))?
+        .map_err(io)
+    }
+
     #[tracing::instrument(name = "storage.get", skip_all, fields(backend = "fs", key = %key))]
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        match tokio::fs::read(self.path(key)?).await {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(io(err)),
+        let Some(files) = self.files(key).await? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(files.iter().map(|(_, len)| *len as usize).sum());
+        for (path, _) in files {
+            match tokio::fs::read(path).await {
+                Ok(part) => bytes.extend_from_slice(&part),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(io(err)),
+            }
         }
+        Ok(Some(Bytes::from(bytes)))
     }
 
     #[tracing::instrument(name = "storage.delete", skip_all, fields(backend = "fs", key = %key))]
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        match tokio::fs::remove_file(self.path(key)?).await {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io(err)),
+        }
+        match tokio::fs::remove_dir_all(with_suffix(&path)).await {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(io(err)),
@@ -164,14 +291,20 @@ fn sweep_temp_files(dir: &Path, age: Duration) -> std::io::Result<usize> {
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            removed += sweep_temp_files(&path, age)?;
-        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+        let temp = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+        let is_dir = entry.file_type()?.is_dir();
+        if temp {
             let modified = entry.metadata()?.modified()?;
             if modified.elapsed().unwrap_or_default() >= age {
-                std::fs::remove_file(&path)?;
+                if is_dir {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
                 removed += 1;
             }
+        } else if is_dir && !entry.file_name().to_string_lossy().ends_with(PARTS_SUFFIX) {
+            removed += sweep_temp_files(&path, age)?;
         }
     }
     Ok(removed)
@@ -187,7 +320,25 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectEntry>) -> std::io::Result<
         let entry = entry?;
         let file_type = entry.file_type()?;
         let path = entry.path();
-        if file_type.is_dir() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        if file_type.is_dir()
+            && let Some(object) = name.strip_suffix(PARTS_SUFFIX)
+            && let Ok(relative) = path.with_file_name(object).strip_prefix(root)
+        {
+            let size = segments(&path)?
+                .unwrap_or_default()
+                .iter()
+                .map(|(_, len)| len)
+                .sum();
+            out.push(ObjectEntry {
+                key: relative.to_string_lossy().replace('\\', "/"),
+                size,
+                modified: entry.metadata()?.modified().ok(),
+            });
+        } else if file_type.is_dir() {
             walk(root, &path, out)?;
         } else if file_type.is_file()
             && !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)

@@ -26,6 +26,10 @@ pub enum StorageError {
     /// A key that is not a valid object key.
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
+    /// The object an append builds on is gone (deleted or replaced since it was read), or is not
+    /// the length the caller read.
+    #[error("base object {0:?} is gone or changed")]
+    BaseChanged(String),
 }
 
 impl StorageError {
@@ -59,6 +63,21 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         sha256: &[u8; 32],
         content_type: &str,
     ) -> Result<(), StorageError>;
+    /// Writes `key` as the existing object `base` (`base_len` bytes long) followed by `tail`,
+    /// without the caller reading `base` and without changing it: S3 copies `base` inside the
+    /// server (a multipart upload whose first part is `UploadPartCopy`), the filesystem shares
+    /// its immutable segment files. `tail_sha256` is the SHA-256 of `tail`. Readers see either
+    /// nothing or the whole new object; [`StorageError::BaseChanged`] if `base` is gone or not
+    /// `base_len` bytes.
+    async fn put_appended(
+        &self,
+        key: &str,
+        base: &str,
+        base_len: u64,
+        tail: Bytes,
+        tail_sha256: &[u8; 32],
+        content_type: &str,
+    ) -> Result<(), StorageError>;
     /// Reads the whole object; `None` if it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError>;
     /// Deletes the object; deleting a missing object is not an error.
@@ -74,14 +93,16 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn sweep(&self, age: Duration) -> Result<usize, StorageError>;
 }
 
-/// Checks a key: relative, `/`-separated segments of `[A-Za-z0-9._$-]`, no `.` or `..` segment.
+/// Checks a key: relative, `/`-separated segments of `[A-Za-z0-9._$-]`, no `.` or `..` segment,
+/// none starting with `.` (the stores' own temp names) or ending in `.parts` (a segmented object's
+/// directory on the filesystem).
 pub fn validate_key(key: &str) -> Result<(), StorageError> {
     let ok = !key.is_empty()
         && key.len() <= 512
         && key.split('/').all(|segment| {
             !segment.is_empty()
-                && segment != "."
-                && segment != ".."
+                && !segment.starts_with('.')
+                && !segment.ends_with(fs::PARTS_SUFFIX)
                 && segment
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._$-".contains(&b))
@@ -100,7 +121,18 @@ mod tests {
     #[test]
     fn keys_that_could_escape_the_root_are_refused() {
         for bad in [
-            "", "/abs", "a//b", "a/../b", "..", "a/./b", "a b", "a\\b", "a/b/",
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "..",
+            "a/./b",
+            "a b",
+            "a\\b",
+            "a/b/",
+            ".tmp-x",
+            "a/.hidden",
+            "ws/r/x.pdf.parts",
         ] {
             assert!(validate_key(bad).is_err(), "{bad:?} should be refused");
         }

@@ -110,6 +110,197 @@ impl S3Store {
     }
 }
 
+/// The smallest part of a multipart upload but the last (S3's rule): an append to a report
+/// smaller than this is one PUT of the report and the new bytes.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
+/// SHA-256 of no bytes, in hex.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The text of the first `<tag>` element of an XML answer, with the entities S3 uses decoded.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+impl S3Store {
+    /// Sends a request signed with SigV4 to `key` with the query `query` (sorted by name).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Bytes,
+        payload_hash: &str,
+    ) -> Result<reqwest::Response, StorageError> {
+        let mut url = self.object_url(key)?;
+        let canonical_query = query
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{}={}",
+                    sigv4::encode_segment(name),
+                    sigv4::encode_segment(value)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&canonical_query));
+        let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
+        let mut signed: Vec<(&str, &str)> = headers.to_vec();
+        signed.push(("host", &self.host));
+        let authorization = self.signer.authorization(
+            method.as_str(),
+            url.path(),
+            &canonical_query,
+            &signed,
+            payload_hash,
+            &amz_date,
+        );
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("x-amz-content-sha256", payload_hash)
+            .header("x-amz-date", amz_date)
+            .header(http::header::AUTHORIZATION, authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| StorageError::Unavailable(format!("{method} {key}: {err}")))
+    }
+
+    /// The answer's body if its status is a success, else the matching error; `BaseChanged` for
+    /// a 404 when `base` is given (the copied object is gone).
+    async fn answer(
+        response: reqwest::Response,
+        op: &str,
+        key: &str,
+        base: Option<&str>,
+    ) -> Result<(reqwest::header::HeaderMap, String), StorageError> {
+        let code = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|err| StorageError::Unavailable(format!("{op} {key}: {err}")))?;
+        match (code, base) {
+            // CompleteMultipartUpload may fail with 200 and an error document.
+            (200..=299, _) if !body.contains("<Error>") => Ok((headers, body)),
+            (200..=299, _) => Err(StorageError::Unavailable(format!("{op} {key}: error body"))),
+            (404, Some(base)) => Err(StorageError::BaseChanged(base.to_owned())),
+            (code, _) => Err(status(op, key, code)),
+        }
+    }
+
+    /// `base` copied by the server as part 1, `tail` sent as part 2, under `key`.
+    async fn multipart_append(
+        &self,
+        key: &str,
+        base: &str,
+        tail: Bytes,
+        tail_sha256: &[u8; 32],
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        use reqwest::Method;
+        let created = self
+            .send(
+                Method::POST,
+                key,
+                &[("uploads", "")],
+                &[("content-type", content_type)],
+                Bytes::new(),
+                EMPTY_SHA256,
+            )
+            .await?;
+        let (_, body) = Self::answer(created, "CreateMultipartUpload", key, None).await?;
+        let upload_id = xml_text(&body, "UploadId").ok_or_else(|| {
+            StorageError::Unavailable(format!("CreateMultipartUpload {key}: no UploadId"))
+        })?;
+        let parts = async {
+            let encoded: Vec<String> = base.split('/').map(sigv4::encode_segment).collect();
+            let source = format!(
+                "/{}/{}",
+                sigv4::encode_segment(&self.bucket.name()),
+                encoded.join("/")
+            );
+            let copied = self
+                .send(
+                    Method::PUT,
+                    key,
+                    &[("partNumber", "1"), ("uploadId", &upload_id)],
+                    &[("x-amz-copy-source", &source)],
+                    Bytes::new(),
+                    EMPTY_SHA256,
+                )
+                .await?;
+            let (_, body) = Self::answer(copied, "UploadPartCopy", key, Some(base)).await?;
+            let first = xml_text(&body, "ETag").ok_or_else(|| {
+                StorageError::Unavailable(format!("UploadPartCopy {key}: no ETag"))
+            })?;
+            let sent = self
+                .send(
+                    Method::PUT,
+                    key,
+                    &[("partNumber", "2"), ("uploadId", &upload_id)],
+                    &[],
+                    tail,
+                    &hex::encode(tail_sha256),
+                )
+                .await?;
+            let (headers, _) = Self::answer(sent, "UploadPart", key, None).await?;
+            let second = headers
+                .get(http::header::ETAG)
+                .and_then(|etag| etag.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| StorageError::Unavailable(format!("UploadPart {key}: no ETag")))?;
+            let complete = format!(
+                "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{first}</ETag></Part>\
+                 <Part><PartNumber>2</PartNumber><ETag>{second}</ETag></Part></CompleteMultipartUpload>"
+            );
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(complete.as_bytes()));
+            let completed = self
+                .send(
+                    Method::POST,
+                    key,
+                    &[("uploadId", &upload_id)],
+                    &[("content-type", "application/xml")],
+                    Bytes::from(complete),
+                    &hash,
+                )
+                .await?;
+            Self::answer(completed, "CompleteMultipartUpload", key, None).await?;
+            Ok(())
+        }
+        .await;
+        if parts.is_err() {
+            // Best effort: an upload left behind is aborted by the janitor's sweep.
+            let _ = self
+                .send(
+                    Method::DELETE,
+                    key,
+                    &[("uploadId", &upload_id)],
+                    &[],
+                    Bytes::new(),
+                    EMPTY_SHA256,
+                )
+                .await;
+        }
+        parts
+    }
+}
+
 fn transport(err: s3::error::S3Error) -> StorageError {
     StorageError::Unavailable(err.to_string())
 }
@@ -140,6 +331,7 @@ impl ObjectStore for S3Store {
         let authorization = self.signer.authorization(
             "PUT",
             url.path(),
+            "",
             &[("content-type", content_type), ("host", &self.host)],
             &payload_hash,
             &amz_date,
@@ -162,6 +354,35 @@ impl ObjectStore for S3Store {
             200..=299 => Ok(()),
             code => Err(status("PUT", key, code)),
         }
+    }
+
+    #[tracing::instrument(name = "storage.put_appended", skip_all, fields(backend = "s3", key = %key))]
+    async fn put_appended(
+        &self,
+        key: &str,
+        base: &str,
+        base_len: u64,
+        tail: Bytes,
+        tail_sha256: &[u8; 32],
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        validate_key(key)?;
+        validate_key(base)?;
+        if base_len >= MIN_PART_BYTES {
+            return self
+                .multipart_append(key, base, tail, tail_sha256, content_type)
+                .await;
+        }
+        // Under the part minimum: one PUT of both (the base is small, and bounded).
+        let old = match self.get(base).await? {
+            Some(old) if old.len() as u64 == base_len => old,
+            _ => return Err(StorageError::BaseChanged(base.to_owned())),
+        };
+        let mut whole = Vec::with_capacity(old.len() + tail.len());
+        whole.extend_from_slice(&old);
+        whole.extend_from_slice(&tail);
+        let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&whole).into();
+        self.put(key, Bytes::from(whole), &sha, content_type).await
     }
 
     #[tracing::instrument(name = "storage.get", skip_all, fields(backend = "s3", key = %key))]

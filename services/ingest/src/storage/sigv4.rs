@@ -74,14 +74,16 @@ impl Signer {
         }
     }
 
-    /// The `Authorization` header of a request without a query string. `canonical_uri` is the
-    /// path exactly as sent (already percent-encoded); `headers` are the other signed headers
-    /// (at least `host`). `x-amz-content-sha256: payload_hash` and `x-amz-date: amz_date` are
-    /// signed too, and the request must carry them.
+    /// The `Authorization` header of a request. `canonical_uri` is the path exactly as sent
+    /// (already percent-encoded); `canonical_query` the query string with its parameters
+    /// percent-encoded and sorted by name (`""` for none); `headers` are the other signed
+    /// headers (at least `host`). `x-amz-content-sha256: payload_hash` and
+    /// `x-amz-date: amz_date` are signed too, and the request must carry them.
     pub fn authorization(
         &self,
         method: &str,
         canonical_uri: &str,
+        canonical_query: &str,
         headers: &[(&str, &str)],
         payload_hash: &str,
         amz_date: &str,
@@ -106,7 +108,7 @@ impl Signer {
             .collect::<Vec<_>>()
             .join(";");
         let canonical_request = format!(
-            "{method}\n{canonical_uri}\n\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
+            "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
         );
         let date = amz_date.get(..8).unwrap_or(amz_date);
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
@@ -150,6 +152,7 @@ mod tests {
         let authorization = signer.authorization(
             "GET",
             "/test.txt",
+            "",
             &[
                 ("Range", "bytes=0-9"),
                 ("Host", "examplebucket.s3.amazonaws.com"),

@@ -62,6 +62,7 @@ fn image(key: &str, size: u64) -> ImageRecord {
         height: 0,
         page_count: 2,
         sha256: "00".into(),
+        report: None,
     }
 }
 

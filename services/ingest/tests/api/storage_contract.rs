@@ -181,6 +181,126 @@ async fn keys_that_could_escape_the_store_are_refused(backend: &Backend) {
     }
 }
 
+/// `put_appended` with the tail's SHA-256, as the service calls it.
+async fn append(
+    store: &dyn ObjectStore,
+    key: &str,
+    base: &str,
+    base_len: usize,
+    tail: &[u8],
+) -> Result<(), StorageError> {
+    let sha256: [u8; 32] = Sha256::digest(tail).into();
+    store
+        .put_appended(
+            key,
+            base,
+            base_len as u64,
+            Bytes::copy_from_slice(tail),
+            &sha256,
+            "application/pdf",
+        )
+        .await
+}
+
+/// Appends to a base of `base_len` bytes twice (a chain of appended objects), checking what
+/// each object reads, lists and serves.
+async fn appends_to(backend: &Backend, base_len: u32) {
+    let store = backend.store.as_ref();
+    let base = pattern(base_len);
+    put(store, "ws/w1/reports/r/1.pdf", &base).await.unwrap();
+    let tail = b"%% an increment\n".repeat(100);
+    append(
+        store,
+        "ws/w1/reports/r/2.pdf",
+        "ws/w1/reports/r/1.pdf",
+        base.len(),
+        &tail,
+    )
+    .await
+    .unwrap();
+    let mut expected = base.clone();
+    expected.extend_from_slice(&tail);
+    append(
+        store,
+        "ws/w1/reports/r/3.pdf",
+        "ws/w1/reports/r/2.pdf",
+        expected.len(),
+        b"more",
+    )
+    .await
+    .unwrap();
+    let mut third = expected.clone();
+    third.extend_from_slice(b"more");
+    // Each append is an object of its own; the base is unchanged and can go.
+    store.delete("ws/w1/reports/r/1.pdf").await.unwrap();
+    store.delete("ws/w1/reports/r/2.pdf").await.unwrap();
+    let got = store.get("ws/w1/reports/r/3.pdf").await.unwrap().unwrap();
+    assert_eq!(got.len(), third.len());
+    assert!(got.as_ref() == third.as_slice(), "the base then the tails");
+    let listed = store.list("ws/w1/reports/").await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|entry| (entry.key.as_str(), entry.size))
+            .collect::<Vec<_>>(),
+        vec![("ws/w1/reports/r/3.pdf", third.len() as u64)]
+    );
+    let url = store
+        .url("ws/w1/reports/r/3.pdf", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (status, body) = fetch(&url).await;
+    assert_eq!(status, 200);
+    assert!(body == third, "served as one object");
+    store.delete("ws/w1/reports/r/3.pdf").await.unwrap();
+    assert!(store.get("ws/w1/reports/r/3.pdf").await.unwrap().is_none());
+    assert!(store.list("ws/").await.unwrap().is_empty());
+}
+
+async fn an_appended_object_is_its_base_then_the_new_bytes(backend: &Backend) {
+    appends_to(backend, 70_000).await;
+}
+
+async fn a_base_past_the_multipart_minimum_is_appended_without_being_sent_again(backend: &Backend) {
+    // Over S3's 5 MiB part minimum: the server copies the base itself (UploadPartCopy).
+    appends_to(backend, 6 * 1024 * 1024 + 7).await;
+}
+
+async fn an_append_to_a_base_that_is_gone_or_changed_writes_nothing(backend: &Backend) {
+    let store = backend.store.as_ref();
+    for base_len in [1000, 6 * 1024 * 1024] {
+        let gone = append(
+            store,
+            "ws/w1/reports/r/2.pdf",
+            "ws/w1/reports/r/1.pdf",
+            base_len,
+            b"x",
+        )
+        .await;
+        assert!(
+            matches!(gone, Err(StorageError::BaseChanged(_))),
+            "{gone:?}"
+        );
+    }
+    put(store, "ws/w1/reports/r/1.pdf", &pattern(1000))
+        .await
+        .unwrap();
+    let changed = append(
+        store,
+        "ws/w1/reports/r/2.pdf",
+        "ws/w1/reports/r/1.pdf",
+        999,
+        b"x",
+    )
+    .await;
+    assert!(
+        matches!(changed, Err(StorageError::BaseChanged(_))),
+        "{changed:?}"
+    );
+    assert!(store.get("ws/w1/reports/r/2.pdf").await.unwrap().is_none());
+    assert_eq!(store.list("ws/").await.unwrap().len(), 1);
+}
+
 async fn the_store_answers_its_health_check(backend: &Backend) {
     backend.store.check().await.unwrap();
 }
@@ -197,6 +317,9 @@ macro_rules! storage_contract {
                     an_expiring_url_serves_the_object_and_opens_no_other,
                     a_deleted_object_is_gone_and_deleting_again_is_no_error,
                     keys_that_could_escape_the_store_are_refused,
+                    an_appended_object_is_its_base_then_the_new_bytes,
+                    a_base_past_the_multipart_minimum_is_appended_without_being_sent_again,
+                    an_append_to_a_base_that_is_gone_or_changed_writes_nothing,
                     the_store_answers_its_health_check,
                 );
             }
