@@ -60,7 +60,8 @@ enum UploadErrors {
     /// The entry or invoice already has its image.
     #[response(status = 409, content_type = "application/xml")]
     Conflict(String),
-    /// Over 10 MB.
+    /// Over 10 MB, or (reports) an append that would take the report past its size or page
+    /// bound (200 MB, 2,000 pages by default).
     #[response(status = 413, content_type = "application/xml")]
     TooLarge(String),
     /// Declared type not accepted.

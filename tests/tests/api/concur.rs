@@ -309,3 +309,40 @@ async fn a_retried_upload_with_its_idempotency_key_is_201_with_the_same_id_when_
     assert_eq!(stack.objects().await.len(), 1);
     assert_eq!(stack.used("w1").await, bytes.len() as u64);
 }
+
+#[tokio::test]
+async fn a_report_append_past_the_page_bound_is_413_and_leaves_the_report_as_it_was() {
+    let stack = crate::helpers::spawn_stack_with(|settings| {
+        settings.limits.max_report_pages = 2;
+    })
+    .await;
+    stack
+        .register_target(TargetKind::Report, "R1", "w1", "u1")
+        .await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    let first = stack
+        .post_raw("/api/image/v1.0/report/R1", &token, "application/pdf", pdf(2))
+        .await;
+    assert_eq!(first.status(), 201);
+    let used = stack.used("w1").await;
+    let refused = stack
+        .post_raw("/api/image/v1.0/report/R1", &token, "image/jpeg", jpeg(60, 40))
+        .await;
+    assert_eq!(refused.status(), 413);
+    let body = refused.text().await.unwrap();
+    assert!(body.starts_with("<Error><Message>"), "{body}");
+    assert_eq!(stack.used("w1").await, used);
+    let body = stack
+        .get("/api/image/v1.0/report/R1", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let stored = reqwest::get(unescape(&xml_text(&body, "Url")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(pdf_pages(&stored), 2);
+}

@@ -27,6 +27,7 @@ mod process;
 mod protocol;
 mod races;
 mod replicas;
+mod reports;
 mod resets;
 mod resilience;
 mod state_contract;

@@ -7,7 +7,10 @@ use image::{ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 use lopdf::{Document, Object, Stream, dictionary};
 
 #[allow(unused_imports)]
-pub use imaging_fixtures::{OWNER_PASSWORD_PDF, USER_PASSWORD_PDF, png_bomb, with_orientation};
+pub use imaging_fixtures::{
+    OWNER_PASSWORD_PDF, USER_PASSWORD_PDF, assert_qpdf_accepts, pdfinfo_pages, png_bomb,
+    with_orientation,
+};
 
 pub fn jpeg_of(img: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
@@ -123,54 +126,4 @@ pub fn image_streams(bytes: &[u8]) -> Vec<Stream> {
             _ => None,
         })
         .collect()
-}
-
-/// Writes `bytes` to a fresh temporary file and returns its path.
-fn temp_pdf(bytes: &[u8]) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "imaging-pipeline-test-{}-{}.pdf",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// `qpdf --check` (an independent parser) passes the PDF with no error and no warning.
-pub fn assert_qpdf_accepts(bytes: &[u8]) {
-    let path = temp_pdf(bytes);
-    let output = std::process::Command::new("qpdf")
-        .arg("--check")
-        .arg(&path)
-        .output()
-        .expect("qpdf must be installed (the README's test command installs it)");
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        output.status.success(),
-        "qpdf --check: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The page count poppler's `pdfinfo` (a third parser) reads, failing on any error it prints.
-pub fn pdfinfo_pages(bytes: &[u8]) -> usize {
-    let path = temp_pdf(bytes);
-    let output = std::process::Command::new("pdfinfo")
-        .arg(&path)
-        .output()
-        .expect("pdfinfo must be installed (the README's test command installs poppler-utils)");
-    let _ = std::fs::remove_file(&path);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && !stderr.contains("Error"),
-        "pdfinfo: {stderr}"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("Pages:"))
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap()
 }
