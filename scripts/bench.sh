@@ -25,9 +25,10 @@ cargo build --release --locked -q -p imaging-service -p imaging-gateway --bins
 reps=7
 uploads_args=()
 state_args=()
+reports_args=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick) ;;
+    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick) ;;
     *) echo "unknown argument: $arg (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -47,3 +48,6 @@ target/release/uploads "${uploads_args[@]}"
 echo
 echo "== state"
 target/release/state "${state_args[@]}"
+echo
+echo "== reports"
+target/release/reports "${reports_args[@]}"

@@ -2,6 +2,7 @@
 
 pub mod conversion;
 pub mod memory;
+pub mod service;
 pub mod stack;
 pub mod table;
 pub mod uploads;

@@ -381,7 +381,7 @@ impl Registry {
 }
 
 /// Reads the endpoint the `s3-server` prints first.
-fn read_endpoint(s3: &mut ChildGuard) -> anyhow::Result<String> {
+pub fn read_endpoint(s3: &mut ChildGuard) -> anyhow::Result<String> {
     let stdout = s3.child.stdout.take().context("s3-server stdout")?;
     let mut line = String::new();
     std::io::BufReader::new(stdout)

@@ -321,12 +321,22 @@ async fn a_report_append_past_the_page_bound_is_413_and_leaves_the_report_as_it_
         .await;
     let token = stack.token("u1", "w1", &[], &[]);
     let first = stack
-        .post_raw("/api/image/v1.0/report/R1", &token, "application/pdf", pdf(2))
+        .post_raw(
+            "/api/image/v1.0/report/R1",
+            &token,
+            "application/pdf",
+            pdf(2),
+        )
         .await;
     assert_eq!(first.status(), 201);
     let used = stack.used("w1").await;
     let refused = stack
-        .post_raw("/api/image/v1.0/report/R1", &token, "image/jpeg", jpeg(60, 40))
+        .post_raw(
+            "/api/image/v1.0/report/R1",
+            &token,
+            "image/jpeg",
+            jpeg(60, 40),
+        )
         .await;
     assert_eq!(refused.status(), 413);
     let body = refused.text().await.unwrap();

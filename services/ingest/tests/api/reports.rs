@@ -72,7 +72,9 @@ fn heavy_pdf(len: usize) -> Vec<u8> {
     while content.len() < len {
         content.push(b'%');
         for _ in 0..79 {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             content.push(b"0123456789abcdef"[(state >> 60) as usize]);
         }
         content.push(b'\n');
@@ -88,7 +90,9 @@ fn heavy_pdf(len: usize) -> Vec<u8> {
     });
     doc.objects.insert(
         pages,
-        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }),
+        Object::Dictionary(
+            dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 },
+        ),
     );
     let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
     doc.trailer.set("Root", catalog);
@@ -112,18 +116,35 @@ async fn fifty_appends_keep_the_report_whole(app: TestApp) {
     for n in 0..51u32 {
         let (content_type, bytes, pages) = upload(n);
         let done = app
-            .upload(&token, target(TargetKind::Report, "R1"), content_type, &bytes)
+            .upload(
+                &token,
+                target(TargetKind::Report, "R1"),
+                content_type,
+                &bytes,
+            )
             .await
             .unwrap_or_else(|status| panic!("upload {n}: {status:?}"));
         expected.extend(pages);
         let stored = app.object(&done.path).await;
         assert_eq!(done.page_count as usize, expected.len(), "upload {n}");
-        assert_eq!(done.size_bytes, stored.len() as u64, "recorded size, upload {n}");
-        assert_eq!(app.used("w1").await, stored.len() as u64, "quota charge, upload {n}");
+        assert_eq!(
+            done.size_bytes,
+            stored.len() as u64,
+            "recorded size, upload {n}"
+        );
+        assert_eq!(
+            app.used("w1").await,
+            stored.len() as u64,
+            "quota charge, upload {n}"
+        );
         let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&stored).into();
         assert_eq!(done.sha256, sha.to_vec(), "recorded SHA-256, upload {n}");
         assert_qpdf_accepts(&stored);
-        assert_eq!(pdfinfo_pages(&stored), expected.len(), "pdfinfo, upload {n}");
+        assert_eq!(
+            pdfinfo_pages(&stored),
+            expected.len(),
+            "pdfinfo, upload {n}"
+        );
         assert_eq!(pages_of(&stored), expected, "lopdf, page order, upload {n}");
     }
     let objects = app.objects().await;
@@ -137,7 +158,12 @@ async fn fifty_appends_keep_the_report_whole(app: TestApp) {
             upload(n)
         };
         let done = app
-            .upload(&token, target(TargetKind::Report, "R1"), content_type, &bytes)
+            .upload(
+                &token,
+                target(TargetKind::Report, "R1"),
+                content_type,
+                &bytes,
+            )
             .await
             .unwrap();
         expected.extend(pages);
