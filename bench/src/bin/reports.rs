@@ -3,9 +3,10 @@
 //! Appends the same ~1 MB JPEG to one report again and again through the release
 //! `ingest-service` (gRPC), on the filesystem and on S3 (the bench's `s3-server`, a separate
 //! process), and reports for the 2nd, 50th and 200th append: the time of the call, the
-//! service's peak memory growth during it, the bytes the service read and wrote (from
-//! `/proc/<pid>/io`: sockets and files), and on S3 the CPU time the S3 server spent (its own
-//! copy of the report).
+//! service's peak memory growth during it (measured appends run on a freshly started service,
+//! so that memory the allocator kept from earlier ones does not hide or inflate theirs), the bytes the service wrote (from `/proc/<pid>/io`:
+//! to sockets and files), and on S3 the CPU time the S3 server spent (its own copy of the
+//! report).
 //!
 //! Build first: `cargo build --release --bin ingest-service` and
 //! `cargo build --release -p imaging-bench --bins`; then `target/release/reports`.
@@ -38,7 +39,7 @@ struct Cli {
 /// A JPEG of about 1 MB that does not compress further: noise, quality 90.
 fn noisy_jpeg() -> anyhow::Result<Vec<u8>> {
     use image::ImageEncoder;
-    let (width, height) = (620u32, 620u32);
+    let (width, height) = (730u32, 730u32);
     let mut state: u32 = 12345;
     let pixels: Vec<u8> = (0..width * height * 3)
         .map(|_| {
@@ -55,16 +56,14 @@ fn noisy_jpeg() -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Bytes read and written by a process (all I/O, sockets included).
-fn io(pid: u32) -> anyhow::Result<(u64, u64)> {
+/// Bytes a process has written: files and sockets (`wchar` of `/proc/<pid>/io`; what it sends
+/// to S3, or writes to disk).
+fn written(pid: u32) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("rchar:"), field("wchar:")))
+    text.lines()
+        .find_map(|line| line.strip_prefix("wchar:"))
+        .and_then(|value| value.trim().parse().ok())
+        .context("no wchar in /proc/<pid>/io")
 }
 
 /// CPU time (user + system) a process has used, in ms.
@@ -85,17 +84,94 @@ struct Append {
     report_mb: f64,
     ms: f64,
     peak_growth_mib: f64,
-    read_mb: f64,
     written_mb: f64,
     s3_cpu_ms: Option<f64>,
 }
 
-async fn run(
+/// How a measured append's service is started: the same settings and data every time.
+struct Launcher<'a> {
+    options: &'a StackOptions,
+    dir: &'a std::path::Path,
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl Launcher<'_> {
+    async fn start(&self) -> anyhow::Result<Service> {
+        let service = Service::start(self.options, self.dir, self.env).await?;
+        service.register().await?;
+        Ok(service)
+    }
+}
+
+/// One append of `jpeg` to the report; its figures.
+async fn append(service: &Service, s3_pid: Option<u32>, jpeg: &[u8]) -> anyhow::Result<Append> {
+    upload(service, s3_pid, jpeg, v1::TargetKind::Report, "R1").await
+}
+
+/// One upload of `jpeg` to a target; its figures.
+async fn upload(
     service: &Service,
     s3_pid: Option<u32>,
     jpeg: &[u8],
+    kind: v1::TargetKind,
+    id: &str,
+) -> anyhow::Result<Append> {
+    let token = Service::token("user0", WORKSPACE, &[])?;
+    let pid = service.pid();
+    let messages = vec![
+        v1::UploadImageRequest {
+            part: Some(Part::Header(v1::UploadHeader {
+                target: Some(v1::Target {
+                    kind: kind as i32,
+                    id: id.into(),
+                    workspace_id: String::new(),
+                }),
+                content_type: "image/jpeg".into(),
+                file_name: "page.jpg".into(),
+                declared_size: jpeg.len() as u64,
+                ..Default::default()
+            })),
+        },
+        v1::UploadImageRequest {
+            part: Some(Part::Chunk(jpeg.to_vec().into())),
+        },
+    ];
+    let before = rss(pid)?;
+    reset_peak(pid)?;
+    let written0 = written(pid)?;
+    let s3_cpu0 = s3_pid.map(cpu_ms).transpose()?;
+    let started = Instant::now();
+    let done = ImageIngestClient::new(service.channel())
+        .upload_image(authorized(&token, tokio_stream::iter(messages))?)
+        .await
+        .context("append")?
+        .into_inner();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let after = rss(pid)?;
+    let written1 = written(pid)?;
+    Ok(Append {
+        report_mb: done.size_bytes as f64 / 1e6,
+        ms,
+        peak_growth_mib: after.peak_kib.saturating_sub(before.current_kib) as f64 / 1024.0,
+        written_mb: (written1 - written0) as f64 / 1e6,
+        s3_cpu_ms: match (s3_pid, s3_cpu0) {
+            (Some(pid), Some(start)) => Some(cpu_ms(pid)? - start),
+            _ => None,
+        },
+    })
+}
+
+/// Appends `appends` times; the appends numbered in `measured` run on a freshly started
+/// service (the report and state stay), so that their memory is theirs alone and not what the
+/// allocator kept from earlier appends. Returns the measured appends' figures.
+async fn run(
+    launcher: &Launcher<'_>,
+    s3_pid: Option<u32>,
+    jpeg: &[u8],
     appends: usize,
-) -> anyhow::Result<Vec<Append>> {
+    measured: &[usize],
+) -> anyhow::Result<Vec<(usize, Append)>> {
+    let mut service = launcher.start().await?;
     let registry = Service::token("bench-registry", "*", &["service"])?;
     TargetRegistryClient::new(service.channel())
         .register_target(authorized(
@@ -112,53 +188,15 @@ async fn run(
         )?)
         .await
         .context("registering the report")?;
-    let token = Service::token("user0", WORKSPACE, &[])?;
-    let mut client = ImageIngestClient::new(service.channel());
-    let pid = service.pid();
-    let mut out = Vec::with_capacity(appends);
-    for _ in 0..appends {
-        let messages = vec![
-            v1::UploadImageRequest {
-                part: Some(Part::Header(v1::UploadHeader {
-                    target: Some(v1::Target {
-                        kind: v1::TargetKind::Report as i32,
-                        id: "R1".into(),
-                        workspace_id: String::new(),
-                    }),
-                    content_type: "image/jpeg".into(),
-                    file_name: "page.jpg".into(),
-                    declared_size: jpeg.len() as u64,
-                    ..Default::default()
-                })),
-            },
-            v1::UploadImageRequest {
-                part: Some(Part::Chunk(jpeg.to_vec().into())),
-            },
-        ];
-        let before = rss(pid)?;
-        reset_peak(pid)?;
-        let (read0, written0) = io(pid)?;
-        let s3_cpu0 = s3_pid.map(cpu_ms).transpose()?;
-        let started = Instant::now();
-        let done = client
-            .upload_image(authorized(&token, tokio_stream::iter(messages))?)
-            .await
-            .context("append")?
-            .into_inner();
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let after = rss(pid)?;
-        let (read1, written1) = io(pid)?;
-        out.push(Append {
-            report_mb: done.size_bytes as f64 / 1e6,
-            ms,
-            peak_growth_mib: after.peak_kib.saturating_sub(before.current_kib) as f64 / 1024.0,
-            read_mb: (read1 - read0) as f64 / 1e6,
-            written_mb: (written1 - written0) as f64 / 1e6,
-            s3_cpu_ms: match (s3_pid, s3_cpu0) {
-                (Some(pid), Some(start)) => Some(cpu_ms(pid)? - start),
-                _ => None,
-            },
-        });
+    let mut out = Vec::new();
+    for n in 1..=appends {
+        if measured.contains(&n) {
+            drop(service);
+            service = launcher.start().await?;
+            out.push((n, append(&service, s3_pid, jpeg).await?));
+        } else {
+            append(&service, s3_pid, jpeg).await?;
+        }
     }
     Ok(out)
 }
@@ -184,14 +222,39 @@ async fn main() -> anyhow::Result<()> {
         "ms",
         "service peak growth MiB",
         "÷ upload",
-        "service read MB",
-        "service wrote MB",
+        "service sent MB",
         "S3 server CPU ms",
     ]);
     let limits = [
         ("APP__LIMITS__MAX_REPORT_BYTES", "1000000000"),
         ("APP__LIMITS__DEFAULT_QUOTA_BYTES", "4000000000"),
     ];
+    {
+        // The same JPEG uploaded as a loose receipt (stored as sent, after the same
+        // validation) on a fresh service: what any upload of this file costs.
+        let dir = tempfile::tempdir()?;
+        let env: Vec<(&str, &str)> = limits.to_vec();
+        let launcher = Launcher {
+            options: &options,
+            dir: dir.path(),
+            env: &env,
+        };
+        let service = launcher.start().await?;
+        let receipt = upload(&service, None, &jpeg, v1::TargetKind::Receipt, "").await?;
+        table.row([
+            "filesystem, a receipt (baseline)".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            format!("{:.1}", receipt.ms),
+            format!("{:.1}", receipt.peak_growth_mib),
+            format!(
+                "{:.2}",
+                receipt.peak_growth_mib * 1_048_576.0 / jpeg.len() as f64
+            ),
+            format!("{:.2}", receipt.written_mb),
+            "-".to_owned(),
+        ]);
+    }
     for storage in ["filesystem", "S3 (s3-server)"] {
         let dir = tempfile::tempdir()?;
         let mut s3 = None;
@@ -223,11 +286,16 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        let service = Service::start(&options, dir.path(), &env).await?;
-        service.register().await?;
-        let figures = run(&service, s3.as_ref().map(ChildGuard::pid), &jpeg, appends).await?;
-        for n in [2, 50.min(appends), appends] {
-            let append = &figures[n - 1];
+        let launcher = Launcher {
+            options: &options,
+            dir: dir.path(),
+            env: &env,
+        };
+        let mut rows = vec![2, 50.min(appends), appends];
+        rows.dedup();
+        let s3_pid = s3.as_ref().map(ChildGuard::pid);
+        let figures = run(&launcher, s3_pid, &jpeg, appends, &rows).await?;
+        for (n, append) in &figures {
             table.row([
                 storage.to_owned(),
                 n.to_string(),
@@ -238,15 +306,14 @@ async fn main() -> anyhow::Result<()> {
                     "{:.2}",
                     append.peak_growth_mib * 1_048_576.0 / jpeg.len() as f64
                 ),
-                format!("{:.2}", append.read_mb),
                 format!("{:.2}", append.written_mb),
                 append
                     .s3_cpu_ms
                     .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}")),
             ]);
         }
-        let last = &figures[appends - 1];
-        let second = &figures[1];
+        let second = &figures[0].1;
+        let last = &figures[figures.len() - 1].1;
         println!(
             "{storage}: append #{appends} took {:.2}x the time of append #2",
             last.ms / second.ms

@@ -172,8 +172,14 @@ fn adopt(bytes: &[u8], mut doc: Document) -> Result<(ReportUpdate, bool), Pipeli
         ),
     ];
     let previous = xref_offset_of(bytes)?;
-    let (increment, xref_offset) =
-        increment(bytes.len() as u64, &objects, pages + 1, catalog, previous)?;
+    let (increment, xref_offset) = increment(
+        bytes.len() as u64,
+        objects,
+        None,
+        pages + 1,
+        catalog,
+        previous,
+    )?;
     let update = ReportUpdate {
         bytes: increment,
         layout: ReportLayout {
@@ -246,6 +252,19 @@ pub fn append_to_report(
     kids.push(node);
     let mut objects: Vec<(ObjectId, Object)> =
         std::mem::take(&mut doc.objects).into_iter().collect();
+    // A JPEG is embedded as uploaded: it is written from the upload, not from a copy.
+    let mut payload = None;
+    if media == MediaType::Jpeg {
+        for (id, object) in &mut objects {
+            if let Object::Stream(stream) = object
+                && stream.content.as_slice() == bytes
+            {
+                stream.content = Vec::new();
+                payload = Some((*id, bytes));
+                break;
+            }
+        }
+    }
     objects.push((
         (layout.pages, 0),
         Object::Dictionary(dictionary! {
@@ -256,7 +275,8 @@ pub fn append_to_report(
     ));
     let (bytes, xref_offset) = increment(
         report_len,
-        &objects,
+        objects,
+        payload,
         size,
         layout.catalog,
         layout.xref_offset,
@@ -277,29 +297,49 @@ pub fn append_to_report(
 /// An incremental update written after `base_len` bytes: `objects`, a cross-reference section
 /// listing them, and a trailer pointing back to the section at `previous`. Returns the bytes and
 /// the offset (in the whole file) of the new section.
+///
+/// `payload`, if given, is the data of one stream object written straight from the caller's
+/// bytes (an uploaded JPEG), so that the increment is the only copy made of it. The buffer is
+/// sized once: an increment never holds more than its own bytes.
 fn increment(
     base_len: u64,
-    objects: &[(ObjectId, Object)],
+    objects: Vec<(ObjectId, Object)>,
+    payload: Option<(ObjectId, &[u8])>,
     size: u32,
     catalog: u32,
     previous: u64,
 ) -> Result<(Vec<u8>, u64), PipelineError> {
     use std::io::Write as _;
+    let data: usize = objects
+        .iter()
+        .map(|(_, object)| match object {
+            Object::Stream(stream) => stream.content.len(),
+            _ => 0,
+        })
+        .sum::<usize>()
+        + payload.map_or(0, |(_, bytes)| bytes.len());
+    let mut out = Vec::with_capacity(data + 256 * objects.len() + 4096);
     // A line break first: the file before may end without one.
-    let mut out = b"\n".to_vec();
+    out.push(b'\n');
     let mut offsets: Vec<(u32, u16, u64)> = Vec::with_capacity(objects.len());
     for ((id, generation), object) in objects {
-        offsets.push((*id, *generation, base_len + out.len() as u64));
+        offsets.push((id, generation, base_len + out.len() as u64));
         writeln!(out, "{id} {generation} obj").map_err(corrupt)?;
-        let object = match object {
-            Object::Stream(stream) => {
-                let mut stream = stream.clone();
-                stream.dict.set("Length", stream.content.len() as i64);
-                Object::Stream(stream)
+        match object {
+            Object::Stream(mut stream) => {
+                let content = match payload {
+                    Some((payload_id, bytes)) if payload_id == (id, generation) => bytes,
+                    _ => stream.content.as_slice(),
+                };
+                stream.dict.set("Length", content.len() as i64);
+                lopdf::Writer::write_object(&mut out, &Object::Dictionary(stream.dict.clone()))
+                    .map_err(corrupt)?;
+                out.extend_from_slice(b"stream\n");
+                out.extend_from_slice(content);
+                out.extend_from_slice(b"\nendstream");
             }
-            other => other.clone(),
-        };
-        lopdf::Writer::write_object(&mut out, &object).map_err(corrupt)?;
+            other => lopdf::Writer::write_object(&mut out, &other).map_err(corrupt)?,
+        }
         out.extend_from_slice(b"\nendobj\n");
     }
     offsets.sort_unstable();
