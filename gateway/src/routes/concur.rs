@@ -284,6 +284,7 @@ async fn store(
         declared_size: declared_size.unwrap_or(0),
         idempotency_key: headers::idempotency_key(headers)?,
         sha256: headers::client_sha256(headers)?,
+        owner: String::new(),
     };
     let token = headers::bearer_token(headers);
     let stored = upload::forward(

@@ -162,6 +162,7 @@ pub async fn upload_receipt(
             declared_size: 0,
             idempotency_key,
             sha256,
+            owner: String::new(),
         };
         let stored = upload::forward(&state.ingest, token, header, field, limits, |error| {
             multipart_failure(error, limits)

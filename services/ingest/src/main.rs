@@ -73,6 +73,14 @@ async fn main() -> anyhow::Result<()> {
                     ", repaired"
                 }
             );
+            let lists =
+                imaging_service::reconcile::reconcile_listings(catalog.as_ref(), !dry_run).await?;
+            println!(
+                "receipt lists: {} entr(ies) missing, {} stray{}",
+                lists.added,
+                lists.removed,
+                if dry_run { " (dry run)" } else { ", repaired" }
+            );
             Ok(())
         }
         Command::Janitor { older_than_seconds } => {

@@ -64,3 +64,87 @@ pub async fn reconcile(
     }
     Ok(drifts)
 }
+
+/// What [`reconcile_listings`] found (and, applied, repaired) in the owners' lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingRepairs {
+    /// Receipts missing from their owner's list (or written before lists existed).
+    pub added: usize,
+    /// List entries naming no receipt.
+    pub removed: usize,
+}
+
+/// Makes the owners' lists of loose receipts name exactly the receipts there are: a receipt
+/// missing from its list is put back (one written before lists existed is given an entry, by
+/// compare-and-set on its record, listed after every newer receipt), and an entry whose receipt
+/// is gone is removed after checking the record again. With `apply` false it only counts.
+pub async fn reconcile_listings(
+    catalog: &dyn Catalog,
+    apply: bool,
+) -> Result<ListingRepairs, ReconcileError> {
+    use crate::state::{Listed, Listing, Swap, listing_entry, listing_image};
+    use std::collections::BTreeSet;
+    let listed: BTreeSet<Listed> = catalog.listings().await?.into_iter().collect();
+    let mut wanted = BTreeSet::new();
+    let mut repairs = ListingRepairs::default();
+    for record in catalog.images().await? {
+        if !record.key.split('/').nth(2).is_some_and(|dir| dir == "receipts") {
+            continue;
+        }
+        match &record.listed {
+            Some(entry) => {
+                let entry = Listed {
+                    workspace: record.workspace.clone(),
+                    owner: record.owner.clone(),
+                    entry: entry.clone(),
+                };
+                if !listed.contains(&entry) {
+                    repairs.added += 1;
+                    if apply {
+                        catalog.set_listed(&entry, true).await?;
+                    }
+                }
+                wanted.insert(entry);
+            }
+            None => {
+                repairs.added += 1;
+                if apply {
+                    let entry = listing_entry(0, &record.image_id);
+                    let mut updated = record.clone();
+                    updated.listed = Some(entry.clone());
+                    catalog
+                        .swap_image(&Swap {
+                            key: &format!("RECEIPT:{}", record.image_id),
+                            expected: Some(&record.key),
+                            image: Some(&updated),
+                            workspace: &record.workspace,
+                            release: 0,
+                            reservation: None,
+                            default_limit: 0,
+                            listing: Some(Listing::Add {
+                                owner: &record.owner,
+                                entry: &entry,
+                            }),
+                        })
+                        .await?;
+                }
+            }
+        }
+    }
+    for entry in listed.difference(&wanted) {
+        let key = listing_image(&entry.entry).map(|id| format!("RECEIPT:{id}"));
+        // A receipt committed since the records were read keeps its entry.
+        let current = match &key {
+            Some(key) => catalog.image(&entry.workspace, key).await?,
+            None => None,
+        };
+        if current.is_some_and(|record| record.listed.as_deref() == Some(entry.entry.as_str())) {
+            continue;
+        }
+        repairs.removed += 1;
+        if apply {
+            catalog.set_listed(entry, false).await?;
+        }
+    }
+    Ok(repairs)
+}

@@ -4,7 +4,7 @@
 mod permissions;
 
 pub use permissions::{
-    ALL_WORKSPACES, Access, can_manage_workspace, can_read_usage, can_use_target,
+    ALL_WORKSPACES, Access, acting_owner, can_manage_workspace, can_read_usage, can_use_target,
 };
 
 use crate::configuration::AuthSettings;

@@ -40,6 +40,24 @@ pub fn can_use_target(
     }
 }
 
+/// The user a request acts for: `requested` (a login ID, i.e. a `sub` of the caller's
+/// workspace), or the caller if it is empty. Acting for another user needs an admin role.
+pub fn acting_owner(claims: &Claims, requested: &str) -> Result<String, IngestError> {
+    if requested.is_empty() || requested == claims.sub {
+        return Ok(claims.sub.clone());
+    }
+    if requested.len() > 256 || requested.chars().any(char::is_control) {
+        return Err(IngestError::invalid("owner", "not a valid user login ID"));
+    }
+    if claims.is_admin() {
+        Ok(requested.to_owned())
+    } else {
+        Err(IngestError::PermissionDenied(
+            "only an admin may act for another user",
+        ))
+    }
+}
+
 fn workspace_finance(claims: &Claims) -> bool {
     claims.has_role("owner") || (claims.has_role("staff") && claims.has_perm("financial"))
 }

@@ -35,6 +35,7 @@ pub fn upload_request(header: v1::UploadHeader) -> Result<UploadRequest, IngestE
         declared_size: header.declared_size,
         idempotency_key: header.idempotency_key,
         sha256: header.sha256.to_vec(),
+        owner: header.owner,
     })
 }
 

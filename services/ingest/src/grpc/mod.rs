@@ -118,6 +118,28 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         Ok(Response::new(v1::DeleteImageResponse { released_bytes }))
     }
 
+    async fn list_images(
+        &self,
+        request: Request<v1::ListImagesRequest>,
+    ) -> Result<Response<v1::ListImagesResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let request = request.into_inner();
+        if request.kind != v1::TargetKind::Receipt as i32 {
+            return Err(IngestError::invalid("kind", "only RECEIPT images are listed").into());
+        }
+        let (ids, next) = self
+            .ingestor
+            .list_receipts(&claims, &request.owner, request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(v1::ListImagesResponse {
+            images: ids
+                .into_iter()
+                .map(|image_id| v1::ListedImage { image_id })
+                .collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
     async fn get_usage(
         &self,
         request: Request<v1::GetUsageRequest>,

@@ -43,8 +43,9 @@ impl UploadPlan {
 
     /// How the key's record names this plan's target (receipts have a new ID every time).
     pub fn idempotency_label(&self) -> String {
-        match self.target.kind {
-            Kind::Receipt => Kind::Receipt.name().to_owned(),
+        match (self.target.kind, self.policy.placement) {
+            // A new receipt's ID is new on every upload.
+            (Kind::Receipt, Placement::Create) => Kind::Receipt.name().to_owned(),
             _ => self.target.catalog_key(),
         }
     }
@@ -82,12 +83,14 @@ impl Ingestor {
         } else {
             done.target.clone()
         };
-        let appends = done
-            .target
-            .split(':')
-            .next()
-            .and_then(Kind::from_name)
-            .is_some_and(|kind| kind.policy().placement == Placement::Append);
+        // Reports, and receipts appended to (their label names the receipt), move to a new
+        // object on every append.
+        let appends = match done.target.split_once(':') {
+            Some((kind, _)) => Kind::from_name(kind).is_some_and(|kind| {
+                kind == Kind::Receipt || kind.policy().placement == Placement::Append
+            }),
+            None => false,
+        };
         Ok(
             match self.catalog.image(&image.workspace, &catalog_key).await? {
                 Some(current) => appends || current.key == image.key,

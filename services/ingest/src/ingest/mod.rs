@@ -23,7 +23,9 @@ pub use upload::Uploaded;
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
 use crate::error::IngestError;
-use crate::state::{Catalog, ImageRecord, Quota, Registered, Swap, Swapped, TargetRecord};
+use crate::state::{
+    Catalog, ImageRecord, Listing, Quota, Registered, Swap, Swapped, TargetRecord,
+};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
 use admission::Admission;
@@ -197,6 +199,10 @@ impl Ingestor {
                         release: record.size,
                         reservation: None,
                         default_limit: self.limits.default_quota_bytes,
+                        listing: record.listed.as_deref().map(|entry| Listing::Remove {
+                            owner: &record.owner,
+                            entry,
+                        }),
                     })
                     .await?;
                 if removed == Swapped::Done {
@@ -209,6 +215,51 @@ impl Ingestor {
             Err(IngestError::Busy)
         })
         .await
+    }
+
+    /// A page of `owner`'s loose receipts in the caller's workspace (the caller's own if
+    /// `owner` is empty), newest first: their IDs and the token of the next page (`None` on the
+    /// last). `page_size` 0 is 25; more than 100 is 100.
+    pub async fn list_receipts(
+        &self,
+        claims: &Claims,
+        owner: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<String>, Option<String>), IngestError> {
+        if !target::valid_id(&claims.ws) {
+            return Err(IngestError::InvalidId("token ws"));
+        }
+        let owner = auth::acting_owner(claims, owner)?;
+        let size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size < 0 => {
+                return Err(IngestError::invalid("page_size", "page_size must not be negative"));
+            }
+            size => usize::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+        };
+        let after = match page_token {
+            "" => None,
+            token if token.len() <= 200 && crate::state::listing_image(token).is_some() => {
+                Some(token)
+            }
+            _ => return Err(IngestError::invalid("page_token", "not a page token of this list")),
+        };
+        let mut entries = self
+            .catalog
+            .listed(&claims.ws, &owner, after, size + 1)
+            .await?;
+        let next = if entries.len() > size {
+            entries.truncate(size);
+            entries.last().cloned()
+        } else {
+            None
+        };
+        let ids = entries
+            .iter()
+            .filter_map(|entry| crate::state::listing_image(entry).map(str::to_owned))
+            .collect();
+        Ok((ids, next))
     }
 
     /// A workspace's quota limit and usage.
@@ -306,6 +357,11 @@ impl Ingestor {
         Ok(self.catalog.remove_target(&key).await?)
     }
 }
+
+/// Receipts per page of a listing when the caller names no size.
+pub const DEFAULT_PAGE_SIZE: usize = 25;
+/// The most receipts per page of a listing.
+pub const MAX_PAGE_SIZE: usize = 100;
 
 fn not_found(kind: Kind) -> IngestError {
     match kind {

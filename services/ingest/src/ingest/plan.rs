@@ -22,6 +22,8 @@ pub struct UploadRequest {
     pub idempotency_key: String,
     /// Optional SHA-256 of the bytes (empty or 32 bytes).
     pub sha256: Vec<u8>,
+    /// New receipts: their owner (empty = the caller; another user needs an admin role).
+    pub owner: String,
 }
 
 /// An upload that passed every check that needs no bytes.
@@ -56,7 +58,13 @@ impl Ingestor {
     ) -> Result<UploadPlan, IngestError> {
         let mut target = request.target;
         target.validate(true)?;
-        let policy = target.kind.policy();
+        // An upload to an existing receipt's ID appends to it, as to a report.
+        let appends_to_receipt = target.kind == Kind::Receipt && !target.id.is_empty();
+        let policy = if appends_to_receipt {
+            Policy::receipt_append()
+        } else {
+            target.kind.policy()
+        };
         let media = MediaType::from_declared(&request.content_type)
             .filter(|media| policy.accepts(*media))
             .ok_or_else(|| IngestError::UnsupportedMediaType(request.content_type.clone()))?;
@@ -77,22 +85,33 @@ impl Ingestor {
                 "idempotency key must be 1-128 visible ASCII characters",
             ));
         }
+        if !request.owner.is_empty() && (target.kind != Kind::Receipt || appends_to_receipt) {
+            return Err(IngestError::invalid(
+                "owner",
+                "an owner is given for new receipts only",
+            ));
+        }
         let (workspace, owner) = if target.kind == Kind::Receipt {
-            if !target.id.is_empty() {
-                return Err(IngestError::invalid(
-                    "target.id",
-                    "receipt image IDs are made by the server",
-                ));
-            }
             if !valid_id(&claims.ws) {
                 return Err(IngestError::InvalidId("token ws"));
             }
-            // A receipt is charged to the caller's workspace, which must exist.
-            if self.quota.limit(&claims.ws).await?.is_none() {
-                return Err(IngestError::TargetNotFound("workspace"));
+            if appends_to_receipt {
+                let record = self
+                    .catalog
+                    .image(&claims.ws, &target.catalog_key())
+                    .await?
+                    .ok_or(IngestError::ImageNotFound)?;
+                auth::can_use_target(&claims, policy.access, &record.workspace, &record.owner)?;
+                (record.workspace, record.owner)
+            } else {
+                // A receipt is charged to the caller's workspace, which must exist.
+                if self.quota.limit(&claims.ws).await?.is_none() {
+                    return Err(IngestError::TargetNotFound("workspace"));
+                }
+                let owner = auth::acting_owner(&claims, &request.owner)?;
+                target.id = uuid::Uuid::new_v4().simple().to_string();
+                (claims.ws.clone(), owner)
             }
-            target.id = uuid::Uuid::new_v4().simple().to_string();
-            (claims.ws.clone(), claims.sub.clone())
         } else {
             let record = self
                 .catalog

@@ -84,6 +84,15 @@ impl Kind {
 }
 
 impl Policy {
+    /// An upload to an existing loose receipt: its pages are appended, as for a report.
+    pub fn receipt_append() -> Policy {
+        Policy {
+            conversion: Conversion::ReportPdf,
+            placement: Placement::Append,
+            ..Kind::Receipt.policy()
+        }
+    }
+
     /// Does this policy accept uploads declared as `media`?
     pub fn accepts(&self, media: MediaType) -> bool {
         self.accepts.contains(&media)

@@ -12,11 +12,19 @@ use super::receive::Received;
 use super::target::object_key;
 use super::{Ingestor, MAX_ATTEMPTS};
 use crate::error::IngestError;
-use crate::state::{ImageRecord, ReportState, Reservation, Swap, Swapped};
+use super::target::Kind;
+use crate::state::{ImageRecord, Listing, ReportState, Reservation, Swap, Swapped, listing_entry};
 use crate::storage::StorageError;
 use bytes::Bytes;
 use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
 use sha2::{Digest, Sha256};
+
+/// Now, in ms since 1970.
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// How an object's bytes are written.
 #[derive(Debug, Clone)]
@@ -330,8 +338,16 @@ impl Ingestor {
                             // Replaced (and deleted) since it was read: read the new one.
                             continue;
                         };
+                        // A report written whole by an earlier version, or a receipt that is
+                        // one image or PDF: read once, made the first version of a report.
+                        let current = MediaType::from_declared(&record.content_type)
+                            .unwrap_or(MediaType::Pdf);
                         let (whole, info) = blocking(self, "report", move || {
-                            let adopted = pipeline::adopt_report(&existing, &limits)?;
+                            let adopted = if current == MediaType::Pdf {
+                                pipeline::adopt_report(&existing, &limits)?
+                            } else {
+                                pipeline::start_report(&existing, current, &limits)?
+                            };
                             let appended = pipeline::append_to_report(
                                 &adopted.layout,
                                 adopted.bytes.len() as u64,
@@ -409,6 +425,20 @@ impl Ingestor {
             &plan.target.id,
             content.media,
         );
+        // A new loose receipt joins its owner's list in the same step as its record; a receipt
+        // appended to keeps its entry.
+        let listed = match (&previous, plan.target.kind) {
+            (Some(previous), _) => previous.listed.clone(),
+            (None, Kind::Receipt) => Some(listing_entry(now_millis(), &plan.target.id)),
+            (None, _) => None,
+        };
+        let listing = match (&previous, &listed) {
+            (None, Some(entry)) => Some(Listing::Add {
+                owner: &plan.owner,
+                entry,
+            }),
+            _ => None,
+        };
         let record = ImageRecord {
             image_id: plan.target.id.clone(),
             key: key.clone(),
@@ -421,6 +451,7 @@ impl Ingestor {
             page_count: content.pages,
             sha256: hex::encode(content.sha256),
             report: content.report,
+            listed: listed.clone(),
         };
         let written = match content.body {
             Body::Whole(bytes) => {
@@ -461,6 +492,7 @@ impl Ingestor {
                 release: old.saturating_sub(size),
                 reservation: reservation.as_deref().map(|id| (id, grow)),
                 default_limit: self.limits.default_quota_bytes,
+                listing,
             })
             .await;
         match swapped {

@@ -7,8 +7,8 @@
 //! `state.json.migrated`); a database that cannot be opened stops the start, naming the file.
 
 use super::{
-    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError, Swap,
-    Swapped, TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Quota, Registered, Reservation,
+    StateError, Swap, Swapped, TargetRecord,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -35,6 +35,15 @@ const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
 /// Expired idempotency results removed by each new one (more than one: the table shrinks back
 /// after a burst).
 const IDEMPOTENCY_SWEEP: usize = 16;
+/// `{workspace}/{hex(owner)}/{entry}`: the owners' lists of loose receipts, in byte order
+/// (newest first within an owner, see `listing_entry`).
+const OWNER_LISTS: TableDefinition<&str, ()> = TableDefinition::new("owner_lists");
+
+/// The key prefix of `owner`'s list in `workspace`; workspace IDs have no `/`, hex has none.
+fn list_prefix(workspace: &str, owner: &str) -> String {
+    format!("{workspace}/{}/", hex::encode(owner))
+}
+
 /// `{workspace}/{id}` -> (bytes, expiry in Unix ms) of a live quota reservation.
 const RESERVATIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("reservations");
 
@@ -169,6 +178,7 @@ impl EmbeddedState {
         txn.open_table(TARGETS).map_err(failed)?;
         txn.open_table(IMAGES).map_err(failed)?;
         txn.open_table(RESERVATIONS).map_err(failed)?;
+        txn.open_table(OWNER_LISTS).map_err(failed)?;
         {
             // Results stored before the expiry index existed are indexed once.
             let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;
@@ -482,6 +492,10 @@ impl Catalog for EmbeddedState {
         let release = swap.release;
         let reservation = swap.reservation.map(|(id, bytes)| (id.to_owned(), bytes));
         let default_limit = swap.default_limit;
+        let listing = swap.listing.map(|listing| match listing {
+            Listing::Add { owner, entry } => (true, list_prefix(&workspace, owner) + entry),
+            Listing::Remove { owner, entry } => (false, list_prefix(&workspace, owner) + entry),
+        });
         self.write(move |txn| {
             let mut images = txn.open_table(IMAGES).map_err(failed)?;
             let current: Option<ImageRecord> = images
@@ -527,6 +541,14 @@ impl Catalog for EmbeddedState {
                     used.saturating_add(grow).saturating_sub(release),
                 )
                 .map_err(failed)?;
+            if let Some((add, key)) = &listing {
+                let mut lists = txn.open_table(OWNER_LISTS).map_err(failed)?;
+                if *add {
+                    lists.insert(key.as_str(), ()).map_err(failed)?;
+                } else {
+                    lists.remove(key.as_str()).map_err(failed)?;
+                }
+            }
             Ok(Swapped::Done)
         })
         .await
@@ -541,6 +563,82 @@ impl Catalog for EmbeddedState {
                 all.push(decode(json.value())?);
             }
             Ok(all)
+        })
+        .await
+    }
+
+    async fn listed(
+        &self,
+        workspace: &str,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let prefix = list_prefix(workspace, owner);
+        let start = format!("{prefix}{}", after.unwrap_or_default());
+        let end = format!("{}0", &prefix[..prefix.len() - 1]);
+        let skip = after.is_some();
+        self.read(move |txn| {
+            let table = txn.open_table(OWNER_LISTS).map_err(failed)?;
+            let mut out = Vec::with_capacity(limit);
+            for entry in table
+                .range(start.as_str()..end.as_str())
+                .map_err(failed)?
+            {
+                let (key, _) = entry.map_err(failed)?;
+                let key = key.value();
+                if skip && key == start {
+                    continue;
+                }
+                if out.len() == limit {
+                    break;
+                }
+                out.push(key[prefix.len()..].to_owned());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn listings(&self) -> Result<Vec<Listed>, StateError> {
+        self.read(|txn| {
+            let table = txn.open_table(OWNER_LISTS).map_err(failed)?;
+            let mut all = Vec::new();
+            for entry in table.iter().map_err(failed)? {
+                let (key, _) = entry.map_err(failed)?;
+                let mut parts = key.value().splitn(3, '/');
+                let (Some(workspace), Some(owner), Some(entry)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                let Some(owner) = hex::decode(owner)
+                    .ok()
+                    .and_then(|owner| String::from_utf8(owner).ok())
+                else {
+                    continue;
+                };
+                all.push(Listed {
+                    workspace: workspace.to_owned(),
+                    owner,
+                    entry: entry.to_owned(),
+                });
+            }
+            Ok(all)
+        })
+        .await
+    }
+
+    async fn set_listed(&self, listed: &Listed, present: bool) -> Result<(), StateError> {
+        let key = list_prefix(&listed.workspace, &listed.owner) + &listed.entry;
+        self.write(move |txn| {
+            let mut table = txn.open_table(OWNER_LISTS).map_err(failed)?;
+            if present {
+                table.insert(key.as_str(), ()).map_err(failed)?;
+            } else {
+                table.remove(key.as_str()).map_err(failed)?;
+            }
+            Ok(())
         })
         .await
     }

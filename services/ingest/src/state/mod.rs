@@ -7,7 +7,9 @@ mod records;
 mod redis;
 
 pub use embedded::EmbeddedState;
-pub use records::{IdempotencyRecord, ImageRecord, ReportState, TargetRecord};
+pub use records::{
+    IdempotencyRecord, ImageRecord, ReportState, TargetRecord, listing_entry, listing_image,
+};
 pub use redis::RedisState;
 
 use async_trait::async_trait;
@@ -58,6 +60,38 @@ pub struct Swap<'a> {
     pub reservation: Option<(&'a str, u64)>,
     /// The limit of a workspace without its own (checked if the reservation lapsed).
     pub default_limit: u64,
+    /// The change of an owner's list of loose receipts that goes with this one.
+    pub listing: Option<Listing<'a>>,
+}
+
+/// A change of an owner's list of loose receipts (see [`listing_entry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing<'a> {
+    /// The entry joins `owner`'s list.
+    Add {
+        /// The owner (JWT `sub`).
+        owner: &'a str,
+        /// The entry.
+        entry: &'a str,
+    },
+    /// The entry leaves `owner`'s list.
+    Remove {
+        /// The owner (JWT `sub`).
+        owner: &'a str,
+        /// The entry.
+        entry: &'a str,
+    },
+}
+
+/// One entry of an owner's list, as [`Catalog::listings`] gives them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    /// Workspace.
+    pub workspace: String,
+    /// Owner (JWT `sub`).
+    pub owner: String,
+    /// The entry.
+    pub entry: String,
 }
 
 /// What [`Catalog::swap_image`] did.
@@ -148,6 +182,19 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError>;
     /// Every image record (reconcile; a full scan).
     async fn images(&self) -> Result<Vec<ImageRecord>, StateError>;
+    /// Up to `limit` entries of `owner`'s list in `workspace`, in order (newest first), after
+    /// the entry `after` (from the start if `None`). O(log n + limit).
+    async fn listed(
+        &self,
+        workspace: &str,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError>;
+    /// Every entry of every list (reconcile; a full scan).
+    async fn listings(&self) -> Result<Vec<Listed>, StateError>;
+    /// Adds (`true`) or removes an entry outside a record change (reconcile's repairs).
+    async fn set_listed(&self, listed: &Listed, present: bool) -> Result<(), StateError>;
     /// A stored idempotency result.
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError>;
     /// Stores an idempotency result for `ttl`.

@@ -37,6 +37,29 @@ pub struct ImageRecord {
     /// For a report PDF: what an append needs, so that it reads nothing of the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportState>,
+    /// For a loose receipt: its entry in its owner's list (see [`listing_entry`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<String>,
+}
+
+/// Largest time in the listing entries (in ms since 1970; the year 2286).
+const LISTING_EPOCH_END: u64 = 9_999_999_999_999;
+
+/// The entry of an image in its owner's list: the list holds entries in byte order, which is
+/// newest first (`9999999999999 - created_ms`, 13 digits), then by image ID. A page that starts
+/// after an entry is stable while images are added (they sort before it) or removed.
+pub fn listing_entry(created_ms: u64, image_id: &str) -> String {
+    format!(
+        "{:013}-{image_id}",
+        LISTING_EPOCH_END.saturating_sub(created_ms.min(LISTING_EPOCH_END))
+    )
+}
+
+/// The image ID of a listing entry, if it is one.
+pub fn listing_image(entry: &str) -> Option<&str> {
+    let (time, image) = entry.split_once('-')?;
+    (time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit()) && !image.is_empty())
+        .then_some(image)
 }
 
 /// What an append to a report needs besides the record: where the PDF's structure is, and the

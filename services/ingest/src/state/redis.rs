@@ -13,6 +13,7 @@
 //! | `imaging:{ws}:used` | bytes its committed records use |
 //! | `imaging:{ws}:reservations` | hash: reservation ID -> `bytes:expiry_ms` |
 //! | `imaging:{ws}:image:<target>` | JSON image record of a target of the workspace |
+//! | `imaging:{ws}:owner:<hex(sub)>` | sorted set (all scores 0, byte order): a user's loose receipts, newest first |
 //! | `imaging:target:<target>` | JSON target registration (workspace, owner) |
 //! | `imaging:idem:<scope>` | JSON idempotency result, with a TTL |
 //! | `imaging:lock:<name>` | lock token, with a TTL |
@@ -23,8 +24,8 @@
 //! ...) is moved by [`RedisState::migrate_layout`], which the service runs on start.
 
 use super::{
-    Catalog, IdempotencyRecord, ImageRecord, Quota, Registered, Reservation, StateError, Swap,
-    Swapped, TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Quota, Registered, Reservation,
+    StateError, Swap, Swapped, TargetRecord,
 };
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -81,7 +82,8 @@ return {1, used + held + bytes}
 /// ARGV[1] empty, if there is no record), sets it to ARGV[2] (deletes it if empty); turns the
 /// reservation ARGV[4] of the hash KEYS[3] into usage KEYS[2] by ARGV[5] bytes (if it lapsed,
 /// only if they still fit the limit KEYS[4] or ARGV[6]) and takes ARGV[3] bytes off the usage,
-/// never below zero. Returns {1} if it changed, {0} on a conflict, {2, used, limit} if a lapsed
+/// never below zero; adds (ARGV[7] = 'add') or removes ('remove') the entry ARGV[8] of the owner's
+/// list KEYS[5]. Returns {1} if it changed, {0} on a conflict, {2, used, limit} if a lapsed
 /// reservation no longer fits.
 const SWAP_IMAGE: &str = r#"
 local current = redis.call('GET', KEYS[1])
@@ -108,6 +110,11 @@ end
 local left = used + grow - tonumber(ARGV[3])
 if left < 0 then left = 0 end
 redis.call('SET', KEYS[2], left)
+if ARGV[7] == 'add' then
+  redis.call('ZADD', KEYS[5], 0, ARGV[8])
+elseif ARGV[7] == 'remove' then
+  redis.call('ZREM', KEYS[5], ARGV[8])
+end
 return {1}
 "#;
 
@@ -330,6 +337,11 @@ impl RedisState {
 
     fn image_key(&self, workspace: &str, target: &str) -> String {
         self.ws_key(workspace, &format!("image:{target}"))
+    }
+
+    /// The list of `owner`'s loose receipts in `workspace`.
+    fn owner_key(&self, workspace: &str, owner: &str) -> String {
+        self.ws_key(workspace, &format!("owner:{}", hex::encode(owner)))
     }
 
     fn workspaces_key(&self) -> String {
@@ -679,18 +691,26 @@ impl Catalog for RedisState {
     async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError> {
         let json = swap.image.map(encode).transpose()?.unwrap_or_default();
         let (reservation, grow) = swap.reservation.unwrap_or(("", 0));
+        let (op, owner, entry) = match swap.listing {
+            None => ("", "", ""),
+            Some(Listing::Add { owner, entry }) => ("add", owner, entry),
+            Some(Listing::Remove { owner, entry }) => ("remove", owner, entry),
+        };
         let reply: Vec<u64> = self
             .swap_image
             .key(self.image_key(swap.workspace, swap.key))
             .key(self.ws_key(swap.workspace, "used"))
             .key(self.ws_key(swap.workspace, "reservations"))
             .key(self.ws_key(swap.workspace, "limit"))
+            .key(self.owner_key(swap.workspace, owner))
             .arg(swap.expected.unwrap_or_default())
             .arg(json)
             .arg(swap.release)
             .arg(reservation)
             .arg(grow)
             .arg(swap.default_limit)
+            .arg(op)
+            .arg(entry)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -716,6 +736,67 @@ impl Catalog for RedisState {
             .into_iter()
             .filter_map(|value| decode(value).transpose())
             .collect()
+    }
+
+    #[tracing::instrument(name = "redis.listed", skip_all)]
+    async fn listed(
+        &self,
+        workspace: &str,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let start = after.map_or_else(|| "-".to_owned(), |entry| format!("({entry}"));
+        redis::cmd("ZRANGE")
+            .arg(self.owner_key(workspace, owner))
+            .arg(start)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn listings(&self) -> Result<Vec<Listed>, StateError> {
+        let mut all = Vec::new();
+        for key in self.scan(&format!("{}{{*}}:owner:*", self.prefix)).await? {
+            let Some((workspace, owner)) = key[self.prefix.len()..]
+                .strip_prefix('{')
+                .and_then(|rest| rest.split_once("}:owner:"))
+                .and_then(|(workspace, owner)| {
+                    let owner = String::from_utf8(hex::decode(owner).ok()?).ok()?;
+                    Some((workspace.to_owned(), owner))
+                })
+            else {
+                continue;
+            };
+            let entries: Vec<String> = self
+                .conn()
+                .zrange(&key, 0, -1)
+                .await
+                .map_err(unavailable)?;
+            all.extend(entries.into_iter().map(|entry| Listed {
+                workspace: workspace.clone(),
+                owner: owner.clone(),
+                entry,
+            }));
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    async fn set_listed(&self, listed: &Listed, present: bool) -> Result<(), StateError> {
+        let key = self.owner_key(&listed.workspace, &listed.owner);
+        let _: u64 = if present {
+            self.conn().zadd(key, &listed.entry, 0).await
+        } else {
+            self.conn().zrem(key, &listed.entry).await
+        }
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     #[tracing::instrument(name = "redis.idempotency", skip_all, fields(key = %key))]

@@ -4,8 +4,8 @@
 
 use imaging_e2e::{RedisCluster, RedisServer};
 use imaging_service::state::{
-    Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Quota, RedisState, Registered,
-    Reservation, Swap, Swapped, TargetRecord,
+    Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Listed, Listing, Quota, RedisState,
+    Registered, Reservation, Swap, Swapped, TargetRecord, listing_entry,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,7 @@ fn image(key: &str, size: u64) -> ImageRecord {
         page_count: 2,
         sha256: "00".into(),
         report: None,
+        listed: None,
     }
 }
 
@@ -216,6 +217,7 @@ fn swap<'a>(
         release,
         reservation,
         default_limit: 1000,
+        listing: None,
     }
 }
 
@@ -311,6 +313,7 @@ async fn records_of_many_workspaces_are_kept_apart_and_all_listed(backend: &Back
                 release: 0,
                 reservation: Some(("r", n + 1)),
                 default_limit: 1000,
+                listing: None,
             })
             .await
             .unwrap();
@@ -340,6 +343,100 @@ async fn records_of_many_workspaces_are_kept_apart_and_all_listed(backend: &Back
     expected.sort();
     assert_eq!(listed, expected);
     assert_eq!(quota.workspaces().await.unwrap().len(), 20);
+}
+
+/// Creates (or, with `remove`, deletes) the loose receipt `id` of `owner`, made at `at` ms,
+/// with its listing entry.
+async fn receipt(catalog: &dyn Catalog, owner: &str, id: &str, at: u64, remove: bool) {
+    let entry = listing_entry(at, id);
+    let record = ImageRecord {
+        image_id: id.into(),
+        key: format!("ws/w1/receipts/{id}/a.jpg"),
+        owner: owner.into(),
+        listed: Some(entry.clone()),
+        ..image("", 1)
+    };
+    let done = catalog
+        .swap_image(&Swap {
+            key: &format!("RECEIPT:{id}"),
+            expected: remove.then_some(record.key.as_str()),
+            image: (!remove).then_some(&record),
+            workspace: "w1",
+            release: u64::from(remove),
+            reservation: None,
+            default_limit: 1000,
+            listing: Some(if remove {
+                Listing::Remove {
+                    owner,
+                    entry: &entry,
+                }
+            } else {
+                Listing::Add {
+                    owner,
+                    entry: &entry,
+                }
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(done, Swapped::Done);
+}
+
+async fn an_owners_list_pages_newest_first_and_follows_its_records(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    for n in 0..10u64 {
+        receipt(catalog, "u1/odd name", &format!("r{n}"), 1_000 + n, false).await;
+    }
+    receipt(catalog, "u2", "other", 5_000, false).await;
+    let page = catalog.listed("w1", "u1/odd name", None, 4).await.unwrap();
+    assert_eq!(
+        page,
+        ["r9", "r8", "r7", "r6"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| listing_entry(1_009 - i as u64, id))
+            .collect::<Vec<_>>(),
+        "newest first"
+    );
+    // A receipt added and one deleted between pages: no duplicate, no skip.
+    receipt(catalog, "u1/odd name", "new", 2_000, false).await;
+    receipt(catalog, "u1/odd name", "r5", 1_005, true).await;
+    let next = catalog
+        .listed("w1", "u1/odd name", Some(&page[3]), 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        vec![
+            listing_entry(1_004, "r4"),
+            listing_entry(1_003, "r3"),
+            listing_entry(1_002, "r2"),
+            listing_entry(1_001, "r1"),
+        ]
+    );
+    let last = catalog
+        .listed("w1", "u1/odd name", Some(&next[3]), 4)
+        .await
+        .unwrap();
+    assert_eq!(last, vec![listing_entry(1_000, "r0")]);
+    assert_eq!(
+        catalog.listed("w1", "u2", None, 10).await.unwrap(),
+        vec![listing_entry(5_000, "other")],
+        "each owner has a list of their own"
+    );
+    assert!(catalog.listed("w2", "u2", None, 10).await.unwrap().is_empty());
+
+    let all = catalog.listings().await.unwrap();
+    assert_eq!(all.len(), 11);
+    let stray = Listed {
+        workspace: "w1".into(),
+        owner: "u2".into(),
+        entry: listing_entry(1, "gone"),
+    };
+    catalog.set_listed(&stray, true).await.unwrap();
+    assert_eq!(catalog.listings().await.unwrap().len(), 12);
+    catalog.set_listed(&stray, false).await.unwrap();
+    assert_eq!(catalog.listings().await.unwrap(), all);
 }
 
 async fn a_lapsed_reservation_is_charged_at_commit_only_if_it_still_fits(backend: &Backend) {
@@ -436,6 +533,7 @@ macro_rules! state_contract {
                     a_target_registers_once_and_can_be_removed,
                     an_image_record_changes_only_from_the_record_the_writer_read,
                     records_of_many_workspaces_are_kept_apart_and_all_listed,
+                    an_owners_list_pages_newest_first_and_follows_its_records,
                     an_idempotency_result_is_kept_until_it_expires,
                     a_held_lock_is_exclusive_and_only_its_holder_releases_it,
                     a_lock_whose_holder_vanished_expires,
