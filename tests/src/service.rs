@@ -355,6 +355,29 @@ impl TestApp {
             .map(|r| r.into_inner().released_bytes)
     }
 
+    /// `ListImages` of loose receipts: `owner`'s (empty: the caller's), one page.
+    pub async fn list(
+        &self,
+        token: &str,
+        owner: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<v1::ListImagesResponse, Status> {
+        self.ingest
+            .clone()
+            .list_images(authed(
+                token,
+                v1::ListImagesRequest {
+                    kind: v1::TargetKind::Receipt as i32,
+                    owner: owner.into(),
+                    page_size,
+                    page_token: page_token.into(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// `GetUsage`.
     pub async fn usage(&self, token: &str, ws: &str) -> Result<v1::Usage, Status> {
         self.ingest

@@ -129,7 +129,12 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         }
         let (ids, next) = self
             .ingestor
-            .list_receipts(&claims, &request.owner, request.page_size, &request.page_token)
+            .list_receipts(
+                &claims,
+                &request.owner,
+                request.page_size,
+                &request.page_token,
+            )
             .await?;
         Ok(Response::new(v1::ListImagesResponse {
             images: ids

@@ -23,9 +23,7 @@ pub use upload::Uploaded;
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
 use crate::error::IngestError;
-use crate::state::{
-    Catalog, ImageRecord, Listing, Quota, Registered, Swap, Swapped, TargetRecord,
-};
+use crate::state::{Catalog, ImageRecord, Listing, Quota, Registered, Swap, Swapped, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
 use admission::Admission;
@@ -234,16 +232,26 @@ impl Ingestor {
         let size = match page_size {
             0 => DEFAULT_PAGE_SIZE,
             size if size < 0 => {
-                return Err(IngestError::invalid("page_size", "page_size must not be negative"));
+                return Err(IngestError::invalid(
+                    "page_size",
+                    "page_size must not be negative",
+                ));
             }
-            size => usize::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+            size => usize::try_from(size)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
         };
         let after = match page_token {
             "" => None,
             token if token.len() <= 200 && crate::state::listing_image(token).is_some() => {
                 Some(token)
             }
-            _ => return Err(IngestError::invalid("page_token", "not a page token of this list")),
+            _ => {
+                return Err(IngestError::invalid(
+                    "page_token",
+                    "not a page token of this list",
+                ));
+            }
         };
         let mut entries = self
             .catalog

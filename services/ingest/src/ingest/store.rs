@@ -9,10 +9,10 @@ use super::lock::with_lock;
 use super::plan::UploadPlan;
 use super::policy::{Conversion, Placement};
 use super::receive::Received;
+use super::target::Kind;
 use super::target::object_key;
 use super::{Ingestor, MAX_ATTEMPTS};
 use crate::error::IngestError;
-use super::target::Kind;
 use crate::state::{ImageRecord, Listing, ReportState, Reservation, Swap, Swapped, listing_entry};
 use crate::storage::StorageError;
 use bytes::Bytes;
@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// How an object's bytes are written.

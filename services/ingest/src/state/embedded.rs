@@ -581,10 +581,7 @@ impl Catalog for EmbeddedState {
         self.read(move |txn| {
             let table = txn.open_table(OWNER_LISTS).map_err(failed)?;
             let mut out = Vec::with_capacity(limit);
-            for entry in table
-                .range(start.as_str()..end.as_str())
-                .map_err(failed)?
-            {
+            for entry in table.range(start.as_str()..end.as_str()).map_err(failed)? {
                 let (key, _) = entry.map_err(failed)?;
                 let key = key.value();
                 if skip && key == start {

@@ -773,11 +773,8 @@ impl Catalog for RedisState {
             else {
                 continue;
             };
-            let entries: Vec<String> = self
-                .conn()
-                .zrange(&key, 0, -1)
-                .await
-                .map_err(unavailable)?;
+            let entries: Vec<String> =
+                self.conn().zrange(&key, 0, -1).await.map_err(unavailable)?;
             all.extend(entries.into_iter().map(|entry| Listed {
                 workspace: workspace.clone(),
                 owner: owner.clone(),

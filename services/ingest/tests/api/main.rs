@@ -23,6 +23,7 @@ mod hostile;
 mod idempotency;
 mod identity;
 mod lifecycle;
+mod listing;
 mod process;
 mod protocol;
 mod races;

@@ -424,7 +424,13 @@ async fn an_owners_list_pages_newest_first_and_follows_its_records(backend: &Bac
         vec![listing_entry(5_000, "other")],
         "each owner has a list of their own"
     );
-    assert!(catalog.listed("w2", "u2", None, 10).await.unwrap().is_empty());
+    assert!(
+        catalog
+            .listed("w2", "u2", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let all = catalog.listings().await.unwrap();
     assert_eq!(all.len(), 11);
