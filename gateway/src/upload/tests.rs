@@ -104,6 +104,13 @@ impl ImageIngest for Recorder {
     ) -> Result<GrpcResponse<Usage>, Status> {
         Err(Status::unimplemented("not recorded"))
     }
+
+    async fn list_images(
+        &self,
+        _: GrpcRequest<imaging_proto::v1::ListImagesRequest>,
+    ) -> Result<GrpcResponse<imaging_proto::v1::ListImagesResponse>, Status> {
+        Err(Status::unimplemented("not recorded"))
+    }
 }
 
 /// Starts a recorder on a free port; returns its URL and what it records.

@@ -88,12 +88,7 @@ pub async fn reconcile_listings(
     let mut wanted = BTreeSet::new();
     let mut repairs = ListingRepairs::default();
     for record in catalog.images().await? {
-        if !record
-            .key
-            .split('/')
-            .nth(2)
-            .is_some_and(|dir| dir == "receipts")
-        {
+        if record.key.split('/').nth(2) != Some("receipts") {
             continue;
         }
         match &record.listed {
