@@ -23,6 +23,9 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 pub enum Dialect {
     /// Concur Image v1: XML `<Error>` documents.
     Concur,
+    /// Concur Receipt Image v3 asked for JSON (`Accept: application/json`): the same fields
+    /// as the `<Error>` document, `{"Message", "Server-Time", "Id"}`.
+    ConcurJson,
     /// Workspace receipts: JSON `{"code", "message"}`.
     Workspace,
 }
@@ -52,7 +55,7 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
         AlreadyAttached | TargetConflict => StatusCode::CONFLICT,
         FileTooLarge | ReportTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => match dialect {
-            Dialect::Concur => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Dialect::Concur | Dialect::ConcurJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Dialect::Workspace => StatusCode::UNPROCESSABLE_ENTITY,
         },
         ContentTypeMismatch | CorruptImage | EncryptedPdf | ChecksumMismatch | SizeMismatch
@@ -232,6 +235,14 @@ impl IntoResponse for AppError {
             Dialect::Concur => {
                 let body = crate::xml::error(message, &server_time(), &error_id);
                 (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+            }
+            Dialect::ConcurJson => {
+                let body = serde_json::json!({
+                    "Message": message,
+                    "Server-Time": server_time(),
+                    "Id": error_id,
+                });
+                (status, axum::Json(body)).into_response()
             }
             Dialect::Workspace => {
                 let body = ErrorBody {

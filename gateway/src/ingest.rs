@@ -4,8 +4,8 @@
 use crate::upload::stream::{UploadCodec, UploadStream};
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::{
-    DeleteImageRequest, DeleteImageResponse, GetImageRequest, GetUsageRequest, ImageInfo, Target,
-    UploadImageResponse, Usage,
+    DeleteImageRequest, DeleteImageResponse, GetImageRequest, GetUsageRequest, ImageInfo,
+    ListImagesRequest, ListImagesResponse, Target, TargetKind, UploadImageResponse, Usage,
 };
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
@@ -72,6 +72,27 @@ impl Ingest {
         );
         request.set_timeout(self.timeout);
         Ok(self.client().delete_image(request).await?.into_inner())
+    }
+
+    /// A page of `owner`'s loose receipts (the caller's if empty), newest first.
+    pub async fn list_receipts(
+        &self,
+        token: Option<&str>,
+        owner: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<ListImagesResponse, Status> {
+        let mut request = with_token(
+            token,
+            ListImagesRequest {
+                kind: TargetKind::Receipt.into(),
+                owner: owner.to_owned(),
+                page_size,
+                page_token: page_token.to_owned(),
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self.client().list_images(request).await?.into_inner())
     }
 
     /// The workspace's quota limit and usage.

@@ -2,7 +2,7 @@
 //! annotations and served at `/openapi.json`.
 
 use crate::error::ErrorBody;
-use crate::routes::{concur, health, workspace};
+use crate::routes::{concur, health, receipts_v3, workspace};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -11,8 +11,9 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Receipt image gateway",
-        description = "Concur Image v1 (raw bytes in, XML out) and workspace receipts \
-            (multipart in, JSON out). Every call needs `Authorization: Bearer <jwt>` \
+        description = "Concur Image v1 (raw bytes in, XML out), Concur Receipt Image v3 \
+            (raw bytes or multipart in; XML out, or JSON with `Accept: application/json`) and \
+            workspace receipts (multipart in, JSON out). Every call needs `Authorization: Bearer <jwt>` \
             (Concur routes also accept `OAuth <jwt>`). Uploads accept `Idempotency-Key` and a \
             SHA-256 in `Digest: sha-256=<base64>`, `Content-Digest: sha-256=:<base64>:` or \
             `X-Content-SHA256: <hex>`."
@@ -26,6 +27,11 @@ use utoipa::OpenApi;
         concur::get_expense_entry,
         concur::get_invoice,
         concur::get_report,
+        receipts_v3::list,
+        receipts_v3::create,
+        receipts_v3::read,
+        receipts_v3::append,
+        receipts_v3::remove,
         workspace::upload_receipt,
         workspace::get_receipt,
         workspace::delete_receipt,
@@ -34,7 +40,14 @@ use utoipa::OpenApi;
         health::readyz,
         openapi_json,
     ),
-    components(schemas(ErrorBody, workspace::ReceiptImage, workspace::StorageSummary))
+    components(schemas(
+        ErrorBody,
+        workspace::ReceiptImage,
+        workspace::StorageSummary,
+        receipts_v3::ReceiptImageItem,
+        receipts_v3::ReceiptImagesPage,
+        receipts_v3::ImageDocument
+    ))
 )]
 pub struct ApiDoc;
 

@@ -15,6 +15,38 @@ pub fn image(id: &str, url: &str) -> String {
     format!("{IMAGE_OPEN}<Id>{}</Id>{url}</Image>", escape(id))
 }
 
+/// The namespace attributes of every Concur document root.
+const NAMESPACES: &str = r#"xmlns="http://www.concursolutions.com/api/image/2011/02" xmlns:i="http://www.w3.org/2001/XMLSchema-instance""#;
+
+/// A v3 item: `<ReceiptImage><ID/><URI/></ReceiptImage>`, namespaced if it is the root.
+pub fn receipt_image(id: &str, uri: &str, root: bool) -> String {
+    let open = if root {
+        format!("<ReceiptImage {NAMESPACES}>")
+    } else {
+        "<ReceiptImage>".to_owned()
+    };
+    format!(
+        "{open}<ID>{}</ID><URI>{}</URI></ReceiptImage>",
+        escape(id),
+        escape(uri)
+    )
+}
+
+/// A v3 page: `<ReceiptImages><Items>…</Items><NextPage/></ReceiptImages>`; `next` is empty on
+/// the last page (`<NextPage />`).
+pub fn receipt_images(items: &[(String, String)], next: &str) -> String {
+    let items: String = items
+        .iter()
+        .map(|(id, uri)| receipt_image(id, uri, false))
+        .collect();
+    let next = if next.is_empty() {
+        "<NextPage />".to_owned()
+    } else {
+        format!("<NextPage>{}</NextPage>", escape(next))
+    };
+    format!("<ReceiptImages {NAMESPACES}><Items>{items}</Items>{next}</ReceiptImages>")
+}
+
 /// `<Error><Message/><Server-Time/><Id/></Error>`.
 pub fn error(message: &str, server_time: &str, id: &str) -> String {
     format!(

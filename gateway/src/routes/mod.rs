@@ -2,6 +2,7 @@
 
 pub mod concur;
 pub mod health;
+pub mod receipts_v3;
 pub mod workspace;
 
 #[cfg(test)]

@@ -281,7 +281,7 @@ pub fn usage_percentage(used: u64, limit: u64) -> f64 {
 }
 
 /// The declared type of the file part; a missing or generic one is guessed from the name.
-fn part_type(declared: Option<&str>, file_name: &str) -> String {
+pub(crate) fn part_type(declared: Option<&str>, file_name: &str) -> String {
     let declared = declared.map(headers::media_type).unwrap_or_default();
     let generic = declared.is_empty() || declared == "application/octet-stream";
     match headers::guess_media_type(file_name) {
@@ -298,7 +298,7 @@ fn target(workspace_id: &str, expense_id: &str) -> Result<Target, Failure> {
     })
 }
 
-fn multipart_failure(error: MultipartError, limits: Limits) -> Failure {
+pub(crate) fn multipart_failure(error: MultipartError, limits: Limits) -> Failure {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Failure::too_large(limits.max_upload_bytes)
     } else {

@@ -7,5 +7,6 @@
 mod concur;
 mod helpers;
 mod overload;
+mod receipts_v3;
 mod streaming;
 mod workspace;

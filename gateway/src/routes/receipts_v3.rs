@@ -1,0 +1,520 @@
+//! Concur Receipt Image v3: the caller's loose receipts, listed a page at a time, created,
+//! read, appended to and deleted, under `/api/v3.0/expense/receiptimages`. XML by default, JSON
+//! with `Accept: application/json` (same field names). Every route takes an optional `user`
+//! (a login ID of the caller's workspace) that only an admin may use; the ingest service
+//! decides who may act for whom.
+//!
+//! `URI` and `NextPage` are absolute paths on this gateway (no host taken from the request).
+
+use crate::error::{AppError, Dialect, Failure};
+use crate::routes::workspace::{MULTIPART_ENVELOPE_BYTES, multipart_failure, part_type};
+use crate::state::AppState;
+use crate::{headers, ids, upload, xml};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use imaging_proto::v1::{ErrorReason, Target, TargetKind, UploadHeader};
+use serde::Deserialize;
+
+/// OpenAPI tag of these routes.
+const TAG: &str = "Concur Receipt Image v3";
+/// The collection's path.
+const BASE: &str = "/api/v3.0/expense/receiptimages";
+/// Items per page when `limit` is not given.
+const DEFAULT_LIMIT: u32 = 25;
+/// The most items per page.
+const MAX_LIMIT: u32 = 100;
+
+/// The v3 routes. Bodies are streamed, so axum's body limit is off; [`upload::forward`]
+/// enforces the byte limit itself.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list).post(create))
+        .route(
+            "/api/v3.0/expense/receiptimages/{id}",
+            get(read).put(append).delete(remove),
+        )
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// `?user=`: the user a request acts for (admins only).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Login ID (JWT `sub`) of a user of the caller's workspace; admin roles only.
+    user: Option<String>,
+}
+
+/// `?offset=&limit=&user=` of the list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// The opaque cursor taken from `NextPage`; absent for the first page.
+    offset: Option<String>,
+    /// Items per page, 1 to 100 (default 25).
+    limit: Option<String>,
+    /// Login ID (JWT `sub`) of a user of the caller's workspace; admin roles only.
+    user: Option<String>,
+}
+
+/// One receipt image of a list, or the answer to a create or an append.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReceiptImageItem {
+    /// Image ID.
+    #[serde(rename = "ID")]
+    id: String,
+    /// Its path on this gateway.
+    #[serde(rename = "URI")]
+    uri: String,
+}
+
+/// A page of the list.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReceiptImagesPage {
+    /// The images, newest first.
+    #[serde(rename = "Items")]
+    items: Vec<ReceiptImageItem>,
+    /// The path of the next page; empty on the last.
+    #[serde(rename = "NextPage")]
+    next_page: String,
+}
+
+/// `GET` by ID in JSON: the v1 `<Image>` fields.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImageDocument {
+    /// Image ID.
+    #[serde(rename = "Id")]
+    id: String,
+    /// Expiring URL of the image.
+    #[serde(rename = "Url")]
+    url: String,
+}
+
+/// Error responses of these routes: the v1 `<Error>` document, or with
+/// `Accept: application/json`, `{"Message", "Server-Time", "Id"}`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Errors {
+    /// Bad ID, `limit` or `offset`, missing file.
+    #[response(status = 400, content_type = "application/xml")]
+    BadRequest(String),
+    /// No or invalid token.
+    #[response(status = 401, content_type = "application/xml")]
+    Unauthorized(String),
+    /// `user` given by a caller without an admin role, or another user's image.
+    #[response(status = 403, content_type = "application/xml")]
+    Forbidden(String),
+    /// No such image (of this user, in this workspace).
+    #[response(status = 404, content_type = "application/xml")]
+    NotFound(String),
+    /// Over 10 MB, or an append past the consolidated PDF's bounds.
+    #[response(status = 413, content_type = "application/xml")]
+    TooLarge(String),
+    /// Declared type not accepted.
+    #[response(status = 415, content_type = "application/xml")]
+    UnsupportedType(String),
+    /// Corrupt, mismatched or encrypted file.
+    #[response(status = 422, content_type = "application/xml")]
+    Unprocessable(String),
+    /// Storage or quota store unavailable; retry (`Retry-After`).
+    #[response(status = 503, content_type = "application/xml")]
+    Unavailable(String),
+    /// The workspace quota is full.
+    #[response(status = 507, content_type = "application/xml")]
+    QuotaExceeded(String),
+}
+
+/// True if the caller asked for JSON.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
+}
+
+fn dialect(json: bool) -> Dialect {
+    if json {
+        Dialect::ConcurJson
+    } else {
+        Dialect::Concur
+    }
+}
+
+fn item_uri(id: &str) -> String {
+    format!("{BASE}/{id}")
+}
+
+fn receipt(id: &str) -> Target {
+    Target {
+        kind: TargetKind::Receipt.into(),
+        id: id.to_owned(),
+        workspace_id: String::new(),
+    }
+}
+
+/// The `user` parameter, if given: a login ID the service checks.
+fn user_of(user: Option<&String>) -> Result<String, Failure> {
+    match user.map(String::as_str) {
+        None => Ok(String::new()),
+        Some(user) if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) => {
+            Err(Failure::invalid_request(
+                "The user is not a valid login ID.",
+            ))
+        }
+        Some(user) => Ok(user.to_owned()),
+    }
+}
+
+fn bad_query(rejection: QueryRejection) -> Failure {
+    Failure::invalid_request("The query string is malformed.").with_detail(rejection)
+}
+
+fn bad_path(rejection: PathRejection) -> Failure {
+    Failure::invalid_id("path").with_detail(rejection)
+}
+
+/// Renders an item (create, append) in the caller's format.
+fn item_response(status: StatusCode, id: &str, json: bool) -> Response {
+    let uri = item_uri(id);
+    let mut response = if json {
+        (
+            status,
+            axum::Json(ReceiptImageItem {
+                id: id.to_owned(),
+                uri: uri.clone(),
+            }),
+        )
+            .into_response()
+    } else {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/xml")],
+            xml::receipt_image(id, &uri, true),
+        )
+            .into_response()
+    };
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&uri)
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The user's receipt images, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v3.0/expense/receiptimages", tag = TAG,
+    params(ListQuery),
+    responses((status = 200, description = "`Items` (each `ID`, `URI`) and `NextPage` (empty on the last page).",
+        content_type = "application/xml", body = ReceiptImagesPage), Errors))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let json = wants_json(&headers);
+    let outcome = async {
+        let Query(query) = query.map_err(bad_query)?;
+        let limit = match query.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(limit) => limit
+                .parse::<u32>()
+                .ok()
+                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                .ok_or_else(|| Failure::invalid_request("limit must be 1 to 100."))?,
+        };
+        let user = user_of(query.user.as_ref())?;
+        let offset = query.offset.unwrap_or_default();
+        let page = state
+            .ingest
+            .list_receipts(
+                headers::bearer_token(&headers),
+                &user,
+                i32::try_from(limit).unwrap_or(25),
+                &offset,
+            )
+            .await?;
+        let items: Vec<(String, String)> = page
+            .images
+            .into_iter()
+            .map(|image| {
+                let uri = item_uri(&image.image_id);
+                (image.image_id, uri)
+            })
+            .collect();
+        let next = if page.next_page_token.is_empty() {
+            String::new()
+        } else {
+            let mut next = format!(
+                "{BASE}?limit={limit}&offset={}",
+                urlencode(&page.next_page_token)
+            );
+            if !user.is_empty() {
+                next.push_str(&format!("&user={}", urlencode(&user)));
+            }
+            next
+        };
+        Ok(if json {
+            axum::Json(ReceiptImagesPage {
+                items: items
+                    .into_iter()
+                    .map(|(id, uri)| ReceiptImageItem { id, uri })
+                    .collect(),
+                next_page: next,
+            })
+            .into_response()
+        } else {
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/xml")],
+                xml::receipt_images(&items, &next),
+            )
+                .into_response()
+        })
+    };
+    outcome
+        .await
+        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+}
+
+/// A new receipt image from the body: raw bytes with their `Content-Type`, or
+/// `multipart/form-data` with the file in field `image`.
+#[utoipa::path(post, path = "/api/v3.0/expense/receiptimages", tag = TAG,
+    params(UserQuery),
+    request_body(description = "The file's bytes with their type in `Content-Type`, or a form with field `image`.",
+        content(("application/pdf"), ("image/jpeg"), ("image/png"), ("multipart/form-data"))),
+    responses((status = 201, description = "Created; `Location` is its `URI`.",
+        content_type = "application/xml", body = ReceiptImageItem), Errors))]
+pub async fn create(
+    State(state): State<AppState>,
+    query: Result<Query<UserQuery>, QueryRejection>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let json = wants_json(request.headers());
+    let outcome = async {
+        let Query(query) = query.map_err(bad_query)?;
+        let owner = user_of(query.user.as_ref())?;
+        let stored = store(&state, receipt(""), owner, request).await?;
+        Ok(item_response(StatusCode::CREATED, &stored, json))
+    };
+    outcome
+        .await
+        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+}
+
+/// The receipt image with an expiring URL: the v1 `<Image>` document (`Id`, `Url`).
+#[utoipa::path(get, path = "/api/v3.0/expense/receiptimages/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Image ID"), UserQuery),
+    responses((status = 200, description = "`<Image>` with `Id` and an expiring `Url`.",
+        content_type = "application/xml", body = ImageDocument), Errors))]
+pub async fn read(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<UserQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let json = wants_json(&headers);
+    let outcome = async {
+        let id = checked_id(path)?;
+        let Query(query) = query.map_err(bad_query)?;
+        let info = owned_image(&state, &headers, &id, query.user.as_ref()).await?;
+        Ok(if json {
+            axum::Json(ImageDocument {
+                id: id.clone(),
+                url: info.url,
+            })
+            .into_response()
+        } else {
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/xml")],
+                xml::image(&id, &info.url),
+            )
+                .into_response()
+        })
+    };
+    outcome
+        .await
+        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+}
+
+/// Appends the body to the receipt image: it becomes one consolidated PDF (a JPEG or PNG
+/// receipt its first page, the new pages after it); the quota is charged the growth.
+#[utoipa::path(put, path = "/api/v3.0/expense/receiptimages/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Image ID"), UserQuery),
+    request_body(description = "The file's bytes with their type in `Content-Type`, or a form with field `image`.",
+        content(("application/pdf"), ("image/jpeg"), ("image/png"), ("multipart/form-data"))),
+    responses((status = 200, description = "Appended.",
+        content_type = "application/xml", body = ReceiptImageItem), Errors))]
+pub async fn append(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<UserQuery>, QueryRejection>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let json = wants_json(request.headers());
+    let outcome = async {
+        let id = checked_id(path)?;
+        let Query(query) = query.map_err(bad_query)?;
+        owned_image(&state, request.headers(), &id, query.user.as_ref()).await?;
+        store(&state, receipt(&id), String::new(), request).await?;
+        Ok(item_response(StatusCode::OK, &id, json))
+    };
+    outcome
+        .await
+        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+}
+
+/// Deletes the receipt image and releases its bytes.
+#[utoipa::path(delete, path = "/api/v3.0/expense/receiptimages/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Image ID"), UserQuery),
+    responses((status = 204, description = "Deleted."), Errors))]
+pub async fn remove(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<UserQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let json = wants_json(&headers);
+    let outcome = async {
+        let id = checked_id(path)?;
+        let Query(query) = query.map_err(bad_query)?;
+        owned_image(&state, &headers, &id, query.user.as_ref()).await?;
+        state
+            .ingest
+            .delete_image(headers::bearer_token(&headers), receipt(&id))
+            .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    };
+    outcome
+        .await
+        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+}
+
+fn checked_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
+    let Path(id) = path.map_err(bad_path)?;
+    Ok(ids::check(&id, "image ID")?.to_owned())
+}
+
+/// The image `id` if the caller may use it and, with `user`, it is that user's: a caller
+/// without an admin role naming a user is refused by the service (403); another user's image
+/// is not found (404).
+async fn owned_image(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    user: Option<&String>,
+) -> Result<imaging_proto::v1::ImageInfo, Failure> {
+    let token = headers::bearer_token(headers);
+    let user = user_of(user)?;
+    if !user.is_empty() {
+        // The service's rule for acting for another user, checked before anything else.
+        state.ingest.list_receipts(token, &user, 1, "").await?;
+    }
+    let info = state.ingest.get_image(token, receipt(id)).await?;
+    if !user.is_empty() && info.owner != user {
+        return Err(Failure::local(
+            ErrorReason::ImageNotFound,
+            "No such receipt image for this user.",
+        ));
+    }
+    Ok(info)
+}
+
+/// Streams the request's file (raw body, or the form's `image` field) to `target`; returns the
+/// image ID.
+async fn store(
+    state: &AppState,
+    target: Target,
+    owner: String,
+    request: Request,
+) -> Result<String, Failure> {
+    let headers = request.headers().clone();
+    let limits = state.limits;
+    let declared_size = headers::content_length(&headers)?;
+    let multipart = headers::media_type(&headers::content_type(&headers)) == "multipart/form-data";
+    let envelope = if multipart {
+        MULTIPART_ENVELOPE_BYTES
+    } else {
+        0
+    };
+    if declared_size.is_some_and(|size| size > limits.max_upload_bytes.saturating_add(envelope)) {
+        return Err(Failure::too_large(limits.max_upload_bytes));
+    }
+    let mut header = UploadHeader {
+        target: Some(target),
+        content_type: headers::content_type(&headers),
+        file_name: String::new(),
+        declared_size: if multipart {
+            0
+        } else {
+            declared_size.unwrap_or(0)
+        },
+        idempotency_key: headers::idempotency_key(&headers)?,
+        sha256: headers::client_sha256(&headers)?,
+        owner,
+    };
+    let token = headers::bearer_token(&headers).map(str::to_owned);
+    let stored = if multipart {
+        let mut form = Multipart::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                Failure::invalid_request("Expected a multipart/form-data body.")
+                    .with_detail(rejection)
+            })?;
+        let field = loop {
+            match form.next_field().await {
+                Err(error) => return Err(multipart_failure(error, limits)),
+                Ok(None) => {
+                    return Err(Failure::local(
+                        ErrorReason::MissingFile,
+                        "The form has no `image` field.",
+                    ));
+                }
+                Ok(Some(field)) if field.name() == Some("image") => break field,
+                Ok(Some(_)) => {}
+            }
+        };
+        header.file_name = field.file_name().unwrap_or_default().to_owned();
+        header.content_type = part_type(field.content_type(), &header.file_name);
+        upload::forward(
+            &state.ingest,
+            token.as_deref(),
+            header,
+            field,
+            limits,
+            |error| multipart_failure(error, limits),
+        )
+        .await?
+    } else {
+        let body: Body = request.into_body();
+        upload::forward(
+            &state.ingest,
+            token.as_deref(),
+            header,
+            body.into_data_stream(),
+            limits,
+            |error| {
+                Failure::invalid_request("The request body could not be read.").with_detail(error)
+            },
+        )
+        .await?
+    };
+    Ok(stored.image_id)
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
