@@ -175,6 +175,41 @@ impl Service {
 }
 
 impl Service {
+    /// Times `calls` requests for the same page of `user0`'s receipts (`page_size`, after
+    /// `page_token`), in ms, sorted.
+    pub async fn list_pages(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        calls: usize,
+    ) -> anyhow::Result<Vec<f64>> {
+        let token = Self::token("user0", WORKSPACE, &[])?;
+        let mut client = ImageIngestClient::new(self.channel.clone());
+        let mut times = Vec::with_capacity(calls);
+        for _ in 0..calls + 5 {
+            let request = v1::ListImagesRequest {
+                kind: v1::TargetKind::Receipt as i32,
+                owner: String::new(),
+                page_size,
+                page_token: page_token.to_owned(),
+            };
+            let started = Instant::now();
+            let page = client
+                .list_images(authorized(&token, request)?)
+                .await
+                .context("listing")?
+                .into_inner();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            if page.images.len() != page_size as usize {
+                bail!("a page of {} instead of {page_size}", page.images.len());
+            }
+        }
+        // The first calls warm the connection up.
+        times.drain(..5);
+        times.sort_by(f64::total_cmp);
+        Ok(times)
+    }
+
     /// Process ID of the service.
     pub fn pid(&self) -> u32 {
         self.child.pid()

@@ -17,6 +17,7 @@ use imaging_bench::stack::StackOptions;
 use imaging_bench::table::Table;
 use imaging_e2e::fixtures::jpeg;
 use imaging_e2e::{RedisCluster, RedisServer};
+use imaging_service::state::listing_entry;
 use std::path::Path;
 
 #[derive(Debug, Parser)]
@@ -66,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let mut small = None;
     for stored in [1_000, cli.stored] {
         let dir = tempfile::tempdir()?;
-        prefill(dir.path(), stored)?;
+        prefill(dir.path(), stored, 100)?;
         let service = Service::start(&options, dir.path(), &[]).await?;
         let run = service.run(&receipt, cli.uploads, 1).await?;
         let baseline = *small.get_or_insert(run.p50);
@@ -126,6 +127,74 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("{}", backends.render());
+
+    // Listing a page of 25 of one user's receipts.
+    let mut listing = Table::new(&[
+        "state backend",
+        "one user's receipts",
+        "page",
+        "calls",
+        "p50 ms",
+        "p90 ms",
+    ]);
+    for stored in [1_000, cli.stored] {
+        for backend in ["embedded", "Redis"] {
+            let dir = tempfile::tempdir()?;
+            let mut _redis = None;
+            let env: Vec<(&str, String)> = if backend == "Redis" {
+                let redis = _redis.insert(RedisServer::start());
+                fill_redis_list(&redis.url(), stored).await?;
+                vec![
+                    ("APP__STATE__BACKEND", "redis".to_owned()),
+                    ("APP__STATE__URL", redis.url()),
+                ]
+            } else {
+                prefill(dir.path(), stored, 1)?;
+                Vec::new()
+            };
+            let env: Vec<(&str, &str)> = env
+                .iter()
+                .map(|(name, value)| (*name, value.as_str()))
+                .collect();
+            let service = Service::start(&options, dir.path(), &env).await?;
+            let middle = stored / 2;
+            let middle_token = listing_entry(middle as u64, &format!("{middle:032x}"));
+            for (page, token) in [("first", String::new()), ("middle", middle_token)] {
+                let times = service.list_pages(25, &token, cli.uploads).await?;
+                listing.row([
+                    backend.to_owned(),
+                    thousands(stored),
+                    page.to_owned(),
+                    times.len().to_string(),
+                    format!("{:.3}", percentile(&times, 0.5)),
+                    format!("{:.3}", percentile(&times, 0.9)),
+                ]);
+            }
+        }
+    }
+    println!("{}", listing.render());
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Puts `stored` receipts of `user0` in its Redis list (the service's key layout).
+async fn fill_redis_list(url: &str, stored: usize) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let owner: String = b"user0".iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("imaging:{{{WORKSPACE}}}:owner:{owner}");
+    for chunk in (0..stored).collect::<Vec<_>>().chunks(10_000) {
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&key);
+        for n in chunk {
+            zadd.arg(0)
+                .arg(listing_entry(*n as u64, &format!("{n:032x}")));
+        }
+        let _: u64 = zadd.query_async(&mut connection).await?;
+    }
     Ok(())
 }
 
@@ -143,23 +212,25 @@ fn thousands(n: usize) -> String {
 
 /// Writes a `state.json` of the earlier format holding `stored` receipt records; the service
 /// migrates it into its database, in one transaction, when it first starts.
-fn prefill(dir: &Path, stored: usize) -> anyhow::Result<()> {
+fn prefill(dir: &Path, stored: usize, owners: usize) -> anyhow::Result<()> {
     let mut images = serde_json::Map::new();
     for n in 0..stored {
         let id = format!("{n:032x}");
+        let owner = format!("user{}", n % owners);
         images.insert(
             format!("RECEIPT:{id}"),
             serde_json::json!({
                 "image_id": id,
                 "key": format!("ws/{WORKSPACE}/receipts/{id}/{id}.jpg"),
                 "workspace": WORKSPACE,
-                "owner": format!("user{}", n % 100),
+                "owner": owner,
                 "content_type": "image/jpeg",
                 "size": 20_000,
                 "width": 320,
                 "height": 240,
                 "page_count": 1,
                 "sha256": "00",
+                "listed": listing_entry(n as u64, &id),
             }),
         );
     }

@@ -222,10 +222,15 @@ impl EmbeddedState {
                     .map_err(failed)?;
             }
             let mut images = txn.open_table(IMAGES).map_err(failed)?;
+            let mut lists = txn.open_table(OWNER_LISTS).map_err(failed)?;
             for (key, record) in &old.images {
                 images
                     .insert(key.as_str(), encode(record)?.as_str())
                     .map_err(failed)?;
+                if let Some(entry) = &record.listed {
+                    let listed = list_prefix(&record.workspace, &record.owner) + entry;
+                    lists.insert(listed.as_str(), ()).map_err(failed)?;
+                }
             }
             let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(failed)?;
             let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(failed)?;
