@@ -62,6 +62,11 @@ const EVERY_ROUTE: &[(&str, &str)] = &[
         "/api/v1/client/workspace/{workspaceId}/expenses/{expenseId}/receipt",
     ),
     ("get", "/api/v1/workspace/{workspaceId}/storage/summary"),
+    ("get", "/api/v3.0/expense/receiptimages"),
+    ("post", "/api/v3.0/expense/receiptimages"),
+    ("get", "/api/v3.0/expense/receiptimages/{id}"),
+    ("put", "/api/v3.0/expense/receiptimages/{id}"),
+    ("delete", "/api/v3.0/expense/receiptimages/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),
@@ -94,7 +99,14 @@ async fn the_openapi_document_lists_every_route_and_nothing_else() {
     expected.sort();
     assert_eq!(listed, expected);
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for schema in ["ErrorBody", "ReceiptImage", "StorageSummary"] {
+    for schema in [
+        "ErrorBody",
+        "ReceiptImage",
+        "StorageSummary",
+        "ReceiptImageItem",
+        "ReceiptImagesPage",
+        "ImageDocument",
+    ] {
         assert!(schemas.contains_key(schema), "{schema}");
     }
 }
