@@ -381,11 +381,23 @@ async fn malformed_streams_are_refused() {
         "SIZE_MISMATCH",
     )
     .await;
+    // A receipt ID names an existing receipt to append to: an unknown one is not found.
     let mut with_id = header(target(TargetKind::Receipt, "chosen"), "image/png", &bytes);
     with_id.file_name = "x.png".into();
     refused(
         &app,
         app.upload_messages(&token, messages(with_id, &bytes, 10))
+            .await,
+        Code::NotFound,
+        "IMAGE_NOT_FOUND",
+    )
+    .await;
+    // An owner is for new receipts only.
+    let mut with_owner = header(target(TargetKind::Report, "R1"), "image/png", &bytes);
+    with_owner.owner = "u2".into();
+    refused(
+        &app,
+        app.upload_messages(&token, messages(with_owner, &bytes, 10))
             .await,
         Code::InvalidArgument,
         "INVALID_REQUEST",
