@@ -136,12 +136,14 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("application/json"))
 }
 
-fn dialect(json: bool) -> Dialect {
-    if json {
+/// Renders a failure as the caller asked: JSON or the `<Error>` document.
+fn rendered(json: bool) -> impl FnOnce(Failure) -> AppError {
+    let dialect = if json {
         Dialect::ConcurJson
     } else {
         Dialect::Concur
-    }
+    };
+    move |failure| AppError::new(dialect, failure)
 }
 
 fn item_uri(id: &str) -> String {
@@ -275,9 +277,7 @@ pub async fn list(
                 .into_response()
         })
     };
-    outcome
-        .await
-        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+    outcome.await.map_err(rendered(json))
 }
 
 /// A new receipt image from the body: raw bytes with their `Content-Type`, or
@@ -300,9 +300,7 @@ pub async fn create(
         let stored = store(&state, receipt(""), owner, request).await?;
         Ok(item_response(StatusCode::CREATED, &stored, json))
     };
-    outcome
-        .await
-        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+    outcome.await.map_err(rendered(json))
 }
 
 /// The receipt image with an expiring URL: the v1 `<Image>` document (`Id`, `Url`).
@@ -336,9 +334,7 @@ pub async fn read(
                 .into_response()
         })
     };
-    outcome
-        .await
-        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+    outcome.await.map_err(rendered(json))
 }
 
 /// Appends the body to the receipt image: it becomes one consolidated PDF (a JPEG or PNG
@@ -363,9 +359,7 @@ pub async fn append(
         store(&state, receipt(&id), String::new(), request).await?;
         Ok(item_response(StatusCode::OK, &id, json))
     };
-    outcome
-        .await
-        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+    outcome.await.map_err(rendered(json))
 }
 
 /// Deletes the receipt image and releases its bytes.
@@ -389,9 +383,7 @@ pub async fn remove(
             .await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
-    outcome
-        .await
-        .map_err(|failure: Failure| AppError::new(dialect(json), failure))
+    outcome.await.map_err(rendered(json))
 }
 
 fn checked_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {

@@ -109,8 +109,13 @@ fn segments(dir: &Path) -> std::io::Result<Option<Vec<(PathBuf, u64)>>> {
     };
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry?;
-        files.push((entry.path(), entry.metadata()?.len()));
+        // A directory removed while it is read (its object deleted) reads as gone.
+        let metadata = entry.and_then(|entry| Ok((entry.path(), entry.metadata()?.len())));
+        match metadata {
+            Ok(file) => files.push(file),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        }
     }
     files.sort();
     Ok(Some(files))
@@ -192,16 +197,21 @@ impl ObjectStore for FsStore {
             "{TEMP_PREFIX}{}{PARTS_SUFFIX}",
             uuid::Uuid::new_v4().simple()
         ));
+        let base = base.to_owned();
         tokio::task::spawn_blocking(move || {
             let written = write_appended(&temp, &target, &files, &tail);
             if written.is_err() {
                 let _ = std::fs::remove_dir_all(&temp);
             }
-            written
+            written.map_err(|err| match err.kind() {
+                // A segment went while it was being linked: the base was replaced and
+                // deleted by another writer.
+                std::io::ErrorKind::NotFound => StorageError::BaseChanged(base),
+                _ => io(err),
+            })
         })
         .await
         .map_err(|err| StorageError::Backend(err.to_string()))?
-        .map_err(io)
     }
 
     #[tracing::instrument(name = "storage.get", skip_all, fields(backend = "fs", key = %key))]
