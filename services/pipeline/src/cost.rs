@@ -11,9 +11,11 @@ pub enum Step {
     Inspect,
     /// Conversion to WebP.
     Webp,
-    /// The upload's pages added to a report of `report_bytes` bytes (0: a new report).
+    /// The upload's pages added to a report. `report_bytes` is the size of an existing report
+    /// that must be read whole (one written by an earlier version, or a receipt becoming a
+    /// report); 0 for a new report and for every incremental append, which reads none of it.
     Report {
-        /// Size of the existing report.
+        /// Bytes of the existing report that are read and parsed.
         report_bytes: u64,
     },
 }
@@ -40,7 +42,8 @@ pub fn memory_cost(
             let out = u64::from(limits.max_edge) * u64::from(limits.max_edge) * 4;
             upload.saturating_mul(2).saturating_add(out * 2)
         }
-        // The report is parsed whole and written again (a few times its size).
+        // A report read whole is parsed and written again (a few times its size); an
+        // increment holds the upload's pages once more.
         Step::Report { report_bytes } => upload
             .saturating_add(report_bytes.saturating_mul(4))
             .saturating_add(file * 2),
