@@ -13,20 +13,13 @@ use super::target::Kind;
 use super::target::object_key;
 use super::{Ingestor, MAX_ATTEMPTS};
 use crate::error::IngestError;
-use crate::state::{ImageRecord, Listing, ReportState, Reservation, Swap, Swapped, listing_entry};
+use crate::state::{
+    ImageRecord, Listing, ReportState, Reservation, Swap, Swapped, listing_entry, now_millis,
+};
 use crate::storage::StorageError;
 use bytes::Bytes;
 use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
 use sha2::{Digest, Sha256};
-
-/// Now, in ms since 1970.
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
 
 /// How an object's bytes are written.
 #[derive(Debug, Clone)]
@@ -39,7 +32,6 @@ enum Body {
         base: String,
         base_len: u64,
         tail: Bytes,
-        tail_sha256: [u8; 32],
     },
 }
 
@@ -322,7 +314,6 @@ impl Ingestor {
                             body: Body::Appended {
                                 base: record.key.clone(),
                                 base_len: size,
-                                tail_sha256: Sha256::digest(&tail).into(),
                                 tail,
                             },
                             media: MediaType::Pdf,
@@ -465,17 +456,9 @@ impl Ingestor {
                 base,
                 base_len,
                 tail,
-                tail_sha256,
             } => {
                 self.store
-                    .put_appended(
-                        &key,
-                        &base,
-                        base_len,
-                        tail,
-                        &tail_sha256,
-                        content.media.mime(),
-                    )
+                    .put_appended(&key, &base, base_len, tail, content.media.mime())
                     .await
             }
         };

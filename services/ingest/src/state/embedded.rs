@@ -8,7 +8,7 @@
 
 use super::{
     Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Quota, Registered, Reservation,
-    StateError, Swap, Swapped, TargetRecord,
+    StateError, Swap, Swapped, TargetRecord, now_millis,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -46,16 +46,6 @@ fn list_prefix(workspace: &str, owner: &str) -> String {
 
 /// `{workspace}/{id}` -> (bytes, expiry in Unix ms) of a live quota reservation.
 const RESERVATIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("reservations");
-
-fn now_millis() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
-}
 
 /// The live reservations of `workspace`: their total, and whether `id` is one of them. Lapsed
 /// ones are deleted on the way. Workspace IDs have no `/`, so `{workspace}/` prefixes only its

@@ -13,7 +13,18 @@ pub use records::{
 pub use redis::RedisState;
 
 use async_trait::async_trait;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Now, in ms since 1970 (reservation expiries, listing entries).
+pub fn now_millis() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
 
 /// A failure of the state backend. Never shown to clients.
 #[derive(Debug, thiserror::Error)]

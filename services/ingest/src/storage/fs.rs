@@ -183,7 +183,6 @@ impl ObjectStore for FsStore {
         base: &str,
         base_len: u64,
         tail: Bytes,
-        _tail_sha256: &[u8; 32],
         _content_type: &str,
     ) -> Result<(), StorageError> {
         let target = with_suffix(&self.path(key)?);

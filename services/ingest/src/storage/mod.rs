@@ -66,7 +66,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Writes `key` as the existing object `base` (`base_len` bytes long) followed by `tail`,
     /// without the caller reading `base` and without changing it: S3 copies `base` inside the
     /// server (a multipart upload whose first part is `UploadPartCopy`), the filesystem shares
-    /// its immutable segment files. `tail_sha256` is the SHA-256 of `tail`. Readers see either
+    /// its immutable segment files. Readers see either
     /// nothing or the whole new object; [`StorageError::BaseChanged`] if `base` is gone or not
     /// `base_len` bytes.
     async fn put_appended(
@@ -75,7 +75,6 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         base: &str,
         base_len: u64,
         tail: Bytes,
-        tail_sha256: &[u8; 32],
         content_type: &str,
     ) -> Result<(), StorageError>;
     /// Reads the whole object; `None` if it does not exist.

@@ -210,7 +210,6 @@ impl S3Store {
         key: &str,
         base: &str,
         tail: Bytes,
-        tail_sha256: &[u8; 32],
         content_type: &str,
     ) -> Result<(), StorageError> {
         use reqwest::Method;
@@ -249,6 +248,8 @@ impl S3Store {
             let first = xml_text(&body, "ETag").ok_or_else(|| {
                 StorageError::Unavailable(format!("UploadPartCopy {key}: no ETag"))
             })?;
+            // The part's body is signed with its SHA-256.
+            let tail_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tail));
             let sent = self
                 .send(
                     Method::PUT,
@@ -256,7 +257,7 @@ impl S3Store {
                     &[("partNumber", "2"), ("uploadId", &upload_id)],
                     &[],
                     tail,
-                    &hex::encode(tail_sha256),
+                    &tail_sha256,
                 )
                 .await?;
             let (headers, _) = Self::answer(sent, "UploadPart", key, None).await?;
@@ -363,15 +364,12 @@ impl ObjectStore for S3Store {
         base: &str,
         base_len: u64,
         tail: Bytes,
-        tail_sha256: &[u8; 32],
         content_type: &str,
     ) -> Result<(), StorageError> {
         validate_key(key)?;
         validate_key(base)?;
         if base_len >= MIN_PART_BYTES {
-            return self
-                .multipart_append(key, base, tail, tail_sha256, content_type)
-                .await;
+            return self.multipart_append(key, base, tail, content_type).await;
         }
         // Under the part minimum: one PUT of both (the base is small, and bounded).
         let old = match self.get(base).await? {

@@ -181,7 +181,7 @@ async fn keys_that_could_escape_the_store_are_refused(backend: &Backend) {
     }
 }
 
-/// `put_appended` with the tail's SHA-256, as the service calls it.
+/// `put_appended`, as the service calls it.
 async fn append(
     store: &dyn ObjectStore,
     key: &str,
@@ -189,14 +189,12 @@ async fn append(
     base_len: usize,
     tail: &[u8],
 ) -> Result<(), StorageError> {
-    let sha256: [u8; 32] = Sha256::digest(tail).into();
     store
         .put_appended(
             key,
             base,
             base_len as u64,
             Bytes::copy_from_slice(tail),
-            &sha256,
             "application/pdf",
         )
         .await
