@@ -1,8 +1,8 @@
 //! The Concur Image v1 XML documents, written by hand: one `<Image>` shape, one `<Error>` shape
 //! and an escaper. The bytes match the Concur examples exactly (namespaces included).
 
-/// The `<Image>` namespaces, exactly as Concur writes them.
-const IMAGE_OPEN: &str = r#"<Image xmlns="http://www.concursolutions.com/api/image/2011/02" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">"#;
+/// The namespace attributes of every Concur document root, exactly as Concur writes them.
+const NAMESPACES: &str = r#"xmlns="http://www.concursolutions.com/api/image/2011/02" xmlns:i="http://www.w3.org/2001/XMLSchema-instance""#;
 
 /// `<Image><Id>{id}</Id><Url>{url}</Url></Image>`; an empty `url` is written `<Url />`, as in
 /// upload responses.
@@ -12,11 +12,8 @@ pub fn image(id: &str, url: &str) -> String {
     } else {
         format!("<Url>{}</Url>", escape(url))
     };
-    format!("{IMAGE_OPEN}<Id>{}</Id>{url}</Image>", escape(id))
+    format!("<Image {NAMESPACES}><Id>{}</Id>{url}</Image>", escape(id))
 }
-
-/// The namespace attributes of every Concur document root.
-const NAMESPACES: &str = r#"xmlns="http://www.concursolutions.com/api/image/2011/02" xmlns:i="http://www.w3.org/2001/XMLSchema-instance""#;
 
 /// A v3 item: `<ReceiptImage><ID/><URI/></ReceiptImage>`, namespaced if it is the root.
 pub fn receipt_image(id: &str, uri: &str, root: bool) -> String {

@@ -88,7 +88,10 @@ pub async fn reconcile_listings(
     let mut wanted = BTreeSet::new();
     let mut repairs = ListingRepairs::default();
     for record in catalog.images().await? {
-        if record.key.split('/').nth(2) != Some("receipts") {
+        let Some((_, target)) = crate::janitor::target_of_object(&record.key) else {
+            continue;
+        };
+        if target.split(':').next() != Some(crate::ingest::Kind::Receipt.name()) {
             continue;
         }
         match &record.listed {
@@ -114,7 +117,7 @@ pub async fn reconcile_listings(
                     updated.listed = Some(entry.clone());
                     catalog
                         .swap_image(&Swap {
-                            key: &format!("RECEIPT:{}", record.image_id),
+                            key: &target,
                             expected: Some(&record.key),
                             image: Some(&updated),
                             workspace: &record.workspace,
