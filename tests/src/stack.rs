@@ -141,6 +141,24 @@ impl TestStack {
             .expect("the gateway answers")
     }
 
+    /// The bytes behind an image: GETs `path` (an `<Image>` document), then its expiring `Url`.
+    pub async fn image_bytes(&self, path: &str, token: &str) -> Vec<u8> {
+        let body = self
+            .get(path, token)
+            .await
+            .text()
+            .await
+            .expect("an <Image> document");
+        let url = unescape(&xml_text(&body, "Url"));
+        reqwest::get(url)
+            .await
+            .expect("the image URL answers")
+            .bytes()
+            .await
+            .expect("the image's bytes")
+            .to_vec()
+    }
+
     /// Every stored object.
     pub async fn objects(&self) -> Vec<ObjectEntry> {
         self.app.objects().await

@@ -103,18 +103,7 @@ async fn entries_invoices_and_reports_answer_with_their_own_ids_under_both_versi
         assert_eq!(report.status(), 201);
         assert_eq!(report.text().await.unwrap(), posted("R1"));
     }
-    let body = stack
-        .get("/api/image/v1.1/report/R1", &token)
-        .await
-        .text()
-        .await
-        .unwrap();
-    let stored = reqwest::get(unescape(&xml_text(&body, "Url")))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let stored = stack.image_bytes("/api/image/v1.1/report/R1", &token).await;
     assert_eq!(pdf_pages(&stored), 4);
 
     let again = stack
@@ -342,17 +331,6 @@ async fn a_report_append_past_the_page_bound_is_413_and_leaves_the_report_as_it_
     let body = refused.text().await.unwrap();
     assert!(body.starts_with("<Error><Message>"), "{body}");
     assert_eq!(stack.used("w1").await, used);
-    let body = stack
-        .get("/api/image/v1.0/report/R1", &token)
-        .await
-        .text()
-        .await
-        .unwrap();
-    let stored = reqwest::get(unescape(&xml_text(&body, "Url")))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let stored = stack.image_bytes("/api/image/v1.0/report/R1", &token).await;
     assert_eq!(pdf_pages(&stored), 2);
 }

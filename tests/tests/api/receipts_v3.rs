@@ -188,25 +188,7 @@ async fn every_route_answers_in_xml_and_in_json() {
         .await;
         assert_eq!(response.status(), 200, "{kind}");
     }
-    let body = call(
-        &stack,
-        Method::GET,
-        &format!("{BASE}/{id}"),
-        &token,
-        false,
-        None,
-    )
-    .await
-    .text()
-    .await
-    .unwrap();
-    let stored = reqwest::get(unescape(&xml_text(&body, "Url")))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let stored = stack.image_bytes(&format!("{BASE}/{id}"), &token).await;
     assert_eq!(pdf_pages(&stored), 5);
     assert_eq!(pdfinfo_pages(&stored), 5);
     assert_qpdf_accepts(&stored);
