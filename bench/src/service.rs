@@ -115,10 +115,9 @@ impl Service {
         let mut times = self.uploads(bytes, uploads, concurrency).await?;
         let elapsed = started.elapsed().as_secs_f64();
         times.sort_by(f64::total_cmp);
-        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
         Ok(Run {
-            p50: at(0.5),
-            p90: at(0.9),
+            p50: percentile(&times, 0.5),
+            p90: percentile(&times, 0.9),
             rate: uploads as f64 / elapsed,
         })
     }
@@ -219,4 +218,9 @@ impl Service {
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
+}
+
+/// The `q` quantile (0 to 1) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

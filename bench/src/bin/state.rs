@@ -12,7 +12,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use imaging_bench::service::{SECRET, Service, WORKSPACE};
+use imaging_bench::service::{SECRET, Service, WORKSPACE, percentile};
 use imaging_bench::stack::StackOptions;
 use imaging_bench::table::Table;
 use imaging_e2e::fixtures::jpeg;
@@ -174,10 +174,6 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("{}", listing.render());
     Ok(())
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Puts `stored` receipts of `user0` in its Redis list (the service's key layout).
