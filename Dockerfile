@@ -12,10 +12,14 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 # ---------------------------------------------------------------------------------------------
-# Builder: the Rust image already has gcc/g++/make, which is all the C parts need (libwebp and
-# aws-lc are built with `cc`; protoc is vendored by protoc-bin-vendored), so no apt packages.
+# Builder: the Rust image already has gcc/g++/make for the C parts (libwebp, aws-lc and
+# libjpeg-turbo are built with `cc`; protoc is vendored by protoc-bin-vendored); libjpeg-turbo's
+# SIMD code also needs the `nasm` assembler.
 # ---------------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nasm \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
 # Only what cargo needs: every workspace member must be present (tests/ included) even though

@@ -13,6 +13,7 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v cwebp >/dev/null 2>&1 || missing+=(webp)
 command -v vips >/dev/null 2>&1 || missing+=(libvips-tools)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq

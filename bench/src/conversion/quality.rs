@@ -68,54 +68,7 @@ pub fn resize_exact(source: &RgbImage, width: u32, height: u32) -> anyhow::Resul
     RgbImage::from_raw(width, height, raw).context("resized buffer size")
 }
 
-/// BT.601 luma of an RGB image, as floats in 0..255.
-fn luma(image: &RgbImage) -> Vec<f32> {
-    image
-        .pixels()
-        .map(|p| {
-            let [r, g, b] = p.0.map(f32::from);
-            0.299 * r + 0.587 * g + 0.114 * b
-        })
-        .collect()
-}
-
-/// Normalised 11-tap gaussian, sigma 1.5 (the window of Wang et al. 2004).
-fn gaussian() -> [f32; 11] {
-    let mut taps = [0.0f32; 11];
-    for (i, tap) in taps.iter_mut().enumerate() {
-        let x = i as f32 - 5.0;
-        *tap = (-x * x / (2.0 * 1.5 * 1.5)).exp();
-    }
-    let sum: f32 = taps.iter().sum();
-    taps.map(|t| t / sum)
-}
-
-/// Gaussian-filtered `plane` (`width` wide), only where the whole window fits ("valid" mode):
-/// `(width - 10) x (height - 10)` values.
-fn blur(plane: &[f32], width: usize, height: usize) -> Vec<f32> {
-    let taps = gaussian();
-    let (out_w, out_h) = (width - 10, height - 10);
-    let mut rows = vec![0.0f32; out_w * height];
-    for y in 0..height {
-        let line = &plane[y * width..(y + 1) * width];
-        for x in 0..out_w {
-            rows[y * out_w + x] = taps.iter().zip(&line[x..x + 11]).map(|(t, v)| t * v).sum();
-        }
-    }
-    let mut out = vec![0.0f32; out_w * out_h];
-    for y in 0..out_h {
-        for (i, tap) in taps.iter().enumerate() {
-            let src = &rows[(y + i) * out_w..(y + i + 1) * out_w];
-            for (o, v) in out[y * out_w..(y + 1) * out_w].iter_mut().zip(src) {
-                *o += tap * v;
-            }
-        }
-    }
-    out
-}
-
-/// Mean SSIM of the luma of two same-sized RGB images: 11x11 gaussian windows (sigma 1.5),
-/// K1 = 0.01, K2 = 0.03, L = 255, over every position where the window fits.
+/// Mean SSIM of the luma of two same-sized RGB images (see [`imaging_fixtures::quality::ssim`]).
 pub fn ssim(a: &RgbImage, b: &RgbImage) -> anyhow::Result<f64> {
     anyhow::ensure!(
         a.dimensions() == b.dimensions(),
@@ -123,27 +76,11 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> anyhow::Result<f64> {
         a.dimensions(),
         b.dimensions()
     );
-    let (width, height) = (a.width() as usize, a.height() as usize);
-    anyhow::ensure!(width >= 11 && height >= 11, "SSIM needs at least 11x11");
-    let (x, y) = (luma(a), luma(b));
-    let product =
-        |p: &[f32], q: &[f32]| -> Vec<f32> { p.iter().zip(q).map(|(u, v)| u * v).collect() };
-    let mu_x = blur(&x, width, height);
-    let mu_y = blur(&y, width, height);
-    let xx = blur(&product(&x, &x), width, height);
-    let yy = blur(&product(&y, &y), width, height);
-    let xy = blur(&product(&x, &y), width, height);
-    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
-    let mut total = 0.0f64;
-    for i in 0..mu_x.len() {
-        let (mx, my) = (f64::from(mu_x[i]), f64::from(mu_y[i]));
-        let var_x = f64::from(xx[i]) - mx * mx;
-        let var_y = f64::from(yy[i]) - my * my;
-        let cov = f64::from(xy[i]) - mx * my;
-        total += ((2.0 * mx * my + c1) * (2.0 * cov + c2))
-            / ((mx * mx + my * my + c1) * (var_x + var_y + c2));
-    }
-    Ok(total / mu_x.len() as f64)
+    anyhow::ensure!(
+        a.width() >= 11 && a.height() >= 11,
+        "SSIM needs at least 11x11"
+    );
+    Ok(imaging_fixtures::quality::ssim(a, b))
 }
 
 /// PSNR in dB over all RGB samples (infinite for identical images).

@@ -73,7 +73,8 @@ pub(crate) fn jpeg_layout(bytes: &[u8]) -> Option<JpegLayout> {
 pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let scan = segments(bytes).find_map(|(marker, _, end)| (marker == 0xDA).then_some(end));
     // Entropy-coded data stuffs every 0xFF, so 0xFF 0xD9 after the scan header is the real EOI.
-    scan.is_some_and(|end| bytes[end..].windows(2).any(|w| w == [0xFF, 0xD9]))
+    // Searched from the end, where a complete file has it.
+    scan.is_some_and(|end| bytes[end..].windows(2).rev().any(|w| w == [0xFF, 0xD9]))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! pixel limit (checked from the header first), PDFs parse and are not encrypted.
 
 use crate::header::{jpeg_is_complete, jpeg_layout};
-use crate::{Limits, MediaType, PipelineError, png_scan, sniff};
+use crate::{Limits, MediaType, PipelineError, jpeg, png_scan, sniff};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, metadata::Orientation};
 use std::io::Cursor;
 
@@ -22,8 +22,10 @@ pub struct Inspected {
 /// Validates a complete upload declared as `declared`.
 ///
 /// The sniffed type must equal `declared` ([`PipelineError::ContentTypeMismatch`] otherwise).
-/// Images are refused with [`PipelineError::TooManyPixels`] from their header alone, then fully
-/// decoded ([`PipelineError::Corrupt`] if that fails or a JPEG is truncated). PDFs must parse,
+/// Images are refused with [`PipelineError::TooManyPixels`] from their header alone, then proven
+/// decodable ([`PipelineError::Corrupt`] if not, or if a JPEG is truncated): a JPEG by
+/// entropy-decoding every coefficient at 1/8 scale (see [`crate::jpeg::verify`]), other images
+/// by decoding them whole. PDFs must parse,
 /// have pages and not be encrypted ([`PipelineError::EncryptedPdf`], also for PDFs with only an
 /// owner password).
 pub fn inspect(
@@ -42,11 +44,24 @@ pub fn inspect(
             page_count: pages,
         });
     }
-    let (image, _) = decode(bytes, declared, limits)?;
+    let (width, height) = match declared {
+        MediaType::Jpeg => {
+            let cost = decode_cost(bytes, declared, limits)?;
+            if !jpeg_is_complete(bytes) {
+                return Err(corrupt("truncated JPEG"));
+            }
+            jpeg::verify(bytes)?;
+            (cost.width, cost.height)
+        }
+        _ => {
+            let (image, _) = decode(bytes, declared, limits)?;
+            (image.width(), image.height())
+        }
+    };
     Ok(Inspected {
         media: declared,
-        width: image.width(),
-        height: image.height(),
+        width,
+        height,
         page_count: 1,
     })
 }

@@ -7,6 +7,7 @@ mod error;
 mod header;
 mod image_page;
 mod inspect;
+mod jpeg;
 mod media;
 mod pdf;
 pub mod pdf_guard;
@@ -26,7 +27,8 @@ pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
 /// service runs.
 pub mod webp_stages {
     pub use crate::webp::{
-        decode, encode, lossy_config, opaque_or_rgba, orient, resize, target_size,
+        Decoded, decode, decode_for_target, encode, lossy_config, opaque_or_rgba, orient, resize,
+        target_size,
     };
 }
 

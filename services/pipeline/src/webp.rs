@@ -2,7 +2,7 @@
 //! most `max_edge` (never upscaled), lossy WebP at `webp_quality` through libwebp.
 
 use crate::inspect::{self, check_type};
-use crate::{Limits, MediaType, PipelineError};
+use crate::{Limits, MediaType, PipelineError, jpeg};
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::metadata::Orientation;
@@ -40,7 +40,8 @@ pub fn lossy_config(quality: f32) -> Result<webp::WebPConfig, PipelineError> {
 
 /// Converts a JPEG, PNG or WebP to an upright, downscaled, lossy WebP without metadata.
 ///
-/// The pixel cap is checked from the header before decoding, as in [`crate::inspect`]. The EXIF
+/// The pixel cap is checked from the header before decoding, as in [`crate::inspect`]; large
+/// JPEGs are decoded at a reduced scale (see [`decode_for_target`]). The EXIF
 /// orientation is applied; alpha is kept only if some pixel is not fully opaque; the long edge is
 /// brought down to `max_edge` (Lanczos3), never up. A PDF is refused with
 /// [`PipelineError::UnsupportedMediaType`].
@@ -49,17 +50,16 @@ pub fn to_webp(
     media: MediaType,
     limits: &Limits,
 ) -> Result<WebpOutput, PipelineError> {
-    let (image, orientation) = decode(bytes, media, limits)?;
+    let decoded = decode_for_target(bytes, media, limits)?;
     // Resize in stored orientation, then orient the small image: rotating a 12 MP photo costs
     // more than rotating the 3 MP result, and the output is the same up to resampling order.
-    let stored = (image.width(), image.height());
-    let (pixels, pixel_type) = opaque_or_rgba(image);
-    let target = target_size(stored, limits);
-    let pixels = resize(pixels, pixel_type, stored, target)?;
-    let (pixels, (new_width, new_height)) = orient(pixels, pixel_type, target, orientation)?;
+    let target = target_size(decoded.stored, limits);
+    let pixels = resize(decoded.pixels, decoded.pixel_type, decoded.size, target)?;
+    let (pixels, (new_width, new_height)) =
+        orient(pixels, decoded.pixel_type, target, decoded.orientation)?;
     let bytes = encode(
         &pixels,
-        pixel_type,
+        decoded.pixel_type,
         (new_width, new_height),
         &lossy_config(limits.webp_quality)?,
     )?;
@@ -67,6 +67,59 @@ pub fn to_webp(
         bytes,
         width: new_width,
         height: new_height,
+    })
+}
+
+/// An image decoded for conversion: 8-bit pixels in stored orientation, possibly already
+/// reduced (see [`decode_for_target`]).
+#[derive(Debug)]
+pub struct Decoded {
+    /// 8-bit RGB or RGBA, row after row.
+    pub pixels: Vec<u8>,
+    /// [`PixelType::U8x3`] or [`PixelType::U8x4`].
+    pub pixel_type: PixelType,
+    /// Size of `pixels`.
+    pub size: (u32, u32),
+    /// Size of the image as stored in the file.
+    pub stored: (u32, u32),
+    /// EXIF orientation, not applied.
+    pub orientation: Orientation,
+}
+
+/// The header checks, then the pixels the resize needs. A JPEG (YCbCr, RGB or grey) larger than
+/// its target is decoded by libjpeg-turbo at the smallest scale M/8 that keeps both edges at
+/// least at the target (5/8 for 4032x3024 to 2048x1536), so the inverse DCT makes most of the
+/// reduction and the Lanczos3 resize does the rest; other images are decoded whole.
+pub fn decode_for_target(
+    bytes: &[u8],
+    media: MediaType,
+    limits: &Limits,
+) -> Result<Decoded, PipelineError> {
+    if media == MediaType::Jpeg {
+        check_type(bytes, media)?;
+        let orientation = inspect::orientation(bytes, media, limits)?;
+        let cost = inspect::decode_cost(bytes, media, limits)?;
+        let stored = (cost.width, cost.height);
+        let numerator = jpeg::scale_for(stored, target_size(stored, limits));
+        if let Some(scaled) = jpeg::decode_rgb_scaled(bytes, numerator)? {
+            return Ok(Decoded {
+                pixels: scaled.pixels,
+                pixel_type: PixelType::U8x3,
+                size: (scaled.width, scaled.height),
+                stored,
+                orientation,
+            });
+        }
+    }
+    let (image, orientation) = decode(bytes, media, limits)?;
+    let stored = (image.width(), image.height());
+    let (pixels, pixel_type) = opaque_or_rgba(image);
+    Ok(Decoded {
+        pixels,
+        pixel_type,
+        size: stored,
+        stored,
+        orientation,
     })
 }
 

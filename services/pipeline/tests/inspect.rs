@@ -168,3 +168,49 @@ fn a_valid_pdf_reports_its_pages_and_a_broken_one_is_corrupt() {
         "no pages: {result:?}"
     );
 }
+
+/// Offsets of the first scan's entropy-coded data and of the end-of-image marker.
+fn scan_data(bytes: &[u8]) -> (usize, usize) {
+    let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let header = usize::from(u16::from_be_bytes([bytes[sos + 2], bytes[sos + 3]]));
+    (sos + 2 + header, bytes.len() - 2)
+}
+
+#[test]
+fn damaged_jpegs_are_refused_without_a_full_decode() {
+    let limits = Limits::default();
+    let photo = imaging_fixtures::scenes::photo(640, 480, 3);
+    let good = common::jpeg_of(&photo);
+    assert!(inspect(&good, MediaType::Jpeg, &limits).is_ok());
+    let (data, eoi) = scan_data(&good);
+    let refused = |bytes: &[u8], what: &str| {
+        let result = inspect(bytes, MediaType::Jpeg, &limits);
+        assert!(
+            matches!(result, Err(PipelineError::Corrupt(_))),
+            "{what}: {result:?}"
+        );
+    };
+    for sixteenth in 1..16 {
+        let cut = data + (eoi - data) * sixteenth / 16;
+        refused(&good[..cut], &format!("cut at {sixteenth}/16"));
+        // The end-of-image marker put back: only decoding the scan shows what is missing.
+        let mut resealed = good[..cut].to_vec();
+        resealed.extend_from_slice(&[0xFF, 0xD9]);
+        refused(&resealed, &format!("cut at {sixteenth}/16, EOI appended"));
+    }
+    // A run of 1-bits (stuffed 0xFF 0x00 pairs) is no valid Huffman code in any table.
+    let mut scribbled = good.clone();
+    let middle = data + (eoi - data) / 2;
+    for pair in scribbled[middle..middle + 64].chunks_exact_mut(2) {
+        pair.copy_from_slice(&[0xFF, 0x00]);
+    }
+    refused(&scribbled, "invalid Huffman codes");
+    // A scan with no data at all.
+    let mut empty = good[..data].to_vec();
+    empty.extend_from_slice(&[0xFF, 0xD9]);
+    refused(&empty, "empty scan");
+    // Extra bytes after the end-of-image marker do not matter.
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"trailing bytes");
+    assert!(inspect(&trailing, MediaType::Jpeg, &limits).is_ok());
+}

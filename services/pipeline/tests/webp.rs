@@ -81,3 +81,92 @@ fn a_webp_is_converted_again_and_a_pdf_is_refused() {
         "{result:?}"
     );
 }
+
+/// Today's conversion before DCT scaling, from the same stages: the whole JPEG decoded, Lanczos3
+/// to the target, oriented; the pixels before encoding and the WebP.
+fn full_decode_conversion(bytes: &[u8], limits: &Limits) -> (image::RgbImage, Vec<u8>) {
+    use imaging_pipeline::webp_stages::{
+        decode, encode, lossy_config, opaque_or_rgba, orient, resize, target_size,
+    };
+    let (image, orientation) = decode(bytes, MediaType::Jpeg, limits).unwrap();
+    let stored = (image.width(), image.height());
+    let (pixels, pixel_type) = opaque_or_rgba(image);
+    let target = target_size(stored, limits);
+    let pixels = resize(pixels, pixel_type, stored, target).unwrap();
+    let (pixels, size) = orient(pixels, pixel_type, target, orientation).unwrap();
+    let webp = encode(
+        &pixels,
+        pixel_type,
+        size,
+        &lossy_config(limits.webp_quality).unwrap(),
+    );
+    let upright = image::RgbImage::from_raw(size.0, size.1, pixels).unwrap();
+    (upright, webp.unwrap())
+}
+
+#[test]
+fn a_12_mp_photo_decoded_at_5_8_scale_keeps_size_orientation_bytes_and_quality() {
+    let limits = Limits::default();
+    let photo = imaging_fixtures::scenes::photo(4032, 3024, 7);
+    let stored = common::jpeg_of(&photo);
+    // The scale libjpeg is asked for: 5/8 gives 2520x1890, the smallest at least 2048x1536.
+    let decoded =
+        imaging_pipeline::webp_stages::decode_for_target(&stored, MediaType::Jpeg, &limits)
+            .unwrap();
+    assert_eq!(decoded.size, (2520, 1890));
+    assert_eq!(decoded.stored, (4032, 3024));
+
+    for (orientation, expected) in [(1, (2048, 1536)), (6, (1536, 2048)), (3, (2048, 1536))] {
+        let file = with_orientation(&stored, orientation);
+        let scaled = to_webp(&file, MediaType::Jpeg, &limits).unwrap();
+        assert_eq!(
+            (scaled.width, scaled.height),
+            expected,
+            "orientation {orientation}"
+        );
+        let (reference, full_webp) = full_decode_conversion(&file, &limits);
+        let full = decode(&full_webp).into_rgb8();
+        let ours = decode(&scaled.bytes).into_rgb8();
+        assert_eq!(ours.dimensions(), expected);
+        // Quality against the full-resolution Lanczos3 reference: within 0.002 of the
+        // full-decode conversion's; size within 1%.
+        let ssim_full = imaging_fixtures::quality::ssim(&full, &reference);
+        let ssim_scaled = imaging_fixtures::quality::ssim(&ours, &reference);
+        assert!(
+            ssim_scaled >= ssim_full - 0.002,
+            "orientation {orientation}: SSIM {ssim_scaled:.4} vs {ssim_full:.4} decoding whole"
+        );
+        let ratio = scaled.bytes.len() as f64 / full_webp.len() as f64;
+        assert!(
+            (0.99..=1.01).contains(&ratio),
+            "orientation {orientation}: {} bytes vs {} decoding whole",
+            scaled.bytes.len(),
+            full_webp.len()
+        );
+        // Upright: the top-left corner of the reference is the top-left corner of ours.
+        let corner = |image: &image::RgbImage| image.get_pixel(40, 40).0;
+        let (a, b) = (corner(&ours), corner(&reference));
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.abs_diff(y) < 24),
+            "orientation {orientation}: corner {a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn small_and_grey_jpegs_convert_through_the_scaled_decoder() {
+    let limits = Limits::default();
+    // Below the target: decoded at full size, nothing resized.
+    let out = to_webp(&jpeg(640, 480), MediaType::Jpeg, &limits).unwrap();
+    assert_eq!((out.width, out.height), (640, 480));
+    // Greyscale: libjpeg expands it to RGB.
+    let grey = image::GrayImage::from_fn(3000, 2000, |x, y| image::Luma([((x ^ y) % 251) as u8]));
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageLuma8(grey)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Jpeg)
+        .unwrap();
+    let out = to_webp(&bytes, MediaType::Jpeg, &limits).unwrap();
+    assert_eq!((out.width, out.height), (2048, 1365));
+    let back = decode(&out.bytes);
+    assert_eq!((back.width(), back.height()), (2048, 1365));
+}

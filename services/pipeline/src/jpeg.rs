@@ -1,0 +1,263 @@
+//! JPEG decoding through libjpeg-turbo (as built by `mozjpeg-sys`), for what its DCT scaling
+//! makes cheap: proving a JPEG complete and decodable by entropy-decoding every coefficient at
+//! 1/8 scale (only the DC term goes through an inverse DCT), and decoding a large photo straight
+//! to a reduced size (M/8 of each edge) before the final resize.
+//!
+//! libjpeg reports errors through a callback that must not return; here it unwinds (the
+//! library is built for that) to a `catch_unwind` at the edge of this module, and every warning
+//! about corrupt data is made such an error: libjpeg would otherwise fill a damaged or truncated
+//! scan with grey and carry on.
+//!
+//! The only module of the workspace allowed `unsafe`: every block is a call into libjpeg with
+//! the state this module created, and says why it is sound.
+#![allow(unsafe_code)]
+
+use crate::PipelineError;
+use mozjpeg_sys as ffi;
+use std::mem;
+use std::os::raw::c_int;
+use std::panic::{self, AssertUnwindSafe};
+
+/// Scans a progressive JPEG may have. Real encoders write about ten; each scan re-reads the
+/// whole coefficient buffer, so thousands of tiny scans would be a cheap way to burn CPU.
+const MAX_SCANS: c_int = 500;
+
+/// Pixels decoded at a reduced scale.
+#[derive(Debug)]
+pub(crate) struct Scaled {
+    /// 8-bit RGB, row after row.
+    pub pixels: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// An error raised by libjpeg, carried by the unwind to [`run`].
+struct Failure(String);
+
+/// Checks that a JPEG decodes without error or corrupt-data warning, reading every entropy-coded
+/// coefficient of every scan up to the end-of-image marker, at 1/8 scale and one row at a time
+/// (memory: the decoder's tables, and the coefficients of a progressive image).
+pub(crate) fn verify(bytes: &[u8]) -> Result<(), PipelineError> {
+    run(bytes, |decoder| {
+        decoder.cinfo.scale_num = 1;
+        decoder.cinfo.scale_denom = 8;
+        decoder.cinfo.do_fancy_upsampling = 0;
+        decoder.start();
+        let row_len = decoder.row_len();
+        let mut row = vec![0u8; row_len];
+        while decoder.cinfo.output_scanline < decoder.cinfo.output_height {
+            decoder.read_row(&mut row);
+        }
+        decoder.finish();
+    })
+}
+
+/// The smallest scale `M/8` (1 to 8) at which an image of `stored` size is still at least
+/// `target` in both edges.
+pub(crate) fn scale_for(stored: (u32, u32), target: (u32, u32)) -> u8 {
+    let scaled = |side: u32, m: u32| (u64::from(side) * u64::from(m)).div_ceil(8);
+    (1..=8u8)
+        .find(|&m| {
+            scaled(stored.0, u32::from(m)) >= u64::from(target.0)
+                && scaled(stored.1, u32::from(m)) >= u64::from(target.1)
+        })
+        .unwrap_or(8)
+}
+
+/// Decodes a JPEG to 8-bit RGB at `numerator/8` of its size (libjpeg rounds each edge up).
+/// `Ok(None)` for colour spaces libjpeg cannot turn into RGB (CMYK, YCCK).
+pub(crate) fn decode_rgb_scaled(
+    bytes: &[u8],
+    numerator: u8,
+) -> Result<Option<Scaled>, PipelineError> {
+    run(bytes, |decoder| {
+        let space = decoder.cinfo.jpeg_color_space;
+        if !matches!(
+            space,
+            ffi::J_COLOR_SPACE::JCS_YCbCr
+                | ffi::J_COLOR_SPACE::JCS_GRAYSCALE
+                | ffi::J_COLOR_SPACE::JCS_RGB
+        ) {
+            return None;
+        }
+        decoder.cinfo.out_color_space = ffi::J_COLOR_SPACE::JCS_RGB;
+        decoder.cinfo.scale_num = numerator.clamp(1, 8).into();
+        decoder.cinfo.scale_denom = 8;
+        decoder.start();
+        let (width, height) = (decoder.cinfo.output_width, decoder.cinfo.output_height);
+        let row_len = decoder.row_len();
+        let mut pixels = vec![0u8; row_len * height as usize];
+        for row in pixels.chunks_exact_mut(row_len) {
+            decoder.read_row(row);
+        }
+        decoder.finish();
+        Some(Scaled {
+            pixels,
+            width,
+            height,
+        })
+    })
+}
+
+/// A decompressor over `bytes` with its header read, handed to `body`; libjpeg errors and
+/// corrupt-data warnings become [`PipelineError::Corrupt`].
+fn run<T>(bytes: &[u8], body: impl FnOnce(&mut Decoder) -> T) -> Result<T, PipelineError> {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut decoder = Decoder::new(bytes);
+        body(&mut decoder)
+    }));
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(payload) => match payload.downcast::<Failure>() {
+            Ok(failure) => Err(PipelineError::Corrupt(failure.0)),
+            Err(other) => panic::resume_unwind(other),
+        },
+    }
+}
+
+/// libjpeg's state, its error handler and progress monitor (boxed: libjpeg keeps pointers to
+/// them), destroyed on drop, also while unwinding from an error.
+struct Decoder {
+    cinfo: Box<ffi::jpeg_decompress_struct>,
+    _err: Box<ffi::jpeg_error_mgr>,
+    _progress: Box<ffi::jpeg_progress_mgr>,
+}
+
+impl Decoder {
+    /// Creates the decompressor and reads the header. Only call inside [`run`].
+    fn new(bytes: &[u8]) -> Self {
+        // SAFETY: both structs are plain C data for which all-zero is the state libjpeg expects
+        // before `jpeg_std_error` / `jpeg_create_decompress` fill them in.
+        let mut err: Box<ffi::jpeg_error_mgr> = Box::new(unsafe { mem::zeroed() });
+        unsafe { ffi::jpeg_std_error(&mut err) };
+        err.error_exit = Some(error_exit);
+        err.emit_message = Some(emit_message);
+        let mut progress: Box<ffi::jpeg_progress_mgr> = Box::new(unsafe { mem::zeroed() });
+        progress.progress_monitor = Some(progress_monitor);
+        let mut cinfo: Box<ffi::jpeg_decompress_struct> = Box::new(unsafe { mem::zeroed() });
+        cinfo.common.err = &raw mut *err;
+        // SAFETY: `cinfo` has its error manager; the boxes outlive every libjpeg call, since
+        // they are dropped (after `jpeg_destroy_decompress`) with the returned value. `bytes`
+        // outlives the decoder, which never leaves `run`'s closure.
+        unsafe { ffi::jpeg_create_decompress(&raw mut *cinfo) };
+        let mut decoder = Decoder {
+            cinfo,
+            _err: err,
+            _progress: progress,
+        };
+        decoder.cinfo.common.progress = &raw mut *decoder._progress;
+        let length = bytes.len().try_into().unwrap_or(std::os::raw::c_ulong::MAX);
+        unsafe {
+            ffi::jpeg_mem_src(&mut decoder.cinfo, bytes.as_ptr(), length);
+            ffi::jpeg_read_header(&mut decoder.cinfo, 1);
+        }
+        decoder
+    }
+
+    fn start(&mut self) {
+        // SAFETY: the header was read; errors unwind to `run`.
+        unsafe { ffi::jpeg_start_decompress(&mut self.cinfo) };
+    }
+
+    /// Bytes of one output row.
+    fn row_len(&self) -> usize {
+        self.cinfo.output_width as usize * self.cinfo.output_components.max(1) as usize
+    }
+
+    /// Reads the next output row into `row` (at least [`Self::row_len`] bytes).
+    fn read_row(&mut self, row: &mut [u8]) {
+        assert!(row.len() >= self.row_len(), "row buffer too short");
+        let mut row_ptr = row.as_mut_ptr();
+        // SAFETY: `row` holds a whole output row; libjpeg writes one row at most.
+        let read = unsafe { ffi::jpeg_read_scanlines(&mut self.cinfo, &raw mut row_ptr, 1) };
+        if read != 1 {
+            fail("JPEG ended before its last row");
+        }
+    }
+
+    /// Reads the rest of the file up to the end-of-image marker.
+    fn finish(&mut self) {
+        // SAFETY: every row was read; errors unwind to `run`.
+        unsafe { ffi::jpeg_finish_decompress(&mut self.cinfo) };
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`; destroying also frees every pool libjpeg allocated.
+        unsafe { ffi::jpeg_destroy_decompress(&mut self.cinfo) };
+    }
+}
+
+fn fail(message: impl Into<String>) -> ! {
+    // `resume_unwind` does not run the panic hook: a refused upload is not a crash.
+    panic::resume_unwind(Box::new(Failure(message.into())))
+}
+
+/// libjpeg's own text of the current message.
+fn message(cinfo: &mut ffi::jpeg_common_struct) -> String {
+    // SAFETY: `err` is the manager set up in `Decoder::new`; `format_message` writes at most
+    // JMSG_LENGTH_MAX (80) bytes, NUL-terminated.
+    unsafe {
+        let err = &*cinfo.err;
+        let Some(format) = err.format_message else {
+            return format!("JPEG error {}", err.msg_code);
+        };
+        let buffer = [0u8; 80];
+        format(cinfo, &buffer);
+        let text = buffer.split(|&c| c == 0).next().unwrap_or_default();
+        String::from_utf8_lossy(text).into_owned()
+    }
+}
+
+extern "C-unwind" fn error_exit(cinfo: &mut ffi::jpeg_common_struct) {
+    fail(message(cinfo))
+}
+
+/// Warnings (level -1) about damaged data are errors; notices about the file's dialect are not.
+extern "C-unwind" fn emit_message(cinfo: &mut ffi::jpeg_common_struct, level: c_int) {
+    if level >= 0 {
+        return;
+    }
+    // SAFETY: as in `message`.
+    let code = unsafe { (*cinfo.err).msg_code };
+    let benign = [
+        ffi::JWRN_ADOBE_XFORM,
+        ffi::JWRN_JFIF_MAJOR,
+        ffi::JWRN_BOGUS_ICC,
+        // Padding between segments some cameras write; the coded data is intact.
+        ffi::JWRN_EXTRANEOUS_DATA,
+    ];
+    if !benign.contains(&(code as ffi::J_MESSAGE_CODE)) {
+        fail(message(cinfo))
+    }
+}
+
+extern "C-unwind" fn progress_monitor(cinfo: &mut ffi::jpeg_common_struct) {
+    if cinfo.is_decompressor == 0 {
+        return;
+    }
+    // SAFETY: a decompressor's common fields are the first field of its
+    // `jpeg_decompress_struct` (both are `repr(C)`), and only `Decoder` installs this monitor.
+    let scans = unsafe {
+        (*(std::ptr::from_mut(cinfo).cast::<ffi::jpeg_decompress_struct>())).input_scan_number
+    };
+    if scans > MAX_SCANS {
+        fail(format!("JPEG has more than {MAX_SCANS} scans"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scale_for;
+
+    #[test]
+    fn the_scale_is_the_smallest_that_keeps_both_edges_at_the_target() {
+        assert_eq!(scale_for((4032, 3024), (2048, 1536)), 5);
+        assert_eq!(scale_for((3024, 4032), (1536, 2048)), 5);
+        assert_eq!(scale_for((4096, 3072), (2048, 1536)), 4);
+        assert_eq!(scale_for((2100, 1000), (2048, 975)), 8);
+        assert_eq!(scale_for((16000, 100), (2048, 13)), 2);
+        assert_eq!(scale_for((800, 600), (800, 600)), 8);
+    }
+}
