@@ -123,3 +123,72 @@ async fn a_full_or_draining_service_is_503_with_retry_after_in_both_dialects() {
     }
     drop(held);
 }
+
+/// A JPEG photo of about 1 MB.
+fn megabyte_photo() -> Vec<u8> {
+    use image::ImageEncoder;
+    let photo = imaging_e2e::fixtures::scenes::photo(1600, 1200, 11);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .write_image(
+            photo.as_raw(),
+            photo.width(),
+            photo.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_uploads_than_slots_through_the_gateway_each_end_201_or_503_overloaded() {
+    let stack = spawn_stack_with(|settings| settings.limits.max_in_flight_uploads = 4).await;
+    let bytes = megabyte_photo();
+    let (mut created, mut refused) = (0, 0);
+    for round in 0..3 {
+        let workspace = format!("w{round}");
+        stack.register_workspace(&workspace, 0).await;
+        for i in 0..32 {
+            let (id, user) = (format!("x{i}"), format!("u{i}"));
+            stack
+                .register_target(TargetKind::WorkspaceExpense, &id, &workspace, &user)
+                .await;
+        }
+        let calls = (0..32).map(|i| {
+            let token = stack.token(&format!("u{i}"), &workspace, &["owner"], &[]);
+            let path = format!("/api/v1/client/workspace/{workspace}/expenses/x{i}/receipt");
+            let (stack, bytes) = (&stack, bytes.clone());
+            async move {
+                let form = reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::bytes(bytes)
+                        .file_name("r.jpg")
+                        .mime_str("image/jpeg")
+                        .unwrap(),
+                );
+                let response = stack
+                    .http
+                    .post(stack.url(&path))
+                    .bearer_auth(token)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .map_err(|err| format!("no answer: {err}"))?;
+                let status = response.status().as_u16();
+                let retry = response.headers().contains_key("retry-after");
+                let body = response.text().await.map_err(|err| err.to_string())?;
+                Ok::<_, String>((status, retry, body))
+            }
+        });
+        for outcome in futures::future::join_all(calls).await {
+            match outcome {
+                Ok((201, _, _)) => created += 1,
+                Ok((503, true, body)) if body.contains("\"code\":\"OVERLOADED\"") => refused += 1,
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+    }
+    assert!(created >= 4, "{created} created");
+    assert!(refused >= 1, "{refused} refused");
+    assert_eq!(created + refused, 96);
+}

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use imaging_proto::v1;
 use imaging_proto::v1::upload_image_request::Part;
+use prost::Message as _;
+use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Both gRPC services share this state. Tokens are verified before a request gets here
@@ -33,6 +35,33 @@ impl IngestApi {
         &self.ingestor
     }
 
+    /// The status of a refused upload, sent once the client has finished sending: what it still
+    /// sends is read and dropped, for at most [`DRAIN_TIME`] and the largest upload's size (a
+    /// silent client is not waited for). Answered while the client is still sending, the stream
+    /// has to be reset under it (HTTP/2 RST_STREAM), and some clients then report an error of
+    /// their own (gRPC core: INTERNAL) instead of the status, or through the gateway, a reset
+    /// connection instead of the 503.
+    async fn refuse(
+        &self,
+        stream: &mut Streaming<v1::UploadImageRequest>,
+        err: IngestError,
+    ) -> Status {
+        if !matches!(err, IngestError::UploadTimeout) {
+            let limit = self.ingestor.limits.max_upload_bytes;
+            let drain = async {
+                let mut seen = 0u64;
+                while let Ok(Some(message)) = stream.message().await {
+                    seen += message.encoded_len() as u64;
+                    if seen > limit {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
+        err.into()
+    }
+
     fn claims<T>(&self, request: &Request<T>) -> Result<Claims, IngestError> {
         request
             .extensions()
@@ -42,10 +71,14 @@ impl IngestApi {
     }
 }
 
+/// How long a refused upload's remaining messages are read and dropped (see
+/// [`IngestApi::refuse`]).
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
 /// The chunks after the header, as bytes; a second header or a failed stream is an error.
 fn chunks(
-    stream: Streaming<v1::UploadImageRequest>,
-) -> impl Stream<Item = Result<Bytes, IngestError>> + Send {
+    stream: &mut Streaming<v1::UploadImageRequest>,
+) -> impl Stream<Item = Result<Bytes, IngestError>> + Send + '_ {
     stream.filter_map(|message| async move {
         match message {
             Ok(v1::UploadImageRequest {
@@ -93,9 +126,18 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
                 .into());
             }
         };
-        let header = convert::upload_request(header)?;
-        let uploaded = self.ingestor.upload(claims, header, chunks(stream)).await?;
-        Ok(Response::new(convert::upload_response(uploaded)))
+        let header = match convert::upload_request(header) {
+            Ok(header) => header,
+            Err(err) => return Err(self.refuse(&mut stream, err).await),
+        };
+        match self
+            .ingestor
+            .upload(claims, header, chunks(&mut stream))
+            .await
+        {
+            Ok(uploaded) => Ok(Response::new(convert::upload_response(uploaded))),
+            Err(err) => Err(self.refuse(&mut stream, err).await),
+        }
     }
 
     async fn get_image(

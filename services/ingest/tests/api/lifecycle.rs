@@ -214,3 +214,57 @@ async fn sigkill_mid_burst_on_the_embedded_default_keeps_every_acknowledged_uplo
     }
     assert_eq!(state.used("w1").await.unwrap(), total);
 }
+
+/// A JPEG photo of about 1 MB (16 messages of 64 KiB).
+fn megabyte_photo() -> Vec<u8> {
+    use image::ImageEncoder;
+    let photo = imaging_e2e::fixtures::scenes::photo(1600, 1200, 11);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .write_image(
+            photo.as_raw(),
+            photo.width(),
+            photo.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_uploads_than_slots_each_end_stored_or_overloaded_never_otherwise() {
+    let app = spawn_app_with(Stack::Embedded, |s| s.limits.max_in_flight_uploads = 4).await;
+    let bytes = megabyte_photo();
+    assert!(bytes.len() > 512 * 1024, "{} bytes", bytes.len());
+    let (mut stored, mut overloaded) = (0, 0);
+    for round in 0..3 {
+        let calls = (0..32).map(|i| {
+            let token = app.token(&format!("u{round}-{i}"), ["w1", "w2"][i % 2], &[], &[]);
+            let (app, bytes) = (&app, &bytes);
+            async move {
+                app.upload(&token, target(TargetKind::Receipt, ""), "image/jpeg", bytes)
+                    .await
+            }
+        });
+        for outcome in futures::future::join_all(calls).await {
+            match outcome {
+                Ok(_) => stored += 1,
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && reason(&status) == "OVERLOADED" =>
+                {
+                    overloaded += 1;
+                }
+                Err(status) => panic!(
+                    "round {round}: {:?} {} ({})",
+                    status.code(),
+                    status.message(),
+                    reason(&status)
+                ),
+            }
+        }
+    }
+    assert!(stored >= 4, "{stored} stored");
+    assert!(overloaded >= 1, "{overloaded} refused");
+    assert_eq!(stored + overloaded, 96);
+}
