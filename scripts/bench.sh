@@ -13,12 +13,22 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v cwebp >/dev/null 2>&1 || missing+=(webp)
 command -v vips >/dev/null 2>&1 || missing+=(libvips-tools)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+# libvips in process (the fair conversion baseline) through pyvips, in a venv of its own.
+venv=target/bench-venv
+if ! "$venv/bin/python" -c 'import pyvips' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q pyvips
+fi
+export IMAGING_BENCH_PYTHON="$PWD/$venv/bin/python"
 
 cargo build --release --locked -q -p imaging-bench --bins
 cargo build --release --locked -q -p imaging-service -p imaging-gateway --bins

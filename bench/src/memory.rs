@@ -22,6 +22,27 @@ pub fn reset_peak(pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time process `pid` has used so far (user + system), from `/proc/<pid>/stat`, assuming
+/// the kernel's usual 100 clock ticks per second (`getconf CLK_TCK`).
+pub fn cpu_time(pid: u32) -> anyhow::Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow::anyhow!("malformed /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/{pid}/stat"))?
+            .parse()?)
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(std::time::Duration::from_millis(total * 10))
+}
+
 fn parse(status: &str) -> Option<Rss> {
     let field = |name: &str| {
         status

@@ -12,7 +12,7 @@
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
-use imaging_bench::memory::{reset_peak, rss};
+use imaging_bench::memory::{cpu_time, reset_peak, rss};
 use imaging_bench::stack::{Registry, S3_REGION, Stack, StackOptions};
 use imaging_bench::table::Table;
 use imaging_bench::uploads::corpus;
@@ -138,10 +138,55 @@ impl Entries {
     }
 }
 
+/// Where the uploads of a phase go: S3 keys under `prefix` for direct PUTs (and new receipts,
+/// which need no target), fresh expense entries for pass-through, the workspace expenses (one
+/// per worker) for conversions.
+async fn targets_for(
+    entries: &mut Entries,
+    expenses: &[String],
+    route: Route,
+    workload: Workload,
+    uploads: usize,
+    prefix: &str,
+) -> anyhow::Result<Targets> {
+    Ok(match (route, workload) {
+        (route, _) if route.is_direct() => Targets::Keys(prefix.to_owned()),
+        (_, Workload::Receipt) => Targets::Keys(prefix.to_owned()),
+        (_, Workload::PassThrough) => entries.register(uploads).await?,
+        (_, Workload::Converting) => Targets::PerWorker(expenses.to_vec()),
+    })
+}
+
+/// Rounds of the fair comparisons.
+const FAIR_ROUNDS: usize = 3;
+
+/// One fair comparison: a file through several routes at one concurrency.
+#[derive(Debug, Clone)]
+struct FairRow {
+    workload: Workload,
+    payload: Payload,
+    file: &'static str,
+    concurrency: usize,
+    uploads: usize,
+    routes: Vec<Route>,
+}
+
+/// One route's run in one round of a fair comparison.
+#[derive(Debug, Clone)]
+struct FairMeasured {
+    file: &'static str,
+    round: usize,
+    /// CPU the ingest service used, divided by the uploads (zero for direct PUTs, which it
+    /// does not see).
+    service_cpu_per_upload: std::time::Duration,
+    measured: Measured,
+}
+
 /// Everything measured in one run.
 #[derive(Debug, Default)]
 struct Results {
     rows: Vec<Measured>,
+    fair: Vec<FairMeasured>,
     memory: Vec<MemoryRow>,
     refusals: Vec<Refused>,
 }
@@ -175,6 +220,11 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         bytes: Bytes::from(corpus::photo_jpeg(4000, 3000, 10)?),
         content_type: "image/jpeg",
         file_name: "photo.jpg",
+    };
+    let receipt = Payload {
+        bytes: Bytes::from(corpus::receipt_jpeg()?),
+        content_type: "image/jpeg",
+        file_name: "receipt.jpg",
     };
 
     eprintln!("starting the stack…");
@@ -211,16 +261,14 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
 
     // One unmeasured upload per route and workload: connections and lazy set-up.
     let mut entries = Entries { registry, next: 0 };
-    for route in [Route::S3, Route::Grpc, Route::Gateway] {
+    for route in [Route::S3, Route::S3Presigned, Route::Grpc, Route::Gateway] {
         for (workload, payload) in [
             (Workload::PassThrough, &pdf),
             (Workload::Converting, &photo),
+            (Workload::Receipt, &receipt),
         ] {
-            let targets = match (route, workload) {
-                (Route::S3, _) => Targets::Keys("warm-up".to_owned()),
-                (_, Workload::PassThrough) => entries.register(1).await?,
-                (_, Workload::Converting) => Targets::PerWorker(expenses.clone()),
-            };
+            let targets =
+                targets_for(&mut entries, &expenses, route, workload, 1, "warm-up").await?;
             let phase = Phase {
                 route,
                 workload,
@@ -243,13 +291,9 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         for concurrency in CONCURRENCY {
             let uploads = count.max(concurrency);
             for route in [Route::S3, Route::Grpc, Route::Gateway] {
-                let targets = match (route, workload) {
-                    (Route::S3, _) => {
-                        Targets::Keys(format!("baseline/{}-c{concurrency}", workload.label()))
-                    }
-                    (_, Workload::PassThrough) => entries.register(uploads).await?,
-                    (_, Workload::Converting) => Targets::PerWorker(expenses.clone()),
-                };
+                let prefix = format!("baseline/{}-c{concurrency}", workload.label());
+                let targets =
+                    targets_for(&mut entries, &expenses, route, workload, uploads, &prefix).await?;
                 let phase = Phase {
                     route,
                     workload,
@@ -285,6 +329,74 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                     results.memory.push(watch.finish(&during, concurrency)?);
                 }
                 results.rows.push(measured);
+            }
+        }
+    }
+
+    // The fair comparisons, alternated route by route, three rounds.
+    let fair_rows = [
+        FairRow {
+            workload: Workload::PassThrough,
+            payload: pdf.clone(),
+            file: "9 MB PDF",
+            concurrency: 8,
+            uploads: if cli.quick { 8 } else { 32 },
+            routes: vec![Route::S3Presigned, Route::Grpc, Route::Gateway],
+        },
+        FairRow {
+            workload: Workload::Receipt,
+            payload: receipt.clone(),
+            file: "20 KB receipt JPEG",
+            concurrency: 32,
+            uploads: if cli.quick { 64 } else { 640 },
+            routes: vec![Route::S3Presigned, Route::Gateway, Route::Grpc],
+        },
+        FairRow {
+            workload: Workload::PassThrough,
+            payload: photo.clone(),
+            file: "12 MP camera JPEG",
+            concurrency: 8,
+            uploads: if cli.quick { 8 } else { 48 },
+            routes: vec![Route::S3Presigned, Route::Grpc],
+        },
+    ];
+    for round in 0..FAIR_ROUNDS {
+        for row in &fair_rows {
+            for &route in &row.routes {
+                let prefix = format!("fair/{}-{round}", row.file.replace(' ', "-"));
+                let targets = targets_for(
+                    &mut entries,
+                    &expenses,
+                    route,
+                    row.workload,
+                    row.uploads,
+                    &prefix,
+                )
+                .await?;
+                let phase = Phase {
+                    route,
+                    workload: row.workload,
+                    concurrency: row.concurrency,
+                    uploads: row.uploads,
+                    payload: row.payload.clone(),
+                    targets,
+                };
+                eprintln!(
+                    "fair round {round}: {} {} C={}…",
+                    route.label(),
+                    row.file,
+                    row.concurrency
+                );
+                let pid = stack.service_pid();
+                let cpu_before = cpu_time(pid)?;
+                let measured = load::run(&clients, &phase).await?;
+                let service_cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+                results.fair.push(FairMeasured {
+                    file: row.file,
+                    round,
+                    service_cpu_per_upload: service_cpu / row.uploads as u32,
+                    measured,
+                });
             }
         }
     }
@@ -427,6 +539,23 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "**not met**" }
 }
 
+/// Per round: throughput of `route` on `file` over the presigned PUT's in the same round.
+fn fair_ratios(results: &Results, file: &str, route: Route) -> Vec<f64> {
+    (0..FAIR_ROUNDS)
+        .filter_map(|round| {
+            let find = |r: Route| {
+                results
+                    .fair
+                    .iter()
+                    .find(|f| f.file == file && f.round == round && f.measured.route == r)
+            };
+            let ours = find(route)?;
+            let direct = find(Route::S3Presigned)?;
+            Some(ours.measured.megabytes_per_second() / direct.measured.megabytes_per_second())
+        })
+        .collect()
+}
+
 /// Throughput of `route` relative to the S3 baseline at the same workload and concurrency.
 fn ratio(results: &Results, row: &Measured) -> Option<f64> {
     let baseline = results.rows.iter().find(|r| {
@@ -468,7 +597,7 @@ fn print_report(
         "MB/s",
         "p50 ms",
         "p99 ms",
-        "vs S3 PUT",
+        "vs rust-s3 PUT (hashing)",
     ]);
     for row in &results.rows {
         let versus = match (row.route, ratio(results, row)) {
@@ -486,6 +615,87 @@ fn print_report(
             ms(row.percentile(50.0)),
             ms(row.percentile(99.0)),
             versus,
+        ]);
+    }
+    println!("{}", table.render());
+
+    println!(
+        "### Fair comparison: against a direct presigned PUT (no hashing), {FAIR_ROUNDS} rounds, \
+         routes alternated\n"
+    );
+    let mut table = Table::new(&[
+        "file",
+        "route",
+        "C",
+        "N",
+        "MB/s (median)",
+        "uploads/s (median)",
+        "p50 ms",
+        "÷ presigned PUT, median (min-max)",
+        "service CPU ms per upload",
+    ]);
+    let mut seen: Vec<(&str, Route)> = Vec::new();
+    for fair in &results.fair {
+        let key = (fair.file, fair.measured.route);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let runs: Vec<&FairMeasured> = results
+            .fair
+            .iter()
+            .filter(|f| (f.file, f.measured.route) == key)
+            .collect();
+        let ratios = fair_ratios(results, fair.file, fair.measured.route);
+        let median_of = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(0.0)
+        };
+        let versus = if fair.measured.route == Route::S3Presigned {
+            "1.00 (baseline)".to_owned()
+        } else {
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            format!("{:.2} ({lo:.2}-{hi:.2})", median_of(ratios.clone()))
+        };
+        let cpu = median_of(
+            runs.iter()
+                .map(|f| f.service_cpu_per_upload.as_secs_f64() * 1e3)
+                .collect(),
+        );
+        table.row([
+            fair.file.to_owned(),
+            fair.measured.route.label().to_owned(),
+            fair.measured.concurrency.to_string(),
+            fair.measured.uploads.to_string(),
+            format!(
+                "{:.1}",
+                median_of(
+                    runs.iter()
+                        .map(|f| f.measured.megabytes_per_second())
+                        .collect()
+                )
+            ),
+            format!(
+                "{:.1}",
+                median_of(
+                    runs.iter()
+                        .map(|f| f.measured.uploads_per_second())
+                        .collect()
+                )
+            ),
+            ms(std::time::Duration::from_secs_f64(median_of(
+                runs.iter()
+                    .map(|f| f.measured.percentile(50.0).as_secs_f64())
+                    .collect(),
+            ))),
+            versus,
+            if fair.measured.route.is_direct() {
+                "-".to_owned()
+            } else {
+                format!("{cpu:.1}")
+            },
         ]);
     }
     println!("{}", table.render());
@@ -538,23 +748,25 @@ fn print_report(
 
     println!("### Against the targets\n");
     let mut table = Table::new(&["target", "measured", "verdict"]);
-    let at = |route: Route, concurrency: usize| {
-        results.rows.iter().find(|r| {
-            r.route == route && r.workload == Workload::PassThrough && r.concurrency == concurrency
-        })
-    };
-    for (route, floor) in [(Route::Grpc, 0.80), (Route::Gateway, 0.70)] {
-        if let Some(r) = at(route, 8).and_then(|row| ratio(results, row)) {
-            table.row([
-                format!(
-                    "{} pass-through at C=8 >= {:.0}% of direct S3 PUT",
-                    route.label(),
-                    floor * 100.0
-                ),
-                format!("{:.0}%", r * 100.0),
-                verdict(r >= floor).to_owned(),
-            ]);
+    for (file, route, floor) in [
+        ("9 MB PDF", Route::Grpc, 0.80),
+        ("9 MB PDF", Route::Gateway, 0.70),
+        ("20 KB receipt JPEG", Route::Gateway, 0.70),
+    ] {
+        let mut ratios = fair_ratios(results, file, route);
+        if ratios.is_empty() {
+            continue;
         }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        table.row([
+            format!(
+                "{} {file} >= {floor:.2} of a presigned PUT (median of {FAIR_ROUNDS} rounds)",
+                route.label()
+            ),
+            format!("{median:.2}"),
+            verdict(median >= floor).to_owned(),
+        ]);
     }
     let service = results
         .memory

@@ -111,3 +111,61 @@ pub fn run_timed(command: &mut Command) -> anyhow::Result<Duration> {
     );
     Ok(elapsed)
 }
+
+/// libvips in process through pyvips (`bench/scripts/vips_inprocess.py`), so that no process
+/// start-up is timed: what one repetition of `thumbnail_buffer` + `webpsave_buffer` takes.
+#[derive(Debug, Clone)]
+pub struct InProcess {
+    /// Median time of one conversion.
+    pub time: Duration,
+    /// libvips worker threads (`VIPS_CONCURRENCY`).
+    pub threads: usize,
+}
+
+/// The Python interpreter with pyvips: `IMAGING_BENCH_PYTHON` (scripts/bench.sh makes a venv
+/// and sets it), else `python3`.
+fn python() -> String {
+    std::env::var("IMAGING_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Converts `input` to `output` with libvips in process at libwebp effort `effort`, `reps`
+/// timed repetitions on `threads` worker threads.
+pub fn vips_in_process(
+    input: &Path,
+    output: &Path,
+    (max_edge, quality, effort): (u32, f32, i32),
+    reps: usize,
+    threads: usize,
+) -> anyhow::Result<InProcess> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/vips_inprocess.py");
+    let result = Command::new(python())
+        .arg(&script)
+        .arg(input)
+        .arg(output)
+        .args([
+            max_edge.to_string(),
+            (quality.round() as i32).to_string(),
+            effort.to_string(),
+            reps.to_string(),
+        ])
+        .env("VIPS_CONCURRENCY", threads.to_string())
+        .output()
+        .with_context(|| format!("running {} {}", python(), script.display()))?;
+    anyhow::ensure!(
+        result.status.success(),
+        "pyvips failed (install it with scripts/bench.sh, or set IMAGING_BENCH_PYTHON to a \
+         Python with pyvips): {}",
+        String::from_utf8_lossy(&result.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&result.stdout);
+    let median_ms = text
+        .split("\"median_ms\": ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .with_context(|| format!("pyvips printed no median: {text}"))?;
+    Ok(InProcess {
+        time: Duration::from_secs_f64(median_ms / 1e3),
+        threads,
+    })
+}

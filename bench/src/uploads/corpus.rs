@@ -58,6 +58,21 @@ pub fn photo_jpeg(width: u32, height: u32, noise: i32) -> anyhow::Result<Vec<u8>
     Ok(out)
 }
 
+/// A phone photo of a receipt as apps send them: 600x800, JPEG quality 75 (about 20 KB).
+pub fn receipt_jpeg() -> anyhow::Result<Vec<u8>> {
+    let picture = imaging_fixtures::scenes::photo(600, 800, 21);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 75)
+        .write_image(
+            picture.as_raw(),
+            picture.width(),
+            picture.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .context("encoding the JPEG")?;
+    Ok(out)
+}
+
 /// A PDF of exactly `size` bytes that looks like a scanned document: A4 pages, each an
 /// embedded JPEG (`DCTDecode`, as scanners write them), with XMP metadata padding the file to
 /// the exact size.

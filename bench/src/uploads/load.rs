@@ -26,8 +26,12 @@ pub enum Route {
     Grpc,
     /// HTTP through the REST gateway (Concur raw body, or workspace multipart).
     Gateway,
-    /// A plain S3 PUT of the same bytes to the same S3 server: the baseline.
+    /// A plain S3 PUT of the same bytes to the same S3 server by rust-s3, which hashes every
+    /// body (SHA-256 for the signature, and MD5): the earlier, generous baseline.
     S3,
+    /// A PUT of the same bytes to a presigned URL with a plain HTTP client, which hashes
+    /// nothing (`UNSIGNED-PAYLOAD`): the fair baseline, what a direct upload costs.
+    S3Presigned,
 }
 
 impl Route {
@@ -36,8 +40,14 @@ impl Route {
         match self {
             Route::Grpc => "gRPC",
             Route::Gateway => "gateway",
-            Route::S3 => "S3 PUT",
+            Route::S3 => "S3 PUT (rust-s3, hashing)",
+            Route::S3Presigned => "S3 presigned PUT (no hashing)",
         }
+    }
+
+    /// A direct PUT to the S3 server, not through the service.
+    pub fn is_direct(self) -> bool {
+        matches!(self, Route::S3 | Route::S3Presigned)
     }
 }
 
@@ -48,6 +58,8 @@ pub enum Workload {
     PassThrough,
     /// A camera JPEG to workspace expenses: converted to WebP (long edge 2048, q80).
     Converting,
+    /// A small receipt JPEG as a new Concur receipt: checked and stored as sent.
+    Receipt,
 }
 
 impl Workload {
@@ -56,6 +68,7 @@ impl Workload {
         match self {
             Workload::PassThrough => "pass-through",
             Workload::Converting => "converting",
+            Workload::Receipt => "receipt",
         }
     }
 }
@@ -270,6 +283,10 @@ async fn upload_once(clients: &Clients, phase: &Phase, target: &str) -> anyhow::
     match (phase.route, phase.workload) {
         (Route::Grpc, workload) => {
             let target = match workload {
+                Workload::Receipt => v1::Target {
+                    kind: v1::TargetKind::Receipt as i32,
+                    ..Default::default()
+                },
                 Workload::PassThrough => v1::Target {
                     kind: v1::TargetKind::ExpenseEntry as i32,
                     id: target.to_owned(),
@@ -294,11 +311,11 @@ async fn upload_once(clients: &Clients, phase: &Phase, target: &str) -> anyhow::
                     anyhow::anyhow!("refused: {:?} {}", status.code(), status.message())
                 })?;
             let expected = match workload {
-                Workload::PassThrough => payload.content_type,
+                Workload::PassThrough | Workload::Receipt => payload.content_type,
                 Workload::Converting => "image/webp",
             };
             if stored.content_type != expected
-                || (workload == Workload::PassThrough && stored.size_bytes != size as u64)
+                || (workload != Workload::Converting && stored.size_bytes != size as u64)
             {
                 bail!(
                     "stored {} bytes of {}, expected {expected}",
@@ -341,6 +358,35 @@ async fn upload_once(clients: &Clients, phase: &Phase, target: &str) -> anyhow::
                 .send()
                 .await?;
             expect_created(response).await?;
+        }
+        (Route::Gateway, Workload::Receipt) => {
+            let response = clients
+                .http
+                .post(format!("{}/api/image/v1.0/receipt", clients.gateway_url))
+                .header("Authorization", format!("OAuth {}", clients.token))
+                .header("Content-Type", payload.content_type)
+                .body(payload.bytes.clone())
+                .send()
+                .await?;
+            expect_created(response).await?;
+        }
+        (Route::S3Presigned, _) => {
+            let url = clients.s3.presign_put(target, 600, None, None).await?;
+            let response = clients
+                .http
+                .put(url)
+                .header("Content-Type", payload.content_type)
+                .body(payload.bytes.clone())
+                .send()
+                .await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            if !status.is_success() {
+                bail!(
+                    "presigned PUT answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
         }
         (Route::S3, _) => {
             let response = clients
