@@ -24,8 +24,9 @@ pub struct Inspected {
 /// The sniffed type must equal `declared` ([`PipelineError::ContentTypeMismatch`] otherwise).
 /// Images are refused with [`PipelineError::TooManyPixels`] from their header alone, then proven
 /// decodable ([`PipelineError::Corrupt`] if not, or if a JPEG is truncated): a JPEG by
-/// entropy-decoding every coefficient at 1/8 scale (see [`crate::jpeg::verify`]), other images
-/// by decoding them whole. PDFs must parse,
+/// entropy-decoding every coefficient at 1/8 scale (see [`crate::jpeg::verify`]), a PNG by
+/// checking every chunk's CRC and inflating its image data row by row without building the
+/// image (see [`crate::png_scan::verify`]), a WebP by decoding it whole. PDFs must parse,
 /// have pages and not be encrypted ([`PipelineError::EncryptedPdf`], also for PDFs with only an
 /// owner password).
 pub fn inspect(
@@ -51,6 +52,11 @@ pub fn inspect(
                 return Err(corrupt("truncated JPEG"));
             }
             jpeg::verify(bytes)?;
+            (cost.width, cost.height)
+        }
+        MediaType::Png => {
+            let cost = decode_cost(bytes, declared, limits)?;
+            png_scan::verify(bytes)?;
             (cost.width, cost.height)
         }
         _ => {

@@ -214,3 +214,112 @@ fn damaged_jpegs_are_refused_without_a_full_decode() {
     trailing.extend_from_slice(b"trailing bytes");
     assert!(inspect(&trailing, MediaType::Jpeg, &limits).is_ok());
 }
+
+/// A PNG with this IHDR whose image data is every row (of every Adam7 pass when interlaced)
+/// with filter type 0 and zero samples, plus `extra` bytes (negative: fewer).
+fn hand_made_png(
+    width: u32,
+    height: u32,
+    depth: u8,
+    colour: u8,
+    interlace: u8,
+    extra: i64,
+) -> Vec<u8> {
+    use imaging_fixtures::{png_chunk, zlib};
+    let channels: u64 = match colour {
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        _ => 1,
+    };
+    let row = |columns: u64| 1 + (columns * channels * u64::from(depth)).div_ceil(8);
+    let (w, h) = (u64::from(width), u64::from(height));
+    let passes: Vec<(u64, u64)> = if interlace == 0 {
+        vec![(h, row(w))]
+    } else {
+        [
+            (0, 0, 8, 8),
+            (4, 0, 8, 8),
+            (0, 4, 4, 8),
+            (2, 0, 4, 4),
+            (0, 2, 2, 4),
+            (1, 0, 2, 2),
+            (0, 1, 1, 2),
+        ]
+        .iter()
+        .map(|&(x0, y0, dx, dy): &(u64, u64, u64, u64)| {
+            let columns = w.saturating_sub(x0).div_ceil(dx);
+            let rows = h.saturating_sub(y0).div_ceil(dy);
+            if columns == 0 {
+                (0, 0)
+            } else {
+                (rows, row(columns))
+            }
+        })
+        .collect()
+    };
+    let total: u64 = passes.iter().map(|(rows, bytes)| rows * bytes).sum();
+    let length = usize::try_from(total as i64 + extra).unwrap();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[depth, colour, 0, 0, interlace]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    if colour == 3 {
+        png.extend(png_chunk(b"PLTE", &[0, 0, 0, 255, 255, 255]));
+    }
+    png.extend(png_chunk(b"IDAT", &zlib(&vec![0u8; length])));
+    png.extend(png_chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn pngs_are_checked_row_by_row_without_building_the_image() {
+    let limits = Limits::default();
+    // Layouts a real decoder agrees with: odd sizes, sub-byte samples, palettes, 16-bit, Adam7.
+    for (width, height, depth, colour, interlace) in [
+        (13, 7, 1, 0, 0),
+        (13, 7, 4, 3, 1),
+        (3, 2, 16, 6, 1),
+        (1, 1, 8, 2, 1),
+        (9, 17, 2, 0, 1),
+        (100, 50, 8, 4, 0),
+    ] {
+        let good = hand_made_png(width, height, depth, colour, interlace, 0);
+        assert!(
+            image::load_from_memory(&good).is_ok(),
+            "the image crate decodes the {width}x{height} test file"
+        );
+        let seen = inspect(&good, MediaType::Png, &limits).unwrap();
+        assert_eq!((seen.width, seen.height), (width, height));
+        for extra in [-1, 1] {
+            let bad = hand_made_png(width, height, depth, colour, interlace, extra);
+            let result = inspect(&bad, MediaType::Png, &limits);
+            assert!(
+                matches!(result, Err(PipelineError::Corrupt(_))),
+                "{width}x{height} depth {depth} colour {colour} interlace {interlace}, \
+                 {extra:+} bytes: {result:?}"
+            );
+        }
+    }
+    let good = png(64, 48);
+    assert!(inspect(&good, MediaType::Png, &limits).is_ok());
+    // A flipped bit anywhere after the signature: a CRC, a length or the data is wrong.
+    for at in (8..good.len()).step_by(7) {
+        let mut flipped = good.clone();
+        flipped[at] ^= 0x10;
+        assert!(
+            inspect(&flipped, MediaType::Png, &limits).is_err(),
+            "bit flipped at {at} of {}",
+            good.len()
+        );
+    }
+    // Cut anywhere: refused.
+    for cut in (8..good.len()).step_by(11) {
+        assert!(
+            inspect(&good[..cut], MediaType::Png, &limits).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
