@@ -202,6 +202,11 @@ impl Stack {
         self.gateway.pid()
     }
 
+    /// PID of the S3 server.
+    pub fn s3_pid(&self) -> u32 {
+        self._s3.pid()
+    }
+
     /// Stops the ingest service and starts a fresh one on the same port (Redis and S3 keep
     /// their data), then waits until both it and the gateway answer again.
     pub async fn restart_service(&mut self) -> anyhow::Result<()> {

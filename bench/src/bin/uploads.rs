@@ -179,9 +179,9 @@ struct FairRow {
 struct FairMeasured {
     file: &'static str,
     round: usize,
-    /// CPU the ingest service used, divided by the uploads (zero for direct PUTs, which it
-    /// does not see).
-    service_cpu_per_upload: std::time::Duration,
+    /// CPU used per upload by the ingest service, the gateway, the S3 server and the load
+    /// generator (this process), in that order.
+    cpu_per_upload: [std::time::Duration; 4],
     measured: Measured,
 }
 
@@ -395,14 +395,22 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                     row.file,
                     row.concurrency
                 );
-                let pid = stack.service_pid();
-                let cpu_before = cpu_time(pid)?;
+                let pids = [
+                    stack.service_pid(),
+                    stack.gateway_pid(),
+                    stack.s3_pid(),
+                    std::process::id(),
+                ];
+                let before = pids.map(|pid| cpu_time(pid).unwrap_or_default());
                 let measured = load::run(&clients, &phase).await?;
-                let service_cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+                let mut cpu = [std::time::Duration::ZERO; 4];
+                for (i, pid) in pids.iter().enumerate() {
+                    cpu[i] = cpu_time(*pid)?.saturating_sub(before[i]) / row.uploads as u32;
+                }
                 results.fair.push(FairMeasured {
                     file: row.file,
                     round,
-                    service_cpu_per_upload: service_cpu / row.uploads as u32,
+                    cpu_per_upload: cpu,
                     measured,
                 });
             }
@@ -646,7 +654,7 @@ fn print_report(
         "uploads/s (median)",
         "p50 ms",
         "÷ presigned PUT, median (min-max)",
-        "service CPU ms per upload",
+        "CPU ms per upload: service / gateway / S3 server / client",
     ]);
     let mut seen: Vec<(&str, Route)> = Vec::new();
     for fair in &results.fair {
@@ -673,11 +681,16 @@ fn print_report(
                 .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
             format!("{:.2} ({lo:.2}-{hi:.2})", median_of(ratios.clone()))
         };
-        let cpu = median_of(
-            runs.iter()
-                .map(|f| f.service_cpu_per_upload.as_secs_f64() * 1e3)
-                .collect(),
-        );
+        let cpu: Vec<String> = (0..4)
+            .map(|i| {
+                let ms = median_of(
+                    runs.iter()
+                        .map(|f| f.cpu_per_upload[i].as_secs_f64() * 1e3)
+                        .collect(),
+                );
+                format!("{ms:.2}")
+            })
+            .collect();
         table.row([
             fair.file.to_owned(),
             fair.measured.route.label().to_owned(),
@@ -705,11 +718,7 @@ fn print_report(
                     .collect(),
             ))),
             versus,
-            if fair.measured.route.is_direct() {
-                "-".to_owned()
-            } else {
-                format!("{cpu:.1}")
-            },
+            cpu.join(" / "),
         ]);
     }
     println!("{}", table.render());

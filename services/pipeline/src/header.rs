@@ -74,7 +74,7 @@ pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let scan = segments(bytes).find_map(|(marker, _, end)| (marker == 0xDA).then_some(end));
     // Entropy-coded data stuffs every 0xFF, so 0xFF 0xD9 after the scan header is the real EOI.
     // Searched from the end, where a complete file has it.
-    scan.is_some_and(|end| bytes[end..].windows(2).rev().any(|w| w == [0xFF, 0xD9]))
+    scan.is_some_and(|end| memchr::memmem::rfind(&bytes[end..], &[0xFF, 0xD9]).is_some())
 }
 
 #[cfg(test)]
