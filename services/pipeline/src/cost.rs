@@ -2,7 +2,7 @@
 //! guard's count), so the service can reserve it before the step runs.
 
 use crate::inspect::{check_type, decode_cost};
-use crate::{Limits, MediaType, PipelineError, pdf_guard};
+use crate::{Limits, MediaType, PdfLimits, PipelineError, pdf_guard};
 
 /// A pipeline step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,24 @@ pub enum Step {
     },
 }
 
+/// What [`estimate`] found: the memory a step may take, and (for a PDF) that the guard's scan of
+/// exactly these bytes under these limits passed, so [`crate::inspect_estimated`] need not scan
+/// them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Bytes the step may allocate.
+    pub bytes: u64,
+    /// Address and length of the PDF the guard passed, and the limits it passed under.
+    pub(crate) scanned: Option<(usize, usize, PdfLimits)>,
+}
+
+impl Estimate {
+    /// True if this estimate scanned `bytes` (the same buffer, not a copy) under `limits`.
+    pub(crate) fn scanned(&self, bytes: &[u8], limits: &PdfLimits) -> bool {
+        self.scanned == Some((bytes.as_ptr() as usize, bytes.len(), *limits))
+    }
+}
+
 /// Bytes `step` may allocate for the upload `bytes` declared as `media`; refuses files that are
 /// not of that type, or over the decode and parse limits, on the way.
 pub fn memory_cost(
@@ -28,14 +46,27 @@ pub fn memory_cost(
     step: Step,
     limits: &Limits,
 ) -> Result<u64, PipelineError> {
+    estimate(bytes, media, step, limits).map(|estimate| estimate.bytes)
+}
+
+/// [`memory_cost`], remembering a PDF's guard scan for [`crate::inspect_estimated`].
+pub fn estimate(
+    bytes: &[u8],
+    media: MediaType,
+    step: Step,
+    limits: &Limits,
+) -> Result<Estimate, PipelineError> {
     check_type(bytes, media)?;
     let file = bytes.len() as u64;
+    let mut scanned = None;
     let upload = if media == MediaType::Pdf {
-        pdf_guard::scan(bytes, &limits.pdf)?.memory(file)
+        let cost = pdf_guard::scan(bytes, &limits.pdf)?.memory(file);
+        scanned = Some((bytes.as_ptr() as usize, bytes.len(), limits.pdf));
+        cost
     } else {
         decode_cost(bytes, media, limits)?.bytes
     };
-    Ok(match step {
+    let bytes = match step {
         Step::Inspect => upload,
         Step::Webp => {
             // The decoded image, its 8-bit copy, and the resized output (twice: resize, encode).
@@ -47,5 +78,6 @@ pub fn memory_cost(
         Step::Report { report_bytes } => upload
             .saturating_add(report_bytes.saturating_mul(4))
             .saturating_add(file * 2),
-    })
+    };
+    Ok(Estimate { bytes, scanned })
 }

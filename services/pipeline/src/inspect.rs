@@ -34,9 +34,37 @@ pub fn inspect(
     declared: MediaType,
     limits: &Limits,
 ) -> Result<Inspected, PipelineError> {
+    inspect_scanned(bytes, declared, limits, false)
+}
+
+/// [`inspect`] after [`crate::estimate`] of the same buffer: a PDF whose guard scan the estimate
+/// already passed (same bytes, same limits) is not scanned again.
+pub fn inspect_estimated(
+    bytes: &[u8],
+    declared: MediaType,
+    limits: &Limits,
+    estimate: &crate::Estimate,
+) -> Result<Inspected, PipelineError> {
+    inspect_scanned(
+        bytes,
+        declared,
+        limits,
+        estimate.scanned(bytes, &limits.pdf),
+    )
+}
+
+fn inspect_scanned(
+    bytes: &[u8],
+    declared: MediaType,
+    limits: &Limits,
+    scanned: bool,
+) -> Result<Inspected, PipelineError> {
     check_type(bytes, declared)?;
     if declared == MediaType::Pdf {
-        let doc = load_pdf(bytes, limits)?;
+        if !scanned {
+            crate::pdf_guard::scan(bytes, &limits.pdf)?;
+        }
+        let doc = load_pdf_scanned(bytes, limits)?;
         let pages = u32::try_from(doc.get_pages().len()).unwrap_or(u32::MAX);
         return Ok(Inspected {
             media: declared,
@@ -212,6 +240,11 @@ pub(crate) fn decode(
 /// (even those lopdf could decrypt on its own) and ones with too many pages.
 pub(crate) fn load_pdf(bytes: &[u8], limits: &Limits) -> Result<lopdf::Document, PipelineError> {
     crate::pdf_guard::scan(bytes, &limits.pdf)?;
+    load_pdf_scanned(bytes, limits)
+}
+
+/// [`load_pdf`] for bytes the guard has already passed under `limits`.
+fn load_pdf_scanned(bytes: &[u8], limits: &Limits) -> Result<lopdf::Document, PipelineError> {
     let doc = load_pdf_unscanned(bytes, limits)?;
     if doc.get_pages().len() > limits.pdf.max_pages as usize {
         return Err(PipelineError::TooComplex { what: "PDF pages" });

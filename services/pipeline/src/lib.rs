@@ -14,9 +14,9 @@ pub mod pdf_guard;
 mod png_scan;
 mod webp;
 
-pub use cost::{Step, memory_cost};
+pub use cost::{Estimate, Step, estimate, memory_cost};
 pub use error::PipelineError;
-pub use inspect::{DecodeCost, Inspected, decode_cost, inspect};
+pub use inspect::{DecodeCost, Inspected, decode_cost, inspect, inspect_estimated};
 pub use media::{MediaType, sniff};
 pub use pdf::{
     MAX_OBJECT_NUMBER, ReportLayout, ReportUpdate, adopt_report, append_to_report, start_report,
@@ -65,7 +65,7 @@ impl Default for Limits {
 }
 
 /// Budgets of PDF parsing (see [`pdf_guard`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PdfLimits {
     /// Tokens outside stream data (what the parser turns into objects).
     pub max_tokens: u64,

@@ -113,3 +113,35 @@ fn a_real_conversion_stays_within_a_small_multiple_of_its_image() {
         peak / MIB
     );
 }
+
+#[test]
+fn an_estimate_spares_only_its_own_buffer_a_second_pdf_scan() {
+    let limits = Limits::default();
+    let good = imaging_fixtures::pdf(3);
+    let estimate =
+        imaging_pipeline::estimate(&good, MediaType::Pdf, Step::Inspect, &limits).unwrap();
+    assert_eq!(
+        imaging_pipeline::inspect_estimated(&good, MediaType::Pdf, &limits, &estimate).unwrap(),
+        inspect(&good, MediaType::Pdf, &limits).unwrap()
+    );
+    // Another buffer, even one with the same length, is scanned: the bomb is refused.
+    let bomb = imaging_fixtures::pdf_inflation_bomb();
+    let result = imaging_pipeline::inspect_estimated(&bomb, MediaType::Pdf, &limits, &estimate);
+    assert!(
+        matches!(result, Err(PipelineError::TooComplex { .. })),
+        "{result:?}"
+    );
+    let copy = good.clone();
+    let stricter = Limits {
+        pdf: imaging_pipeline::PdfLimits {
+            max_pages: 2,
+            ..limits.pdf
+        },
+        ..limits
+    };
+    let result = imaging_pipeline::inspect_estimated(&copy, MediaType::Pdf, &stricter, &estimate);
+    assert!(
+        matches!(result, Err(PipelineError::TooComplex { .. })),
+        "{result:?}"
+    );
+}

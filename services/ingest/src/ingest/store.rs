@@ -109,13 +109,13 @@ async fn reserve_for(
     media: MediaType,
     step: pipeline::Step,
     limits: Limits,
-) -> Result<super::budget::Reserved, IngestError> {
+) -> Result<(super::budget::Reserved, pipeline::Estimate), IngestError> {
     let bytes = bytes.clone();
-    let cost =
-        tokio::task::spawn_blocking(move || pipeline::memory_cost(&bytes, media, step, &limits))
+    let estimate =
+        tokio::task::spawn_blocking(move || pipeline::estimate(&bytes, media, step, &limits))
             .await
             .map_err(|err| IngestError::Internal(format!("cost estimate failed: {err}")))??;
-    ingestor.budget.reserve(cost).await
+    Ok((ingestor.budget.reserve(estimate.bytes).await?, estimate))
 }
 
 /// Runs CPU-bound pipeline work on the blocking pool, in a `pipeline.{step}` span, timed.
@@ -166,7 +166,7 @@ impl Ingestor {
         let media = plan.media;
         match plan.policy.conversion {
             Conversion::Keep => {
-                let _work = reserve_for(
+                let (_work, estimate) = reserve_for(
                     self,
                     &received.bytes,
                     media,
@@ -174,9 +174,10 @@ impl Ingestor {
                     limits,
                 )
                 .await?;
+                // The same buffer the estimate scanned: a PDF is not scanned twice.
                 let bytes = received.bytes.clone();
                 let seen: Inspected = blocking(self, "inspect", move || {
-                    pipeline::inspect(&bytes, media, &limits)
+                    pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
                 })
                 .await?;
                 let content = Content {
@@ -192,7 +193,7 @@ impl Ingestor {
                 self.place(plan, content).await
             }
             Conversion::Webp => {
-                let _work =
+                let (_work, _) =
                     reserve_for(self, &received.bytes, media, pipeline::Step::Webp, limits).await?;
                 let bytes = received.bytes;
                 let webp = blocking(self, "webp", move || {
@@ -263,7 +264,8 @@ impl Ingestor {
     ) -> Result<ImageRecord, IngestError> {
         let media = plan.media;
         if media == MediaType::Jpeg {
-            let _work = reserve_for(self, &bytes, media, pipeline::Step::Inspect, limits).await?;
+            let (_work, _) =
+                reserve_for(self, &bytes, media, pipeline::Step::Inspect, limits).await?;
             let checked = bytes.clone();
             blocking(self, "inspect", move || {
                 pipeline::inspect(&checked, media, &limits)
@@ -287,7 +289,7 @@ impl Ingestor {
                     _ => 0,
                 };
                 let step = pipeline::Step::Report { report_bytes: read };
-                let _work = reserve_for(self, &bytes, media, step, limits).await?;
+                let (_work, _) = reserve_for(self, &bytes, media, step, limits).await?;
                 let upload = bytes.clone();
                 let content = match (&previous, state) {
                     (None, _) => {
