@@ -268,3 +268,89 @@ async fn more_uploads_than_slots_each_end_stored_or_overloaded_never_otherwise()
     assert!(overloaded >= 1, "{overloaded} refused");
     assert_eq!(stored + overloaded, 96);
 }
+
+/// One gRPC length-prefixed frame of `message`.
+fn grpc_frame(message: &v1::UploadImageRequest) -> bytes::Bytes {
+    use prost::Message;
+    let body = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame.into()
+}
+
+/// Watched at the HTTP/2 level: the refusal of an upload whose client is still sending waits
+/// for the client's last frame, and the stream is never reset under it (a reset while sending
+/// is what gRPC core clients report as INTERNAL instead of the status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_is_answered_after_the_client_has_sent_everything_without_a_reset() {
+    let app = spawn_app_with(Stack::Embedded, |s| s.limits.max_in_flight_uploads = 1).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let bytes = jpeg(300, 200);
+    let mut client = app.ingest.clone();
+    let (holder, first) = half_sent_upload(&mut client, &token, &bytes).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let authority = app.addr.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "http://{authority}/imaging.v1.ImageIngest/UploadImage"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("authorization", format!("Bearer {token}"))
+    .body(())
+    .unwrap();
+    let (response, mut send) = h2.send_request(request, false).unwrap();
+    let h = header(target(TargetKind::Receipt, ""), "image/jpeg", &bytes);
+    send.send_data(
+        grpc_frame(&v1::UploadImageRequest {
+            part: Some(Part::Header(h)),
+        }),
+        false,
+    )
+    .unwrap();
+    send.send_data(
+        grpc_frame(&v1::UploadImageRequest {
+            part: Some(Part::Chunk(bytes[..1000].to_vec().into())),
+        }),
+        false,
+    )
+    .unwrap();
+
+    // Refused at once (the only slot is held), but not answered while the client still sends.
+    let mut response = std::pin::pin!(response);
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut response).await;
+    assert!(
+        early.is_err(),
+        "answered while the client was still sending"
+    );
+    let reset = tokio::time::timeout(
+        Duration::from_millis(100),
+        std::future::poll_fn(|cx| send.poll_reset(cx)),
+    )
+    .await;
+    assert!(reset.is_err(), "the stream was reset: {reset:?}");
+
+    // The rest of the file and the end of the stream: now the status comes, with its reason.
+    send.send_data(
+        grpc_frame(&v1::UploadImageRequest {
+            part: Some(Part::Chunk(bytes[1000..].to_vec().into())),
+        }),
+        true,
+    )
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("answered once the client has finished")
+        .unwrap();
+    let status = tonic::Status::from_header_map(answer.headers()).expect("a trailers-only status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "OVERLOADED");
+
+    drop(holder);
+    let _ = first.await;
+}
