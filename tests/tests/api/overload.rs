@@ -126,18 +126,7 @@ async fn a_full_or_draining_service_is_503_with_retry_after_in_both_dialects() {
 
 /// A JPEG photo of about 1 MB.
 fn megabyte_photo() -> Vec<u8> {
-    use image::ImageEncoder;
-    let photo = imaging_e2e::fixtures::scenes::photo(1600, 1200, 11);
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
-        .write_image(
-            photo.as_raw(),
-            photo.width(),
-            photo.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
-    out
+    imaging_e2e::fixtures::scenes::photo_jpeg(1600, 1200, 11, 92)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

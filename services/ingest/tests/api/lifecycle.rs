@@ -215,20 +215,9 @@ async fn sigkill_mid_burst_on_the_embedded_default_keeps_every_acknowledged_uplo
     assert_eq!(state.used("w1").await.unwrap(), total);
 }
 
-/// A JPEG photo of about 1 MB (16 messages of 64 KiB).
+/// A JPEG photo of about 1 MB.
 fn megabyte_photo() -> Vec<u8> {
-    use image::ImageEncoder;
-    let photo = imaging_e2e::fixtures::scenes::photo(1600, 1200, 11);
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
-        .write_image(
-            photo.as_raw(),
-            photo.width(),
-            photo.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
-    out
+    imaging_e2e::fixtures::scenes::photo_jpeg(1600, 1200, 11, 92)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
