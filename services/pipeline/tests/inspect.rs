@@ -400,3 +400,50 @@ fn the_entropy_decode_check_refuses_whatever_a_full_decode_refuses() {
         "{cases} mutations: full decode refused {refused_by_both}, inspect {refused_now}"
     );
 }
+
+/// Likewise for PNGs: whatever the full decode refuses, the chunk-and-rows check refuses.
+#[test]
+fn the_png_check_refuses_whatever_a_full_decode_refuses() {
+    let limits = Limits::default();
+    let files = [
+        png(64, 48),
+        hand_made_png(37, 21, 4, 3, 1, 0),
+        hand_made_png(30, 9, 16, 6, 0, 0),
+    ];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % below as u64).unwrap()
+    };
+    let (mut refused_before, mut refused_now) = (0, 0);
+    for good in &files {
+        for case in 0..500 {
+            let mut bad = good.clone();
+            match next(3) {
+                0 => {
+                    let at = 8 + next(bad.len() - 8);
+                    bad[at] ^= 1 << next(8);
+                }
+                1 => bad.truncate(8 + next(bad.len() - 8)),
+                _ => {
+                    let at = 8 + next(bad.len() - 8);
+                    let end = (at + 1 + next(16)).min(bad.len());
+                    bad[at..end].fill(u8::try_from(next(256)).unwrap());
+                }
+            }
+            let before = image::load_from_memory_with_format(&bad, image::ImageFormat::Png);
+            let now = inspect(&bad, MediaType::Png, &limits);
+            refused_now += usize::from(now.is_err());
+            if before.is_err() {
+                refused_before += 1;
+                assert!(
+                    now.is_err(),
+                    "case {case}: the full decode refused, inspect passed"
+                );
+            }
+        }
+    }
+    assert!(refused_before > 0 && refused_now >= refused_before);
+}
