@@ -251,7 +251,8 @@ impl Ingestor {
     }
 
     /// Appends the upload's pages to the report PDF. Building the pages parses PDFs and decodes
-    /// PNGs, which validates them; a JPEG is embedded as it is, so it is fully decoded first.
+    /// PNGs, which validates them; a JPEG is embedded as it is, so it is checked first (every
+    /// coefficient entropy-decoded, see `pipeline::inspect`).
     /// The append is an incremental update built from the record alone (its layout and running
     /// hash): nothing of the report is read, and storage makes the new object from the old one
     /// and the increment. It is committed against the record read; if another append got there
