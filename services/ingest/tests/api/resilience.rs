@@ -198,6 +198,21 @@ async fn redis_killed_mid_burst_leaves_usage_equal_to_what_is_committed_and_rese
         let _ = upload.await.unwrap();
     }
     let app = app.lock().await;
+    // These reads share the service's connection to Redis, which the restart left stale: its
+    // first command can fail with a broken pipe (the service answers such a call with a
+    // retryable UNAVAILABLE) and the connection is made again. Wait until a read succeeds.
+    for _ in 0..40 {
+        if app
+            .backends
+            .catalog
+            .image("w1", "RECEIPT:none")
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // What the records say is stored; an object no record names is an orphan, never charged.
     let mut committed = 0;
