@@ -401,7 +401,7 @@ fn other_stages(options: &Options, limits: &Limits) -> anyhow::Result<String> {
     for (input, bytes) in [
         ("photo-upright.jpg, 12 MP".to_owned(), &photo),
         (
-            format!("receipt photo, 480x640, {} bytes", receipt.len()),
+            format!("receipt photo, 360x480, {} bytes", receipt.len()),
             &receipt,
         ),
     ] {

@@ -58,25 +58,21 @@ pub fn photo_jpeg(width: u32, height: u32, noise: i32) -> anyhow::Result<Vec<u8>
     Ok(out)
 }
 
-/// A phone photo of a receipt as apps send them: 480x640, at the highest JPEG quality (from 90
-/// down in steps of 5) that keeps it within 24 KB (about 20 KB).
+/// A phone photo of a receipt as apps send them: 360x480, at the highest JPEG quality (from 90
+/// down in steps of 5) that keeps it within 24 KB; it must come out between 16 and 24 KB.
 pub fn receipt_jpeg() -> anyhow::Result<Vec<u8>> {
-    let picture = imaging_fixtures::scenes::photo(480, 640, 21);
     let mut out = Vec::new();
     for quality in (30..=90).rev().step_by(5) {
-        out.clear();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-            .write_image(
-                picture.as_raw(),
-                picture.width(),
-                picture.height(),
-                image::ExtendedColorType::Rgb8,
-            )
-            .context("encoding the JPEG")?;
+        out = imaging_fixtures::scenes::photo_jpeg(360, 480, 21, quality);
         if out.len() <= 24 * 1024 {
             break;
         }
     }
+    anyhow::ensure!(
+        (16 * 1024..=24 * 1024).contains(&out.len()),
+        "the receipt photo came out at {} bytes, not about 20 KB",
+        out.len()
+    );
     Ok(out)
 }
 
@@ -189,5 +185,16 @@ mod tests {
         let jpeg = photo_jpeg(64, 48, 10).unwrap();
         let decoded = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (64, 48));
+    }
+
+    #[test]
+    fn the_receipt_photo_is_about_20_kb() {
+        let bytes = receipt_jpeg().unwrap();
+        assert!(
+            (16 * 1024..=24 * 1024).contains(&bytes.len()),
+            "{} bytes",
+            bytes.len()
+        );
+        assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 360);
     }
 }
