@@ -17,6 +17,8 @@ ARG DEBIAN_RELEASE=bookworm
 # SIMD code also needs the `nasm` assembler.
 # ---------------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+# nasm is a build tool only (not in the runtime image); Debian's release pins its version.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nasm \
     && rm -rf /var/lib/apt/lists/*
