@@ -79,7 +79,7 @@ fn inspect_scanned(
             if !jpeg_is_complete(bytes) {
                 return Err(corrupt("truncated JPEG"));
             }
-            jpeg::verify(bytes)?;
+            jpeg::verify(bytes, cost.bytes)?;
             (cost.width, cost.height)
         }
         MediaType::Png => {

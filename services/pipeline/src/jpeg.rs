@@ -36,9 +36,10 @@ struct Failure(String);
 
 /// Checks that a JPEG decodes without error or corrupt-data warning, reading every entropy-coded
 /// coefficient of every scan up to the end-of-image marker, at 1/8 scale and one row at a time
-/// (memory: the decoder's tables, and the coefficients of a progressive image).
-pub(crate) fn verify(bytes: &[u8]) -> Result<(), PipelineError> {
-    run(bytes, |decoder| {
+/// (memory: the decoder's tables, and the coefficients of a progressive image, which must fit in
+/// `max_bytes`).
+pub(crate) fn verify(bytes: &[u8], max_bytes: u64) -> Result<(), PipelineError> {
+    run(bytes, max_bytes, |decoder| {
         decoder.cinfo.scale_num = 1;
         decoder.cinfo.scale_denom = 8;
         decoder.cinfo.do_fancy_upsampling = 0;
@@ -64,13 +65,15 @@ pub(crate) fn scale_for(stored: (u32, u32), target: (u32, u32)) -> u8 {
         .unwrap_or(8)
 }
 
-/// Decodes a JPEG to 8-bit RGB at `numerator/8` of its size (libjpeg rounds each edge up).
-/// `Ok(None)` for colour spaces libjpeg cannot turn into RGB (CMYK, YCCK).
+/// Decodes a JPEG to 8-bit RGB at `numerator/8` of its size (libjpeg rounds each edge up), its
+/// whole-image buffers within `max_bytes`. `Ok(None)` for colour spaces libjpeg cannot turn into
+/// RGB (CMYK, YCCK).
 pub(crate) fn decode_rgb_scaled(
     bytes: &[u8],
     numerator: u8,
+    max_bytes: u64,
 ) -> Result<Option<Scaled>, PipelineError> {
-    run(bytes, |decoder| {
+    run(bytes, max_bytes, |decoder| {
         let space = decoder.cinfo.jpeg_color_space;
         if !matches!(
             space,
@@ -100,10 +103,16 @@ pub(crate) fn decode_rgb_scaled(
 }
 
 /// A decompressor over `bytes` with its header read, handed to `body`; libjpeg errors and
-/// corrupt-data warnings become [`PipelineError::Corrupt`].
-fn run<T>(bytes: &[u8], body: impl FnOnce(&mut Decoder) -> T) -> Result<T, PipelineError> {
+/// corrupt-data warnings become [`PipelineError::Corrupt`]. libjpeg's whole-image arrays (the
+/// coefficients of a progressive or multi-scan image) may take at most `max_bytes`: past that it
+/// would need a backing store, which this build refuses.
+fn run<T>(
+    bytes: &[u8],
+    max_bytes: u64,
+    body: impl FnOnce(&mut Decoder) -> T,
+) -> Result<T, PipelineError> {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut decoder = Decoder::new(bytes);
+        let mut decoder = Decoder::new(bytes, max_bytes);
         body(&mut decoder)
     }));
     match outcome {
@@ -125,7 +134,7 @@ struct Decoder {
 
 impl Decoder {
     /// Creates the decompressor and reads the header. Only call inside [`run`].
-    fn new(bytes: &[u8]) -> Self {
+    fn new(bytes: &[u8], max_bytes: u64) -> Self {
         // SAFETY: both structs are plain C data for which all-zero is the state libjpeg expects
         // before `jpeg_std_error` / `jpeg_create_decompress` fill them in.
         let mut err: Box<ffi::jpeg_error_mgr> = Box::new(unsafe { mem::zeroed() });
@@ -146,6 +155,12 @@ impl Decoder {
             _progress: progress,
         };
         decoder.cinfo.common.progress = &raw mut *decoder._progress;
+        // SAFETY: `jpeg_create_decompress` set up the memory manager `mem` points to.
+        unsafe {
+            (*decoder.cinfo.common.mem).max_memory_to_use =
+                std::os::raw::c_long::try_from(max_bytes.max(1))
+                    .unwrap_or(std::os::raw::c_long::MAX);
+        }
         let length = bytes.len().try_into().unwrap_or(std::os::raw::c_ulong::MAX);
         unsafe {
             ffi::jpeg_mem_src(&mut decoder.cinfo, bytes.as_ptr(), length);
@@ -249,7 +264,20 @@ extern "C-unwind" fn progress_monitor(cinfo: &mut ffi::jpeg_common_struct) {
 
 #[cfg(test)]
 mod tests {
-    use super::scale_for;
+    use super::{scale_for, verify};
+    use crate::PipelineError;
+
+    #[test]
+    fn a_progressive_image_must_fit_its_coefficients_in_the_allowance() {
+        let file = imaging_fixtures::PROGRESSIVE_JPEG;
+        // 403x302, 3 components: about 730 KB of coefficients at 2 bytes a sample.
+        assert!(verify(file, 4 << 20).is_ok());
+        let result = verify(file, 100_000);
+        assert!(
+            matches!(result, Err(PipelineError::Corrupt(_))),
+            "{result:?}"
+        );
+    }
 
     #[test]
     fn the_scale_is_the_smallest_that_keeps_both_edges_at_the_target() {

@@ -154,7 +154,7 @@ fn a_12_mp_photo_decoded_at_5_8_scale_keeps_size_orientation_bytes_and_quality()
 }
 
 #[test]
-fn small_and_grey_jpegs_convert_through_the_scaled_decoder() {
+fn small_grey_and_progressive_jpegs_convert_through_the_scaled_decoder() {
     let limits = Limits::default();
     // Below the target: decoded at full size, nothing resized.
     let out = to_webp(&jpeg(640, 480), MediaType::Jpeg, &limits).unwrap();
@@ -169,4 +169,14 @@ fn small_and_grey_jpegs_convert_through_the_scaled_decoder() {
     assert_eq!((out.width, out.height), (2048, 1365));
     let back = decode(&out.bytes);
     assert_eq!((back.width(), back.height()), (2048, 1365));
+    // Progressive (10 scans, written by libvips): checked and converted by libjpeg too.
+    let progressive = imaging_fixtures::PROGRESSIVE_JPEG;
+    let seen = imaging_pipeline::inspect(progressive, MediaType::Jpeg, &limits).unwrap();
+    assert_eq!((seen.width, seen.height), (403, 302));
+    let out = to_webp(progressive, MediaType::Jpeg, &limits).unwrap();
+    assert_eq!((out.width, out.height), (403, 302));
+    let cut = &progressive[..progressive.len() * 2 / 3];
+    let mut resealed = cut.to_vec();
+    resealed.extend_from_slice(&[0xFF, 0xD9]);
+    assert!(imaging_pipeline::inspect(&resealed, MediaType::Jpeg, &limits).is_err());
 }
