@@ -6,7 +6,7 @@
 //! `/Rotate` key is set.
 
 use crate::header::jpeg_layout;
-use crate::inspect::{decode, orientation};
+use crate::inspect::{decode, read_header};
 use crate::{Limits, MediaType, PipelineError};
 use image::metadata::Orientation;
 use lopdf::{Document, Object, ObjectId, Stream, dictionary};
@@ -27,7 +27,7 @@ pub(crate) fn image_page(
     limits: &Limits,
 ) -> Result<ObjectId, PipelineError> {
     let (xobject, orientation) = match media {
-        MediaType::Jpeg => (jpeg_xobject(bytes)?, orientation(bytes, media, limits)?),
+        MediaType::Jpeg => (jpeg_xobject(bytes)?, read_header(bytes, media, limits)?.1),
         // The PNG's own orientation is applied to its pixels.
         MediaType::Png => (png_xobject(bytes, limits)?, Orientation::NoTransforms),
         MediaType::Pdf | MediaType::Webp => return Err(PipelineError::UnsupportedMediaType),

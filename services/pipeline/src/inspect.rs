@@ -74,17 +74,13 @@ fn inspect_scanned(
         });
     }
     let (width, height) = match declared {
-        MediaType::Jpeg => {
-            let cost = decode_cost(bytes, declared, limits)?;
-            if !jpeg_is_complete(bytes) {
-                return Err(corrupt("truncated JPEG"));
+        MediaType::Jpeg | MediaType::Png => {
+            let cost = checked_cost(bytes, declared, limits)?;
+            if declared == MediaType::Jpeg {
+                jpeg::verify(bytes, cost.bytes)?;
+            } else {
+                png_scan::verify(bytes)?;
             }
-            jpeg::verify(bytes, cost.bytes)?;
-            (cost.width, cost.height)
-        }
-        MediaType::Png => {
-            let cost = decode_cost(bytes, declared, limits)?;
-            png_scan::verify(bytes)?;
             (cost.width, cost.height)
         }
         _ => {
@@ -198,31 +194,41 @@ pub fn decode_cost(
     })
 }
 
-/// An image decoder that has read the headers only, after the pixel cap and (for JPEG) the
-/// completeness checks passed; also returns the EXIF orientation.
-fn open<'a>(
-    bytes: &'a [u8],
+/// [`decode_cost`], and for a JPEG the check that it is not truncated.
+fn checked_cost(
+    bytes: &[u8],
     media: MediaType,
     limits: &Limits,
-) -> Result<(impl ImageDecoder + 'a, Orientation), PipelineError> {
+) -> Result<DecodeCost, PipelineError> {
     let cost = decode_cost(bytes, media, limits)?;
     if media == MediaType::Jpeg && !jpeg_is_complete(bytes) {
         return Err(corrupt("truncated JPEG"));
     }
+    Ok(cost)
+}
+
+/// An image decoder that has read the headers only, after [`checked_cost`] passed; also
+/// returns the EXIF orientation and the cost.
+fn open<'a>(
+    bytes: &'a [u8],
+    media: MediaType,
+    limits: &Limits,
+) -> Result<(impl ImageDecoder + 'a, Orientation, DecodeCost), PipelineError> {
+    let cost = checked_cost(bytes, media, limits)?;
     let mut decoder = reader(bytes, media, cost.bytes)?
         .into_decoder()
         .map_err(corrupt)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    Ok((decoder, orientation))
+    Ok((decoder, orientation, cost))
 }
 
-/// The EXIF orientation, from the headers only (the pixels are not decoded).
-pub(crate) fn orientation(
+/// The decoding cost and EXIF orientation, from the headers only (the pixels are not decoded).
+pub(crate) fn read_header(
     bytes: &[u8],
     media: MediaType,
     limits: &Limits,
-) -> Result<Orientation, PipelineError> {
-    open(bytes, media, limits).map(|(_, orientation)| orientation)
+) -> Result<(DecodeCost, Orientation), PipelineError> {
+    open(bytes, media, limits).map(|(_, orientation, cost)| (cost, orientation))
 }
 
 /// Decodes a whole image (after the header checks) with its EXIF orientation (not applied).
@@ -231,7 +237,7 @@ pub(crate) fn decode(
     media: MediaType,
     limits: &Limits,
 ) -> Result<(DynamicImage, Orientation), PipelineError> {
-    let (decoder, orientation) = open(bytes, media, limits)?;
+    let (decoder, orientation, _) = open(bytes, media, limits)?;
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     Ok((image, orientation))
 }

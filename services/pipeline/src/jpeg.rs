@@ -43,13 +43,7 @@ pub(crate) fn verify(bytes: &[u8], max_bytes: u64) -> Result<(), PipelineError> 
         decoder.cinfo.scale_num = 1;
         decoder.cinfo.scale_denom = 8;
         decoder.cinfo.do_fancy_upsampling = 0;
-        decoder.start();
-        let row_len = decoder.row_len();
-        let mut row = vec![0u8; row_len];
-        while decoder.cinfo.output_scanline < decoder.cinfo.output_height {
-            decoder.read_row(&mut row);
-        }
-        decoder.finish();
+        decoder.decompress(false);
     })
 }
 
@@ -86,14 +80,7 @@ pub(crate) fn decode_rgb_scaled(
         decoder.cinfo.out_color_space = ffi::J_COLOR_SPACE::JCS_RGB;
         decoder.cinfo.scale_num = numerator.clamp(1, 8).into();
         decoder.cinfo.scale_denom = 8;
-        decoder.start();
-        let (width, height) = (decoder.cinfo.output_width, decoder.cinfo.output_height);
-        let row_len = decoder.row_len();
-        let mut pixels = vec![0u8; row_len * height as usize];
-        for row in pixels.chunks_exact_mut(row_len) {
-            decoder.read_row(row);
-        }
-        decoder.finish();
+        let (pixels, width, height) = decoder.decompress(true);
         Some(Scaled {
             pixels,
             width,
@@ -169,9 +156,27 @@ impl Decoder {
         decoder
     }
 
-    fn start(&mut self) {
+    /// Decompresses the image and reads on to the end-of-image marker: the output rows and their
+    /// size, all rows if `keep`, else one row buffer that each row overwrites.
+    fn decompress(&mut self, keep: bool) -> (Vec<u8>, u32, u32) {
         // SAFETY: the header was read; errors unwind to `run`.
         unsafe { ffi::jpeg_start_decompress(&mut self.cinfo) };
+        let (width, height) = (self.cinfo.output_width, self.cinfo.output_height);
+        let row_len = self.row_len();
+        let mut pixels = vec![
+            0u8;
+            if keep {
+                row_len * height as usize
+            } else {
+                row_len
+            }
+        ];
+        for y in 0..height as usize {
+            let at = if keep { y * row_len } else { 0 };
+            self.read_row(&mut pixels[at..at + row_len]);
+        }
+        self.finish();
+        (pixels, width, height)
     }
 
     /// Bytes of one output row.

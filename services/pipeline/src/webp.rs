@@ -97,8 +97,7 @@ pub fn decode_for_target(
 ) -> Result<Decoded, PipelineError> {
     if media == MediaType::Jpeg {
         check_type(bytes, media)?;
-        let orientation = inspect::orientation(bytes, media, limits)?;
-        let cost = inspect::decode_cost(bytes, media, limits)?;
+        let (cost, orientation) = inspect::read_header(bytes, media, limits)?;
         let stored = (cost.width, cost.height);
         let numerator = jpeg::scale_for(stored, target_size(stored, limits));
         if let Some(scaled) = jpeg::decode_rgb_scaled(bytes, numerator, cost.bytes)? {
