@@ -21,19 +21,10 @@ fn corrupt(what: &str) -> PipelineError {
 
 /// Reads IHDR and measures the metadata chunks against `max_ancillary` bytes in all.
 pub(crate) fn scan(bytes: &[u8], max_ancillary: u64) -> Result<PngHeader, PipelineError> {
-    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Err(corrupt("no signature"));
-    }
-    let mut at = 8;
     let mut header = None;
     let mut ancillary: u64 = 0;
-    while at + 12 <= bytes.len() {
-        let length = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let length = usize::try_from(length).map_err(|_| corrupt("chunk length"))?;
-        let kind = &bytes[at + 4..at + 8];
-        let data = bytes
-            .get(at + 8..at + 8 + length)
-            .ok_or_else(|| corrupt("truncated chunk"))?;
+    for chunk in chunks(bytes)? {
+        let Chunk { kind, data, .. } = chunk?;
         match kind {
             b"IHDR" => header = Some(ihdr(data)?),
             b"iCCP" | b"zTXt" => {
@@ -58,7 +49,7 @@ pub(crate) fn scan(bytes: &[u8], max_ancillary: u64) -> Result<PngHeader, Pipeli
                     text.len() as u64
                 };
             }
-            b"tEXt" | b"eXIf" => ancillary += length as u64,
+            b"tEXt" | b"eXIf" => ancillary += data.len() as u64,
             b"IEND" => break,
             _ => {}
         }
@@ -67,9 +58,51 @@ pub(crate) fn scan(bytes: &[u8], max_ancillary: u64) -> Result<PngHeader, Pipeli
                 what: "PNG metadata",
             });
         }
-        at += 12 + length;
     }
     header.ok_or_else(|| corrupt("no IHDR"))
+}
+
+/// One chunk of a PNG.
+struct Chunk<'a> {
+    /// Offset of its length field.
+    at: usize,
+    kind: &'a [u8],
+    data: &'a [u8],
+    /// The CRC stored after the data.
+    crc: &'a [u8],
+}
+
+/// The chunks after the signature, in order, until fewer than 12 bytes (an empty chunk) are
+/// left; a chunk whose data or CRC runs past the end of the file is an error.
+fn chunks(
+    bytes: &[u8],
+) -> Result<impl Iterator<Item = Result<Chunk<'_>, PipelineError>>, PipelineError> {
+    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Err(corrupt("no signature"));
+    }
+    let mut at = 8;
+    Ok(std::iter::from_fn(move || {
+        if at + 12 > bytes.len() {
+            return None;
+        }
+        let length = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let chunk = usize::try_from(length)
+            .ok()
+            .and_then(|length| {
+                Some(Chunk {
+                    at,
+                    kind: &bytes[at + 4..at + 8],
+                    data: bytes.get(at + 8..at + 8 + length)?,
+                    crc: bytes.get(at + 8 + length..at + 12 + length)?,
+                })
+            })
+            .ok_or_else(|| corrupt("truncated chunk"));
+        at = match &chunk {
+            Ok(chunk) => chunk.at + 12 + chunk.data.len(),
+            Err(_) => bytes.len(),
+        };
+        Some(chunk)
+    }))
 }
 
 fn ihdr(data: &[u8]) -> Result<PngHeader, PipelineError> {
@@ -99,27 +132,18 @@ fn ihdr(data: &[u8]) -> Result<PngHeader, PipelineError> {
 /// closes the file. Inflating is the bulk of decoding a PNG; what is skipped is undoing the
 /// filters, expanding samples and the image buffer itself.
 pub(crate) fn verify(bytes: &[u8]) -> Result<(), PipelineError> {
-    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Err(corrupt("no signature"));
-    }
-    let mut at = 8;
     let mut layout: Option<RowLayout> = None;
     let mut palette = false;
     let mut image_data: Option<ImageData> = None;
     let mut idat_done = false;
-    loop {
-        let head = bytes
-            .get(at..at + 8)
-            .ok_or_else(|| corrupt("truncated before IEND"))?;
-        let length = usize::try_from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]))
-            .map_err(|_| corrupt("chunk length"))?;
-        let kind = &head[4..8];
-        let data = bytes
-            .get(at + 8..at + 8 + length)
-            .ok_or_else(|| corrupt("truncated chunk"))?;
-        let stored = bytes
-            .get(at + 8 + length..at + 12 + length)
-            .ok_or_else(|| corrupt("truncated chunk"))?;
+    let mut ended = false;
+    for chunk in chunks(bytes)? {
+        let Chunk {
+            at,
+            kind,
+            data,
+            crc: stored,
+        } = chunk?;
         let mut crc = flate2::Crc::new();
         crc.update(kind);
         crc.update(data);
@@ -142,13 +166,18 @@ pub(crate) fn verify(bytes: &[u8]) -> Result<(), PipelineError> {
                     .get_or_insert_with(|| ImageData::new(layout))
                     .feed(data)?;
             }
-            b"IEND" => break,
+            b"IEND" => {
+                ended = true;
+                break;
+            }
             _ => {}
         }
         if kind != b"IDAT" && image_data.is_some() {
             idat_done = true;
         }
-        at += 12 + length;
+    }
+    if !ended {
+        return Err(corrupt("truncated before IEND"));
     }
     image_data.ok_or_else(|| corrupt("no image data"))?.finish()
 }
