@@ -62,6 +62,9 @@ struct Cli {
     /// Only the fair comparisons (for measuring another build with `--bin-dir`).
     #[arg(long)]
     fair_only: bool,
+    /// Only the fair rows whose file name contains this text (e.g. "9 MB"), for profiling one.
+    #[arg(long)]
+    fair_file: Option<String>,
     /// Directory of the release binaries (default: this executable's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -368,6 +371,14 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             routes: vec![Route::S3Presigned, Route::Grpc],
         },
     ];
+    let fair_rows: Vec<&FairRow> = fair_rows
+        .iter()
+        .filter(|row| {
+            cli.fair_file
+                .as_ref()
+                .is_none_or(|text| row.file.contains(text.as_str()))
+        })
+        .collect();
     for round in 0..FAIR_ROUNDS {
         for row in &fair_rows {
             for &route in &row.routes {
