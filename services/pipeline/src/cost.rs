@@ -59,23 +59,32 @@ pub fn estimate(
     check_type(bytes, media)?;
     let file = bytes.len() as u64;
     let mut scanned = None;
-    let upload = if media == MediaType::Pdf {
+    // What checking the upload takes, what decoding it for a conversion takes, and what making
+    // its pages takes (a JPEG is embedded as it is, a PNG is decoded whole).
+    let (check, convert, pages) = if media == MediaType::Pdf {
         let cost = pdf_guard::scan(bytes, &limits.pdf)?.memory(file);
         scanned = Some((bytes.as_ptr() as usize, bytes.len(), limits.pdf));
-        cost
+        (cost, cost, cost)
     } else {
-        decode_cost(bytes, media, limits)?.bytes
+        let cost = decode_cost(bytes, media, limits)?;
+        let pages = if media == MediaType::Jpeg {
+            cost.check_bytes
+        } else {
+            cost.bytes
+        };
+        (cost.check_bytes, cost.convert_bytes, pages)
     };
     let bytes = match step {
-        Step::Inspect => upload,
+        Step::Inspect => check,
         Step::Webp => {
-            // The decoded image, its 8-bit copy, and the resized output (twice: resize, encode).
+            // The decoded image and as much again (its 8-bit copy, or the resize's intermediate
+            // rows), and the resized output twice (resize, encode).
             let out = u64::from(limits.max_edge) * u64::from(limits.max_edge) * 4;
-            upload.saturating_mul(2).saturating_add(out * 2)
+            convert.saturating_mul(2).saturating_add(out * 2)
         }
         // A report read whole is parsed and written again (a few times its size); an
         // increment holds the upload's pages once more.
-        Step::Report { report_bytes } => upload
+        Step::Report { report_bytes } => pages
             .saturating_add(report_bytes.saturating_mul(4))
             .saturating_add(file * 2),
     };

@@ -13,6 +13,39 @@ pub(crate) struct JpegLayout {
     pub adobe: bool,
     /// Progressive: the decoder keeps every coefficient (2 bytes a sample) until the end.
     pub progressive: bool,
+    /// The decoder keeps every coefficient until the end: the image is progressive, or its first
+    /// scan does not hold every component (or no scan header was found).
+    pub buffered: bool,
+    /// Bytes of libjpeg's whole-image coefficient arrays if `buffered`: 128 bytes (64 16-bit
+    /// coefficients) per 8x8 block of each component, padded to whole MCUs as libjpeg pads them.
+    pub coefficient_bytes: u64,
+}
+
+/// 64 coefficients of 2 bytes.
+const BLOCK_BYTES: u64 = 128;
+
+/// Bytes of the coefficient arrays of a frame of `width` x `height` whose components have the
+/// sampling factors `factors` (`(h, v)` each, 1 to 4).
+fn coefficient_bytes(width: u32, height: u32, factors: &[(u8, u8)]) -> u64 {
+    let h_max = factors
+        .iter()
+        .map(|f| u64::from(f.0))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let v_max = factors
+        .iter()
+        .map(|f| u64::from(f.1))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mcus_across = u64::from(width).div_ceil(8 * h_max);
+    let mcus_down = u64::from(height).div_ceil(8 * v_max);
+    factors
+        .iter()
+        .map(|&(h, v)| mcus_across * u64::from(h.max(1)) * mcus_down * u64::from(v.max(1)))
+        .sum::<u64>()
+        * BLOCK_BYTES
 }
 
 /// Marker segments up to and including the first scan header, as `(marker, payload, end)`
@@ -43,29 +76,57 @@ fn segments(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8], usize)> {
     })
 }
 
-/// Reads the first frame header; `None` if there is none before the scan data.
+/// Reads the first frame header, and the first scan header after it; `None` if there is no frame
+/// header before the scan data.
 pub(crate) fn jpeg_layout(bytes: &[u8]) -> Option<JpegLayout> {
     let mut adobe = false;
+    let mut frame: Option<(JpegLayout, Vec<(u8, u8)>)> = None;
     for (marker, payload, _) in segments(bytes) {
         match marker {
             0xEE if payload.starts_with(b"Adobe") => adobe = true,
             // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC) which share the range.
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                let [_, h0, h1, w0, w1, components, ..] = *payload else {
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && frame.is_none() => {
+                let [_, h0, h1, w0, w1, components, ref specs @ ..] = *payload else {
                     return None;
                 };
-                return Some(JpegLayout {
-                    width: u32::from(u16::from_be_bytes([w0, w1])),
-                    height: u32::from(u16::from_be_bytes([h0, h1])),
+                // Each component: identifier, sampling factors (h << 4 | v), quantisation table.
+                let factors: Vec<(u8, u8)> = specs
+                    .chunks_exact(3)
+                    .take(usize::from(components))
+                    .map(|spec| (spec[1] >> 4, spec[1] & 0x0F))
+                    .collect();
+                let (width, height) = (
+                    u32::from(u16::from_be_bytes([w0, w1])),
+                    u32::from(u16::from_be_bytes([h0, h1])),
+                );
+                let progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
+                let layout = JpegLayout {
+                    width,
+                    height,
                     components,
                     adobe,
-                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
-                });
+                    progressive,
+                    buffered: true,
+                    coefficient_bytes: coefficient_bytes(width, height, &factors),
+                };
+                frame = Some((layout, factors));
+            }
+            0xDA => {
+                let (mut layout, factors) = frame?;
+                let in_scan = payload.first().copied().unwrap_or(0);
+                layout.adobe = adobe;
+                layout.buffered = layout.progressive
+                    || usize::from(in_scan) < factors.len()
+                    || factors.len() < usize::from(layout.components);
+                return Some(layout);
             }
             _ => {}
         }
     }
-    None
+    frame.map(|(mut layout, _)| {
+        layout.adobe = adobe;
+        layout
+    })
 }
 
 /// True if the first scan is followed by an end-of-image marker, i.e. the file is not truncated.
@@ -109,6 +170,8 @@ mod tests {
                 components: 4,
                 adobe: true,
                 progressive: false,
+                buffered: true,
+                coefficient_bytes: 4 * 75 * 38 * 128,
             })
         );
         let layout = jpeg_layout(&header(1, false));
@@ -120,8 +183,45 @@ mod tests {
                 components: 1,
                 adobe: false,
                 progressive: false,
+                buffered: true,
+                coefficient_bytes: 75 * 38 * 128,
             })
         );
+    }
+
+    /// A scan header naming the first `components` components.
+    fn scan(components: u8) -> Vec<u8> {
+        let length = 6 + 2 * u16::from(components);
+        let mut out = vec![0xFF, 0xDA];
+        out.extend_from_slice(&length.to_be_bytes());
+        out.push(components);
+        for id in 1..=components {
+            out.extend_from_slice(&[id, 0]);
+        }
+        out.extend_from_slice(&[0, 63, 0]);
+        out
+    }
+
+    #[test]
+    fn only_a_sequential_image_whose_first_scan_holds_every_component_is_decoded_unbuffered() {
+        let one_scan = [header(3, false), scan(3)].concat();
+        assert!(!jpeg_layout(&one_scan).unwrap().buffered);
+        let scan_per_component = [header(3, false), scan(1)].concat();
+        assert!(jpeg_layout(&scan_per_component).unwrap().buffered);
+        let mut progressive = [header(3, false), scan(3)].concat();
+        progressive[3] = 0xC2;
+        let layout = jpeg_layout(&progressive).unwrap();
+        assert!(layout.progressive && layout.buffered);
+    }
+
+    #[test]
+    fn coefficients_are_counted_per_component_in_whole_mcus() {
+        // 4:2:0, 4032x3024: MCUs of 16x16, 252x189 of them; luma 4 blocks each, chroma 1.
+        let factors = [(2, 2), (1, 1), (1, 1)];
+        assert_eq!(coefficient_bytes(4032, 3024, &factors), 252 * 189 * 6 * 128);
+        // Edges that do not fill an MCU are padded: 17x17 is 2x2 MCUs.
+        assert_eq!(coefficient_bytes(17, 17, &factors), 2 * 2 * 6 * 128);
+        assert_eq!(coefficient_bytes(8, 8, &[(1, 1)]), 128);
     }
 
     #[test]

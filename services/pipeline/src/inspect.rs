@@ -1,7 +1,7 @@
 //! Validation of a complete upload: the bytes match the declared type, images decode within the
 //! pixel limit (checked from the header first), PDFs parse and are not encrypted.
 
-use crate::header::{jpeg_is_complete, jpeg_layout};
+use crate::header::{JpegLayout, jpeg_is_complete, jpeg_layout};
 use crate::{Limits, MediaType, PipelineError, jpeg, png_scan, sniff};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, metadata::Orientation};
 use std::io::Cursor;
@@ -77,7 +77,7 @@ fn inspect_scanned(
         MediaType::Jpeg | MediaType::Png => {
             let cost = checked_cost(bytes, declared, limits)?;
             if declared == MediaType::Jpeg {
-                jpeg::verify(bytes, cost.bytes)?;
+                jpeg::verify(bytes, cost.check_bytes)?;
             } else {
                 png_scan::verify(bytes)?;
             }
@@ -117,9 +117,6 @@ fn corrupt(err: impl std::fmt::Display) -> PipelineError {
     PipelineError::Corrupt(err.to_string())
 }
 
-/// Slack on top of the decoded image that a decoder may allocate (row buffers, tables).
-const DECODER_SLACK: u64 = 16 << 20;
-
 fn reader(
     bytes: &[u8],
     media: MediaType,
@@ -141,9 +138,39 @@ pub struct DecodeCost {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Bytes the decoder allocates at most: the decoded pixels (and, for progressive JPEGs,
+    /// Bytes a whole decode allocates at most: the decoded pixels (and, for progressive JPEGs,
     /// their coefficients) plus some slack.
     pub bytes: u64,
+    /// Bytes proving the image decodable takes (see [`inspect`]), which builds no image for a
+    /// JPEG or PNG: libjpeg's tables and rows at 1/8 scale, plus the coefficients of a
+    /// progressive or multi-scan JPEG; a PNG's inflater and its metadata allowance; a whole
+    /// decode for other formats.
+    pub check_bytes: u64,
+    /// Bytes the decode for a conversion takes (see [`crate::to_webp`]): for a JPEG that libjpeg
+    /// decodes at a reduced scale, the scaled pixels and libjpeg's own memory; else `bytes`.
+    pub convert_bytes: u64,
+}
+
+/// Slack on top of the decoded image that a whole decode may allocate (row buffers, tables).
+const DECODER_SLACK: u64 = 16 << 20;
+
+/// libjpeg's memory besides whole-image arrays: Huffman and quantisation tables, the sample rows
+/// of a few MCU rows, the colour and upsampling buffers (rows per component at most 64 bytes a
+/// pixel column on top of this).
+const JPEG_DECODER_BYTES: u64 = 4 << 20;
+
+/// A PNG check's memory besides the metadata it inflates: the inflater and its window.
+const PNG_CHECK_BYTES: u64 = 1 << 20;
+
+/// libjpeg's own memory (no output image) for a frame laid out as `layout`.
+fn jpeg_decoder_bytes(layout: &JpegLayout) -> u64 {
+    let rows = u64::from(layout.width) * u64::from(layout.components.max(1)) * 64;
+    let coefficients = if layout.buffered {
+        layout.coefficient_bytes
+    } else {
+        0
+    };
+    JPEG_DECODER_BYTES + rows + coefficients
 }
 
 /// The size and decoding cost of an image from its header alone, refusing images over the
@@ -155,6 +182,7 @@ pub fn decode_cost(
 ) -> Result<DecodeCost, PipelineError> {
     // PNG and JPEG headers are read by hand, so nothing else has to parse a hostile file before
     // the limits are enforced.
+    let mut jpeg = None;
     let (width, height, bytes_per_pixel) = match media {
         MediaType::Png => {
             let header = png_scan::scan(bytes, limits.max_ancillary_bytes)?;
@@ -162,6 +190,7 @@ pub fn decode_cost(
         }
         MediaType::Jpeg => {
             let layout = jpeg_layout(bytes).ok_or_else(|| corrupt("no JPEG frame header"))?;
+            jpeg = Some(layout);
             // Output is 8-bit; progressive decoding also keeps 16-bit coefficients.
             let per_sample = if layout.progressive { 3 } else { 1 };
             let components = u64::from(layout.components.max(3));
@@ -187,10 +216,33 @@ pub fn decode_cost(
             what: "decoded image",
         });
     }
+    let whole = decoded + DECODER_SLACK;
+    let (check_bytes, convert_bytes) = match (media, jpeg) {
+        (MediaType::Jpeg, Some(layout)) => {
+            let decoder = jpeg_decoder_bytes(&layout);
+            // libjpeg turns only YCbCr, RGB and grey into RGB; other JPEGs are decoded whole.
+            let convert = if matches!(layout.components, 1 | 3) {
+                let stored = (width, height);
+                let numerator = jpeg::scale_for(stored, crate::webp::target_size(stored, limits));
+                let scaled = |side: u32| (u64::from(side) * u64::from(numerator)).div_ceil(8);
+                decoder + scaled(width) * scaled(height) * 3
+            } else {
+                whole
+            };
+            (decoder.min(whole), convert.min(whole))
+        }
+        (MediaType::Png, _) => (
+            (PNG_CHECK_BYTES + limits.max_ancillary_bytes).min(whole),
+            whole,
+        ),
+        _ => (whole, whole),
+    };
     Ok(DecodeCost {
         width,
         height,
-        bytes: decoded + DECODER_SLACK,
+        bytes: whole,
+        check_bytes,
+        convert_bytes,
     })
 }
 

@@ -285,6 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn a_progressive_image_needs_the_coefficients_the_header_counts_and_little_more() {
+        let file = imaging_fixtures::PROGRESSIVE_JPEG;
+        let layout = crate::header::jpeg_layout(file).unwrap();
+        assert!(layout.buffered);
+        assert!(verify(file, layout.coefficient_bytes + (512 << 10)).is_ok());
+        assert!(verify(file, layout.coefficient_bytes * 9 / 10).is_err());
+        // A baseline image keeps no coefficients: tables and rows are enough.
+        let baseline = imaging_fixtures::jpeg(640, 480);
+        assert!(!crate::header::jpeg_layout(&baseline).unwrap().buffered);
+        assert!(verify(&baseline, 512 << 10).is_ok());
+    }
+
+    #[test]
     fn the_scale_is_the_smallest_that_keeps_both_edges_at_the_target() {
         assert_eq!(scale_for((4032, 3024), (2048, 1536)), 5);
         assert_eq!(scale_for((3024, 4032), (1536, 2048)), 5);

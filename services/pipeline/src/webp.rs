@@ -100,7 +100,7 @@ pub fn decode_for_target(
         let (cost, orientation) = inspect::read_header(bytes, media, limits)?;
         let stored = (cost.width, cost.height);
         let numerator = jpeg::scale_for(stored, target_size(stored, limits));
-        if let Some(scaled) = jpeg::decode_rgb_scaled(bytes, numerator, cost.bytes)? {
+        if let Some(scaled) = jpeg::decode_rgb_scaled(bytes, numerator, cost.convert_bytes)? {
             return Ok(Decoded {
                 pixels: scaled.pixels,
                 pixel_type: PixelType::U8x3,
