@@ -82,6 +82,9 @@ pub struct StackOptions {
     pub secret: String,
     /// Default workspace quota of the service, in bytes.
     pub quota_bytes: u64,
+    /// The service's `storage.payload`: how its PUTs prove their bodies to the S3 server
+    /// (`auto`, which is `signed` for the bench's `http` endpoint, or `checksum`).
+    pub s3_payload: String,
 }
 
 impl StackOptions {
@@ -436,6 +439,7 @@ fn spawn_service(
             .env("APP__STORAGE__BUCKET", S3_BUCKET)
             .env("APP__STORAGE__ACCESS_KEY", S3_ACCESS_KEY)
             .env("APP__STORAGE__SECRET_KEY", S3_SECRET_KEY)
+            .env("APP__STORAGE__PAYLOAD", &options.s3_payload)
             .env("APP__STATE__BACKEND", "redis")
             .env("APP__STATE__URL", redis_url)
             .env("APP__AUTH__HS256_SECRET", &options.secret)

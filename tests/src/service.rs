@@ -89,6 +89,7 @@ pub async fn test_settings(stack: Stack, data: &std::path::Path) -> (Settings, S
         access_key: S3_ACCESS_KEY.into(),
         secret_key: S3_SECRET_KEY.into(),
         public_endpoint: String::new(),
+        payload: Default::default(),
     };
     (settings, servers)
 }

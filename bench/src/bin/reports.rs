@@ -206,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let appends = if cli.quick { 30 } else { cli.appends.max(50) };
     let options = StackOptions {
+        s3_payload: "auto".to_owned(),
         bin_dir: StackOptions::default_bin_dir()?,
         secret: imaging_bench::service::SECRET.to_owned(),
         quota_bytes: 1 << 40,

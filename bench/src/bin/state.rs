@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         cli.stored = 10_000;
     }
     let options = StackOptions {
+        s3_payload: "auto".to_owned(),
         bin_dir: StackOptions::default_bin_dir()?,
         secret: SECRET.to_owned(),
         quota_bytes: 1 << 40,

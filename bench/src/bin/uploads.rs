@@ -65,6 +65,11 @@ struct Cli {
     /// Only the fair rows whose file name contains this text (e.g. "9 MB"), for profiling one.
     #[arg(long)]
     fair_file: Option<String>,
+    /// How the service's PUTs prove their bodies to the S3 server (`storage.payload`):
+    /// `checksum` (the default here: what an `https` endpoint gets, `UNSIGNED-PAYLOAD` like the
+    /// presigned baseline plus a CRC32C), `signed` (what a plain `http` endpoint gets), `auto`.
+    #[arg(long, default_value = "checksum")]
+    s3_payload: String,
     /// Directory of the release binaries (default: this executable's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -240,6 +245,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     let mut stack = Stack::start(StackOptions {
         bin_dir,
+        s3_payload: cli.s3_payload.clone(),
         secret: "bench-only-secret".to_owned(),
         quota_bytes: QUOTA_BYTES,
     })

@@ -83,7 +83,26 @@ pub enum StorageSettings {
         /// Endpoint used in presigned URLs handed to clients; empty = `endpoint`.
         #[serde(default)]
         public_endpoint: String,
+        /// How an object PUT proves its body (see [`PayloadCheck`]).
+        #[serde(default)]
+        payload: PayloadCheck,
     },
+}
+
+/// How the S3 backend's object PUTs prove their bodies to the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadCheck {
+    /// `checksum` for an `https` endpoint, `signed` for a plain `http` one.
+    #[default]
+    Auto,
+    /// The body's SHA-256 is part of the signature (`x-amz-content-sha256`): the server hashes
+    /// the body again to check it. Tamper-proof without TLS.
+    Signed,
+    /// The signature leaves the body out (`UNSIGNED-PAYLOAD`) and a signed
+    /// `x-amz-checksum-crc32c` header lets the server check the body cheaply; TLS keeps it from
+    /// being altered on the way. What AWS's SDKs do over HTTPS.
+    Checksum,
 }
 
 /// Quota and catalog backend.
@@ -438,6 +457,7 @@ mod tests {
             access_key: "AKIA".into(),
             secret_key: SecretString::from("s3-secret-value"),
             public_endpoint: String::new(),
+            payload: PayloadCheck::default(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hs-secret-value"), "{shown}");

@@ -94,6 +94,7 @@ pub async fn storage_backend(
             access_key,
             secret_key,
             public_endpoint,
+            payload,
         } => {
             let s3 = S3Store::new(
                 endpoint,
@@ -102,7 +103,8 @@ pub async fn storage_backend(
                 bucket,
                 access_key,
                 secret_key.expose_secret(),
-            )?;
+            )?
+            .with_payload_check(*payload);
             (Arc::new(s3), None)
         }
     })

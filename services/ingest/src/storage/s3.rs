@@ -1,10 +1,12 @@
 //! S3 backend (MinIO or any S3-compatible server): path-style addressing, SigV4, presigned GET
-//! URLs. Object PUTs are signed in [`super::sigv4`] with the SHA-256 the service already
-//! computed and sent with `reqwest`; everything else goes through `rust-s3`, which returns
+//! URLs. Object PUTs are signed in [`super::sigv4`] and sent with `reqwest`, their bodies proven
+//! as [`PayloadCheck`] says: by the SHA-256 the service already computed, in the signature, or
+//! by a signed CRC32C header (over TLS). Everything else goes through `rust-s3`, which returns
 //! 4xx/5xx as `Ok`, so every status is checked.
 
 use super::sigv4::{self, Signer};
 use super::{ObjectEntry, ObjectStore, StorageError, validate_key};
+use crate::configuration::PayloadCheck;
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::Url;
@@ -28,6 +30,8 @@ pub struct S3Store {
     bucket_url: Url,
     /// The `Host` header of requests to `bucket_url`.
     host: String,
+    /// [`PayloadCheck::Signed`] or [`PayloadCheck::Checksum`] (`Auto` resolved).
+    payload: PayloadCheck,
 }
 
 fn bucket(
@@ -97,9 +101,21 @@ impl S3Store {
             public_bucket: bucket(bucket_name, public, region, access_key, secret_key)?,
             http,
             signer: Signer::new(access_key, secret_key, region),
+            payload: resolve(PayloadCheck::Auto, &bucket_url),
             bucket_url,
             host,
         })
+    }
+
+    /// The same store with its object PUTs proven as `payload` says.
+    pub fn with_payload_check(mut self, payload: PayloadCheck) -> Self {
+        self.payload = resolve(payload, &self.bucket_url);
+        self
+    }
+
+    /// How this store's object PUTs prove their bodies (never `Auto`).
+    pub fn payload_check(&self) -> PayloadCheck {
+        self.payload
     }
 
     /// The URL of `key` (a valid key), each segment percent-encoded.
@@ -108,6 +124,24 @@ impl S3Store {
         let url = format!("{}/{}", self.bucket_url.as_str(), encoded.join("/"));
         Url::parse(&url).map_err(|err| StorageError::Backend(err.to_string()))
     }
+}
+
+/// `Auto` made concrete for an endpoint: `Checksum` over `https`, `Signed` otherwise.
+fn resolve(payload: PayloadCheck, endpoint: &Url) -> PayloadCheck {
+    match payload {
+        PayloadCheck::Auto if endpoint.scheme() == "https" => PayloadCheck::Checksum,
+        PayloadCheck::Auto => PayloadCheck::Signed,
+        chosen => chosen,
+    }
+}
+
+/// The `x-amz-content-sha256` value of a body sent with [`PayloadCheck::Checksum`].
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// Base64 of the big-endian CRC32C of `bytes`, as `x-amz-checksum-crc32c` carries it.
+fn crc32c_header(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(bytes).to_be_bytes())
 }
 
 /// The smallest part of a multipart upload but the last (S3's rule): an append to a report
@@ -131,6 +165,49 @@ fn xml_text(xml: &str, tag: &str) -> Option<String> {
 }
 
 impl S3Store {
+    /// The `x-amz-content-sha256` value and the `x-amz-checksum-crc32c` header (if any) that
+    /// prove `body`, whose SHA-256 is `sha256`.
+    fn body_proof(&self, body: &[u8], sha256: &[u8; 32]) -> (String, Option<String>) {
+        match self.payload {
+            PayloadCheck::Checksum => (UNSIGNED_PAYLOAD.to_owned(), Some(crc32c_header(body))),
+            _ => (hex::encode(sha256), None),
+        }
+    }
+
+    /// PUTs `bytes` to `key` with `x-amz-content-sha256: payload_hash` and, if given, a signed
+    /// `x-amz-checksum-crc32c: checksum`.
+    async fn put_object(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+        payload_hash: &str,
+        checksum: Option<&str>,
+    ) -> Result<reqwest::Response, StorageError> {
+        let url = self.object_url(key)?;
+        let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
+        let mut signed = vec![("content-type", content_type), ("host", self.host.as_str())];
+        signed.extend(checksum.map(|checksum| ("x-amz-checksum-crc32c", checksum)));
+        let authorization =
+            self.signer
+                .authorization("PUT", url.path(), "", &signed, payload_hash, &amz_date);
+        let mut request = self
+            .http
+            .put(url)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header("x-amz-content-sha256", payload_hash)
+            .header("x-amz-date", amz_date)
+            .header(http::header::AUTHORIZATION, authorization);
+        if let Some(checksum) = checksum {
+            request = request.header("x-amz-checksum-crc32c", checksum);
+        }
+        request
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|err| StorageError::Unavailable(format!("PUT {key}: {err}")))
+    }
+
     /// Sends a request signed with SigV4 to `key` with the query `query` (sorted by name).
     async fn send(
         &self,
@@ -248,7 +325,9 @@ impl S3Store {
             let first = xml_text(&body, "ETag").ok_or_else(|| {
                 StorageError::Unavailable(format!("UploadPartCopy {key}: no ETag"))
             })?;
-            // The part's body is signed with its SHA-256.
+            // The part's body is signed with its SHA-256 whatever `payload` says: a part's
+            // checksum header would need the algorithm named when the upload was created and
+            // every part's checksum listed again at completion. Appended parts are small.
             let tail_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tail));
             let sent = self
                 .send(
@@ -326,28 +405,10 @@ impl ObjectStore for S3Store {
         content_type: &str,
     ) -> Result<(), StorageError> {
         validate_key(key)?;
-        let url = self.object_url(key)?;
-        let payload_hash = hex::encode(sha256);
-        let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
-        let authorization = self.signer.authorization(
-            "PUT",
-            url.path(),
-            "",
-            &[("content-type", content_type), ("host", &self.host)],
-            &payload_hash,
-            &amz_date,
-        );
+        let (payload_hash, checksum) = self.body_proof(&bytes, sha256);
         let response = self
-            .http
-            .put(url)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", amz_date)
-            .header(http::header::AUTHORIZATION, authorization)
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|err| StorageError::Unavailable(format!("PUT {key}: {err}")))?;
+            .put_object(key, bytes, content_type, &payload_hash, checksum.as_deref())
+            .await?;
         let code = response.status().as_u16();
         // Read the (small) answer so the connection can be reused.
         let _ = response.bytes().await;
@@ -475,5 +536,69 @@ impl ObjectStore for S3Store {
             200..=299 | 404 => Ok(()),
             code => Err(status("HEAD", "health-probe", code)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imaging_e2e::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
+
+    #[test]
+    fn the_checksum_header_is_the_base64_of_the_big_endian_crc32c() {
+        // CRC32C("123456789") = 0xE3069283, the algorithm's check value.
+        assert_eq!(crc32c_header(b"123456789"), "4waSgw==");
+    }
+
+    #[test]
+    fn auto_checks_by_checksum_over_https_and_by_signature_over_http() {
+        let https = Url::parse("https://s3.example/bucket").unwrap();
+        let http = Url::parse("http://minio:9000/bucket").unwrap();
+        assert_eq!(resolve(PayloadCheck::Auto, &https), PayloadCheck::Checksum);
+        assert_eq!(resolve(PayloadCheck::Auto, &http), PayloadCheck::Signed);
+        assert_eq!(resolve(PayloadCheck::Signed, &https), PayloadCheck::Signed);
+        assert_eq!(
+            resolve(PayloadCheck::Checksum, &http),
+            PayloadCheck::Checksum
+        );
+    }
+
+    #[tokio::test]
+    async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_checksum() {
+        let server = S3Server::start().await;
+        let store = S3Store::new(
+            &server.endpoint,
+            "",
+            "us-east-1",
+            S3_BUCKET,
+            S3_ACCESS_KEY,
+            S3_SECRET_KEY,
+        )
+        .unwrap()
+        .with_payload_check(PayloadCheck::Checksum);
+        assert_eq!(store.payload_check(), PayloadCheck::Checksum);
+        let key = "ws/w1/receipts/a/1.pdf";
+        let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were checksummed");
+        let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
+        let refused = store
+            .put_object(
+                key,
+                altered,
+                "application/pdf",
+                UNSIGNED_PAYLOAD,
+                Some(&crc32c_header(&sent)),
+            )
+            .await
+            .unwrap();
+        // BadDigest. (This test server writes the object before it compares the checksum;
+        // S3 itself stores nothing. Either way the upload fails and its key is never recorded.)
+        assert_eq!(refused.status().as_u16(), 400, "a body that does not match");
+        assert!(refused.text().await.unwrap().contains("BadDigest"));
+        let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&sent).into();
+        store
+            .put(key, sent.clone(), &sha256, "application/pdf")
+            .await
+            .unwrap();
+        assert_eq!(store.get(key).await.unwrap().unwrap(), sent);
     }
 }

@@ -64,6 +64,7 @@ impl Replicas {
                 access_key: S3_ACCESS_KEY.into(),
                 secret_key: S3_SECRET_KEY.into(),
                 public_endpoint: String::new(),
+                payload: Default::default(),
             },
             "",
         )

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use imaging_e2e::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
+use imaging_service::configuration::PayloadCheck;
 use imaging_service::storage::signed_url::UrlSigner;
 use imaging_service::storage::{FsStore, ObjectStore, S3Store, StorageError};
 use sha2::{Digest, Sha256};
@@ -40,8 +41,17 @@ pub async fn filesystem() -> Backend {
     }
 }
 
-/// The S3 store against an in-process S3 server.
+/// The S3 store against an in-process S3 server (over `http`, so bodies are signed).
 pub async fn s3() -> Backend {
+    s3_with(PayloadCheck::Auto).await
+}
+
+/// The S3 store proving its bodies by a signed CRC32C header, as over `https`.
+pub async fn s3_checksum() -> Backend {
+    s3_with(PayloadCheck::Checksum).await
+}
+
+async fn s3_with(payload: PayloadCheck) -> Backend {
     let server = S3Server::start().await;
     let store = S3Store::new(
         &server.endpoint,
@@ -51,7 +61,8 @@ pub async fn s3() -> Backend {
         S3_ACCESS_KEY,
         S3_SECRET_KEY,
     )
-    .unwrap();
+    .unwrap()
+    .with_payload_check(payload);
     Backend {
         store: Arc::new(store),
         _keep: Box::new(server),
@@ -325,7 +336,7 @@ macro_rules! storage_contract {
     };
 }
 
-storage_contract!(filesystem, s3);
+storage_contract!(filesystem, s3, s3_checksum);
 
 #[tokio::test]
 async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_sha256() {
