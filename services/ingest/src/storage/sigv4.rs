@@ -2,9 +2,10 @@
 //!
 //! `rust-s3` hashes a PUT body twice with SHA-256 (once to sign, once for the header) and once
 //! with MD5 (`Content-MD5`); on 9 MB uploads that was about a quarter of the service's CPU in
-//! the upload benchmark. The S3 backend signs its PUTs here instead, with one SHA-256 pass over
-//! the body. The payload stays signed: the server checks the body against
-//! `x-amz-content-sha256`, which is part of the signature.
+//! the upload benchmark. The S3 backend signs its PUTs here instead, with the SHA-256 the service
+//! computed as the bytes arrived: with `storage.payload = "signed"` the server checks the body against
+//! `x-amz-content-sha256`, which is part of the signature; with `"checksum"` that header says
+//! `UNSIGNED-PAYLOAD` and a signed `x-amz-checksum-crc32c` header is checked instead.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
