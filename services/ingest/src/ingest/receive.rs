@@ -20,6 +20,8 @@ pub struct Receiver {
     /// The first bytes, for sniffing when the bytes are not kept.
     head: Vec<u8>,
     hasher: Sha256,
+    /// CRC32C of the bytes so far, if asked for.
+    crc32c: Option<u32>,
     max_bytes: u64,
     max_chunk: usize,
     declared: MediaType,
@@ -35,6 +37,9 @@ pub struct Received {
     pub size: u64,
     /// Their SHA-256.
     pub sha256: [u8; 32],
+    /// Their CRC32C, if asked for (what an S3 PUT with `storage.payload = "checksum"` is checked
+    /// against).
+    pub crc32c: Option<u32>,
 }
 
 impl Receiver {
@@ -58,11 +63,18 @@ impl Receiver {
             keep,
             head: Vec::new(),
             hasher: Sha256::new(),
+            crc32c: None,
             max_bytes,
             max_chunk,
             declared,
             sniffed: false,
         }
+    }
+
+    /// Also computes the bytes' CRC32C.
+    pub fn with_crc32c(mut self) -> Self {
+        self.crc32c = Some(0);
+        self
     }
 
     /// Bytes received so far.
@@ -89,6 +101,9 @@ impl Receiver {
             });
         }
         self.hasher.update(chunk);
+        if let Some(crc) = &mut self.crc32c {
+            *crc = crc32c::crc32c_append(*crc, chunk);
+        }
         self.received += chunk.len() as u64;
         let head = if self.keep {
             self.buffer.extend_from_slice(chunk);
@@ -122,6 +137,7 @@ impl Receiver {
         Ok(Received {
             size: self.received,
             sha256: self.hasher.finalize().into(),
+            crc32c: self.crc32c,
             bytes: Bytes::from(self.buffer),
         })
     }

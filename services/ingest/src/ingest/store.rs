@@ -16,7 +16,7 @@ use crate::error::IngestError;
 use crate::state::{
     ImageRecord, Listing, ReportState, Reservation, Swap, Swapped, listing_entry, now_millis,
 };
-use crate::storage::StorageError;
+use crate::storage::{BodyDigest, StorageError};
 use bytes::Bytes;
 use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
 use sha2::{Digest, Sha256};
@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 /// How an object's bytes are written.
 #[derive(Debug, Clone)]
 enum Body {
-    /// The whole object.
-    Whole(Bytes),
+    /// The whole object, and its CRC32C if it was computed on arrival.
+    Whole(Bytes, Option<u32>),
     /// An existing object followed by new bytes (an append to a report), written without
     /// reading the existing object.
     Appended {
@@ -57,7 +57,7 @@ impl Content {
         Content {
             sha256: Sha256::digest(&bytes).into(),
             size: bytes.len() as u64,
-            body: Body::Whole(Bytes::from(bytes)),
+            body: Body::Whole(Bytes::from(bytes), None),
             media,
             width,
             height,
@@ -73,7 +73,7 @@ impl Content {
         Content {
             sha256: digest.digest(),
             size: bytes.len() as u64,
-            body: Body::Whole(Bytes::from(bytes)),
+            body: Body::Whole(Bytes::from(bytes), None),
             media: MediaType::Pdf,
             width: 0,
             height: 0,
@@ -182,7 +182,7 @@ impl Ingestor {
                 .await?;
                 let content = Content {
                     size: received.bytes.len() as u64,
-                    body: Body::Whole(received.bytes),
+                    body: Body::Whole(received.bytes, received.crc32c),
                     sha256: received.sha256,
                     media,
                     width: seen.width,
@@ -450,9 +450,13 @@ impl Ingestor {
             listed: listed.clone(),
         };
         let written = match content.body {
-            Body::Whole(bytes) => {
+            Body::Whole(bytes, crc32c) => {
+                let digest = BodyDigest {
+                    sha256: content.sha256,
+                    crc32c,
+                };
                 self.store
-                    .put(&key, bytes, &content.sha256, content.media.mime())
+                    .put(&key, bytes, &digest, content.media.mime())
                     .await
             }
             Body::Appended {

@@ -115,6 +115,9 @@ impl Ingestor {
             self.limits.max_chunk_bytes,
             keep,
         );
+        if keep && self.store.checks_crc32c() {
+            receiver = receiver.with_crc32c();
+        }
         let mut bytes = std::pin::pin!(bytes);
         let idle = std::time::Duration::from_secs(self.limits.upload_idle_seconds);
         let mut held = Reserved::default();

@@ -8,7 +8,7 @@
 //! and each object owns its links: deleting one never takes another's bytes.
 
 use super::signed_url::UrlSigner;
-use super::{ObjectEntry, ObjectStore, StorageError, validate_key};
+use super::{BodyDigest, ObjectEntry, ObjectStore, StorageError, validate_key};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ impl ObjectStore for FsStore {
         &self,
         key: &str,
         bytes: Bytes,
-        _sha256: &[u8; 32],
+        _digest: &BodyDigest,
         _content_type: &str,
     ) -> Result<(), StorageError> {
         let path = self.path(key)?;

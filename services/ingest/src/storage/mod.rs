@@ -51,18 +51,45 @@ pub struct ObjectEntry {
     pub modified: Option<std::time::SystemTime>,
 }
 
+/// Digests of an object's bytes, computed by the caller as the bytes arrived (or were made), so
+/// that the storage server checks the body against what the service received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDigest {
+    /// SHA-256 (the record's, and a signed S3 payload's).
+    pub sha256: [u8; 32],
+    /// CRC32C (an S3 `x-amz-checksum-crc32c` header), if the caller computed it (see
+    /// [`ObjectStore::checks_crc32c`]); a store that needs it and is not given it computes it.
+    pub crc32c: Option<u32>,
+}
+
+impl BodyDigest {
+    /// Both digests of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        BodyDigest {
+            sha256: sha2::Sha256::digest(bytes).into(),
+            crc32c: Some(crc32c::crc32c(bytes)),
+        }
+    }
+}
+
 /// Where the bytes live.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    /// Writes the whole object; readers see either nothing or all of it. `sha256` is the
-    /// SHA-256 of `bytes`, which the caller already has; S3 checks the body against it.
+    /// Writes the whole object; readers see either nothing or all of it. `digest` holds the
+    /// digests of `bytes`, which the caller already has; S3 checks the body against one of them.
     async fn put(
         &self,
         key: &str,
         bytes: Bytes,
-        sha256: &[u8; 32],
+        digest: &BodyDigest,
         content_type: &str,
     ) -> Result<(), StorageError>;
+    /// True if [`ObjectStore::put`] has the server check bodies by CRC32C, so callers should
+    /// compute it as the bytes arrive.
+    fn checks_crc32c(&self) -> bool {
+        false
+    }
     /// Writes `key` as the existing object `base` (`base_len` bytes long) followed by `tail`,
     /// without the caller reading `base` and without changing it: S3 copies `base` inside the
     /// server (a multipart upload whose first part is `UploadPartCopy`), the filesystem shares

@@ -4,6 +4,7 @@
 use crate::helpers::{Stack, authed, header, reason, spawn_app, target};
 use imaging_e2e::fixtures::{jpeg, png};
 use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
+use imaging_service::storage::BodyDigest;
 use std::time::Duration;
 
 #[tokio::test]
@@ -130,13 +131,13 @@ async fn reconcile_repairs_a_corrupted_counter_from_the_records_and_never_counts
             .unwrap();
         // An object no record names (a writer crashed before its commit) is not usage.
         let orphan = png(12, 12);
-        let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&orphan).into();
+        let digest = BodyDigest::of(&orphan);
         app.backends
             .store
             .put(
                 "ws/w1/receipts/lost/x.png",
                 orphan.into(),
-                &sha,
+                &digest,
                 "image/png",
             )
             .await
@@ -265,10 +266,10 @@ async fn the_janitor_removes_orphaned_objects_past_the_grace_period_and_nothing_
         // What a writer that crashed before its commit would leave.
         let orphan = "ws/w1/receipts/lost1/abc.png";
         let bytes = png(10, 10);
-        let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+        let digest = BodyDigest::of(&bytes);
         app.backends
             .store
-            .put(orphan, bytes.into(), &sha, "image/png")
+            .put(orphan, bytes.into(), &digest, "image/png")
             .await
             .unwrap();
 

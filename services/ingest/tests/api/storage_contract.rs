@@ -6,8 +6,7 @@ use bytes::Bytes;
 use imaging_e2e::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 use imaging_service::configuration::PayloadCheck;
 use imaging_service::storage::signed_url::UrlSigner;
-use imaging_service::storage::{FsStore, ObjectStore, S3Store, StorageError};
-use sha2::{Digest, Sha256};
+use imaging_service::storage::{BodyDigest, FsStore, ObjectStore, S3Store, StorageError};
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,14 +76,13 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Writes `bytes` with their SHA-256, as the service does.
+/// Writes `bytes` with their digests, as the service does.
 async fn put(store: &dyn ObjectStore, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
-    let sha256: [u8; 32] = Sha256::digest(bytes).into();
     store
         .put(
             key,
             Bytes::copy_from_slice(bytes),
-            &sha256,
+            &BodyDigest::of(bytes),
             "application/octet-stream",
         )
         .await
@@ -343,13 +341,12 @@ async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_sha256() {
     let backend = s3().await;
     let store = backend.store.as_ref();
     let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were hashed");
-    let sha256: [u8; 32] = Sha256::digest(&sent).into();
     let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
     let refused = store
         .put(
             "ws/w1/receipts/a/1.pdf",
             altered,
-            &sha256,
+            &BodyDigest::of(&sent),
             "application/pdf",
         )
         .await;
@@ -358,6 +355,52 @@ async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_sha256() {
     put(store, "ws/w1/receipts/a/1.pdf", &sent).await.unwrap();
     assert_eq!(
         store.get("ws/w1/receipts/a/1.pdf").await.unwrap().unwrap(),
+        sent
+    );
+}
+
+#[tokio::test]
+async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_crc32c() {
+    let backend = s3_checksum().await;
+    let store = backend.store.as_ref();
+    assert!(store.checks_crc32c());
+    let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were checksummed");
+    let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
+    let refused = store
+        .put(
+            "ws/w1/receipts/a/1.pdf",
+            altered,
+            &BodyDigest::of(&sent),
+            "application/pdf",
+        )
+        .await;
+    // (This test server writes the object before it compares the checksum, where S3 stores
+    // nothing; either way the write fails, so the service never records the key.)
+    assert!(
+        refused.is_err(),
+        "a body altered after its CRC32C was taken is refused"
+    );
+    put(store, "ws/w1/receipts/a/1.pdf", &sent).await.unwrap();
+    assert_eq!(
+        store.get("ws/w1/receipts/a/1.pdf").await.unwrap().unwrap(),
+        sent
+    );
+    // Without a CRC32C from the caller, the store takes it from the body it sends.
+    let digest = BodyDigest {
+        crc32c: None,
+        ..BodyDigest::of(&sent)
+    };
+    store
+        .put(
+            "ws/w1/receipts/b/1.pdf",
+            sent.clone(),
+            &digest,
+            "application/pdf",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("ws/w1/receipts/b/1.pdf").await.unwrap().unwrap(),
         sent
     );
 }

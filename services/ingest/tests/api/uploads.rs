@@ -46,6 +46,52 @@ async fn a_loose_receipt_is_stored_byte_for_byte_and_served_through_its_url() {
 }
 
 #[tokio::test]
+async fn with_checksummed_puts_receipts_converted_and_kept_are_stored_byte_for_byte() {
+    // `storage.payload = "checksum"`: unsigned bodies, each checked by the S3 server against
+    // the CRC32C the service took as the bytes arrived (or of the WebP it made).
+    let app = crate::helpers::spawn_app_with(Stack::Real, |settings| {
+        if let imaging_service::configuration::StorageSettings::S3 { payload, .. } =
+            &mut settings.storage
+        {
+            *payload = imaging_service::configuration::PayloadCheck::Checksum;
+        }
+    })
+    .await;
+    assert!(app.backends.store.checks_crc32c());
+    app.register_workspace("w1", 0).await;
+    app.register_target(expense("w1", "e-crc"), "w1", "u1")
+        .await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let scanned = pdf(3);
+    let kept = app
+        .upload(
+            &token,
+            target(TargetKind::Receipt, ""),
+            "application/pdf",
+            &scanned,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.object(&kept.path).await, scanned);
+    assert_eq!(kept.sha256, Sha256::digest(&scanned).to_vec());
+
+    let staff = app.token("u2", "w1", &["staff"], &["financial"]);
+    let photo = jpeg(1200, 900);
+    let converted = app
+        .upload(&staff, expense("w1", "e-crc"), "image/jpeg", &photo)
+        .await
+        .unwrap();
+    assert_eq!(converted.content_type, "image/webp");
+    let webp = app.object(&converted.path).await;
+    assert_eq!(webp.len() as u64, converted.size_bytes);
+    assert_eq!(converted.sha256, Sha256::digest(&webp).to_vec());
+    assert_eq!(
+        app.used("w1").await,
+        scanned.len() as u64 + webp.len() as u64
+    );
+}
+
+#[tokio::test]
 async fn the_embedded_default_stores_and_serves_a_receipt_too() {
     let app = spawn_app(Stack::Embedded).await;
     let token = app.token("u1", "w1", &[], &[]);
