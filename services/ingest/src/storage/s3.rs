@@ -172,40 +172,6 @@ impl S3Store {
         }
     }
 
-    /// PUTs `bytes` to `key` with `x-amz-content-sha256: payload_hash` and, if given, a signed
-    /// `x-amz-checksum-crc32c: checksum`.
-    async fn put_object(
-        &self,
-        key: &str,
-        bytes: Bytes,
-        content_type: &str,
-        payload_hash: &str,
-        checksum: Option<&str>,
-    ) -> Result<reqwest::Response, StorageError> {
-        let url = self.object_url(key)?;
-        let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
-        let mut signed = vec![("content-type", content_type), ("host", self.host.as_str())];
-        signed.extend(checksum.map(|checksum| ("x-amz-checksum-crc32c", checksum)));
-        let authorization =
-            self.signer
-                .authorization("PUT", url.path(), "", &signed, payload_hash, &amz_date);
-        let mut request = self
-            .http
-            .put(url)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", amz_date)
-            .header(http::header::AUTHORIZATION, authorization);
-        if let Some(checksum) = checksum {
-            request = request.header("x-amz-checksum-crc32c", checksum);
-        }
-        request
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|err| StorageError::Unavailable(format!("PUT {key}: {err}")))
-    }
-
     /// Sends a request signed with SigV4 to `key` with the query `query` (sorted by name).
     async fn send(
         &self,
@@ -228,7 +194,7 @@ impl S3Store {
             })
             .collect::<Vec<_>>()
             .join("&");
-        url.set_query(Some(&canonical_query));
+        url.set_query((!canonical_query.is_empty()).then_some(canonical_query.as_str()));
         let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
         let mut signed: Vec<(&str, &str)> = headers.to_vec();
         signed.push(("host", &self.host));
@@ -404,8 +370,21 @@ impl ObjectStore for S3Store {
     ) -> Result<(), StorageError> {
         validate_key(key)?;
         let (payload_hash, checksum) = self.body_proof(&bytes, digest);
+        let mut headers = vec![("content-type", content_type)];
+        headers.extend(
+            checksum
+                .as_deref()
+                .map(|checksum| ("x-amz-checksum-crc32c", checksum)),
+        );
         let response = self
-            .put_object(key, bytes, content_type, &payload_hash, checksum.as_deref())
+            .send(
+                reqwest::Method::PUT,
+                key,
+                &[],
+                &headers,
+                bytes,
+                &payload_hash,
+            )
             .await?;
         let code = response.status().as_u16();
         // Read the (small) answer so the connection can be reused.
