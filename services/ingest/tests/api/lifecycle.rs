@@ -1,6 +1,6 @@
 //! Lifecycle: load shedding instead of queueing, and draining on SIGTERM.
 
-use crate::helpers::{Stack, authed, header, reason, spawn_app_with, target};
+use crate::helpers::{Stack, TestApp, authed, header, reason, spawn_app_with, target};
 use crate::process::ServiceProcess;
 use imaging_e2e::fixtures::jpeg;
 use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
@@ -220,6 +220,47 @@ fn megabyte_photo() -> Vec<u8> {
     imaging_e2e::fixtures::scenes::photo_jpeg(1600, 1200, 11, 92)
 }
 
+/// `clients` uploads of `bytes` at once (users `u{round}-{i}`, spread over `workspaces`): how
+/// many were stored and how many refused as `OVERLOADED`; any other outcome fails the test.
+async fn stored_or_overloaded(
+    app: &TestApp,
+    round: usize,
+    clients: usize,
+    workspaces: &[&str],
+    bytes: &[u8],
+) -> (usize, usize) {
+    let calls = (0..clients).map(|i| {
+        let token = app.token(
+            &format!("u{round}-{i}"),
+            workspaces[i % workspaces.len()],
+            &[],
+            &[],
+        );
+        async move {
+            app.upload(&token, target(TargetKind::Receipt, ""), "image/jpeg", bytes)
+                .await
+        }
+    });
+    let (mut stored, mut overloaded) = (0, 0);
+    for outcome in futures::future::join_all(calls).await {
+        match outcome {
+            Ok(_) => stored += 1,
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && reason(&status) == "OVERLOADED" =>
+            {
+                overloaded += 1;
+            }
+            Err(status) => panic!(
+                "round {round}: {:?} {} ({})",
+                status.code(),
+                status.message(),
+                reason(&status)
+            ),
+        }
+    }
+    (stored, overloaded)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_uploads_than_slots_each_end_stored_or_overloaded_never_otherwise() {
     let app = spawn_app_with(Stack::Embedded, |s| s.limits.max_in_flight_uploads = 4).await;
@@ -227,35 +268,31 @@ async fn more_uploads_than_slots_each_end_stored_or_overloaded_never_otherwise()
     assert!(bytes.len() > 512 * 1024, "{} bytes", bytes.len());
     let (mut stored, mut overloaded) = (0, 0);
     for round in 0..3 {
-        let calls = (0..32).map(|i| {
-            let token = app.token(&format!("u{round}-{i}"), ["w1", "w2"][i % 2], &[], &[]);
-            let (app, bytes) = (&app, &bytes);
-            async move {
-                app.upload(&token, target(TargetKind::Receipt, ""), "image/jpeg", bytes)
-                    .await
-            }
-        });
-        for outcome in futures::future::join_all(calls).await {
-            match outcome {
-                Ok(_) => stored += 1,
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable
-                        && reason(&status) == "OVERLOADED" =>
-                {
-                    overloaded += 1;
-                }
-                Err(status) => panic!(
-                    "round {round}: {:?} {} ({})",
-                    status.code(),
-                    status.message(),
-                    reason(&status)
-                ),
-            }
-        }
+        let (s, o) = stored_or_overloaded(&app, round, 32, &["w1", "w2"], &bytes).await;
+        (stored, overloaded) = (stored + s, overloaded + o);
     }
     assert!(stored >= 4, "{stored} stored");
     assert!(overloaded >= 1, "{overloaded} refused");
     assert_eq!(stored + overloaded, 96);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_and_twenty_eight_clients_against_the_default_limit_are_stored_or_overloaded() {
+    let app = spawn_app_with(Stack::Embedded, |s| {
+        assert_eq!(s.limits.max_in_flight_uploads, 64, "the default limit");
+    })
+    .await;
+    // Eight workspaces, 16 clients each: under the per-workspace limit (32), so the global one
+    // is what refuses.
+    let workspaces = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
+    for workspace in &workspaces[2..] {
+        app.register_workspace(workspace, 0).await;
+    }
+    let bytes = imaging_e2e::fixtures::scenes::photo_jpeg(800, 600, 5, 90);
+    let (stored, overloaded) = stored_or_overloaded(&app, 0, 128, &workspaces, &bytes).await;
+    println!("{stored} stored, {overloaded} refused");
+    assert_eq!(stored + overloaded, 128);
+    assert!(stored >= 64, "{stored} stored, {overloaded} refused");
 }
 
 /// One gRPC length-prefixed frame of `message`.
