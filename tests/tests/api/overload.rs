@@ -181,3 +181,65 @@ async fn more_uploads_than_slots_through_the_gateway_each_end_201_or_503_overloa
     assert!(refused >= 1, "{refused} refused");
     assert_eq!(created + refused, 96);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_and_twenty_eight_clients_through_the_gateway_get_201_or_503_overloaded() {
+    // The service's default limit of 64 uploads in flight; eight workspaces of 16 clients each,
+    // under the per-workspace limit (32), so the global one is what refuses.
+    let stack = spawn_stack_with(|settings| {
+        assert_eq!(
+            settings.limits.max_in_flight_uploads, 64,
+            "the default limit"
+        );
+    })
+    .await;
+    let workspaces: Vec<String> = (0..8).map(|n| format!("c{n}")).collect();
+    for (n, workspace) in workspaces.iter().enumerate() {
+        stack.register_workspace(workspace, 0).await;
+        for i in (n..128).step_by(8) {
+            let (id, user) = (format!("x{i}"), format!("u{i}"));
+            stack
+                .register_target(TargetKind::WorkspaceExpense, &id, workspace, &user)
+                .await;
+        }
+    }
+    let bytes = imaging_e2e::fixtures::scenes::photo_jpeg(400, 300, 5, 90);
+    let calls = (0..128).map(|i| {
+        let workspace = &workspaces[i % 8];
+        let token = stack.token(&format!("u{i}"), workspace, &["owner"], &[]);
+        let path = format!("/api/v1/client/workspace/{workspace}/expenses/x{i}/receipt");
+        let (stack, bytes) = (&stack, bytes.clone());
+        async move {
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes)
+                    .file_name("r.jpg")
+                    .mime_str("image/jpeg")
+                    .unwrap(),
+            );
+            let response = stack
+                .http
+                .post(stack.url(&path))
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await
+                .map_err(|err| format!("no answer: {err}"))?;
+            let status = response.status().as_u16();
+            let retry = response.headers().contains_key("retry-after");
+            let body = response.text().await.map_err(|err| err.to_string())?;
+            Ok::<_, String>((status, retry, body))
+        }
+    });
+    let (mut created, mut refused) = (0, 0);
+    for outcome in futures::future::join_all(calls).await {
+        match outcome {
+            Ok((201, _, _)) => created += 1,
+            Ok((503, true, body)) if body.contains("\"code\":\"OVERLOADED\"") => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    println!("{created} created, {refused} refused");
+    assert_eq!(created + refused, 128);
+    assert!(created >= 64, "{created} created, {refused} refused");
+}
