@@ -223,7 +223,7 @@ pub fn decode_cost(
             // libjpeg turns only YCbCr, RGB and grey into RGB; other JPEGs are decoded whole.
             let convert = if matches!(layout.components, 1 | 3) {
                 let stored = (width, height);
-                let numerator = jpeg::scale_for(stored, crate::webp::target_size(stored, limits));
+                let numerator = crate::webp::jpeg_scale(stored, limits);
                 let scaled = |side: u32| (u64::from(side) * u64::from(numerator)).div_ceil(8);
                 decoder + scaled(width) * scaled(height) * 3
             } else {

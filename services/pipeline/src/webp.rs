@@ -99,7 +99,7 @@ pub fn decode_for_target(
         check_type(bytes, media)?;
         let (cost, orientation) = inspect::read_header(bytes, media, limits)?;
         let stored = (cost.width, cost.height);
-        let numerator = jpeg::scale_for(stored, target_size(stored, limits));
+        let numerator = jpeg_scale(stored, limits);
         if let Some(scaled) = jpeg::decode_rgb_scaled(bytes, numerator, cost.convert_bytes)? {
             return Ok(Decoded {
                 pixels: scaled.pixels,
@@ -154,6 +154,12 @@ pub fn opaque_or_rgba(image: DynamicImage) -> (Vec<u8>, PixelType) {
 /// what WebP can hold), aspect kept, never larger than the input.
 pub fn target_size(stored: (u32, u32), limits: &Limits) -> (u32, u32) {
     fit(stored.0, stored.1, limits.max_edge.clamp(1, WEBP_MAX_EDGE))
+}
+
+/// The scale M/8 at which a JPEG of `stored` size is decoded for its conversion: the smallest
+/// that still covers [`target_size`]. (Its memory estimate uses the same.)
+pub(crate) fn jpeg_scale(stored: (u32, u32), limits: &Limits) -> u8 {
+    jpeg::scale_for(stored, target_size(stored, limits))
 }
 
 /// The size with the long edge at most `max_edge`, aspect kept, never larger than the input.
