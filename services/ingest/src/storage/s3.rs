@@ -421,7 +421,11 @@ impl ObjectStore for S3Store {
         let mut whole = Vec::with_capacity(old.len() + tail.len());
         whole.extend_from_slice(&old);
         whole.extend_from_slice(&tail);
-        let digest = BodyDigest::of(&whole);
+        // The SHA-256 a signed PUT needs; a checksummed PUT takes its CRC32C from the body.
+        let digest = BodyDigest {
+            sha256: <sha2::Sha256 as sha2::Digest>::digest(&whole).into(),
+            crc32c: None,
+        };
         self.put(key, Bytes::from(whole), &digest, content_type)
             .await
     }
