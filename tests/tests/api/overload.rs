@@ -129,86 +129,19 @@ fn megabyte_photo() -> Vec<u8> {
     imaging_e2e::fixtures::scenes::photo_jpeg(1600, 1200, 11, 92)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_uploads_than_slots_through_the_gateway_each_end_201_or_503_overloaded() {
-    let stack = spawn_stack_with(|settings| settings.limits.max_in_flight_uploads = 4).await;
-    let bytes = megabyte_photo();
-    let (mut created, mut refused) = (0, 0);
-    for round in 0..3 {
-        let workspace = format!("w{round}");
-        stack.register_workspace(&workspace, 0).await;
-        for i in 0..32 {
-            let (id, user) = (format!("x{i}"), format!("u{i}"));
-            stack
-                .register_target(TargetKind::WorkspaceExpense, &id, &workspace, &user)
-                .await;
-        }
-        let calls = (0..32).map(|i| {
-            let token = stack.token(&format!("u{i}"), &workspace, &["owner"], &[]);
-            let path = format!("/api/v1/client/workspace/{workspace}/expenses/x{i}/receipt");
-            let (stack, bytes) = (&stack, bytes.clone());
-            async move {
-                let form = reqwest::multipart::Form::new().part(
-                    "file",
-                    reqwest::multipart::Part::bytes(bytes)
-                        .file_name("r.jpg")
-                        .mime_str("image/jpeg")
-                        .unwrap(),
-                );
-                let response = stack
-                    .http
-                    .post(stack.url(&path))
-                    .bearer_auth(token)
-                    .multipart(form)
-                    .send()
-                    .await
-                    .map_err(|err| format!("no answer: {err}"))?;
-                let status = response.status().as_u16();
-                let retry = response.headers().contains_key("retry-after");
-                let body = response.text().await.map_err(|err| err.to_string())?;
-                Ok::<_, String>((status, retry, body))
-            }
-        });
-        for outcome in futures::future::join_all(calls).await {
-            match outcome {
-                Ok((201, _, _)) => created += 1,
-                Ok((503, true, body)) if body.contains("\"code\":\"OVERLOADED\"") => refused += 1,
-                other => panic!("round {round}: {other:?}"),
-            }
-        }
-    }
-    assert!(created >= 4, "{created} created");
-    assert!(refused >= 1, "{refused} refused");
-    assert_eq!(created + refused, 96);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_and_twenty_eight_clients_through_the_gateway_get_201_or_503_overloaded() {
-    // The service's default limit of 64 uploads in flight; eight workspaces of 16 clients each,
-    // under the per-workspace limit (32), so the global one is what refuses.
-    let stack = spawn_stack_with(|settings| {
-        assert_eq!(
-            settings.limits.max_in_flight_uploads, 64,
-            "the default limit"
-        );
-    })
-    .await;
-    let workspaces: Vec<String> = (0..8).map(|n| format!("c{n}")).collect();
-    for (n, workspace) in workspaces.iter().enumerate() {
-        stack.register_workspace(workspace, 0).await;
-        for i in (n..128).step_by(8) {
-            let (id, user) = (format!("x{i}"), format!("u{i}"));
-            stack
-                .register_target(TargetKind::WorkspaceExpense, &id, workspace, &user)
-                .await;
-        }
-    }
-    let bytes = imaging_e2e::fixtures::scenes::photo_jpeg(400, 300, 5, 90);
-    let calls = (0..128).map(|i| {
-        let workspace = &workspaces[i % 8];
+/// The expenses `x{i}` of `uploads` (`(workspace, i)`, each registered to user `u{i}`), each
+/// sent `bytes` at once by its owner through the gateway: how many were created (201) and how
+/// many refused as 503 `OVERLOADED` with `Retry-After`; any other answer fails the test.
+async fn created_or_overloaded(
+    stack: &TestStack,
+    round: usize,
+    uploads: &[(String, usize)],
+    bytes: &[u8],
+) -> (usize, usize) {
+    let calls = uploads.iter().map(|(workspace, i)| {
         let token = stack.token(&format!("u{i}"), workspace, &["owner"], &[]);
         let path = format!("/api/v1/client/workspace/{workspace}/expenses/x{i}/receipt");
-        let (stack, bytes) = (&stack, bytes.clone());
+        let bytes = bytes.to_vec();
         async move {
             let form = reqwest::multipart::Form::new().part(
                 "file",
@@ -236,9 +169,59 @@ async fn a_hundred_and_twenty_eight_clients_through_the_gateway_get_201_or_503_o
         match outcome {
             Ok((201, _, _)) => created += 1,
             Ok((503, true, body)) if body.contains("\"code\":\"OVERLOADED\"") => refused += 1,
-            other => panic!("{other:?}"),
+            other => panic!("round {round}: {other:?}"),
         }
     }
+    (created, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_uploads_than_slots_through_the_gateway_each_end_201_or_503_overloaded() {
+    let stack = spawn_stack_with(|settings| settings.limits.max_in_flight_uploads = 4).await;
+    let bytes = megabyte_photo();
+    let (mut created, mut refused) = (0, 0);
+    for round in 0..3 {
+        let workspace = format!("w{round}");
+        stack.register_workspace(&workspace, 0).await;
+        for i in 0..32 {
+            let (id, user) = (format!("x{i}"), format!("u{i}"));
+            stack
+                .register_target(TargetKind::WorkspaceExpense, &id, &workspace, &user)
+                .await;
+        }
+        let uploads: Vec<(String, usize)> = (0..32).map(|i| (workspace.clone(), i)).collect();
+        let (c, r) = created_or_overloaded(&stack, round, &uploads, &bytes).await;
+        (created, refused) = (created + c, refused + r);
+    }
+    assert!(created >= 4, "{created} created");
+    assert!(refused >= 1, "{refused} refused");
+    assert_eq!(created + refused, 96);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_and_twenty_eight_clients_through_the_gateway_get_201_or_503_overloaded() {
+    // The service's default limit of 64 uploads in flight; eight workspaces of 16 clients each,
+    // under the per-workspace limit (32), so the global one is what refuses.
+    let stack = spawn_stack_with(|settings| {
+        assert_eq!(
+            settings.limits.max_in_flight_uploads, 64,
+            "the default limit"
+        );
+    })
+    .await;
+    let workspaces: Vec<String> = (0..8).map(|n| format!("c{n}")).collect();
+    let uploads: Vec<(String, usize)> = (0..128).map(|i| (workspaces[i % 8].clone(), i)).collect();
+    for workspace in &workspaces {
+        stack.register_workspace(workspace, 0).await;
+    }
+    for (workspace, i) in &uploads {
+        let (id, user) = (format!("x{i}"), format!("u{i}"));
+        stack
+            .register_target(TargetKind::WorkspaceExpense, &id, workspace, &user)
+            .await;
+    }
+    let bytes = imaging_e2e::fixtures::scenes::photo_jpeg(400, 300, 5, 90);
+    let (created, refused) = created_or_overloaded(&stack, 0, &uploads, &bytes).await;
     println!("{created} created, {refused} refused");
     assert_eq!(created + refused, 128);
     assert!(created >= 64, "{created} created, {refused} refused");

@@ -336,20 +336,20 @@ macro_rules! storage_contract {
 
 storage_contract!(filesystem, s3, s3_checksum);
 
+/// PUTs other bytes under `key` than those whose digests it sends (those of `sent`).
+async fn put_altered(store: &dyn ObjectStore, key: &str, sent: &[u8]) -> Result<(), StorageError> {
+    let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
+    store
+        .put(key, altered, &BodyDigest::of(sent), "application/pdf")
+        .await
+}
+
 #[tokio::test]
 async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_sha256() {
     let backend = s3().await;
     let store = backend.store.as_ref();
     let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were hashed");
-    let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
-    let refused = store
-        .put(
-            "ws/w1/receipts/a/1.pdf",
-            altered,
-            &BodyDigest::of(&sent),
-            "application/pdf",
-        )
-        .await;
+    let refused = put_altered(store, "ws/w1/receipts/a/1.pdf", &sent).await;
     assert!(refused.is_err(), "a body altered after hashing is refused");
     assert!(store.get("ws/w1/receipts/a/1.pdf").await.unwrap().is_none());
     put(store, "ws/w1/receipts/a/1.pdf", &sent).await.unwrap();
@@ -365,15 +365,7 @@ async fn the_s3_server_refuses_a_body_that_does_not_match_its_signed_crc32c() {
     let store = backend.store.as_ref();
     assert!(store.checks_crc32c());
     let sent = Bytes::from_static(b"%PDF-1.4 the bytes that were checksummed");
-    let altered = Bytes::from_static(b"%PDF-1.4 the bytes that went astray");
-    let refused = store
-        .put(
-            "ws/w1/receipts/a/1.pdf",
-            altered,
-            &BodyDigest::of(&sent),
-            "application/pdf",
-        )
-        .await;
+    let refused = put_altered(store, "ws/w1/receipts/a/1.pdf", &sent).await;
     // (This test server writes the object before it compares the checksum, where S3 stores
     // nothing; either way the write fails, so the service never records the key.)
     assert!(
