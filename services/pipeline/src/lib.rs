@@ -9,6 +9,7 @@ mod image_page;
 mod inspect;
 mod jpeg;
 mod media;
+pub mod meter;
 mod pdf;
 pub mod pdf_guard;
 mod png_scan;
@@ -18,6 +19,7 @@ pub use cost::{Estimate, Step, estimate, memory_cost};
 pub use error::PipelineError;
 pub use inspect::{DecodeCost, Inspected, decode_cost, inspect, inspect_estimated};
 pub use media::{MediaType, sniff};
+pub use meter::MeteredAlloc;
 pub use pdf::{
     MAX_OBJECT_NUMBER, ReportLayout, ReportUpdate, adopt_report, append_to_report, start_report,
 };

@@ -79,6 +79,9 @@ pub fn start_report(
         Object::Dictionary(dictionary! { "Type" => "Catalog", "Pages" => pages }),
     );
     doc.trailer.set("Root", catalog);
+    // A classic cross-reference table: a cross-reference stream would be an object of its own,
+    // numbered after the two above, where the first append puts its first object.
+    doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
     let mut empty = Vec::new();
     doc.save_to(&mut empty).map_err(corrupt)?;
     let layout = ReportLayout {
@@ -109,6 +112,8 @@ pub fn adopt_report(existing: &[u8], limits: &Limits) -> Result<ReportUpdate, Pi
 /// The whole file of [`adopt`]'s update: the PDF followed by the increment, or the renumbered
 /// file.
 fn whole(bytes: &[u8], doc: Document) -> Result<ReportUpdate, PipelineError> {
+    let (end, _) = final_revision(bytes)?;
+    let bytes = &bytes[..end];
     let (mut update, renumbered) = adopt(bytes, doc)?;
     if !renumbered {
         let mut file = Vec::with_capacity(bytes.len() + update.bytes.len());
@@ -132,9 +137,10 @@ fn adopt(bytes: &[u8], mut doc: Document) -> Result<(ReportUpdate, bool), Pipeli
         .ok()
         .and_then(|size| u32::try_from(size).ok())
         .unwrap_or(u32::MAX);
-    // The numbers in use, whatever the file declares.
+    // The numbers in use, whatever the file declares, cross-reference streams included.
     let highest = doc.objects.keys().map(|(id, _)| *id).max().unwrap_or(0);
-    doc.max_id = doc.max_id.max(highest);
+    let headers = u32::try_from(highest_object_header(bytes)).unwrap_or(u32::MAX);
+    doc.max_id = doc.max_id.max(highest).max(headers);
     if doc.max_id > MAX_OBJECT_NUMBER / 2 || declared > MAX_OBJECT_NUMBER / 2 {
         doc.renumber_objects();
         doc.trailer.set("Size", i64::from(doc.max_id) + 1);
@@ -323,6 +329,7 @@ fn increment(
     out.push(b'\n');
     let mut offsets: Vec<(u32, u16, u64)> = Vec::with_capacity(objects.len());
     for ((id, generation), object) in objects {
+        crate::meter::check()?;
         offsets.push((id, generation, base_len + out.len() as u64));
         writeln!(out, "{id} {generation} obj").map_err(corrupt)?;
         match object {
@@ -365,25 +372,87 @@ fn increment(
     Ok((out, xref_offset))
 }
 
-/// The offset after the last `startxref` of a PDF.
-fn xref_offset_of(bytes: &[u8]) -> Result<u64, PipelineError> {
-    let tail = &bytes[bytes.len().saturating_sub(1024)..];
-    let at = tail
-        .windows(9)
-        .rposition(|window| window == b"startxref")
-        .ok_or_else(|| corrupt("no startxref at the end of the PDF"))?;
-    let digits: String = tail[at + 9..]
+/// Where a PDF's last revision ends and its last cross-reference section starts, found the way
+/// the parser finds them (lopdf, like other readers): the last `%%EOF` within the last 1024 bytes
+/// (trailing white space aside), and the `startxref` just before it. Returns the length of the
+/// file up to that `%%EOF` and the section's offset. Bytes after it are no revision of the file:
+/// a report drops them, so that the chain it appends to is the one that was validated.
+fn final_revision(bytes: &[u8]) -> Result<(usize, u64), PipelineError> {
+    let end = bytes
+        .iter()
+        .rposition(|byte| !b" \t\n\r\0\x0C".contains(byte))
+        .map_or(0, |at| at + 1);
+    let tail_start = end.saturating_sub(1024);
+    let eof = memchr::memmem::rfind(&bytes[tail_start..end], b"%%EOF")
+        .map(|at| tail_start + at)
+        .filter(|&at| at > 25)
+        .ok_or_else(|| corrupt("no %%EOF at the end of the PDF"))?;
+    let at = memchr::memmem::rfind(&bytes[eof - 25..eof], b"startxref")
+        .map(|at| eof - 25 + at)
+        .ok_or_else(|| corrupt("no startxref before the final %%EOF"))?;
+    let digits: String = bytes[at + 9..eof]
         .iter()
         .skip_while(|byte| byte.is_ascii_whitespace())
         .take_while(|byte| byte.is_ascii_digit())
         .map(|&byte| char::from(byte))
         .collect();
-    digits
+    let offset = digits
         .parse()
-        .map_err(|_| corrupt("unreadable startxref at the end of the PDF"))
+        .map_err(|_| corrupt("unreadable startxref at the end of the PDF"))?;
+    Ok((eof + 5, offset))
+}
+
+/// The offset of a PDF's last cross-reference section (see [`final_revision`]).
+fn xref_offset_of(bytes: &[u8]) -> Result<u64, PipelineError> {
+    final_revision(bytes).map(|(_, offset)| offset)
+}
+
+/// The highest object number any `N G obj` header in the file names, whether or not a
+/// cross-reference section lists it (a cross-reference stream is an object too, and a reader
+/// may find objects by scanning): new objects are numbered above all of them, so that no reader
+/// can take one for another.
+fn highest_object_header(bytes: &[u8]) -> u64 {
+    let mut highest = 0;
+    for at in memchr::memmem::find_iter(bytes, b"obj") {
+        // Backwards over "<number> <generation> " before the keyword.
+        let before = &bytes[..at];
+        let Some(gen_end) = before.iter().rposition(|b| !b.is_ascii_whitespace()) else {
+            continue;
+        };
+        let gen_start = before[..=gen_end]
+            .iter()
+            .rposition(|b| !b.is_ascii_digit())
+            .map_or(0, |p| p + 1);
+        if gen_start > gen_end || gen_start == 0 || !before[gen_start - 1].is_ascii_whitespace() {
+            continue;
+        }
+        let Some(num_end) = before[..gen_start]
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+        else {
+            continue;
+        };
+        let num_start = before[..=num_end]
+            .iter()
+            .rposition(|b| !b.is_ascii_digit())
+            .map_or(0, |p| p + 1);
+        if num_start > num_end || num_end - num_start > 12 {
+            continue;
+        }
+        let number = before[num_start..=num_end]
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        highest = highest.max(number);
+    }
+    highest
 }
 
 /// Moves every page of `other` (in order) into `doc` under `parent`; returns their new IDs.
+///
+/// A page leaves its page tree, so what it inherited there is set on it. A value the tree shares
+/// (an inherited `/Resources`, a `/MediaBox` of any length) is written once, as an object of its
+/// own that every page refers to, never copied per page: the pages cost what the file holds, not
+/// its pages times its shared values.
 fn adopt_pages(
     doc: &mut Document,
     mut other: Document,
@@ -391,15 +460,55 @@ fn adopt_pages(
 ) -> Result<Vec<ObjectId>, PipelineError> {
     other.renumber_objects_with(doc.max_id + 1);
     let page_ids: Vec<ObjectId> = other.get_pages().into_values().collect();
+    // The object holding each (ancestor, attribute) value that has been made shared.
+    let mut shared: std::collections::HashMap<(ObjectId, &'static [u8]), Object> =
+        std::collections::HashMap::new();
+    // Where each page inherits from, read before any value is taken from a tree node.
+    let mut inherited = Vec::with_capacity(page_ids.len());
     for &page_id in &page_ids {
-        let inherited = inherited_attributes(&other, page_id);
-        let page = other.get_dictionary_mut(page_id).map_err(corrupt)?;
-        for (key, value) in inherited {
-            if !page.has(key) {
-                page.set(key, value);
+        crate::meter::check()?;
+        inherited.push(inherited_attributes(&other, page_id));
+    }
+    for (&page_id, inherited) in page_ids.iter().zip(inherited) {
+        crate::meter::check()?;
+        for (key, ancestor) in inherited {
+            if other.get_dictionary(page_id).map_err(corrupt)?.has(key) {
+                continue;
             }
+            let value = match shared.get(&(ancestor, key)) {
+                Some(value) => value.clone(),
+                None => {
+                    let node = other.get_dictionary_mut(ancestor).map_err(corrupt)?;
+                    // A tree node is dropped once its pages are moved: its value is taken, not
+                    // copied. (A `Parent` naming a page is malformed, but its page keeps its own.)
+                    let value = if node.has_type(b"Pages") {
+                        node.remove(key)
+                    } else {
+                        node.get(key).ok().cloned()
+                    };
+                    let value = match value.ok_or_else(|| corrupt("inherited value vanished"))? {
+                        // Small or already shared: as it is.
+                        small @ (Object::Reference(_)
+                        | Object::Integer(_)
+                        | Object::Real(_)
+                        | Object::Boolean(_)
+                        | Object::Name(_)
+                        | Object::Null) => small,
+                        large => Object::Reference(other.add_object(large)),
+                    };
+                    shared.insert((ancestor, key), value.clone());
+                    value
+                }
+            };
+            other
+                .get_dictionary_mut(page_id)
+                .map_err(corrupt)?
+                .set(key, value);
         }
-        page.set("Parent", parent);
+        other
+            .get_dictionary_mut(page_id)
+            .map_err(corrupt)?
+            .set("Parent", parent);
     }
     let is_tree_node = |object: &Object| {
         let kind = object
@@ -423,21 +532,20 @@ fn adopt_pages(
 /// Attributes a page may inherit from its ancestors in the page tree.
 const INHERITED: [&[u8]; 4] = [b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
 
-/// The inheritable attributes a page's ancestors give it, nearest ancestor first.
-fn inherited_attributes(doc: &Document, page_id: ObjectId) -> Vec<(&'static [u8], Object)> {
+/// The inheritable attributes a page's ancestors give it, each with the nearest ancestor that
+/// holds it.
+fn inherited_attributes(doc: &Document, page_id: ObjectId) -> Vec<(&'static [u8], ObjectId)> {
     let parent_of = |dict: &Dictionary| dict.get(b"Parent").and_then(Object::as_reference).ok();
-    let mut found: Vec<(&'static [u8], Object)> = Vec::new();
+    let mut found: Vec<(&'static [u8], ObjectId)> = Vec::new();
     let mut node = doc.get_dictionary(page_id).ok().and_then(parent_of);
     // The depth cap stops a malicious Parent cycle.
     for _ in 0..64 {
-        let Some(dict) = node.and_then(|id| doc.get_dictionary(id).ok()) else {
+        let Some((id, dict)) = node.and_then(|id| Some((id, doc.get_dictionary(id).ok()?))) else {
             break;
         };
         for key in INHERITED {
-            if let Ok(value) = dict.get(key)
-                && !found.iter().any(|(k, _)| *k == key)
-            {
-                found.push((key, value.clone()));
+            if dict.has(key) && !found.iter().any(|(k, _)| *k == key) {
+                found.push((key, id));
             }
         }
         node = parent_of(dict);

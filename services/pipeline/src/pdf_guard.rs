@@ -21,10 +21,12 @@ pub struct PdfCost {
 
 impl PdfCost {
     /// A bound on the memory lopdf needs to load the file: about 128 bytes per parsed token,
-    /// the inflated streams, and the file itself.
+    /// the inflated streams, the file itself, and 64 KiB of tables any document needs (what
+    /// the meter measures on the smallest files).
     pub fn memory(&self, file_len: u64) -> u64 {
         self.tokens
             .saturating_mul(128)
+            .saturating_add(64 * 1024)
             .saturating_add(self.inflated)
             .saturating_add(file_len)
     }

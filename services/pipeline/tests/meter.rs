@@ -1,0 +1,125 @@
+//! Memory enforced while a step runs: with the counting allocator installed (as the service
+//! installs it), a step that allocates more than its limit is stopped and refused, whatever the
+//! input; and a page tree whose inherited values would multiply per page is written by
+//! reference, so its append costs about what the file holds.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_qpdf_accepts, jpeg};
+use imaging_fixtures::{pdf, pdf_inherited_values, pdfinfo_pages};
+use imaging_pipeline::{
+    Limits, MediaType, PipelineError, Step, append_to_report, memory_cost, meter, start_report,
+};
+
+#[global_allocator]
+static ALLOC: imaging_pipeline::MeteredAlloc = imaging_pipeline::MeteredAlloc;
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn the_counting_allocator_is_installed_here() {
+    assert!(meter::installed());
+}
+
+#[test]
+fn a_step_over_its_limit_is_refused_and_one_within_it_is_not() {
+    let over = meter::run(MIB, || {
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            held.push(vec![1u8; 64 * 1024]);
+            meter::check()?;
+        }
+        Ok(held.len())
+    });
+    assert!(matches!(
+        over,
+        Err(PipelineError::TooComplex { what: "memory" })
+    ));
+    // Checked at the end too: a step that never calls `check` is refused all the same.
+    let unchecked = meter::run(MIB, || Ok(vec![0u8; 2 * MIB as usize].len()));
+    assert!(matches!(
+        unchecked,
+        Err(PipelineError::TooComplex { what: "memory" })
+    ));
+    let (len, peak) = meter::run(4 * MIB, || Ok(vec![0u8; 2 * MIB as usize].len())).unwrap();
+    assert_eq!(len, 2 * MIB as usize);
+    assert!(peak.0 >= 2 * MIB && peak.0 < 3 * MIB, "peak {}", peak.0);
+}
+
+#[test]
+fn inherited_values_are_written_once_not_per_page() {
+    let limits = Limits::default();
+    let report = start_report(&jpeg(40, 30), MediaType::Jpeg, &limits).unwrap();
+    // 2,000 pages inheriting a 200,000-number MediaBox and 50,000 resources: copied per page
+    // this is hundreds of millions of objects.
+    let upload = pdf_inherited_values(2000, 200_000);
+    let reserved = memory_cost(
+        &upload,
+        MediaType::Pdf,
+        Step::Report { report_bytes: 0 },
+        &limits,
+    )
+    .unwrap();
+    let (update, peak) = meter::run(reserved, || {
+        append_to_report(
+            &report.layout,
+            report.bytes.len() as u64,
+            report.page_count,
+            &upload,
+            MediaType::Pdf,
+            &limits,
+        )
+    })
+    .unwrap();
+    assert_eq!(update.page_count, 2001);
+    assert!(
+        peak.0 <= reserved,
+        "peak {} over the reservation {reserved}",
+        peak.0
+    );
+    assert!(
+        (update.bytes.len() as u64) < 3 * upload.len() as u64,
+        "the increment is {} bytes for a {}-byte upload",
+        update.bytes.len(),
+        upload.len()
+    );
+    let mut whole = report.bytes.clone();
+    whole.extend_from_slice(&update.bytes);
+    assert_qpdf_accepts(&whole);
+    assert_eq!(pdfinfo_pages(&whole), 2001);
+    // Every page still sees the inherited box: lopdf reads the first page's MediaBox.
+    let doc = lopdf::Document::load_mem(&whole).unwrap();
+    let pages = doc.get_pages();
+    let last = doc.get_dictionary(pages[&2001]).unwrap();
+    let media_box = doc
+        .dereference(last.get(b"MediaBox").unwrap())
+        .unwrap()
+        .1
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(media_box, 200_000);
+}
+
+#[test]
+fn an_append_held_to_too_little_memory_is_refused_not_aborted() {
+    let limits = Limits::default();
+    let report = start_report(&jpeg(40, 30), MediaType::Jpeg, &limits).unwrap();
+    let upload = pdf(50);
+    let refused = meter::run(64 * 1024, || {
+        append_to_report(
+            &report.layout,
+            report.bytes.len() as u64,
+            report.page_count,
+            &upload,
+            MediaType::Pdf,
+            &limits,
+        )
+    });
+    assert!(matches!(
+        refused,
+        Err(PipelineError::TooComplex { what: "memory" })
+    ));
+}
