@@ -71,11 +71,78 @@ pub fn connection_cap(configured: usize, open_files: u64, listeners: u64) -> usi
         .max(1)
 }
 
-/// An accepted connection: idle-timed, holding its place under the connection cap.
+/// One client address may hold at most this share of a listener's connections (1/N): a client
+/// opening connections until the cap only fills its own share, and others still get in.
+pub const ADDRESS_SHARE_DIVISOR: usize = 4;
+
+/// A listener's connection slots: the cap, and what each client address holds of it.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    all: Arc<Semaphore>,
+    per_address: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    share: usize,
+}
+
+impl Slots {
+    /// `cap` connections at once, at most `cap / ADDRESS_SHARE_DIVISOR` (and at least one) per
+    /// client address.
+    pub fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
+        Slots {
+            all: Arc::new(Semaphore::new(cap)),
+            per_address: Arc::default(),
+            share: (cap / ADDRESS_SHARE_DIVISOR).max(1),
+        }
+    }
+
+    /// Takes a place for `address`; `None` if it holds its share already.
+    fn take(&self, address: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut held = self
+            .per_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(address).or_insert(0);
+        if *count >= self.share {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            address,
+        })
+    }
+}
+
+/// A connection's place in its address's share; dropping it gives the place back.
+#[derive(Debug)]
+struct AddressSlot {
+    slots: Slots,
+    address: std::net::IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .per_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// An accepted connection: idle-timed, holding its place under the connection cap and in its
+/// client address's share.
 #[derive(Debug)]
 pub struct Guarded {
     io: IdleTimeout<TcpStream>,
     _permit: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 impl Guarded {
@@ -138,24 +205,32 @@ impl tonic::transport::server::Connected for Guarded {
     }
 }
 
-/// Accepts connections from `listener` while fewer than `limits.max_connections` are open.
+/// Accepts connections from `listener` while fewer than `limits.max_connections` are open; a
+/// connection from an address that holds its share already is closed at once.
 pub async fn accept(
     listener: &TcpListener,
-    slots: &Arc<Semaphore>,
+    slots: &Slots,
     limits: &ListenerLimits,
 ) -> std::io::Result<Guarded> {
     let permit = slots
+        .all
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| std::io::Error::other("listener closed"))?;
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                let Some(address) = slots.take(peer.ip()) else {
+                    tracing::debug!(%peer, "connection refused: its address holds its share");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 return Ok(Guarded {
                     io: IdleTimeout::new(stream, limits.idle_timeout),
                     _permit: permit,
+                    _address: Some(address),
                 });
             }
             // Out of descriptors or a connection reset before accept: wait, then go on.
@@ -172,7 +247,7 @@ pub fn incoming(
     listener: TcpListener,
     limits: ListenerLimits,
 ) -> impl Stream<Item = std::io::Result<Guarded>> + Send + 'static {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Slots::new(limits.max_connections);
     futures::stream::unfold((listener, slots), move |(listener, slots)| async move {
         let next = accept(&listener, &slots, &limits).await;
         Some((next, (listener, slots)))

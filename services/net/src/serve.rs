@@ -2,15 +2,13 @@
 //! [`crate::accept`], HTTP/1 with a header-read timeout, HTTP/2 with a stream limit and
 //! keep-alive pings, and graceful shutdown.
 
-use crate::{ListenerLimits, accept};
+use crate::{ListenerLimits, Slots, accept};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits for
 /// the open connections to finish (callers bound that wait).
@@ -20,7 +18,7 @@ pub async fn serve_http(
     limits: ListenerLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Slots::new(limits.max_connections);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
