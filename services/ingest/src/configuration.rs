@@ -199,6 +199,14 @@ pub struct LimitSettings {
     pub max_uploads_per_workspace: usize,
     /// An upload stream that sends nothing for this long fails with `UPLOAD_TIMEOUT`, in seconds.
     pub upload_idle_seconds: u64,
+    /// An upload stream still sending after this long fails with `UPLOAD_TIMEOUT`, in seconds,
+    /// however steadily it sends.
+    pub upload_deadline_seconds: u64,
+    /// After [`Self::upload_rate_grace_seconds`], an upload that has averaged fewer bytes per
+    /// second than this since it began fails with `UPLOAD_TIMEOUT` (a trickle holds no slot).
+    pub upload_min_bytes_per_second: u64,
+    /// How long an upload may send slowly (a phone finding its network) before its rate counts.
+    pub upload_rate_grace_seconds: u64,
 }
 
 /// The dev-only HS256 secret, used only in dev mode when no key is configured.
@@ -262,6 +270,9 @@ max_in_flight_uploads = 64
 max_uploads_per_user = 8
 max_uploads_per_workspace = 32
 upload_idle_seconds = 15
+upload_deadline_seconds = 300
+upload_min_bytes_per_second = 8192
+upload_rate_grace_seconds = 10
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;

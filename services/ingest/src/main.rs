@@ -5,6 +5,11 @@ use imaging_service::configuration;
 use imaging_service::startup::{self, Application};
 use std::path::PathBuf;
 
+/// Counts what each pipeline step allocates, so that a step is held to the memory it reserved
+/// while it runs (`imaging_pipeline::meter`).
+#[global_allocator]
+static ALLOC: imaging_pipeline::MeteredAlloc = imaging_pipeline::MeteredAlloc;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "Receipt image ingest service")]
 struct Cli {
@@ -49,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(imaging_telemetry::shutdown_signal()).await
         }
         Command::Reconcile { dry_run } => {
-            let (quota, catalog) = startup::state_backend(&settings.state)?;
+            let (quota, catalog) = startup::state_backend(&settings.state).map_err(held)?;
             let drifts =
                 imaging_service::reconcile::reconcile(quota.as_ref(), catalog.as_ref(), !dry_run)
                     .await?;
@@ -85,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Janitor { older_than_seconds } => {
             let (store, _) = startup::storage_backend(&settings.storage, "").await?;
-            let (_, catalog) = startup::state_backend(&settings.state)?;
+            let (_, catalog) = startup::state_backend(&settings.state).map_err(held)?;
             let grace = std::time::Duration::from_secs(older_than_seconds);
             let removed = store.sweep(grace).await?;
             let orphans =
@@ -97,5 +102,18 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The error of opening the state backend, with what to do when a running service holds the
+/// embedded state file.
+fn held(err: anyhow::Error) -> anyhow::Error {
+    if format!("{err:#}").contains("already open") {
+        err.context(
+            "the embedded state file is open in the running service: run `imaging-cli reconcile` \
+             or `imaging-cli janitor` against the service instead (no downtime), or stop it first",
+        )
+    } else {
+        err
     }
 }

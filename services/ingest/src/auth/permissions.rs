@@ -64,9 +64,9 @@ fn workspace_finance(claims: &Claims) -> bool {
 
 /// May `claims` read the quota usage of `workspace`?
 pub fn can_read_usage(claims: &Claims, workspace: &str) -> Result<(), IngestError> {
-    if claims.has_role(SERVICE_ROLE)
-        || (claims.ws == workspace && (claims.is_admin() || workspace_finance(claims)))
-    {
+    let service =
+        claims.has_role(SERVICE_ROLE) && (claims.ws == ALL_WORKSPACES || claims.ws == workspace);
+    if service || (claims.ws == workspace && (claims.is_admin() || workspace_finance(claims))) {
         Ok(())
     } else {
         Err(IngestError::PermissionDenied(

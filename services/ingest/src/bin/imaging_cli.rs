@@ -99,6 +99,20 @@ enum Command {
     },
     /// Show a workspace's quota usage.
     Usage { workspace: String },
+    /// Recompute every workspace's usage from the image records and repair receipt lists, in
+    /// the running service (needs a service token for every workspace, `ws` = `*`).
+    Reconcile {
+        /// Only report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove leftovers of interrupted writes and objects no record names, in the running
+    /// service (needs a service token for every workspace, `ws` = `*`).
+    Janitor {
+        /// Only leftovers older than this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        older_than_seconds: u64,
+    },
 }
 
 fn target(kind: Kind, id: String, workspace: String) -> v1::Target {
@@ -263,6 +277,45 @@ async fn main() -> anyhow::Result<()> {
                     .get_usage(authed(&token, request)?)
                     .await?
                     .into_inner()
+            );
+        }
+        Command::Reconcile { dry_run } => {
+            let mut client = TargetRegistryClient::connect(cli.addr).await?;
+            let reply = client
+                .reconcile(authed(&token, v1::ReconcileRequest { dry_run })?)
+                .await?
+                .into_inner();
+            for drift in &reply.drifts {
+                let note = match (dry_run, drift.repaired) {
+                    (true, _) => "",
+                    (false, true) => "\trepaired",
+                    (false, false) => "\tchanged meanwhile; run again",
+                };
+                println!(
+                    "{}\trecorded {}\tactual {}{note}",
+                    drift.workspace_id, drift.recorded_bytes, drift.actual_bytes
+                );
+            }
+            let how = if dry_run {
+                " (dry run, nothing changed)"
+            } else {
+                ""
+            };
+            println!("{} workspace(s) drifted{how}", reply.drifts.len());
+            println!(
+                "receipt lists: {} entr(ies) missing, {} stray{how}",
+                reply.list_entries_added, reply.list_entries_removed
+            );
+        }
+        Command::Janitor { older_than_seconds } => {
+            let mut client = TargetRegistryClient::connect(cli.addr).await?;
+            let reply = client
+                .sweep(authed(&token, v1::SweepRequest { older_than_seconds })?)
+                .await?
+                .into_inner();
+            println!(
+                "removed {} leftover(s) and {} orphan(s)",
+                reply.leftovers_removed, reply.orphans_removed
             );
         }
     }

@@ -75,11 +75,32 @@ impl IngestApi {
 /// [`IngestApi::refuse`]).
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
+/// The error a failed request stream is: a message over the transport's size limit (which sits
+/// just above the chunk limit) is a chunk too large; anything else is an invalid request.
+fn stream_failed(status: &Status, max_chunk: usize) -> IngestError {
+    // tonic: "Error, decoded message length too large: found N bytes, the limit is: M bytes".
+    let message = status.message();
+    if status.code() == tonic::Code::OutOfRange && message.contains("message length too large") {
+        let size = message
+            .split("found ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        return IngestError::ChunkTooLarge {
+            size,
+            limit: max_chunk,
+        };
+    }
+    IngestError::invalid("", format!("the upload stream failed: {message}"))
+}
+
 /// The chunks after the header, as bytes; a second header or a failed stream is an error.
 fn chunks(
     stream: &mut Streaming<v1::UploadImageRequest>,
+    max_chunk: usize,
 ) -> impl Stream<Item = Result<Bytes, IngestError>> + Send + '_ {
-    stream.filter_map(|message| async move {
+    stream.filter_map(move |message| async move {
         match message {
             Ok(v1::UploadImageRequest {
                 part: Some(Part::Chunk(chunk)),
@@ -91,10 +112,7 @@ fn chunks(
                 "a second header was sent",
             ))),
             Ok(v1::UploadImageRequest { part: None }) => None,
-            Err(status) => Some(Err(IngestError::invalid(
-                "",
-                format!("the upload stream failed: {}", status.message()),
-            ))),
+            Err(status) => Some(Err(stream_failed(&status, max_chunk))),
         }
     })
 }
@@ -119,11 +137,8 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
                 .into());
             }
             Err(status) => {
-                return Err(IngestError::invalid(
-                    "",
-                    format!("the upload stream failed: {}", status.message()),
-                )
-                .into());
+                let max_chunk = self.ingestor.limits.max_chunk_bytes;
+                return Err(stream_failed(&status, max_chunk).into());
             }
         };
         let header = match convert::upload_request(header) {
@@ -132,7 +147,11 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         };
         match self
             .ingestor
-            .upload(claims, header, chunks(&mut stream))
+            .upload(
+                claims,
+                header,
+                chunks(&mut stream, self.ingestor.limits.max_chunk_bytes),
+            )
             .await
         {
             Ok(uploaded) => Ok(Response::new(convert::upload_response(uploaded))),
@@ -239,5 +258,49 @@ impl v1::target_registry_server::TargetRegistry for IngestApi {
             .register_workspace(&claims, &body.workspace_id, body.quota_bytes)
             .await?;
         Ok(Response::new(v1::RegisterWorkspaceResponse { quota_bytes }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<v1::ReconcileRequest>,
+    ) -> Result<Response<v1::ReconcileResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let done = self
+            .ingestor
+            .reconcile(&claims, request.into_inner().dry_run)
+            .await?;
+        Ok(Response::new(v1::ReconcileResponse {
+            drifts: done
+                .drifts
+                .into_iter()
+                .map(|drift| v1::WorkspaceDrift {
+                    workspace_id: drift.workspace,
+                    recorded_bytes: drift.recorded,
+                    actual_bytes: drift.actual,
+                    repaired: drift.repaired,
+                })
+                .collect(),
+            list_entries_added: done.listings.added as u64,
+            list_entries_removed: done.listings.removed as u64,
+        }))
+    }
+
+    async fn sweep(
+        &self,
+        request: Request<v1::SweepRequest>,
+    ) -> Result<Response<v1::SweepResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let seconds = match request.into_inner().older_than_seconds {
+            0 => 3600,
+            seconds => seconds,
+        };
+        let (leftovers, orphans) = self
+            .ingestor
+            .sweep(&claims, Duration::from_secs(seconds))
+            .await?;
+        Ok(Response::new(v1::SweepResponse {
+            leftovers_removed: leftovers,
+            orphans_removed: orphans,
+        }))
     }
 }

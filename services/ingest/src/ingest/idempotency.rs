@@ -17,8 +17,13 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The catalog key of `key` for the caller `sub` of workspace `ws`: the parts are
 /// length-prefixed before hashing, so no two (workspace, user, key) triples share a scope.
 pub fn scope(ws: &str, sub: &str, key: &str) -> String {
+    scope_parts(&[ws, sub, key])
+}
+
+/// The hash of length-prefixed parts: no two lists of parts (of any lengths) share it.
+fn scope_parts(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
-    for part in [ws, sub, key] {
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
@@ -35,10 +40,19 @@ pub enum Prior {
 }
 
 impl UploadPlan {
-    /// The scope of this plan's key; `None` without a key.
+    /// The scope of this plan's key; `None` without a key. A caller acting for another user
+    /// (an admin creating a receipt for them) has one scope per user acted for: the same key
+    /// for two users is two uploads, never one replayed to the other.
     pub fn idempotency_scope(&self) -> Option<String> {
-        (!self.idempotency_key.is_empty())
-            .then(|| scope(&self.claims.ws, &self.claims.sub, &self.idempotency_key))
+        if self.idempotency_key.is_empty() {
+            return None;
+        }
+        let (ws, sub, key) = (&self.claims.ws, &self.claims.sub, &self.idempotency_key);
+        Some(if self.owner == *sub {
+            scope(ws, sub, key)
+        } else {
+            scope_parts(&[ws, sub, key, &self.owner])
+        })
     }
 
     /// How the key's record names this plan's target (receipts have a new ID every time).
@@ -111,23 +125,32 @@ impl Ingestor {
         }
     }
 
-    /// Keeps the result of a finished upload under its key (best effort: a lost record only
-    /// means a retry is not recognised as one).
-    pub(crate) async fn remember(&self, plan: &UploadPlan, sha256: &[u8; 32], image: &ImageRecord) {
+    /// Keeps the result of a finished upload under its key; false if it could not be stored
+    /// (the caller then keeps the key's claim).
+    pub(crate) async fn remember(
+        &self,
+        plan: &UploadPlan,
+        sha256: &[u8; 32],
+        image: &ImageRecord,
+    ) -> bool {
         let Some(scope) = plan.idempotency_scope() else {
-            return;
+            return true;
         };
         let done = IdempotencyRecord {
             upload_sha256: hex::encode(sha256),
             target: plan.idempotency_label(),
             image: image.clone(),
         };
-        if let Err(err) = self
+        match self
             .catalog
             .put_idempotency(&scope, &done, IDEMPOTENCY_TTL)
             .await
         {
-            tracing::warn!(error = %err, "idempotency result not kept");
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "idempotency result not kept; the key stays claimed");
+                false
+            }
         }
     }
 }

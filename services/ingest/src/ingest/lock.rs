@@ -64,6 +64,11 @@ impl TargetLock {
         }
     }
 
+    /// Leaves the lock held until it expires (a claim that must outlive this holder).
+    pub fn keep(mut self) {
+        self.token = None;
+    }
+
     /// Releases the lock.
     pub async fn release(mut self) {
         if let Some(token) = self.token.take()

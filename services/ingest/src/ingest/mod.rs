@@ -158,6 +158,8 @@ impl Ingestor {
             .image(&owner.workspace, &target.catalog_key())
             .await?
             .ok_or(IngestError::ImageNotFound)?;
+        // The image is its record's owner's, whoever the target names now.
+        authorize_record(claims, target.kind, &record)?;
         let url = self.store.url(&record.key, self.url_ttl).await?;
         Ok(ImageView {
             record,
@@ -176,17 +178,32 @@ impl Ingestor {
         let Some(owner) = self.authorize(claims, target).await? else {
             return Err(not_found(target.kind));
         };
+        self.remove_image(&owner.workspace, target, Some(claims))
+            .await?
+            .ok_or(IngestError::ImageNotFound)
+    }
+
+    /// Removes the image record of `target` in `workspace` (checked against `claims` if given)
+    /// and releases its bytes, then deletes its object; the bytes released, `None` if there was
+    /// no image.
+    async fn remove_image(
+        &self,
+        workspace: &str,
+        target: &TargetRef,
+        claims: Option<&Claims>,
+    ) -> Result<Option<u64>, IngestError> {
         let catalog_key = target.catalog_key();
         let lock = format!("target:{catalog_key}");
         with_lock(&self.catalog, lock, self.locks, async {
             // The record goes first, by compare-and-set with its bytes given back in the same
             // step; an object left behind by a failed delete is only an orphan.
             for _ in 0..MAX_ATTEMPTS {
-                let record = self
-                    .catalog
-                    .image(&owner.workspace, &catalog_key)
-                    .await?
-                    .ok_or(IngestError::ImageNotFound)?;
+                let Some(record) = self.catalog.image(workspace, &catalog_key).await? else {
+                    return Ok(None);
+                };
+                if let Some(claims) = claims {
+                    authorize_record(claims, target.kind, &record)?;
+                }
                 let removed = self
                     .catalog
                     .swap_image(&Swap {
@@ -207,7 +224,7 @@ impl Ingestor {
                     if let Err(err) = self.store.delete(&record.key).await {
                         tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");
                     }
-                    return Ok(record.size);
+                    return Ok(Some(record.size));
                 }
             }
             Err(IngestError::Busy)
@@ -349,7 +366,9 @@ impl Ingestor {
         }
     }
 
-    /// Forgets a target (its image, if any, stays until deleted); true if it existed.
+    /// Forgets a target and removes its image, if any, giving its bytes back to the workspace
+    /// that was charged; true if the target existed. A target registered again later starts
+    /// without an image, whoever it is registered for.
     pub async fn remove_target(
         &self,
         claims: &Claims,
@@ -362,7 +381,54 @@ impl Ingestor {
             return Ok(false);
         };
         auth::can_manage_workspace(claims, &record.workspace)?;
+        self.remove_image(&record.workspace, target, None).await?;
         Ok(self.catalog.remove_target(&key).await?)
+    }
+}
+
+/// What an operator's reconcile found and did.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    /// Workspaces whose usage counter differed from the records.
+    pub drifts: Vec<crate::reconcile::Drift>,
+    /// Receipt-list repairs.
+    pub listings: crate::reconcile::ListingRepairs,
+}
+
+impl Ingestor {
+    /// Reconcile, run by the service itself (for a service token of every workspace), so that
+    /// it needs no downtime on the embedded state file the service holds open.
+    pub async fn reconcile(
+        &self,
+        claims: &Claims,
+        dry_run: bool,
+    ) -> Result<Reconciled, IngestError> {
+        // A service token whose `ws` is `*`: the only one that manages "every workspace".
+        auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
+        let drifts =
+            crate::reconcile::reconcile(self.quota.as_ref(), self.catalog.as_ref(), !dry_run)
+                .await
+                .map_err(|crate::reconcile::ReconcileError::State(err)| IngestError::from(err))?;
+        let listings = crate::reconcile::reconcile_listings(self.catalog.as_ref(), !dry_run)
+            .await
+            .map_err(|crate::reconcile::ReconcileError::State(err)| IngestError::from(err))?;
+        Ok(Reconciled { drifts, listings })
+    }
+
+    /// The janitor's sweep, run by the service itself (as [`Ingestor::reconcile`]): leftovers
+    /// of interrupted writes and objects no record names, older than `grace`. Returns how many
+    /// of each were removed.
+    pub async fn sweep(&self, claims: &Claims, grace: Duration) -> Result<(u64, u64), IngestError> {
+        auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
+        let leftovers = self.store.sweep(grace).await?;
+        let orphans =
+            crate::janitor::remove_orphans(self.store.as_ref(), self.catalog.as_ref(), grace)
+                .await
+                .map_err(|err| match err {
+                    crate::janitor::JanitorError::Storage(err) => IngestError::from(err),
+                    crate::janitor::JanitorError::State(err) => IngestError::from(err),
+                })?;
+        Ok((leftovers as u64, orphans.len() as u64))
     }
 }
 
@@ -370,6 +436,21 @@ impl Ingestor {
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 /// The most receipts per page of a listing.
 pub const MAX_PAGE_SIZE: usize = 100;
+
+/// May `claims` use the image `record`? Read from the record itself (its workspace and owner),
+/// not from what the target names now.
+pub(crate) fn authorize_record(
+    claims: &Claims,
+    kind: Kind,
+    record: &ImageRecord,
+) -> Result<(), IngestError> {
+    auth::can_use_target(
+        claims,
+        kind.policy().access,
+        &record.workspace,
+        &record.owner,
+    )
+}
 
 fn not_found(kind: Kind) -> IngestError {
     match kind {

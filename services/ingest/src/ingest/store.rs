@@ -118,15 +118,22 @@ async fn reserve_for(
     Ok((ingestor.budget.reserve(estimate.bytes).await?, estimate))
 }
 
-/// Runs CPU-bound pipeline work on the blocking pool, in a `pipeline.{step}` span, timed.
+/// Runs CPU-bound pipeline work on the blocking pool, in a `pipeline.{step}` span, timed, held
+/// to the memory `reserved` for it while it runs (see `imaging_pipeline::meter`): work that
+/// allocates more is stopped and refused as too complex.
 async fn blocking<T: Send + 'static>(
     ingestor: &Ingestor,
     step: &'static str,
+    reserved: &super::budget::Reserved,
     work: impl FnOnce() -> Result<T, pipeline::PipelineError> + Send + 'static,
 ) -> Result<T, IngestError> {
     let span = tracing::info_span!("pipeline", step);
     let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || span.in_scope(work)).await;
+    let limit = reserved.bytes();
+    let result = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| pipeline::meter::run(limit, work).map(|(value, _)| value))
+    })
+    .await;
     ingestor.metrics.conversion_duration.record(
         started.elapsed().as_secs_f64(),
         &[opentelemetry::KeyValue::new("step", step)],
@@ -166,7 +173,7 @@ impl Ingestor {
         let media = plan.media;
         match plan.policy.conversion {
             Conversion::Keep => {
-                let (_work, estimate) = reserve_for(
+                let (work, estimate) = reserve_for(
                     self,
                     &received.bytes,
                     media,
@@ -176,7 +183,7 @@ impl Ingestor {
                 .await?;
                 // The same buffer the estimate scanned: a PDF is not scanned twice.
                 let bytes = received.bytes.clone();
-                let seen: Inspected = blocking(self, "inspect", move || {
+                let seen: Inspected = blocking(self, "inspect", &work, move || {
                     pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
                 })
                 .await?;
@@ -193,10 +200,10 @@ impl Ingestor {
                 self.place(plan, content).await
             }
             Conversion::Webp => {
-                let (_work, _) =
+                let (work, _) =
                     reserve_for(self, &received.bytes, media, pipeline::Step::Webp, limits).await?;
                 let bytes = received.bytes;
-                let webp = blocking(self, "webp", move || {
+                let webp = blocking(self, "webp", &work, move || {
                     pipeline::to_webp(&bytes, media, &limits)
                 })
                 .await?;
@@ -265,10 +272,10 @@ impl Ingestor {
     ) -> Result<ImageRecord, IngestError> {
         let media = plan.media;
         if media == MediaType::Jpeg {
-            let (_work, _) =
+            let (work, _) =
                 reserve_for(self, &bytes, media, pipeline::Step::Inspect, limits).await?;
             let checked = bytes.clone();
-            blocking(self, "inspect", move || {
+            blocking(self, "inspect", &work, move || {
                 pipeline::inspect(&checked, media, &limits)
             })
             .await?;
@@ -290,11 +297,11 @@ impl Ingestor {
                     _ => 0,
                 };
                 let step = pipeline::Step::Report { report_bytes: read };
-                let (_work, _) = reserve_for(self, &bytes, media, step, limits).await?;
+                let (work, _) = reserve_for(self, &bytes, media, step, limits).await?;
                 let upload = bytes.clone();
                 let content = match (&previous, state) {
                     (None, _) => {
-                        let update = blocking(self, "report", move || {
+                        let update = blocking(self, "report", &work, move || {
                             pipeline::start_report(&upload, media, &limits)
                         })
                         .await?;
@@ -303,7 +310,7 @@ impl Ingestor {
                     }
                     (Some(record), Some((layout, mut digest))) => {
                         let (size, pages) = (record.size, record.page_count);
-                        let update = blocking(self, "report", move || {
+                        let update = blocking(self, "report", &work, move || {
                             pipeline::append_to_report(
                                 &layout, size, pages, &upload, media, &limits,
                             )
@@ -338,7 +345,7 @@ impl Ingestor {
                         // one image or PDF: read once, made the first version of a report.
                         let current = MediaType::from_declared(&record.content_type)
                             .unwrap_or(MediaType::Pdf);
-                        let (whole, info) = blocking(self, "report", move || {
+                        let (whole, info) = blocking(self, "report", &work, move || {
                             let adopted = if current == MediaType::Pdf {
                                 pipeline::adopt_report(&existing, &limits)?
                             } else {
@@ -401,6 +408,14 @@ impl Ingestor {
         content: Content,
         previous: Option<ImageRecord>,
     ) -> Result<Option<ImageRecord>, IngestError> {
+        // A registered target removed (or registered again for someone else) while this upload
+        // ran takes no image: removal took the target's lock, so this read sees it.
+        if plan.target.kind != Kind::Receipt {
+            let current = self.catalog.target(&plan.target.catalog_key()).await?;
+            if current.is_none_or(|t| t.workspace != plan.workspace || t.owner != plan.owner) {
+                return Err(IngestError::TargetNotFound("target"));
+            }
+        }
         let size = content.size;
         let old = previous.as_ref().map_or(0, |p| p.size);
         let grow = size.saturating_sub(old);

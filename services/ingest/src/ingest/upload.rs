@@ -19,6 +19,63 @@ use tracing::Instrument;
 /// Received bytes are reserved in the memory budget in steps of this many bytes.
 const RESERVE_STEP: u64 = 1024 * 1024;
 
+/// The time an upload stream may take: silent for at most `idle`, done by `deadline`, and,
+/// once `grace` has passed, averaging at least `min_rate` bytes per second since it began. The
+/// rate is checked whenever the stream would be waited on, so a stream of empty or one-byte
+/// messages is refused as surely as a silent one.
+struct Pace {
+    started: tokio::time::Instant,
+    idle: std::time::Duration,
+    deadline: tokio::time::Instant,
+    grace: std::time::Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    fn new(limits: &crate::configuration::LimitSettings) -> Self {
+        let started = tokio::time::Instant::now();
+        Pace {
+            started,
+            idle: std::time::Duration::from_secs(limits.upload_idle_seconds),
+            deadline: started + std::time::Duration::from_secs(limits.upload_deadline_seconds),
+            grace: std::time::Duration::from_secs(limits.upload_rate_grace_seconds),
+            min_rate: limits.upload_min_bytes_per_second,
+        }
+    }
+
+    /// When `received` bytes fall behind the minimum rate (never before the grace period).
+    fn behind_at(&self, received: u64) -> tokio::time::Instant {
+        let due = if self.min_rate == 0 {
+            std::time::Duration::MAX
+        } else {
+            // `received` bytes are enough until received / min_rate seconds have passed.
+            std::time::Duration::from_secs_f64(received as f64 / self.min_rate as f64)
+        };
+        self.started
+            + due
+                .max(self.grace)
+                .min(std::time::Duration::from_secs(1 << 32))
+    }
+
+    /// The next item of `stream`, or `UPLOAD_TIMEOUT` if it does not come in time.
+    async fn next<S: Stream + Unpin>(
+        &self,
+        stream: &mut S,
+        received: u64,
+    ) -> Result<Option<S::Item>, IngestError> {
+        let now = tokio::time::Instant::now();
+        let until = (now + self.idle)
+            .min(self.deadline)
+            .min(self.behind_at(received));
+        if until <= now {
+            return Err(IngestError::UploadTimeout);
+        }
+        tokio::time::timeout_at(until, stream.next())
+            .await
+            .map_err(|_| IngestError::UploadTimeout)
+    }
+}
+
 /// A finished upload.
 #[derive(Debug, Clone)]
 pub struct Uploaded {
@@ -71,8 +128,10 @@ impl Ingestor {
     {
         let plan = self.plan(claims, request).await?;
         if let Prior::Replay(done) = self.prior(&plan).await? {
-            // A replay stores nothing: the bytes are only hashed, and neither the quota nor
-            // the load limits apply.
+            // A replay stores nothing: the bytes are only hashed, and the quota does not
+            // apply. It holds a slot while it is received, like any upload, so replays cannot
+            // get round the caps.
+            let _admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
             let (received, _) = self.receive(&plan, bytes, false).await?;
             let record = Self::replay(done, &received.sha256)?;
             return Ok(Uploaded {
@@ -119,14 +178,11 @@ impl Ingestor {
             receiver = receiver.with_crc32c();
         }
         let mut bytes = std::pin::pin!(bytes);
-        let idle = std::time::Duration::from_secs(self.limits.upload_idle_seconds);
+        let pace = Pace::new(&self.limits);
         let mut held = Reserved::default();
         let streamed = async {
-            // A stream that goes silent gives its slot back after `idle`.
-            while let Some(chunk) = tokio::time::timeout(idle, bytes.next())
-                .await
-                .map_err(|_| IngestError::UploadTimeout)?
-            {
+            // A stream that goes silent, sends too slowly or for too long gives its slot back.
+            while let Some(chunk) = pace.next(&mut bytes, receiver.len()).await? {
                 let chunk = chunk?;
                 let needed = receiver.len() + chunk.len() as u64;
                 if keep && needed > held.bytes() {
@@ -159,8 +215,11 @@ impl Ingestor {
         Ok((received, held))
     }
 
-    /// Stores a verified upload; with an idempotency key, under the key's lock, so two uploads
-    /// with one key store one object.
+    /// Stores a verified upload. With an idempotency key, the key is claimed first, durably:
+    /// the claim is a catalog lock held for as long as the key's result is kept, released only
+    /// once the result is stored (or the upload failed and stored nothing). Another upload with
+    /// the key waits for the claim, then replays the result; it can never store a second image,
+    /// however long the first one takes.
     async fn finish(&self, plan: UploadPlan, received: Received) -> Result<Uploaded, IngestError> {
         let Some(scope) = plan.idempotency_scope() else {
             let record = self.store(&plan, received).await?;
@@ -169,23 +228,48 @@ impl Ingestor {
                 replayed: false,
             });
         };
-        super::lock::with_lock(&self.catalog, format!("idem:{scope}"), self.locks, async {
-            // Another upload with this key may have finished while this one was received.
-            if let Prior::Replay(done) = self.prior(&plan).await? {
-                let record = Self::replay(done, &received.sha256)?;
-                return Ok(Uploaded {
-                    record,
-                    replayed: true,
-                });
+        let timing = super::LockTiming {
+            wait: self.locks.wait,
+            ttl: super::idempotency::IDEMPOTENCY_TTL,
+        };
+        let claim =
+            super::lock::TargetLock::acquire(self.catalog.clone(), format!("idem:{scope}"), timing)
+                .await?;
+        // Another upload with this key may have finished while this one was received.
+        let prior = match self.prior(&plan).await {
+            Ok(prior) => prior,
+            Err(err) => {
+                claim.release().await;
+                return Err(err);
             }
-            let sha256 = received.sha256;
-            let record = self.store(&plan, received).await?;
-            self.remember(&plan, &sha256, &record).await;
-            Ok(Uploaded {
+        };
+        if let Prior::Replay(done) = prior {
+            claim.release().await;
+            let record = Self::replay(done, &received.sha256)?;
+            return Ok(Uploaded {
                 record,
-                replayed: false,
-            })
+                replayed: true,
+            });
+        }
+        let sha256 = received.sha256;
+        let record = match self.store(&plan, received).await {
+            Ok(record) => record,
+            Err(err) => {
+                // Nothing was stored (a failed store undoes itself): the key is free again.
+                claim.release().await;
+                return Err(err);
+            }
+        };
+        if self.remember(&plan, &sha256, &record).await {
+            claim.release().await;
+        } else {
+            // Without its result the key would look unused: the claim stays (and expires with
+            // the result it stands for), so no second image can be stored under it.
+            claim.keep();
+        }
+        Ok(Uploaded {
+            record,
+            replayed: false,
         })
-        .await
     }
 }

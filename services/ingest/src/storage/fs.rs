@@ -148,6 +148,31 @@ fn io(err: std::io::Error) -> StorageError {
     StorageError::Backend(err.to_string())
 }
 
+impl FsStore {
+    /// Creates `dir` and its missing ancestors under the root, syncing each parent of a
+    /// directory it made, so that a path an acknowledged object lives under survives a crash.
+    async fn make_dirs(&self, dir: &Path) -> Result<(), StorageError> {
+        if tokio::fs::metadata(dir).await.is_ok() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut at = dir;
+        while tokio::fs::metadata(at).await.is_err() && at.starts_with(&self.root) {
+            missing.push(at.to_path_buf());
+            let Some(parent) = at.parent() else { break };
+            at = parent;
+        }
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        for made in &missing {
+            if let Some(parent) = made.parent() {
+                let synced = async { tokio::fs::File::open(parent).await?.sync_all().await };
+                synced.await.map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ObjectStore for FsStore {
     #[tracing::instrument(name = "storage.put", skip_all, fields(backend = "fs", key = %key))]
@@ -160,13 +185,16 @@ impl ObjectStore for FsStore {
     ) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        self.make_dirs(&dir).await?;
         let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
         let written = async {
             let mut file = tokio::fs::File::create(&temp).await?;
             file.write_all(&bytes).await?;
             file.sync_all().await?;
-            tokio::fs::rename(&temp, &path).await
+            tokio::fs::rename(&temp, &path).await?;
+            // The rename is durable once its directory is synced: only then may the record
+            // that names the object commit.
+            tokio::fs::File::open(&dir).await?.sync_all().await
         }
         .await;
         if let Err(err) = written {
@@ -191,7 +219,7 @@ impl ObjectStore for FsStore {
             _ => return Err(StorageError::BaseChanged(base.to_owned())),
         };
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        self.make_dirs(&dir).await?;
         let temp = dir.join(format!(
             "{TEMP_PREFIX}{}{PARTS_SUFFIX}",
             uuid::Uuid::new_v4().simple()

@@ -17,6 +17,7 @@ macro_rules! contract {
     };
 }
 
+mod defenses;
 mod errors;
 mod helpers;
 mod hostile;
