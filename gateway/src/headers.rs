@@ -24,6 +24,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (known && !token.is_empty()).then_some(token)
 }
 
+/// The bearer token, or `TOKEN_MISSING` (401) before anything else of the request is read.
+pub fn required_token(headers: &HeaderMap) -> Result<&str, crate::error::Failure> {
+    bearer_token(headers).ok_or_else(|| {
+        crate::error::Failure::local(
+            imaging_proto::v1::ErrorReason::TokenMissing,
+            "A bearer token is required.",
+        )
+    })
+}
+
 /// The media type of `Content-Type` without parameters, lower-cased (`""` if absent).
 pub fn content_type(headers: &HeaderMap) -> String {
     headers

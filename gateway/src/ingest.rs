@@ -1,4 +1,5 @@
-//! The ingest service client: one lazily connected channel, the caller's token forwarded as
+//! The ingest service client: a pool of HTTP/2 connections (so that one client's streams cannot
+//! fill the only connection's stream limit), the caller's token forwarded as
 //! `authorization: Bearer <jwt>` metadata on every call.
 
 use crate::upload::stream::{UploadCodec, UploadStream};
@@ -22,13 +23,30 @@ pub struct Ingest {
     timeout: Duration,
 }
 
-/// A lazily connected channel to `url`: building never waits for the service.
+/// HTTP/2 connections the gateway keeps to the service; each call goes to the one with the
+/// fewest calls in flight of two picked at random (power of two choices).
+pub const POOL_CONNECTIONS: usize = 4;
+
+/// A channel over [`POOL_CONNECTIONS`] connections to `url`, dialled in the background:
+/// building never waits for the service. Must run inside a Tokio runtime.
 ///
 /// No channel-wide timeout: tonic enforces one by dropping the call, which would end an
 /// upload stream cleanly (see [`crate::upload::forward`]). Unary calls carry their own.
 pub fn connect_lazy(url: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
     let endpoint = Endpoint::from_shared(url.to_owned())?.connect_timeout(connect_timeout);
-    Ok(endpoint.connect_lazy())
+    let (channel, connections) = Channel::balance_channel::<usize>(POOL_CONNECTIONS);
+    for n in 0..POOL_CONNECTIONS {
+        connections
+            .try_send(tonic::transport::channel::Change::Insert(
+                n,
+                endpoint.clone(),
+            ))
+            .map_err(|_| anyhow::anyhow!("the connection pool could not be filled"))?;
+    }
+    // The pool's list of connections ends when its sender is dropped: keep it for as long as
+    // the channel lives.
+    tokio::spawn(async move { connections.closed().await });
+    Ok(channel)
 }
 
 impl Ingest {

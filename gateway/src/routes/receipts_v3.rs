@@ -7,13 +7,14 @@
 //! `URI` and `NextPage` are absolute paths on this gateway (no host taken from the request).
 
 use crate::error::{AppError, Dialect, Failure};
-use crate::routes::workspace::{MULTIPART_ENVELOPE_BYTES, multipart_failure, part_type};
+use crate::routes::workspace::{MULTIPART_ENVELOPE_BYTES, part_type};
 use crate::state::AppState;
+use crate::upload::form::Form;
 use crate::{headers, ids, upload, xml};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -457,34 +458,20 @@ async fn store(
     };
     let token = headers::bearer_token(&headers).map(str::to_owned);
     let stored = if multipart {
-        let mut form = Multipart::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                Failure::invalid_request("Expected a multipart/form-data body.")
-                    .with_detail(rejection)
-            })?;
-        let field = loop {
-            match form.next_field().await {
-                Err(error) => return Err(multipart_failure(error, limits)),
-                Ok(None) => {
-                    return Err(Failure::local(
-                        ErrorReason::MissingFile,
-                        "The form has no `image` field.",
-                    ));
-                }
-                Ok(Some(field)) if field.name() == Some("image") => break field,
-                Ok(Some(_)) => {}
-            }
-        };
+        // No byte of a form is read for a caller without a token.
+        headers::required_token(&headers)?;
+        let mut form = Form::from_request(request)?;
+        let failure = form.failure_fn(limits);
+        let field = form.file("image", limits).await?;
         header.file_name = field.file_name().unwrap_or_default().to_owned();
-        header.content_type = part_type(field.content_type(), &header.file_name);
+        header.content_type = part_type(field.content_type().map(AsRef::as_ref), &header.file_name);
         upload::forward(
             &state.ingest,
             token.as_deref(),
             header,
             field,
             limits,
-            |error| multipart_failure(error, limits),
+            failure,
         )
         .await?
     } else {

@@ -4,14 +4,14 @@
 use crate::error::{AppError, Dialect, ErrorBody, Failure};
 use crate::state::AppState;
 use crate::upload::Limits;
+use crate::upload::form::Form;
 use crate::{headers, ids, upload};
-use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use imaging_proto::v1::{ErrorReason, Target, TargetKind, UploadHeader};
+use imaging_proto::v1::{Target, TargetKind, UploadHeader};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -122,7 +122,7 @@ pub async fn upload_receipt(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<ReceiptImage>), AppError> {
     let outcome = async {
         let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
@@ -137,40 +137,26 @@ pub async fn upload_receipt(
         }
         let idempotency_key = headers::idempotency_key(&headers)?;
         let sha256 = headers::client_sha256(&headers)?;
-        let token = headers::bearer_token(&headers);
-        let mut multipart = multipart.map_err(|rejection| {
-            Failure::invalid_request("Expected a multipart/form-data body.").with_detail(rejection)
-        })?;
-        let field = loop {
-            match multipart.next_field().await {
-                Err(error) => return Err(multipart_failure(error, limits)),
-                Ok(None) => {
-                    return Err(Failure::local(
-                        ErrorReason::MissingFile,
-                        "The form has no `file` field.",
-                    ));
-                }
-                Ok(Some(field)) if field.name() == Some("file") => break field,
-                Ok(Some(_)) => {}
-            }
-        };
+        // No byte of the body is read for a caller without a token.
+        let token = headers::required_token(&headers)?;
+        let mut form = Form::from_request(request)?;
+        let failure = form.failure_fn(limits);
+        let field = form.file("file", limits).await?;
         let file_name = field.file_name().unwrap_or_default().to_owned();
         let header = UploadHeader {
             target: Some(target.clone()),
-            content_type: part_type(field.content_type(), &file_name),
+            content_type: part_type(field.content_type().map(AsRef::as_ref), &file_name),
             file_name,
             declared_size: 0,
             idempotency_key,
             sha256,
             owner: String::new(),
         };
-        let stored = upload::forward(&state.ingest, token, header, field, limits, |error| {
-            multipart_failure(error, limits)
-        })
-        .await?;
+        let stored =
+            upload::forward(&state.ingest, Some(token), header, field, limits, failure).await?;
         // The upload answer carries no URL; fetch one. The image is stored either way, so a
         // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
-        let url = match state.ingest.get_image(token, target).await {
+        let url = match state.ingest.get_image(Some(token), target).await {
             Ok(info) => info.url,
             Err(status) => {
                 tracing::warn!(code = ?status.code(), message = %status.message(),
@@ -296,14 +282,6 @@ fn target(workspace_id: &str, expense_id: &str) -> Result<Target, Failure> {
         id: ids::check(expense_id, "expense ID")?.to_owned(),
         workspace_id: ids::check(workspace_id, "workspace ID")?.to_owned(),
     })
-}
-
-pub(crate) fn multipart_failure(error: MultipartError, limits: Limits) -> Failure {
-    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Failure::too_large(limits.max_upload_bytes)
-    } else {
-        Failure::invalid_request("The multipart body is malformed.").with_detail(error)
-    }
 }
 
 fn bad_path(rejection: PathRejection) -> Failure {

@@ -2,6 +2,7 @@
 //! frame by frame, re-cut into chunks, counted against the limit and pushed through a bounded
 //! channel while the gRPC call runs alongside.
 
+pub mod form;
 pub mod rechunk;
 pub mod stream;
 

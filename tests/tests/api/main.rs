@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod concur;
+mod defenses;
 mod helpers;
 mod overload;
 mod receipts_v3;

@@ -1,0 +1,170 @@
+//! The gateway's defenses on its multipart routes, over real HTTP: no byte of a form read
+//! without a token, at most 64 KiB and a few seconds before the file part, whatever the form's
+//! shape (a header that never ends, a large field, a trickle).
+
+use crate::helpers::spawn_stack;
+use bytes::Bytes;
+use imaging_e2e::fixtures::jpeg;
+use std::time::{Duration, Instant};
+
+const V3: &str = "/api/v3.0/expense/receiptimages";
+const BOUNDARY: &str = "XyZ";
+
+fn workspace_route() -> String {
+    "/api/v1/client/workspace/w1/expenses/e1/receipt".to_owned()
+}
+
+/// A body that sends `first`, then `then` every `every`, `times` times.
+fn endless(first: Vec<u8>, then: Vec<u8>, every: Duration, times: usize) -> reqwest::Body {
+    let stream = futures::stream::unfold((Some(first), 0usize), move |(first, sent)| {
+        let then = then.clone();
+        async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, std::io::Error>(Bytes::from(first)), (None, 0)));
+            }
+            if sent >= times {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((Ok(Bytes::from(then)), (None, sent + 1)))
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn form_request(
+    stack: &crate::helpers::TestStack,
+    path: &str,
+    token: Option<&str>,
+    body: reqwest::Body,
+) -> reqwest::RequestBuilder {
+    let mut request = stack
+        .http
+        .post(stack.url(path))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_without_a_token_is_refused_before_its_body_is_read() {
+    let stack = spawn_stack().await;
+    // A part header that never ends: 64 KiB of header bytes every 10 ms, for 256 MiB.
+    let start = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"\r\nX: ")
+        .into_bytes();
+    for path in [V3.to_owned(), workspace_route()] {
+        let started = Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            form_request(
+                &stack,
+                &path,
+                None,
+                endless(
+                    start.clone(),
+                    vec![b'a'; 64 * 1024],
+                    Duration::from_millis(10),
+                    4096,
+                ),
+            )
+            .send(),
+        )
+        .await
+        .expect("answered at once");
+        let response = response.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_field_or_endless_header_before_the_file_is_refused_on_every_form_route() {
+    let stack = spawn_stack().await;
+    stack
+        .register_target(
+            imaging_proto::v1::TargetKind::WorkspaceExpense,
+            "e1",
+            "w1",
+            "alice",
+        )
+        .await;
+    let token = stack.token("alice", "w1", &["owner"], &[]);
+    for (path, field) in [(V3.to_owned(), "image"), (workspace_route(), "file")] {
+        // A 20 MiB field before the file.
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "note",
+                reqwest::multipart::Part::bytes(vec![b'n'; 20 << 20]),
+            )
+            .part(
+                field,
+                reqwest::multipart::Part::bytes(jpeg(64, 48))
+                    .file_name("r.jpg")
+                    .mime_str("image/jpeg")
+                    .unwrap(),
+            );
+        let response = stack
+            .http
+            .post(stack.url(&path))
+            .header("Authorization", format!("Bearer {token}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("before its file"), "{path}: {body}");
+        // A part header that never ends.
+        let start =
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"\r\nX: ")
+                .into_bytes();
+        let response = form_request(
+            &stack,
+            &path,
+            Some(&token),
+            endless(start, vec![b'a'; 64 * 1024], Duration::from_millis(1), 4096),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+    }
+    assert!(stack.objects().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_preamble_is_refused_within_seconds() {
+    let stack = spawn_stack().await;
+    let token = stack.token("alice", "w1", &[], &[]);
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        form_request(
+            &stack,
+            V3,
+            Some(&token),
+            endless(
+                b"--".to_vec(),
+                b"-".to_vec(),
+                Duration::from_millis(500),
+                100,
+            ),
+        )
+        .send(),
+    )
+    .await
+    .expect("refused by the preamble's time limit")
+    .unwrap();
+    assert_eq!(response.status(), 408);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
