@@ -20,6 +20,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# pypdf: the fourth PDF reader the report tests check with (the strictest about object numbers).
+command -v python3 >/dev/null 2>&1 || { sudo_if_needed apt-get update -qq; sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip; }
+if ! python3 -c 'import pypdf' >/dev/null 2>&1; then
+  echo "installing: pypdf"
+  python3 -m pip install --quiet pypdf 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pypdf
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust with rustup (https://rustup.rs), then re-run" >&2
   exit 1
