@@ -62,6 +62,9 @@ struct Cli {
     /// Only the fair comparisons (for measuring another build with `--bin-dir`).
     #[arg(long)]
     fair_only: bool,
+    /// Only the refusals of bombs and oversize uploads.
+    #[arg(long)]
+    refusals_only: bool,
     /// Only the fair rows whose file name contains this text (e.g. "9 MB"), for profiling one.
     #[arg(long)]
     fair_file: Option<String>,
@@ -271,6 +274,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         workspace: WORKSPACE.to_owned(),
     };
 
+    if cli.refusals_only {
+        let mut results = Results::default();
+        refusals(cli, &mut stack, &mut clients, &mut results).await?;
+        drop(stack);
+        return print_report(cli, &results, &pdf, &photo, started);
+    }
+
     // One unmeasured upload per route and workload: connections and lazy set-up.
     let mut entries = Entries { registry, next: 0 };
     for route in [Route::S3, Route::S3Presigned, Route::Grpc, Route::Gateway] {
@@ -463,6 +473,20 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         GATEWAY_CHECK_CONCURRENCY,
     )?);
 
+    refusals(cli, &mut stack, &mut clients, &mut results).await?;
+    drop(stack);
+
+    print_report(cli, &results, &pdf, &photo, started)?;
+    Ok(())
+}
+
+/// The refusals of bombs and oversize uploads, each on a fresh service.
+async fn refusals(
+    cli: &Cli,
+    stack: &mut Stack,
+    clients: &mut Clients,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     // Refusals, on a fresh service.
     stack.restart_service().await?;
     clients.grpc = ImageIngestClient::connect(stack.grpc_url()).await?;
@@ -544,9 +568,6 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             .await?,
         );
     }
-    drop(stack);
-
-    print_report(cli, &results, &pdf, &photo, started)?;
     Ok(())
 }
 

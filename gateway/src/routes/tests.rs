@@ -212,9 +212,19 @@ fn multipart(parts: &[(&str, Option<&str>, &str)]) -> Request<Body> {
     }
     body.push_str("--XyZ--\r\n");
     Request::post("/api/v1/client/workspace/ws1/expenses/exp1/receipt")
+        .header(header::AUTHORIZATION, "Bearer t")
         .header(header::CONTENT_TYPE, "multipart/form-data; boundary=XyZ")
         .body(Body::from(body))
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_form_without_a_token_is_a_401_before_its_body_is_read() {
+    let mut request = multipart(&[("file", Some("r.png"), "png")]);
+    request.headers_mut().remove(header::AUTHORIZATION);
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("TOKEN_MISSING"), "{body}");
 }
 
 #[tokio::test]
@@ -229,6 +239,7 @@ async fn a_form_without_a_file_field_is_a_json_400() {
 #[tokio::test]
 async fn a_non_multipart_upload_is_a_json_400() {
     let request = Request::post("/api/v1/client/workspace/ws1/expenses/exp1/receipt")
+        .header(header::AUTHORIZATION, "Bearer t")
         .header(header::CONTENT_TYPE, "image/png")
         .body(Body::from("x"))
         .unwrap();
@@ -258,4 +269,19 @@ async fn an_unreachable_ingest_service_is_a_503_with_retry_after() {
         assert_eq!(headers[header::RETRY_AFTER], "1", "{uri}");
         assert!(!body.contains("127.0.0.1"), "{uri}: {body}");
     }
+}
+
+#[tokio::test]
+async fn an_unknown_concur_version_is_route_not_found() {
+    let request = Request::get("/api/image/v9.9/receipt/abc")
+        .header(header::AUTHORIZATION, "OAuth t")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        crate::error::Failure::route_not_found().reason(),
+        Some(imaging_proto::v1::ErrorReason::RouteNotFound)
+    );
+    assert!(body.contains("<Error>"), "{body}");
 }

@@ -166,9 +166,11 @@ async fn silent_connections_cannot_take_every_slot_of_the_gateway_for_long() {
     )
     .await;
     let addr = stack.base.trim_start_matches("http://").to_owned();
+    // Every slot taken by silent connections from four addresses (one each: a quarter of the
+    // cap per address).
     let mut silent = Vec::new();
-    for _ in 0..8 {
-        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    for n in 2..6 {
+        silent.push(connect_from([127, 0, 0, n], &addr).await);
     }
     let started = std::time::Instant::now();
     let response = tokio::time::timeout(
@@ -184,5 +186,24 @@ async fn silent_connections_cannot_take_every_slot_of_the_gateway_for_long() {
         waited >= Duration::from_millis(700),
         "the cap held the request back until idle connections were closed ({waited:?})"
     );
+    // With room under the cap, a second connection from an address holding its share is
+    // closed at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _first = connect_from([127, 0, 0, 6], &addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = connect_from([127, 0, 0, 6], &addr).await;
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_millis(500), extra.read(&mut buf))
+        .await
+        .expect("closed at once, not left to time out");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     drop(silent);
+}
+
+/// A TCP connection to `addr` from the loopback address `from`.
+async fn connect_from(from: [u8; 4], addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
 }

@@ -502,3 +502,83 @@ async fn one_client_address_holds_at_most_its_share_of_the_connections() {
         .expect("served while one address holds its share");
     drop(held);
 }
+
+// ---- 9. Operations with no downtime -----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_and_sweep_run_in_the_running_service_on_the_embedded_default() {
+    let service = ServiceProcess::start().await;
+    let channel = service.channel().await;
+    service.register_workspace(&channel, "acme").await;
+    let mut registry = v1::target_registry_client::TargetRegistryClient::new(channel.clone());
+    let operator = service.token("ops", "*", &["service"]);
+    let done = registry
+        .reconcile(authed(&operator, v1::ReconcileRequest { dry_run: false }))
+        .await
+        .expect("reconcile runs while the service holds the state file")
+        .into_inner();
+    assert!(done.drifts.is_empty(), "{:?}", done.drifts);
+    registry
+        .sweep(authed(
+            &operator,
+            v1::SweepRequest {
+                older_than_seconds: 0,
+            },
+        ))
+        .await
+        .expect("the janitor runs too");
+    // Only a token for every workspace.
+    let tenant = service.token("ops", "acme", &["service"]);
+    let status = registry
+        .reconcile(authed(&tenant, v1::ReconcileRequest { dry_run: true }))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "PERMISSION_DENIED");
+    // The offline command says what to do instead.
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-service"))
+        .arg("reconcile")
+        .env("APP__STATE__PATH", service.data.path().join("state.redb"))
+        .env("APP__STORAGE__ROOT", service.data.path().join("objects"))
+        .env("APP__AUTH__HS256_SECRET", crate::process::SECRET)
+        .env(
+            "APP__STORAGE__URL_SIGNING_KEY",
+            crate::process::URL_SIGNING_KEY,
+        )
+        .output()
+        .unwrap();
+    assert!(!offline.status.success());
+    let said = String::from_utf8_lossy(&offline.stderr);
+    assert!(said.contains("imaging-cli reconcile"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_header_arrives_after_shutdown_began_is_shutting_down() {
+    let mut app = spawn_app_with(Stack::Embedded, |settings| {
+        settings.server.drain_seconds = 5;
+    })
+    .await;
+    let token = app.token("alice", "w1", &[], &[]);
+    // The stream is open before the service is told to stop; its header comes after.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut client = app.ingest.clone();
+    let request = authed(
+        &token,
+        tokio_stream::wrappers::ReceiverStream::new(receiver),
+    );
+    let call = tokio::spawn(async move { client.upload_image(request).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let photo = jpeg(32, 24);
+    for message in messages(
+        imaging_e2e::service::header(target(TargetKind::Receipt, ""), "image/jpeg", &photo),
+        &photo,
+        1024,
+    ) {
+        let _ = sender.send(message).await;
+    }
+    drop(sender);
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(reason(&status), "SHUTTING_DOWN");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+}

@@ -28,6 +28,7 @@ mod listing;
 mod process;
 mod protocol;
 mod races;
+mod reasons;
 mod replicas;
 mod reports;
 mod resets;
