@@ -1,5 +1,6 @@
-//! What every target shares: the counting allocator, and the oracle that a step never holds
-//! more memory than the estimate the service reserves for it.
+//! What every target shares: the counting allocator, and the oracle that the memory the service
+//! reserves for a step is enough for every file the step accepts (a file the meter stops that the
+//! step would have accepted is a valid upload refused: a finding).
 
 use imaging_pipeline::{Limits, MediaType, PipelineError, Step, estimate, meter};
 
@@ -7,11 +8,11 @@ use imaging_pipeline::{Limits, MediaType, PipelineError, Step, estimate, meter};
 static ALLOC: imaging_pipeline::MeteredAlloc = imaging_pipeline::MeteredAlloc;
 
 /// Runs `work` on `data` (sniffed) under the memory `step` reserves for it, as the service
-/// does. Refusals are fine; a step that outgrew its estimate is a finding.
+/// does. Refusals are fine, unless the meter refused a file the step accepts unmetered.
 pub fn metered<T>(
     data: &[u8],
     step: Step,
-    work: impl FnOnce(&[u8], MediaType, &Limits) -> Result<T, PipelineError>,
+    work: impl Fn(&[u8], MediaType, &Limits) -> Result<T, PipelineError>,
 ) {
     let limits = Limits::default();
     let Some(media) = imaging_pipeline::sniff(data) else {
@@ -22,10 +23,11 @@ pub fn metered<T>(
     };
     if let Err(PipelineError::TooComplex { what: "memory" }) =
         meter::run(reserved.bytes, || work(data, media, &limits))
+        && let Ok((_, peak)) = meter::run(u64::MAX, || work(data, media, &limits))
     {
         panic!(
-            "a {media:?} step held more than the {} bytes reserved for it",
-            reserved.bytes
+            "a {media:?} file the step accepts held {} bytes, more than the {} reserved for it",
+            peak.0, reserved.bytes
         );
     }
 }

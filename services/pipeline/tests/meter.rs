@@ -123,3 +123,51 @@ fn an_append_held_to_too_little_memory_is_refused_not_aborted() {
         Err(PipelineError::TooComplex { what: "memory" })
     ));
 }
+
+#[test]
+fn every_accepted_file_fits_in_what_is_reserved_for_it() {
+    // The files the fuzz targets start from, and the findings they made.
+    let limits = Limits::default();
+    let files: Vec<(&str, Vec<u8>, MediaType)> = vec![
+        (
+            "damaged xref",
+            imaging_fixtures::DAMAGED_XREF_PDF.to_vec(),
+            MediaType::Pdf,
+        ),
+        ("three pages", pdf(3), MediaType::Pdf),
+        ("inherited", pdf_inherited_values(6, 24), MediaType::Pdf),
+        ("photo", jpeg(64, 48), MediaType::Jpeg),
+        (
+            "progressive",
+            imaging_fixtures::PROGRESSIVE_JPEG.to_vec(),
+            MediaType::Jpeg,
+        ),
+        ("screenshot", imaging_fixtures::png(64, 48), MediaType::Png),
+    ];
+    for (name, bytes, media) in files {
+        for step in [Step::Inspect, Step::Report { report_bytes: 0 }] {
+            let reserved = memory_cost(&bytes, media, step, &limits).unwrap();
+            let report = start_report(&jpeg(8, 8), MediaType::Jpeg, &limits).unwrap();
+            let ran = meter::run(reserved, || match step {
+                Step::Inspect => imaging_pipeline::inspect(&bytes, media, &limits).map(|_| ()),
+                _ => append_to_report(
+                    &report.layout,
+                    report.bytes.len() as u64,
+                    report.page_count,
+                    &bytes,
+                    media,
+                    &limits,
+                )
+                .map(|_| ()),
+            });
+            // Refused or not on its own merits, never for memory.
+            assert!(
+                !matches!(ran, Err(PipelineError::TooComplex { what: "memory" })),
+                "{name}, {step:?}: {ran:?}"
+            );
+            if step == Step::Inspect {
+                assert!(ran.is_ok(), "{name} is accepted: {ran:?}");
+            }
+        }
+    }
+}

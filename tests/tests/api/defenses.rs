@@ -5,6 +5,8 @@
 use crate::helpers::spawn_stack;
 use bytes::Bytes;
 use imaging_e2e::fixtures::jpeg;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const V3: &str = "/api/v3.0/expense/receiptimages";
@@ -16,20 +18,35 @@ fn workspace_route() -> String {
 
 /// A body that sends `first`, then `then` every `every`, `times` times.
 fn endless(first: Vec<u8>, then: Vec<u8>, every: Duration, times: usize) -> reqwest::Body {
+    counted(first, then, every, times).0
+}
+
+/// [`endless`], and the count of bytes the client has been asked for so far.
+fn counted(
+    first: Vec<u8>,
+    then: Vec<u8>,
+    every: Duration,
+    times: usize,
+) -> (reqwest::Body, Arc<AtomicUsize>) {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
     let stream = futures::stream::unfold((Some(first), 0usize), move |(first, sent)| {
         let then = then.clone();
+        let counter = counter.clone();
         async move {
             if let Some(first) = first {
+                counter.fetch_add(first.len(), Ordering::Relaxed);
                 return Some((Ok::<_, std::io::Error>(Bytes::from(first)), (None, 0)));
             }
             if sent >= times {
                 return None;
             }
             tokio::time::sleep(every).await;
+            counter.fetch_add(then.len(), Ordering::Relaxed);
             Some((Ok(Bytes::from(then)), (None, sent + 1)))
         }
     });
-    reqwest::Body::wrap_stream(stream)
+    (reqwest::Body::wrap_stream(stream), pulled)
 }
 
 fn form_request(
@@ -60,26 +77,25 @@ async fn a_form_without_a_token_is_refused_before_its_body_is_read() {
         .into_bytes();
     for path in [V3.to_owned(), workspace_route()] {
         let started = Instant::now();
+        let (body, pulled) = counted(
+            start.clone(),
+            vec![b'a'; 64 * 1024],
+            Duration::from_millis(10),
+            4096,
+        );
         let response = tokio::time::timeout(
             Duration::from_secs(10),
-            form_request(
-                &stack,
-                &path,
-                None,
-                endless(
-                    start.clone(),
-                    vec![b'a'; 64 * 1024],
-                    Duration::from_millis(10),
-                    4096,
-                ),
-            )
-            .send(),
+            form_request(&stack, &path, None, body).send(),
         )
         .await
         .expect("answered at once");
         let response = response.unwrap();
         assert_eq!(response.status(), 401, "{path}");
         assert!(started.elapsed() < Duration::from_secs(3), "{path}");
+        // Of the 256 MiB offered, the client was asked for next to nothing (what fits in the
+        // socket buffers at most): the gateway read none of it.
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(pulled < 8 << 20, "{path}: {pulled} bytes pulled");
     }
 }
 

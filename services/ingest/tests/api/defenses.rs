@@ -582,3 +582,62 @@ async fn an_upload_whose_header_arrives_after_shutdown_began_is_shutting_down() 
     assert_eq!(reason(&status), "SHUTTING_DOWN");
     assert_eq!(status.code(), tonic::Code::Unavailable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_uploads_holding_every_slot_are_shed_by_their_rate_and_others_get_in() {
+    let app = spawn_app_with(Stack::Embedded, |settings| {
+        settings.limits.max_in_flight_uploads = 4;
+        settings.limits.max_uploads_per_user = 1;
+        settings.limits.max_uploads_per_workspace = 2;
+        settings.limits.upload_rate_grace_seconds = 2;
+        settings.limits.upload_min_bytes_per_second = 8192;
+    })
+    .await;
+    app.register_workspace("w3", 0).await;
+    // Four users in two workspaces take every slot, each sending a byte every 200 ms.
+    let mut trickles = Vec::new();
+    for (user, ws) in [("a", "w1"), ("b", "w1"), ("c", "w2"), ("d", "w2")] {
+        let token = app.token(user, ws, &[], &[]);
+        let (sender, call) = open_upload(&app, &token, "").await;
+        let feeding = tokio::spawn(async move {
+            for _ in 0..100 {
+                if sender.send(chunk(&[0xFF])).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        trickles.push((call, feeding));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let victim = app.token("v", "w3", &[], &[]);
+    let photo = jpeg(64, 48);
+    let shed = app
+        .upload(
+            &victim,
+            target(TargetKind::Receipt, ""),
+            "image/jpeg",
+            &photo,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&shed), "OVERLOADED", "every slot is held");
+    // Past the grace period the trickles fall below the rate and give their slots back.
+    for (call, feeding) in trickles {
+        let status = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("refused by its rate")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(reason(&status), "UPLOAD_TIMEOUT");
+        feeding.abort();
+    }
+    app.upload(
+        &victim,
+        target(TargetKind::Receipt, ""),
+        "image/jpeg",
+        &photo,
+    )
+    .await
+    .expect("the fifth workspace's upload gets a slot");
+}
