@@ -270,6 +270,13 @@ fn open<'a>(
     let mut decoder = reader(bytes, media, cost.bytes)?
         .into_decoder()
         .map_err(corrupt)?;
+    // The decoder allocates what it reads from the file, in one piece and unchecked: it must
+    // see the image the header check saw (a file can carry two headers for two readers).
+    if decoder.dimensions() != (cost.width, cost.height) || decoder.total_bytes() > cost.bytes {
+        return Err(corrupt(
+            "the decoder reads another image size than the header",
+        ));
+    }
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     Ok((decoder, orientation, cost))
 }
@@ -310,6 +317,47 @@ fn load_pdf_scanned(bytes: &[u8], limits: &Limits) -> Result<lopdf::Document, Pi
     Ok(doc)
 }
 
+/// Makes every reference to an object the file does not hold the null object, as readers take
+/// it (ISO 32000-1, 7.3.10): a page tree kid that names no object is then no page, so the pages
+/// counted are the pages every reader shows, and renumbering the file for a report can never
+/// make a dangling reference name one of its other objects.
+fn null_dangling(doc: &mut lopdf::Document) -> Result<(), PipelineError> {
+    fn walk(
+        object: &mut lopdf::Object,
+        held: &std::collections::HashSet<lopdf::ObjectId>,
+        depth: u32,
+    ) {
+        if depth > 256 {
+            return;
+        }
+        match object {
+            lopdf::Object::Reference(id) if !held.contains(id) => *object = lopdf::Object::Null,
+            lopdf::Object::Array(items) => {
+                for item in items {
+                    walk(item, held, depth + 1);
+                }
+            }
+            lopdf::Object::Dictionary(dict) => {
+                for (_, value) in dict.iter_mut() {
+                    walk(value, held, depth + 1);
+                }
+            }
+            lopdf::Object::Stream(stream) => {
+                for (_, value) in stream.dict.iter_mut() {
+                    walk(value, held, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    let held: std::collections::HashSet<lopdf::ObjectId> = doc.objects.keys().copied().collect();
+    for object in doc.objects.values_mut() {
+        crate::meter::check()?;
+        walk(object, &held, 0);
+    }
+    Ok(())
+}
+
 /// Parses a PDF this service wrote itself (a report), without the lexical pre-scan.
 pub(crate) fn load_pdf_unscanned(
     bytes: &[u8],
@@ -334,6 +382,8 @@ pub(crate) fn load_pdf_unscanned(
     if doc.is_encrypted() || doc.was_encrypted() || doc.trailer.has(b"Encrypt") {
         return Err(PipelineError::EncryptedPdf);
     }
+    let mut doc = doc;
+    null_dangling(&mut doc)?;
     if doc.get_pages().is_empty() {
         return Err(PipelineError::Corrupt("PDF has no pages".to_owned()));
     }

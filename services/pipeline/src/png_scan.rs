@@ -26,6 +26,9 @@ pub(crate) fn scan(bytes: &[u8], max_ancillary: u64) -> Result<PngHeader, Pipeli
     for chunk in chunks(bytes)? {
         let Chunk { kind, data, .. } = chunk?;
         match kind {
+            // A decoder reads the first IHDR; a second one is a file built to show the header
+            // check another image than the decoder decodes.
+            b"IHDR" if header.is_some() => return Err(corrupt("a second IHDR")),
             b"IHDR" => header = Some(ihdr(data)?),
             b"iCCP" | b"zTXt" => {
                 // keyword, NUL, compression method, compressed data

@@ -171,3 +171,36 @@ fn every_accepted_file_fits_in_what_is_reserved_for_it() {
         }
     }
 }
+
+#[test]
+fn a_png_with_two_headers_is_refused_not_decoded_at_the_size_it_hides() {
+    let limits = Limits::default();
+    let png = imaging_fixtures::TWO_IHDR_PNG;
+    assert!(imaging_pipeline::inspect(png, MediaType::Png, &limits).is_err());
+    assert!(imaging_pipeline::to_webp(png, MediaType::Png, &limits).is_err());
+    assert!(start_report(png, MediaType::Png, &limits).is_err());
+}
+
+#[test]
+fn a_page_the_tree_names_but_the_file_lacks_is_no_page() {
+    let limits = Limits::default();
+    let upload = imaging_fixtures::DANGLING_PAGE_PDF;
+    // Objects 3 and 5 are pages; the third kid, 7, is no object of the file.
+    let seen = imaging_pipeline::inspect(upload, MediaType::Pdf, &limits).unwrap();
+    assert_eq!(seen.page_count, 2);
+    let report = start_report(&jpeg(8, 8), MediaType::Jpeg, &limits).unwrap();
+    let update = append_to_report(
+        &report.layout,
+        report.bytes.len() as u64,
+        report.page_count,
+        upload,
+        MediaType::Pdf,
+        &limits,
+    )
+    .unwrap();
+    let mut whole = report.bytes.clone();
+    whole.extend_from_slice(&update.bytes);
+    assert_eq!(update.page_count, 3);
+    assert_eq!(pdfinfo_pages(&whole), 3);
+    assert_qpdf_accepts(&whole);
+}
