@@ -64,9 +64,17 @@ pub fn start_report(
 ) -> Result<ReportUpdate, PipelineError> {
     check_type(bytes, media)?;
     if media == MediaType::Pdf {
-        return whole(bytes, load_pdf(bytes, limits)?);
+        return whole(bytes, load_pdf(bytes, limits)?, limits);
     }
-    // An empty report: a catalog and a root with no kids, then the image appended to it.
+    from_empty(bytes, media, limits)
+}
+
+/// An empty report (a catalog and a root with no kids) with the upload appended to it.
+fn from_empty(
+    bytes: &[u8],
+    media: MediaType,
+    limits: &Limits,
+) -> Result<ReportUpdate, PipelineError> {
     let mut doc = Document::with_version("1.5");
     let catalog = doc.new_object_id();
     let pages = doc.new_object_id();
@@ -106,22 +114,33 @@ pub fn adopt_report(existing: &[u8], limits: &Limits) -> Result<ReportUpdate, Pi
     whole(
         existing,
         crate::inspect::load_pdf_unscanned(existing, limits)?,
+        limits,
     )
 }
 
 /// The whole file of [`adopt`]'s update: the PDF followed by the increment, or the renumbered
-/// file.
-fn whole(bytes: &[u8], doc: Document) -> Result<ReportUpdate, PipelineError> {
+/// file. The PDF is kept as it is only if the result reads back with the same pages: the pages of
+/// a file the parser could read only by scanning for its objects (a damaged cross-reference) are
+/// appended to an empty report instead, so that readers find what was validated.
+fn whole(bytes: &[u8], doc: Document, limits: &Limits) -> Result<ReportUpdate, PipelineError> {
     let (end, _) = final_revision(bytes)?;
     let bytes = &bytes[..end];
     let (mut update, renumbered) = adopt(bytes, doc)?;
-    if !renumbered {
-        let mut file = Vec::with_capacity(bytes.len() + update.bytes.len());
-        file.extend_from_slice(bytes);
-        file.extend_from_slice(&update.bytes);
-        update.bytes = file;
+    if renumbered {
+        return Ok(update);
     }
-    Ok(update)
+    let mut file = Vec::with_capacity(bytes.len() + update.bytes.len());
+    file.extend_from_slice(bytes);
+    file.extend_from_slice(&update.bytes);
+    let reads_back = crate::inspect::load_pdf_unscanned(&file, limits)
+        .is_ok_and(|read| page_count(&read) == update.page_count);
+    if reads_back {
+        update.bytes = file;
+        return Ok(update);
+    }
+    // Its pages, appended to an empty report like any upload's: a page tree of ours.
+    drop(file);
+    from_empty(bytes, MediaType::Pdf, limits)
 }
 
 /// The update that makes the PDF `bytes` (parsed as `doc`) a report: a catalog of ours and a

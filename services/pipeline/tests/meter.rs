@@ -204,3 +204,22 @@ fn a_page_the_tree_names_but_the_file_lacks_is_no_page() {
     assert_eq!(pdfinfo_pages(&whole), 3);
     assert_qpdf_accepts(&whole);
 }
+
+#[test]
+fn a_first_pdf_readable_only_by_scanning_is_written_anew_so_its_report_reads_back() {
+    let limits = Limits::default();
+    for first in [
+        imaging_fixtures::UNCHAINED_PDF,
+        imaging_fixtures::DAMAGED_XREF_PDF,
+    ] {
+        let Ok(report) = start_report(first, MediaType::Pdf, &limits) else {
+            continue;
+        };
+        let read = imaging_pipeline::inspect(&report.bytes, MediaType::Pdf, &limits).unwrap();
+        assert_eq!(read.page_count, report.page_count);
+        // Poppler and pypdf read the same pages (qpdf warns about the fuzzed pages' own
+        // content streams, which are not streams: what the file sent, not the report's
+        // structure).
+        assert_eq!(pdfinfo_pages(&report.bytes), report.page_count as usize);
+    }
+}
