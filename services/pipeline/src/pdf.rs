@@ -126,21 +126,30 @@ fn whole(bytes: &[u8], doc: Document, limits: &Limits) -> Result<ReportUpdate, P
     let (end, _) = final_revision(bytes)?;
     let bytes = &bytes[..end];
     let (mut update, renumbered) = adopt(bytes, doc)?;
-    if renumbered {
-        return Ok(update);
-    }
-    let mut file = Vec::with_capacity(bytes.len() + update.bytes.len());
-    file.extend_from_slice(bytes);
-    file.extend_from_slice(&update.bytes);
-    let reads_back = crate::inspect::load_pdf_unscanned(&file, limits)
-        .is_ok_and(|read| page_count(&read) == update.page_count);
-    if reads_back {
+    if !renumbered {
+        let mut file = Vec::with_capacity(bytes.len() + update.bytes.len());
+        file.extend_from_slice(bytes);
+        file.extend_from_slice(&update.bytes);
         update.bytes = file;
+    }
+    if reads_back(&update, limits) {
         return Ok(update);
     }
-    // Its pages, appended to an empty report like any upload's: a page tree of ours.
-    drop(file);
-    from_empty(bytes, MediaType::Pdf, limits)
+    // Its pages, appended to an empty report like any upload's: a page tree of ours. What is
+    // stored must read back; a file whose pages cannot be carried over either way is refused.
+    drop(update);
+    let update = from_empty(bytes, MediaType::Pdf, limits)?;
+    if reads_back(&update, limits) {
+        Ok(update)
+    } else {
+        Err(corrupt("the PDF's pages cannot be read back in a report"))
+    }
+}
+
+/// True if the whole report `update` holds parses with the pages it counts.
+fn reads_back(update: &ReportUpdate, limits: &Limits) -> bool {
+    crate::inspect::load_pdf_unscanned(&update.bytes, limits)
+        .is_ok_and(|read| page_count(&read) == update.page_count)
 }
 
 /// The update that makes the PDF `bytes` (parsed as `doc`) a report: a catalog of ours and a

@@ -211,6 +211,7 @@ fn a_first_pdf_readable_only_by_scanning_is_written_anew_so_its_report_reads_bac
     for first in [
         imaging_fixtures::UNCHAINED_PDF,
         imaging_fixtures::DAMAGED_XREF_PDF,
+        imaging_fixtures::MISTYPED_TREE_PDF,
     ] {
         let Ok(report) = start_report(first, MediaType::Pdf, &limits) else {
             continue;
