@@ -6,12 +6,30 @@ mod common;
 
 use imaging_pipeline::{MediaType, Step, append_to_report, start_report};
 
-/// A one-page PDF to start the report the fuzzed upload is appended to.
-const BASE: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>\nendobj\nxref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000058 00000 n \n0000000115 00000 n \ntrailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n186\n%%EOF\n";
+/// A one-page PDF, as a PDF writer makes them, to start the report the upload is appended to.
+fn base() -> Vec<u8> {
+    use lopdf::{Document, Object, dictionary};
+    let mut doc = Document::with_version("1.5");
+    let pages = doc.new_object_id();
+    let page = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages,
+        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+    });
+    doc.objects.insert(
+        pages,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("the base saves");
+    out
+}
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     common::metered(data, Step::Report { report_bytes: 0 }, |data, media, limits| {
-        let base = start_report(BASE, MediaType::Pdf, limits).expect("the base report starts");
+        let base = start_report(&base(), MediaType::Pdf, limits).expect("the base report starts");
         let update = append_to_report(
             &base.layout,
             base.bytes.len() as u64,

@@ -200,11 +200,23 @@ impl Scanner<'_> {
         if data.get(start) == Some(&b'\n') {
             start += 1;
         }
-        let Some(length) = find(&data[start..], b"endstream") else {
-            return Ok(data.len());
-        };
-        let end = start + length;
         let dict = &data[object_start.min(keyword_end)..keyword_end];
+        // The stream's own /Length when it is direct and ends at `endstream`, as a parser reads
+        // it: binary data (a JPEG) may carry the text `endstream` itself. Otherwise the first
+        // `endstream`.
+        let declared = direct_length(dict).and_then(|length| {
+            let end = start.checked_add(length)?;
+            let after = data.get(end..)?;
+            let skipped = after.iter().take_while(|b| is_white(**b)).count();
+            after[skipped..].starts_with(b"endstream").then_some(end)
+        });
+        let end = match declared {
+            Some(end) => end,
+            None => match find(&data[start..], b"endstream") {
+                Some(length) => start + length,
+                None => return Ok(data.len()),
+            },
+        };
         let object_stream = contains(dict, b"/ObjStm");
         if (object_stream || contains(dict, b"/XRef")) && !self.encrypted {
             let content = self.inflate(dict, &data[start..end])?;
@@ -213,7 +225,8 @@ impl Scanner<'_> {
                 self.lex(&content, false)?;
             }
         }
-        Ok(end + b"endstream".len())
+        let skipped = data[end..].iter().take_while(|b| is_white(**b)).count();
+        Ok(end + skipped + b"endstream".len())
     }
 
     /// The stream's content, inflated if its filter is FlateDecode; other filters on the
@@ -273,6 +286,24 @@ fn declared_count(dict: &[u8]) -> u64 {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(u64::MAX)
+}
+
+/// A dictionary's `/Length` if it is a direct integer (not `N G R`).
+fn direct_length(dict: &[u8]) -> Option<usize> {
+    let at = memchr::memmem::rfind(dict, b"/Length")? + b"/Length".len();
+    let rest = &dict[at..];
+    let rest = &rest[rest.iter().take_while(|b| is_white(**b)).count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 12 {
+        return None;
+    }
+    // `12 0 R` is a reference, not a length.
+    let after = &rest[digits..];
+    let after = &after[after.iter().take_while(|b| is_white(**b)).count()..];
+    if after.first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -224,3 +224,33 @@ fn a_first_pdf_readable_only_by_scanning_is_written_anew_so_its_report_reads_bac
         assert_eq!(pdfinfo_pages(&report.bytes), report.page_count as usize);
     }
 }
+
+#[test]
+fn a_jpeg_carrying_pdf_text_is_appended_and_every_reader_reads_the_report() {
+    let limits = Limits::default();
+    let photo = imaging_fixtures::JPEG_WITH_PDF_TEXT;
+    imaging_pipeline::inspect(photo, MediaType::Jpeg, &limits).unwrap();
+    for first in [jpeg(8, 8), pdf(1)] {
+        let media = if first.starts_with(b"%PDF") {
+            MediaType::Pdf
+        } else {
+            MediaType::Jpeg
+        };
+        let report = start_report(&first, media, &limits).unwrap();
+        let update = append_to_report(
+            &report.layout,
+            report.bytes.len() as u64,
+            report.page_count,
+            photo,
+            MediaType::Jpeg,
+            &limits,
+        )
+        .unwrap();
+        let mut whole = report.bytes.clone();
+        whole.extend_from_slice(&update.bytes);
+        assert_eq!(pdfinfo_pages(&whole), 2);
+        assert_qpdf_accepts(&whole);
+        let read = imaging_pipeline::inspect(&whole, MediaType::Pdf, &limits).unwrap();
+        assert_eq!(read.page_count, 2);
+    }
+}
