@@ -204,3 +204,19 @@ impl From<StateError> for IngestError {
         IngestError::State(err)
     }
 }
+
+impl From<crate::janitor::JanitorError> for IngestError {
+    fn from(err: crate::janitor::JanitorError) -> Self {
+        match err {
+            crate::janitor::JanitorError::Storage(err) => err.into(),
+            crate::janitor::JanitorError::State(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::reconcile::ReconcileError> for IngestError {
+    fn from(err: crate::reconcile::ReconcileError) -> Self {
+        let crate::reconcile::ReconcileError::State(err) = err;
+        err.into()
+    }
+}

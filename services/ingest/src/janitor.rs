@@ -74,6 +74,19 @@ pub async fn remove_orphans(
     Ok(removed)
 }
 
+/// One janitor pass: leftovers of interrupted writes, then objects no record names, older than
+/// `grace`. Returns how many of each were removed. Run by `ingest-service janitor` and by the
+/// service's `Sweep` RPC.
+pub async fn sweep(
+    store: &dyn ObjectStore,
+    catalog: &dyn Catalog,
+    grace: Duration,
+) -> Result<(usize, usize), JanitorError> {
+    let leftovers = store.sweep(grace).await?;
+    let orphans = remove_orphans(store, catalog, grace).await?;
+    Ok((leftovers, orphans.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::target_of_object;

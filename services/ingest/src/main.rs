@@ -92,14 +92,9 @@ async fn main() -> anyhow::Result<()> {
             let (store, _) = startup::storage_backend(&settings.storage, "").await?;
             let (_, catalog) = startup::state_backend(&settings.state).map_err(held)?;
             let grace = std::time::Duration::from_secs(older_than_seconds);
-            let removed = store.sweep(grace).await?;
-            let orphans =
-                imaging_service::janitor::remove_orphans(store.as_ref(), catalog.as_ref(), grace)
-                    .await?;
-            println!(
-                "removed {removed} leftover(s) and {} orphan(s)",
-                orphans.len()
-            );
+            let (leftovers, orphans) =
+                imaging_service::janitor::sweep(store.as_ref(), catalog.as_ref(), grace).await?;
+            println!("removed {leftovers} leftover(s) and {orphans} orphan(s)");
             Ok(())
         }
     }

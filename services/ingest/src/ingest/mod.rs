@@ -407,11 +407,9 @@ impl Ingestor {
         auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
         let drifts =
             crate::reconcile::reconcile(self.quota.as_ref(), self.catalog.as_ref(), !dry_run)
-                .await
-                .map_err(|crate::reconcile::ReconcileError::State(err)| IngestError::from(err))?;
-        let listings = crate::reconcile::reconcile_listings(self.catalog.as_ref(), !dry_run)
-            .await
-            .map_err(|crate::reconcile::ReconcileError::State(err)| IngestError::from(err))?;
+                .await?;
+        let listings =
+            crate::reconcile::reconcile_listings(self.catalog.as_ref(), !dry_run).await?;
         Ok(Reconciled { drifts, listings })
     }
 
@@ -420,15 +418,9 @@ impl Ingestor {
     /// of each were removed.
     pub async fn sweep(&self, claims: &Claims, grace: Duration) -> Result<(u64, u64), IngestError> {
         auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
-        let leftovers = self.store.sweep(grace).await?;
-        let orphans =
-            crate::janitor::remove_orphans(self.store.as_ref(), self.catalog.as_ref(), grace)
-                .await
-                .map_err(|err| match err {
-                    crate::janitor::JanitorError::Storage(err) => IngestError::from(err),
-                    crate::janitor::JanitorError::State(err) => IngestError::from(err),
-                })?;
-        Ok((leftovers as u64, orphans.len() as u64))
+        let (leftovers, orphans) =
+            crate::janitor::sweep(self.store.as_ref(), self.catalog.as_ref(), grace).await?;
+        Ok((leftovers as u64, orphans as u64))
     }
 }
 
