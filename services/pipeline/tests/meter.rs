@@ -10,13 +10,38 @@ mod common;
 use common::{assert_qpdf_accepts, jpeg};
 use imaging_fixtures::{pdf, pdf_inherited_values, pdfinfo_pages};
 use imaging_pipeline::{
-    Limits, MediaType, PipelineError, Step, append_to_report, memory_cost, meter, start_report,
+    Limits, MediaType, PipelineError, ReportUpdate, Step, append_to_report, memory_cost, meter,
+    start_report,
 };
 
 #[global_allocator]
 static ALLOC: imaging_pipeline::MeteredAlloc = imaging_pipeline::MeteredAlloc;
 
 const MIB: u64 = 1 << 20;
+
+/// `upload` appended to `report` (default limits).
+fn append(
+    report: &ReportUpdate,
+    upload: &[u8],
+    media: MediaType,
+) -> Result<ReportUpdate, PipelineError> {
+    let limits = Limits::default();
+    append_to_report(
+        &report.layout,
+        report.bytes.len() as u64,
+        report.page_count,
+        upload,
+        media,
+        &limits,
+    )
+}
+
+/// The whole report after `update`: `report`'s bytes, then the increment.
+fn joined(report: &ReportUpdate, update: &ReportUpdate) -> Vec<u8> {
+    let mut whole = report.bytes.clone();
+    whole.extend_from_slice(&update.bytes);
+    whole
+}
 
 #[test]
 fn the_counting_allocator_is_installed_here() {
@@ -62,17 +87,7 @@ fn inherited_values_are_written_once_not_per_page() {
         &limits,
     )
     .unwrap();
-    let (update, peak) = meter::run(reserved, || {
-        append_to_report(
-            &report.layout,
-            report.bytes.len() as u64,
-            report.page_count,
-            &upload,
-            MediaType::Pdf,
-            &limits,
-        )
-    })
-    .unwrap();
+    let (update, peak) = meter::run(reserved, || append(&report, &upload, MediaType::Pdf)).unwrap();
     assert_eq!(update.page_count, 2001);
     assert!(
         peak.0 <= reserved,
@@ -85,8 +100,7 @@ fn inherited_values_are_written_once_not_per_page() {
         update.bytes.len(),
         upload.len()
     );
-    let mut whole = report.bytes.clone();
-    whole.extend_from_slice(&update.bytes);
+    let whole = joined(&report, &update);
     assert_qpdf_accepts(&whole);
     assert_eq!(pdfinfo_pages(&whole), 2001);
     // Every page still sees the inherited box: lopdf reads the first page's MediaBox.
@@ -108,16 +122,7 @@ fn an_append_held_to_too_little_memory_is_refused_not_aborted() {
     let limits = Limits::default();
     let report = start_report(&jpeg(40, 30), MediaType::Jpeg, &limits).unwrap();
     let upload = pdf(50);
-    let refused = meter::run(64 * 1024, || {
-        append_to_report(
-            &report.layout,
-            report.bytes.len() as u64,
-            report.page_count,
-            &upload,
-            MediaType::Pdf,
-            &limits,
-        )
-    });
+    let refused = meter::run(64 * 1024, || append(&report, &upload, MediaType::Pdf));
     assert!(matches!(
         refused,
         Err(PipelineError::TooComplex { what: "memory" })
@@ -150,15 +155,7 @@ fn every_accepted_file_fits_in_what_is_reserved_for_it() {
             let report = start_report(&jpeg(8, 8), MediaType::Jpeg, &limits).unwrap();
             let ran = meter::run(reserved, || match step {
                 Step::Inspect => imaging_pipeline::inspect(&bytes, media, &limits).map(|_| ()),
-                _ => append_to_report(
-                    &report.layout,
-                    report.bytes.len() as u64,
-                    report.page_count,
-                    &bytes,
-                    media,
-                    &limits,
-                )
-                .map(|_| ()),
+                _ => append(&report, &bytes, media).map(|_| ()),
             });
             // Refused or not on its own merits, never for memory.
             assert!(
@@ -189,17 +186,8 @@ fn a_page_the_tree_names_but_the_file_lacks_is_no_page() {
     let seen = imaging_pipeline::inspect(upload, MediaType::Pdf, &limits).unwrap();
     assert_eq!(seen.page_count, 2);
     let report = start_report(&jpeg(8, 8), MediaType::Jpeg, &limits).unwrap();
-    let update = append_to_report(
-        &report.layout,
-        report.bytes.len() as u64,
-        report.page_count,
-        upload,
-        MediaType::Pdf,
-        &limits,
-    )
-    .unwrap();
-    let mut whole = report.bytes.clone();
-    whole.extend_from_slice(&update.bytes);
+    let update = append(&report, upload, MediaType::Pdf).unwrap();
+    let whole = joined(&report, &update);
     assert_eq!(update.page_count, 3);
     assert_eq!(pdfinfo_pages(&whole), 3);
     assert_qpdf_accepts(&whole);
@@ -237,17 +225,8 @@ fn a_jpeg_carrying_pdf_text_is_appended_and_every_reader_reads_the_report() {
             MediaType::Jpeg
         };
         let report = start_report(&first, media, &limits).unwrap();
-        let update = append_to_report(
-            &report.layout,
-            report.bytes.len() as u64,
-            report.page_count,
-            photo,
-            MediaType::Jpeg,
-            &limits,
-        )
-        .unwrap();
-        let mut whole = report.bytes.clone();
-        whole.extend_from_slice(&update.bytes);
+        let update = append(&report, photo, MediaType::Jpeg).unwrap();
+        let whole = joined(&report, &update);
         assert_eq!(pdfinfo_pages(&whole), 2);
         assert_qpdf_accepts(&whole);
         let read = imaging_pipeline::inspect(&whole, MediaType::Pdf, &limits).unwrap();
