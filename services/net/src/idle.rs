@@ -80,9 +80,6 @@ impl Frames {
                     };
                 }
             }
-            if matches!(*self, Frames::Header(_, 0)) && bytes.is_empty() {
-                break;
-            }
         }
         counted
     }
