@@ -3,8 +3,4 @@
 
 mod common;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    common::metered(data, imaging_pipeline::Step::Inspect, |data, media, limits| {
-        imaging_pipeline::inspect(data, media, limits)
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::inspect_target(data));

@@ -3,8 +3,4 @@
 
 mod common;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    common::metered(data, imaging_pipeline::Step::Webp, |data, media, limits| {
-        imaging_pipeline::to_webp(data, media, limits)
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::webp_target(data));

@@ -64,7 +64,7 @@ pub fn start_report(
 ) -> Result<ReportUpdate, PipelineError> {
     check_type(bytes, media)?;
     if media == MediaType::Pdf {
-        return whole(bytes, load_pdf(bytes, limits)?, limits);
+        return whole(bytes, load_pdf, limits);
     }
     from_empty(bytes, media, limits)
 }
@@ -111,18 +111,18 @@ fn from_empty(
 /// version, which rewrote reports in full): returns the update that puts its page tree under a
 /// root of ours. Reads the whole report once; every later append reads none of it.
 pub fn adopt_report(existing: &[u8], limits: &Limits) -> Result<ReportUpdate, PipelineError> {
-    whole(
-        existing,
-        crate::inspect::load_pdf_unscanned(existing, limits)?,
-        limits,
-    )
+    whole(existing, crate::inspect::load_pdf_unscanned, limits)
 }
+
+/// How a PDF is read: guarded (an upload) or not (a report this service stored).
+type Reader = fn(&[u8], &Limits) -> Result<Document, PipelineError>;
 
 /// The whole file of [`adopt`]'s update: the PDF followed by the increment, or the renumbered
 /// file. The PDF is kept as it is only if the result reads back with the same pages: the pages of
 /// a file the parser could read only by scanning for its objects (a damaged cross-reference) are
 /// appended to an empty report instead, so that readers find what was validated.
-fn whole(bytes: &[u8], doc: Document, limits: &Limits) -> Result<ReportUpdate, PipelineError> {
+fn whole(bytes: &[u8], read: Reader, limits: &Limits) -> Result<ReportUpdate, PipelineError> {
+    let doc = read(bytes, limits)?;
     let (end, _) = final_revision(bytes)?;
     let bytes = &bytes[..end];
     let (mut update, renumbered) = adopt(bytes, doc)?;
@@ -132,24 +132,25 @@ fn whole(bytes: &[u8], doc: Document, limits: &Limits) -> Result<ReportUpdate, P
         file.extend_from_slice(&update.bytes);
         update.bytes = file;
     }
-    if reads_back(&update, limits) {
+    if reads_back(&update, read, limits) {
         return Ok(update);
     }
     // Its pages, appended to an empty report like any upload's: a page tree of ours. What is
     // stored must read back; a file whose pages cannot be carried over either way is refused.
     drop(update);
     let update = from_empty(bytes, MediaType::Pdf, limits)?;
-    if reads_back(&update, limits) {
+    if reads_back(&update, read, limits) {
         Ok(update)
     } else {
         Err(corrupt("the PDF's pages cannot be read back in a report"))
     }
 }
 
-/// True if the whole report `update` holds parses with the pages it counts.
-fn reads_back(update: &ReportUpdate, limits: &Limits) -> bool {
-    crate::inspect::load_pdf_unscanned(&update.bytes, limits)
-        .is_ok_and(|read| page_count(&read) == update.page_count)
+/// True if the whole report `update` holds parses with the pages it counts, read as its input
+/// was: a report started from an upload must pass the same guard as any upload, so that what is
+/// stored is never refused when it is read or appended to later.
+fn reads_back(update: &ReportUpdate, read: Reader, limits: &Limits) -> bool {
+    read(&update.bytes, limits).is_ok_and(|read| page_count(&read) == update.page_count)
 }
 
 /// The update that makes the PDF `bytes` (parsed as `doc`) a report: a catalog of ours and a

@@ -5,6 +5,7 @@
 //! small stream that would inflate to gigabytes costs at most its limit plus one buffer.
 
 use crate::{PdfLimits, PipelineError};
+use std::collections::HashMap;
 use std::io::Read;
 
 /// What parsing a PDF will cost, as counted by [`scan`].
@@ -44,6 +45,7 @@ pub fn scan(bytes: &[u8], limits: &PdfLimits) -> Result<PdfCost, PipelineError> 
         cost: PdfCost::default(),
         // Encrypted streams cannot be inflated here; lopdf refuses such files anyway.
         encrypted: contains(bytes, b"/Encrypt"),
+        lengths: None,
     };
     scanner.lex(bytes, true)?;
     Ok(scanner.cost)
@@ -53,6 +55,9 @@ struct Scanner<'l> {
     limits: &'l PdfLimits,
     cost: PdfCost,
     encrypted: bool,
+    /// The file's integer objects (`N G obj 42 endobj`), found once, when a stream first names
+    /// its `/Length` by reference.
+    lengths: Option<HashMap<(u64, u64), Option<usize>>>,
 }
 
 fn is_white(byte: u8) -> bool {
@@ -201,10 +206,21 @@ impl Scanner<'_> {
             start += 1;
         }
         let dict = &data[object_start.min(keyword_end)..keyword_end];
-        // The stream's own /Length when it is direct and ends at `endstream`, as a parser reads
-        // it: binary data (a JPEG) may carry the text `endstream` itself. Otherwise the first
-        // `endstream`.
-        let declared = direct_length(dict).and_then(|length| {
+        // The stream's own /Length (direct, or the integer object it names) when it ends at
+        // `endstream`, as a parser reads it: binary data (a JPEG) may carry the text `endstream`
+        // itself. Otherwise the first `endstream`, which never lies past where a parser ends the
+        // stream, so the bytes the guard skips are never more than the parser's.
+        let length = match length_entry(dict) {
+            Some(Length::Direct(length)) => Some(length),
+            Some(Length::Reference(id)) => self
+                .lengths
+                .get_or_insert_with(|| integer_objects(data))
+                .get(&id)
+                .copied()
+                .flatten(),
+            None => None,
+        };
+        let declared = length.and_then(|length| {
             let end = start.checked_add(length)?;
             let after = data.get(end..)?;
             let skipped = after.iter().take_while(|b| is_white(**b)).count();
@@ -288,22 +304,116 @@ fn declared_count(dict: &[u8]) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// A dictionary's `/Length` if it is a direct integer (not `N G R`).
-fn direct_length(dict: &[u8]) -> Option<usize> {
-    let at = memchr::memmem::rfind(dict, b"/Length")? + b"/Length".len();
-    let rest = &dict[at..];
-    let rest = &rest[rest.iter().take_while(|b| is_white(**b)).count()..];
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+/// A stream dictionary's `/Length`: an integer, or a reference to one.
+enum Length {
+    Direct(usize),
+    Reference((u64, u64)),
+}
+
+/// Digits at the start of `bytes` after white space: the number and where it ends.
+fn number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let white = bytes.iter().take_while(|b| is_white(**b)).count();
+    let digits = bytes[white..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if digits == 0 || digits > 12 {
         return None;
     }
-    // `12 0 R` is a reference, not a length.
-    let after = &rest[digits..];
-    let after = &after[after.iter().take_while(|b| is_white(**b)).count()..];
-    if after.first().is_some_and(u8::is_ascii_digit) {
+    let value = std::str::from_utf8(&bytes[white..white + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((value, white + digits))
+}
+
+/// True if `bytes` starts with a delimiter, white space, or nothing: a token ended.
+fn token_ends(bytes: &[u8]) -> bool {
+    bytes
+        .first()
+        .is_none_or(|byte| is_white(*byte) || is_delimiter(*byte))
+}
+
+/// The last `/Length` of a dictionary.
+fn length_entry(dict: &[u8]) -> Option<Length> {
+    let at = memchr::memmem::rfind(dict, b"/Length")? + b"/Length".len();
+    let rest = &dict[at..];
+    if !token_ends(rest) {
         return None;
     }
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    let (first, used) = number(rest)?;
+    let rest = &rest[used..];
+    if !token_ends(rest) {
+        return None;
+    }
+    // `12 0 R` is a reference, not a length.
+    if let Some((generation, used)) = number(rest) {
+        let rest = &rest[used..];
+        let white = rest.iter().take_while(|b| is_white(**b)).count();
+        return (rest.get(white) == Some(&b'R') && token_ends(&rest[white + 1..]))
+            .then_some(Length::Reference((first, generation)));
+    }
+    usize::try_from(first).ok().map(Length::Direct)
+}
+
+/// Every `N G obj <integer> endobj` of the file: what an indirect `/Length` names. One pass; an
+/// object defined twice with different values is `None` (the parser's cross-reference decides
+/// which it reads, and the guard does not guess). This is an estimate like the rest of the
+/// guard: the parser then runs under the memory meter, which holds whatever the guard missed.
+fn integer_objects(data: &[u8]) -> HashMap<(u64, u64), Option<usize>> {
+    let mut found = HashMap::new();
+    for at in memchr::memmem::find_iter(data, b"obj") {
+        let after = &data[at + 3..];
+        if !token_ends(after) || data[..at].ends_with(b"end") {
+            continue;
+        }
+        let Some((value, used)) = number(after) else {
+            continue;
+        };
+        let rest = &after[used..];
+        let white = rest.iter().take_while(|b| is_white(**b)).count();
+        if !rest[white..].starts_with(b"endobj") {
+            continue;
+        }
+        // Backwards: white, the generation, white, the number.
+        let before = &data[..at];
+        let Some((generation, before)) = number_before(before) else {
+            continue;
+        };
+        let Some((object, _)) = number_before(before) else {
+            continue;
+        };
+        let value = usize::try_from(value).ok();
+        found
+            .entry((object, generation))
+            .and_modify(|known: &mut Option<usize>| {
+                if *known != value {
+                    *known = None;
+                }
+            })
+            .or_insert(value);
+    }
+    found
+}
+
+/// The number that ends `bytes` (after trailing white space), and what comes before it.
+fn number_before(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let white = bytes.iter().rev().take_while(|b| is_white(**b)).count();
+    let end = bytes.len() - white;
+    let digits = bytes[..end]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > 12 {
+        return None;
+    }
+    let start = end - digits;
+    if start > 0 && !(is_white(bytes[start - 1]) || is_delimiter(bytes[start - 1])) {
+        return None;
+    }
+    let value = std::str::from_utf8(&bytes[start..end]).ok()?.parse().ok()?;
+    Some((value, &bytes[..start]))
 }
 
 #[cfg(test)]
@@ -384,5 +494,74 @@ mod tests {
         assert!(cost.tokens > 10 && cost.tokens < 50, "{cost:?}");
         assert_eq!(cost.objects, 3);
         assert!(cost.inflated > 0);
+    }
+
+    /// A stream whose binary data carries the text `endstream` followed by bytes that lexed as
+    /// PDF would be refused (nesting past the limit), its length given as `length`.
+    fn binary_stream_pdf(length: &str, length_object: &str) -> Vec<u8> {
+        let mut data = b"\xff\xd8 endstream ".to_vec();
+        data.extend_from_slice(&b"[".repeat(1000));
+        let length = length.replace("{}", &data.len().to_string());
+        let length_object = length_object.replace("{}", &data.len().to_string());
+        let mut out = format!("%PDF-1.7\n5 0 obj\n<< /Length {length} >>\nstream\n").into_bytes();
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\nendstream\nendobj\n");
+        out.extend_from_slice(length_object.as_bytes());
+        out.extend_from_slice(b"%%EOF\n");
+        out
+    }
+
+    #[test]
+    fn a_stream_is_skipped_by_its_length_direct_or_by_reference() {
+        for (length, object) in [("{}", ""), ("6 0 R", "6 0 obj\n{}\nendobj\n")] {
+            let pdf = binary_stream_pdf(length, object);
+            let cost = scan(&pdf, &limits()).unwrap();
+            assert!(cost.tokens < 20, "{length}: {cost:?}");
+        }
+    }
+
+    #[test]
+    fn a_length_that_does_not_end_at_endstream_falls_back_to_the_first_endstream() {
+        // Wrong lengths (direct, by reference, or naming no object): the guard lexes from the
+        // first `endstream` on, and counts what a parser recovering the stream might read.
+        for (length, object) in [
+            ("7", ""),
+            ("6 0 R", "6 0 obj\n7\nendobj\n"),
+            ("9 0 R", "6 0 obj\n{}\nendobj\n"),
+        ] {
+            let pdf = binary_stream_pdf(length, object);
+            assert!(
+                matches!(
+                    scan(&pdf, &limits()),
+                    Err(PipelineError::TooComplex {
+                        what: "PDF nesting"
+                    })
+                ),
+                "{length}"
+            );
+        }
+    }
+
+    #[test]
+    fn lengths_are_read_as_tokens() {
+        assert!(matches!(
+            length_entry(b"<< /Length 12 >>"),
+            Some(Length::Direct(12))
+        ));
+        assert!(matches!(
+            length_entry(b"<</Length 12 0 R>>"),
+            Some(Length::Reference((12, 0)))
+        ));
+        assert!(length_entry(b"<< /Lengths 12 >>").is_none());
+        assert!(length_entry(b"<< /Length 12 0 >>").is_none());
+        assert!(length_entry(b"<< /Length 12x >>").is_none());
+        let objects = integer_objects(b"1 0 obj 5 endobj 12 3 obj\n77\nendobj 2 0 obj /X endobj");
+        assert_eq!(objects.get(&(1, 0)), Some(&Some(5)));
+        assert_eq!(objects.get(&(12, 3)), Some(&Some(77)));
+        assert_eq!(objects.len(), 2);
+        let twice =
+            integer_objects(b"1 0 obj 5 endobj 1 0 obj 6 endobj 2 0 obj 4 endobj 2 0 obj 4 endobj");
+        assert_eq!(twice.get(&(1, 0)), Some(&None));
+        assert_eq!(twice.get(&(2, 0)), Some(&Some(4)));
     }
 }
