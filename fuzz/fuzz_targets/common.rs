@@ -3,6 +3,7 @@
 #[global_allocator]
 static ALLOC: imaging_pipeline::MeteredAlloc = imaging_pipeline::MeteredAlloc;
 
+#[allow(dead_code)] // each target uses one oracle
 #[path = "../oracles.rs"]
 mod oracles;
 pub use oracles::*;

@@ -37,8 +37,9 @@ pub struct ServerSettings {
     pub url_ttl_seconds: u64,
     /// How long an upload waits for a busy target (report append, entry attach) before `BUSY`.
     pub lock_wait_seconds: u64,
-    /// A target lock whose holder vanished expires after this, in ms. Correctness never depends
-    /// on it: image records change only by compare-and-set.
+    /// A target lock whose holder vanished expires after this, in ms. An expiry costs a retry,
+    /// never data: image records change only by compare-and-set. (Idempotency claims are not
+    /// target locks: they live as long as the key's result, 24 hours.)
     pub lock_ttl_millis: u64,
     /// After SIGTERM, how long in-flight requests may take before the process exits anyway.
     pub drain_seconds: u64,

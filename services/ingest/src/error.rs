@@ -115,8 +115,10 @@ pub enum IngestError {
     /// request (permanent, e.g. access denied).
     #[error("storage failure")]
     Storage(#[source] StorageError),
-    /// The quota/catalog store failed: unreachable (retryable) or unreadable data (permanent).
-    #[error("quota store failure")]
+    /// The state backend (quotas, records, idempotency results, locks) failed: unreachable
+    /// (retryable; the wire reason is `QUOTA_UNAVAILABLE`, the name it has had since the backend
+    /// held only quotas) or unreadable data (permanent).
+    #[error("state backend failure")]
     State(#[source] StateError),
     /// Anything else; the message is for logs only.
     #[error("internal error: {0}")]

@@ -39,10 +39,21 @@ pub fn upload_request(header: v1::UploadHeader) -> Result<UploadRequest, IngestE
     })
 }
 
+/// A record's SHA-256 as bytes; a record whose digest is not hex is damaged (an internal error,
+/// never an empty digest a client would take for the real one).
+fn digest(hex_digest: &str) -> Result<Vec<u8>, IngestError> {
+    match hex::decode(hex_digest) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+        _ => Err(IngestError::Internal(format!(
+            "image record has a damaged sha256: {hex_digest:?}"
+        ))),
+    }
+}
+
 /// A finished upload as its response.
-pub fn upload_response(uploaded: Uploaded) -> v1::UploadImageResponse {
+pub fn upload_response(uploaded: Uploaded) -> Result<v1::UploadImageResponse, IngestError> {
     let Uploaded { record, replayed } = uploaded;
-    v1::UploadImageResponse {
+    Ok(v1::UploadImageResponse {
         image_id: record.image_id,
         url: String::new(),
         path: record.key,
@@ -51,15 +62,15 @@ pub fn upload_response(uploaded: Uploaded) -> v1::UploadImageResponse {
         size_bytes: record.size,
         content_type: record.content_type,
         page_count: record.page_count,
-        sha256: hex::decode(&record.sha256).unwrap_or_default(),
+        sha256: digest(&record.sha256)?,
         replayed,
-    }
+    })
 }
 
 /// An image view as `ImageInfo`.
-pub fn image_info(view: ImageView) -> v1::ImageInfo {
+pub fn image_info(view: ImageView) -> Result<v1::ImageInfo, IngestError> {
     let record = view.record;
-    v1::ImageInfo {
+    Ok(v1::ImageInfo {
         image_id: record.image_id,
         url: view.url,
         path: record.key,
@@ -68,9 +79,9 @@ pub fn image_info(view: ImageView) -> v1::ImageInfo {
         size_bytes: record.size,
         content_type: record.content_type,
         page_count: record.page_count,
-        sha256: hex::decode(&record.sha256).unwrap_or_default(),
+        sha256: digest(&record.sha256)?,
         url_expires_in_seconds: view.url_ttl.as_secs(),
         owner: record.owner,
         workspace_id: record.workspace,
-    }
+    })
 }

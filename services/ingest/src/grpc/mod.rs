@@ -154,7 +154,7 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
             )
             .await
         {
-            Ok(uploaded) => Ok(Response::new(convert::upload_response(uploaded))),
+            Ok(uploaded) => Ok(Response::new(convert::upload_response(uploaded)?)),
             Err(err) => Err(self.refuse(&mut stream, err).await),
         }
     }
@@ -166,7 +166,7 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         let claims = self.claims(&request)?;
         let target = convert::target(request.into_inner().target)?;
         let view = self.ingestor.get_image(&claims, &target).await?;
-        Ok(Response::new(convert::image_info(view)))
+        Ok(Response::new(convert::image_info(view)?))
     }
 
     async fn delete_image(

@@ -91,7 +91,7 @@ impl From<IngestError> for Status {
                 tracing::error!(error = %cause, transient = cause.is_transient(), "storage failure");
             }
             State(cause) => {
-                tracing::error!(error = %cause, transient = cause.is_transient(), "quota store failure");
+                tracing::error!(error = %cause, transient = cause.is_transient(), "state backend failure");
             }
             Internal(cause) => tracing::error!(error = %cause, "internal failure"),
             _ => {}

@@ -5,7 +5,7 @@
 
 use crate::error::IngestError;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// The caps.
@@ -57,10 +57,7 @@ impl Admission {
                 TryAcquireError::NoPermits => IngestError::Overloaded,
             })?;
         let user = (workspace.to_owned(), user.to_owned());
-        let mut counts = self
-            .counts
-            .lock()
-            .map_err(|_| IngestError::Internal("admission counts poisoned".to_owned()))?;
+        let mut counts = lock(&self.counts);
         let of_user = counts.users.get(&user).copied().unwrap_or(0);
         let of_workspace = counts.workspaces.get(workspace).copied().unwrap_or(0);
         if of_user >= self.per_user {
@@ -85,11 +82,16 @@ impl Admission {
     }
 }
 
+/// The counts, also after a panic elsewhere while they were held: every change to them is one
+/// step that leaves them whole, so a poisoned lock still guards true counts, and taking it keeps
+/// every slot returnable (refusing it would keep a user's slots taken for good).
+fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let Ok(mut counts) = self.counts.lock() else {
-            return;
-        };
+        let mut counts = lock(&self.counts);
         if let Some(count) = counts.users.get_mut(&self.user) {
             *count -= 1;
             if *count == 0 {
@@ -129,6 +131,21 @@ mod tests {
         );
         drop(a1);
         assert!(admission.admit("w1", "u1").is_ok());
+    }
+
+    #[test]
+    fn slots_come_back_after_a_panic_while_the_counts_were_held() {
+        let admission = Admission::new(10, 1, 5);
+        let held = admission.admit("w1", "u1").unwrap();
+        let counts = admission.counts.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = counts.lock().unwrap();
+            panic!("a panic while the counts are held");
+        })
+        .join();
+        assert!(admission.counts.is_poisoned());
+        drop(held);
+        assert!(admission.admit("w1", "u1").is_ok(), "the slot came back");
     }
 
     #[test]

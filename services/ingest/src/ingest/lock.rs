@@ -13,12 +13,16 @@ pub struct LockTiming {
     /// Wait for a busy lock this long, then `BUSY`.
     pub wait: Duration,
     /// A held lock expires after this even if its holder never releases it (it died, or was
-    /// paused). Correctness never depends on it: records change only by compare-and-set.
+    /// paused). For a target lock (`with_lock`) an expiry costs a retry, never data: records
+    /// change only by compare-and-set. An idempotency claim is a lock whose expiry is what it
+    /// stands for: it lives as long as the key's result ([`super::idempotency::IDEMPOTENCY_TTL`]),
+    /// so a key runs at most once in that time.
     pub ttl: Duration,
 }
 
 /// Runs `work` while holding the lock `name` (waiting for it as `timing` says), then releases
-/// it, whatever `work` returned. The lock only keeps writers from wasting work on conflicts.
+/// it, whatever `work` returned. A target lock only keeps writers from wasting work on
+/// conflicts; the compare-and-set commit decides.
 pub async fn with_lock<T>(
     catalog: &Arc<dyn Catalog>,
     name: String,

@@ -106,11 +106,6 @@ impl Ingestor {
         self.admission.close();
     }
 
-    /// The service's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// Resolves a target to its workspace and owner and checks that `claims` may use it.
     /// Loose receipts are resolved from their image record (`None` if the receipt is unknown).
     pub(crate) async fn authorize(

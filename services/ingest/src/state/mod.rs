@@ -156,8 +156,6 @@ pub trait Quota: Send + Sync + std::fmt::Debug {
     ) -> Result<Reservation, StateError>;
     /// Drops the reservation `id` (nothing if it is gone).
     async fn release(&self, workspace: &str, id: &str) -> Result<(), StateError>;
-    /// Overwrites the usage; returns the previous value.
-    async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError>;
     /// Sets the usage to `bytes` only if it is still `expected` (reconcile: a commit made
     /// since the usage was read is never overwritten); true if it changed.
     async fn replace_used(

@@ -592,24 +592,6 @@ impl Quota for RedisState {
         Ok(())
     }
 
-    async fn set_used(&self, workspace: &str, bytes: u64) -> Result<u64, StateError> {
-        let _: u64 = self
-            .conn()
-            .sadd(self.workspaces_key(), workspace)
-            .await
-            .map_err(unavailable)?;
-        let previous: Option<u64> = self
-            .conn()
-            .set_options(
-                self.ws_key(workspace, "used"),
-                bytes,
-                redis::SetOptions::default().get(true),
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(previous.unwrap_or(0))
-    }
-
     async fn replace_used(
         &self,
         workspace: &str,

@@ -378,7 +378,6 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectEntry>) -> std::io::Result<
         } else if file_type.is_dir() {
             walk(root, &path, out)?;
         } else if file_type.is_file()
-            && !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
             && let Ok(relative) = path.strip_prefix(root)
         {
             let key = relative.to_string_lossy().replace('\\', "/");

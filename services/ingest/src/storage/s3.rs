@@ -487,8 +487,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn sweep(&self, age: Duration) -> Result<usize, StorageError> {
-        // The service writes single PUTs; multipart uploads come from other tools or from
-        // interrupted large copies, and cost storage until aborted.
+        // Multipart uploads left open (a report append or a large write interrupted by a
+        // crash, or another tool's) cost storage until aborted.
         let pages = self
             .bucket
             .list_multiparts_uploads(None, None)

@@ -142,7 +142,14 @@ async fn reconcile_repairs_a_corrupted_counter_from_the_records_and_never_counts
             )
             .await
             .unwrap();
-        app.backends.quota.set_used("w1", 999_999).await.unwrap();
+        let used = app.backends.quota.used("w1").await.unwrap();
+        assert!(
+            app.backends
+                .quota
+                .replace_used("w1", used, 999_999)
+                .await
+                .unwrap()
+        );
         let reconcile = || {
             imaging_service::reconcile::reconcile(
                 app.backends.quota.as_ref(),

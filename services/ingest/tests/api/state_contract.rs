@@ -149,17 +149,16 @@ async fn an_unregistered_workspace_is_held_to_the_default_limit(backend: &Backen
     );
 }
 
-async fn setting_usage_returns_the_previous_value_and_lists_the_workspace(backend: &Backend) {
+async fn usage_is_replaced_only_from_the_value_read(backend: &Backend) {
     let quota = backend.quota.as_ref();
     quota.set_limit("w1", 10).await.unwrap();
-    quota.reserve("w2", "a", 4, TTL, 100).await.unwrap();
-    assert_eq!(quota.set_used("w2", 9).await.unwrap(), 0);
-    assert_eq!(quota.used("w2").await.unwrap(), 9);
-    assert_eq!(quota.set_used("w2", 3).await.unwrap(), 9);
-    assert_eq!(
-        quota.workspaces().await.unwrap(),
-        vec!["w1".to_owned(), "w2".to_owned()]
-    );
+    assert!(quota.replace_used("w1", 0, 9).await.unwrap());
+    assert_eq!(quota.used("w1").await.unwrap(), 9);
+    assert!(!quota.replace_used("w1", 5, 3).await.unwrap(), "not from 5");
+    assert_eq!(quota.used("w1").await.unwrap(), 9);
+    assert!(quota.replace_used("w1", 9, 3).await.unwrap());
+    assert_eq!(quota.used("w1").await.unwrap(), 3);
+    assert_eq!(quota.workspaces().await.unwrap(), vec!["w1".to_owned()]);
 }
 
 async fn a_target_registers_once_and_can_be_removed(backend: &Backend) {
@@ -535,7 +534,7 @@ macro_rules! state_contract {
                     a_retried_reservation_is_not_charged_twice,
                     a_released_or_lapsed_reservation_gives_its_bytes_back,
                     a_lapsed_reservation_is_charged_at_commit_only_if_it_still_fits,
-                    setting_usage_returns_the_previous_value_and_lists_the_workspace,
+                    usage_is_replaced_only_from_the_value_read,
                     a_target_registers_once_and_can_be_removed,
                     an_image_record_changes_only_from_the_record_the_writer_read,
                     records_of_many_workspaces_are_kept_apart_and_all_listed,
@@ -632,7 +631,7 @@ async fn the_embedded_state_survives_a_restart() {
     {
         let state = EmbeddedState::open(&path).unwrap();
         state.set_limit("w1", 100).await.unwrap();
-        state.set_used("w1", 30).await.unwrap();
+        assert!(state.replace_used("w1", 0, 30).await.unwrap());
     }
     let state = EmbeddedState::open(&path).unwrap();
     assert_eq!(state.used("w1").await.unwrap(), 30);

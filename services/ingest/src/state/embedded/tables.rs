@@ -1,0 +1,70 @@
+//! The embedded database's tables.
+
+use super::{EmbeddedState, failed};
+use crate::state::StateError;
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+
+/// Workspace -> byte limit.
+pub(super) const LIMITS: TableDefinition<&str, u64> = TableDefinition::new("limits");
+/// Workspace -> bytes used.
+pub(super) const USED: TableDefinition<&str, u64> = TableDefinition::new("used");
+/// Target key -> JSON `TargetRecord`.
+pub(super) const TARGETS: TableDefinition<&str, &str> = TableDefinition::new("targets");
+/// Target key -> JSON `ImageRecord`.
+pub(super) const IMAGES: TableDefinition<&str, &str> = TableDefinition::new("images");
+/// Idempotency scope -> (expiry in Unix seconds, JSON `IdempotencyRecord`).
+pub(super) const IDEMPOTENCY: TableDefinition<&str, (u64, &str)> =
+    TableDefinition::new("idempotency");
+/// (expiry in Unix seconds, idempotency scope): the results in the order they expire, so that
+/// expired ones are removed a few at a time without a scan.
+pub(super) const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
+/// Expired idempotency results removed by each new one (more than one: the table shrinks back
+/// after a burst).
+pub(super) const IDEMPOTENCY_SWEEP: usize = 16;
+/// `{workspace}/{hex(owner)}/{entry}`: the owners' lists of loose receipts, in byte order
+/// (newest first within an owner, see `listing_entry`).
+pub(super) const OWNER_LISTS: TableDefinition<&str, ()> = TableDefinition::new("owner_lists");
+
+/// The key prefix of `owner`'s list in `workspace`; workspace IDs have no `/`, hex has none.
+pub(super) fn list_prefix(workspace: &str, owner: &str) -> String {
+    format!("{workspace}/{}/", hex::encode(owner))
+}
+
+/// `{workspace}/{id}` -> (bytes, expiry in Unix ms) of a live quota reservation.
+pub(super) const RESERVATIONS: TableDefinition<&str, (u64, u64)> =
+    TableDefinition::new("reservations");
+
+impl EmbeddedState {
+    pub(super) fn create_tables(&self) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(failed)?;
+        txn.open_table(LIMITS).map_err(failed)?;
+        txn.open_table(USED).map_err(failed)?;
+        txn.open_table(TARGETS).map_err(failed)?;
+        txn.open_table(IMAGES).map_err(failed)?;
+        txn.open_table(RESERVATIONS).map_err(failed)?;
+        txn.open_table(OWNER_LISTS).map_err(failed)?;
+        {
+            // Results stored before the expiry index existed are indexed once.
+            let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;
+            let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(failed)?;
+            if expiry.is_empty().map_err(failed)? {
+                for entry in results.iter().map_err(failed)? {
+                    let (scope, value) = entry.map_err(failed)?;
+                    let (expires, _) = value.value();
+                    expiry
+                        .insert((expires, scope.value()), ())
+                        .map_err(failed)?;
+                }
+            }
+        }
+        txn.commit().map_err(failed)
+    }
+}
+
+pub(super) fn counter(
+    table: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<Option<u64>, StateError> {
+    Ok(table.get(key).map_err(failed)?.map(|value| value.value()))
+}
