@@ -1,0 +1,213 @@
+//! The catalog: targets, image records (changed with their quota by one script), owners'
+//! lists, idempotency results and locks.
+
+use super::scan::SCAN_READS;
+use super::{RedisState, decode, encode, unavailable};
+use crate::state::{
+    Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Registered, StateError, Swap,
+    Swapped, TargetRecord,
+};
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use redis::AsyncCommands;
+use std::time::Duration;
+
+#[async_trait]
+impl Catalog for RedisState {
+    async fn put_target(&self, key: &str, target: &TargetRecord) -> Result<Registered, StateError> {
+        // SET NX GET: sets only if absent, and answers what was there (Redis 7).
+        let previous: Option<String> = self
+            .conn()
+            .set_options(
+                self.key("target", key),
+                encode(target)?,
+                redis::SetOptions::default()
+                    .conditional_set(redis::ExistenceCheck::NX)
+                    .get(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(match decode::<TargetRecord>(previous)? {
+            None => Registered::Created,
+            Some(existing) if &existing == target => Registered::Unchanged,
+            Some(existing) => Registered::Conflict(existing),
+        })
+    }
+
+    #[tracing::instrument(name = "redis.target", skip_all, fields(key = %key))]
+    async fn target(&self, key: &str) -> Result<Option<TargetRecord>, StateError> {
+        decode(self.get_string(self.key("target", key)).await?)
+    }
+
+    async fn remove_target(&self, key: &str) -> Result<bool, StateError> {
+        let removed: u64 = self
+            .conn()
+            .del(self.key("target", key))
+            .await
+            .map_err(unavailable)?;
+        Ok(removed > 0)
+    }
+
+    #[tracing::instrument(name = "redis.image", skip_all, fields(key = %key))]
+    async fn image(&self, workspace: &str, key: &str) -> Result<Option<ImageRecord>, StateError> {
+        decode(self.get_string(self.image_key(workspace, key)).await?)
+    }
+
+    #[tracing::instrument(name = "redis.swap_image", skip_all, fields(key = %swap.key))]
+    async fn swap_image(&self, swap: &Swap<'_>) -> Result<Swapped, StateError> {
+        let json = swap.image.map(encode).transpose()?.unwrap_or_default();
+        let (reservation, grow) = swap.reservation.unwrap_or(("", 0));
+        let (op, owner, entry) = match swap.listing {
+            None => ("", "", ""),
+            Some(Listing::Add { owner, entry }) => ("add", owner, entry),
+            Some(Listing::Remove { owner, entry }) => ("remove", owner, entry),
+        };
+        let reply: Vec<u64> = self
+            .scripts
+            .swap_image
+            .key(self.image_key(swap.workspace, swap.key))
+            .key(self.ws_key(swap.workspace, "used"))
+            .key(self.ws_key(swap.workspace, "reservations"))
+            .key(self.ws_key(swap.workspace, "limit"))
+            .key(self.owner_key(swap.workspace, owner))
+            .arg(swap.expected.unwrap_or_default())
+            .arg(json)
+            .arg(swap.release)
+            .arg(reservation)
+            .arg(grow)
+            .arg(swap.default_limit)
+            .arg(op)
+            .arg(entry)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [1] => Ok(Swapped::Done),
+            [0] => Ok(Swapped::Conflict),
+            [2, used, limit] => Ok(Swapped::QuotaExceeded {
+                limit: *limit,
+                used: *used,
+            }),
+            other => Err(StateError::Data(format!("unexpected swap reply {other:?}"))),
+        }
+    }
+
+    async fn images(&self) -> Result<Vec<ImageRecord>, StateError> {
+        let keys = self.scan(&format!("{}{{*}}:image:*", self.prefix)).await?;
+        let values: Vec<Option<String>> = futures::stream::iter(keys)
+            .map(|key| self.get_string(key))
+            .buffered(SCAN_READS)
+            .try_collect()
+            .await?;
+        values
+            .into_iter()
+            .filter_map(|value| decode(value).transpose())
+            .collect()
+    }
+
+    #[tracing::instrument(name = "redis.listed", skip_all)]
+    async fn listed(
+        &self,
+        workspace: &str,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let start = after.map_or_else(|| "-".to_owned(), |entry| format!("({entry}"));
+        redis::cmd("ZRANGE")
+            .arg(self.owner_key(workspace, owner))
+            .arg(start)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn listings(&self) -> Result<Vec<Listed>, StateError> {
+        let mut all = Vec::new();
+        for key in self.scan(&format!("{}{{*}}:owner:*", self.prefix)).await? {
+            let Some((workspace, owner)) = key[self.prefix.len()..]
+                .strip_prefix('{')
+                .and_then(|rest| rest.split_once("}:owner:"))
+                .and_then(|(workspace, owner)| {
+                    let owner = String::from_utf8(hex::decode(owner).ok()?).ok()?;
+                    Some((workspace.to_owned(), owner))
+                })
+            else {
+                continue;
+            };
+            let entries: Vec<String> =
+                self.conn().zrange(&key, 0, -1).await.map_err(unavailable)?;
+            all.extend(entries.into_iter().map(|entry| Listed {
+                workspace: workspace.clone(),
+                owner: owner.clone(),
+                entry,
+            }));
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    async fn set_listed(&self, listed: &Listed, present: bool) -> Result<(), StateError> {
+        let key = self.owner_key(&listed.workspace, &listed.owner);
+        let _: u64 = if present {
+            self.conn().zadd(key, &listed.entry, 0).await
+        } else {
+            self.conn().zrem(key, &listed.entry).await
+        }
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "redis.idempotency", skip_all, fields(key = %key))]
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StateError> {
+        decode(self.get_string(self.key("idem", key)).await?)
+    }
+
+    async fn put_idempotency(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .set_ex(self.key("idem", key), encode(record)?, ttl.as_secs().max(1))
+            .await
+            .map_err(unavailable)
+    }
+
+    #[tracing::instrument(name = "redis.try_lock", skip_all, fields(name = %name))]
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StateError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .conn()
+            .set_options(
+                self.key("lock", name),
+                &token,
+                redis::SetOptions::default()
+                    .conditional_set(redis::ExistenceCheck::NX)
+                    .with_expiration(redis::SetExpiry::PX(millis)),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(set.map(|_| token))
+    }
+
+    #[tracing::instrument(name = "redis.unlock", skip_all, fields(name = %name))]
+    async fn unlock(&self, name: &str, token: &str) -> Result<(), StateError> {
+        let _: u64 = self
+            .scripts
+            .unlock
+            .key(self.key("lock", name))
+            .arg(token)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

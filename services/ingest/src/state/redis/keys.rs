@@ -1,0 +1,50 @@
+//! Key layout (`imaging:` is the configurable prefix). Everything a script touches is one
+//! workspace's and carries the workspace as its hash tag, so a script's keys share a cluster
+//! slot; the other keys are read and written one at a time:
+//!
+//! | key | holds |
+//! |---|---|
+//! | `imaging:{ws}:limit` | the workspace's byte limit |
+//! | `imaging:{ws}:used` | bytes its committed records use |
+//! | `imaging:{ws}:reservations` | hash: reservation ID -> `bytes:expiry_ms` |
+//! | `imaging:{ws}:image:<target>` | JSON image record of a target of the workspace |
+//! | `imaging:{ws}:owner:<hex(sub)>` | sorted set (all scores 0, byte order): a user's loose receipts, newest first |
+//! | `imaging:target:<target>` | JSON target registration (workspace, owner) |
+//! | `imaging:idem:<scope>` | JSON idempotency result, with a TTL |
+//! | `imaging:lock:<name>` | lock token, with a TTL |
+//! | `imaging:workspaces` | set of registered workspaces (reconcile) |
+//! | `imaging:layout:version` | `2` once data of earlier versions has been moved |
+//!
+//! Data written by versions before this layout (`imaging:used:<ws>`, `imaging:image:<target>`,
+//! ...) is moved by [`RedisState::migrate_layout`], which the service runs on start.
+
+use super::RedisState;
+
+/// The key layout this version writes, recorded in `imaging:layout:version` once data of
+/// earlier versions has been moved.
+pub(super) const LAYOUT: &str = "2";
+
+impl RedisState {
+    /// A key of no workspace (read and written alone).
+    pub(super) fn key(&self, space: &str, name: &str) -> String {
+        format!("{}{space}:{name}", self.prefix)
+    }
+
+    /// A key of `workspace`, in the workspace's cluster slot.
+    pub(super) fn ws_key(&self, workspace: &str, name: &str) -> String {
+        format!("{}{{{workspace}}}:{name}", self.prefix)
+    }
+
+    pub(super) fn image_key(&self, workspace: &str, target: &str) -> String {
+        self.ws_key(workspace, &format!("image:{target}"))
+    }
+
+    /// The list of `owner`'s loose receipts in `workspace`.
+    pub(super) fn owner_key(&self, workspace: &str, owner: &str) -> String {
+        self.ws_key(workspace, &format!("owner:{}", hex::encode(owner)))
+    }
+
+    pub(super) fn workspaces_key(&self) -> String {
+        format!("{}workspaces", self.prefix)
+    }
+}
