@@ -65,7 +65,7 @@ fn inspect_scanned(
             crate::pdf_guard::scan(bytes, &limits.pdf)?;
         }
         let doc = load_pdf_scanned(bytes, limits)?;
-        let pages = u32::try_from(doc.get_pages().len()).unwrap_or(u32::MAX);
+        let pages = u32::try_from(pages(&doc).len()).unwrap_or(u32::MAX);
         return Ok(Inspected {
             media: declared,
             width: 0,
@@ -311,7 +311,7 @@ pub(crate) fn load_pdf(bytes: &[u8], limits: &Limits) -> Result<lopdf::Document,
 /// [`load_pdf`] for bytes the guard has already passed under `limits`.
 fn load_pdf_scanned(bytes: &[u8], limits: &Limits) -> Result<lopdf::Document, PipelineError> {
     let doc = load_pdf_unscanned(bytes, limits)?;
-    if doc.get_pages().len() > limits.pdf.max_pages as usize {
+    if pages(&doc).len() > limits.pdf.max_pages as usize {
         return Err(PipelineError::TooComplex { what: "PDF pages" });
     }
     Ok(doc)
@@ -384,8 +384,19 @@ pub(crate) fn load_pdf_unscanned(
     }
     let mut doc = doc;
     null_dangling(&mut doc)?;
-    if doc.get_pages().is_empty() {
+    if pages(&doc).is_empty() {
         return Err(PipelineError::Corrupt("PDF has no pages".to_owned()));
     }
     Ok(doc)
+}
+
+/// The document's pages in order, each page object once: a page tree that reaches one page
+/// twice (a kid listed twice, or a cycle) still has that page once, as readers show it, and a
+/// page object can have only one parent in the report it is moved to.
+pub(crate) fn pages(doc: &lopdf::Document) -> Vec<lopdf::ObjectId> {
+    let mut seen = std::collections::HashSet::new();
+    doc.get_pages()
+        .into_values()
+        .filter(|id| seen.insert(*id))
+        .collect()
 }

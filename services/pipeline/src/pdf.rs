@@ -50,7 +50,7 @@ fn corrupt(err: impl std::fmt::Display) -> PipelineError {
 pub const MAX_OBJECT_NUMBER: u32 = 8_388_607;
 
 fn page_count(doc: &Document) -> u32 {
-    u32::try_from(doc.get_pages().len()).unwrap_or(u32::MAX)
+    u32::try_from(crate::inspect::pages(doc).len()).unwrap_or(u32::MAX)
 }
 
 /// The first upload to a report. A PDF is kept byte for byte (after checking it parses and is
@@ -488,7 +488,7 @@ fn adopt_pages(
     parent: ObjectId,
 ) -> Result<Vec<ObjectId>, PipelineError> {
     other.renumber_objects_with(doc.max_id + 1);
-    let page_ids: Vec<ObjectId> = other.get_pages().into_values().collect();
+    let page_ids = crate::inspect::pages(&other);
     // The object holding each (ancestor, attribute) value that has been made shared.
     let mut shared: std::collections::HashMap<(ObjectId, &'static [u8]), Object> =
         std::collections::HashMap::new();
