@@ -1,10 +1,11 @@
 //! Errors at the edge. A [`Failure`] says what went wrong (a gRPC code plus, when known, the
 //! contract's `ErrorReason` and how long to wait before retrying); an [`AppError`] is a failure
-//! rendered in one [`Dialect`]. The HTTP status comes from one exhaustive `match`,
+//! rendered in one [`Dialect`]. The HTTP status comes from the contract's reason table,
 //! [`http_status`]; bodies never carry backend internals.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use imaging_proto::reasons;
 use imaging_proto::v1::ErrorReason;
 use serde::Serialize;
 use std::time::Duration;
@@ -30,15 +31,13 @@ pub enum Dialect {
     Workspace,
 }
 
-/// The one mapping from a reason (or, without one, a gRPC code) to an HTTP status. The `match`
-/// names every reason, so a new reason does not compile until both dialects map it.
+/// The HTTP status of a reason (or, without one, of a gRPC code): the contract's table
+/// ([`imaging_proto::reasons`]), and the one place a dialect departs from it: Concur answers an
+/// unsupported media type with 415, as its documentation says.
 ///
 /// Without a reason, only transport trouble (`UNAVAILABLE`, and `DEADLINE_EXCEEDED`/`CANCELLED`,
 /// i.e. the ingest service did not answer in time) gives 503; everything else is 500.
-/// `IDEMPOTENCY_KEY_REUSED` is 422, as the IETF `Idempotency-Key` draft prescribes for a key
-/// reused with another payload.
 pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) -> StatusCode {
-    use ErrorReason::*;
     let Some(reason) = reason else {
         return match code {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
@@ -47,27 +46,12 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
     };
-    match reason {
-        InvalidId | InvalidRequest | MissingFile | ChunkTooLarge => StatusCode::BAD_REQUEST,
-        TokenMissing | TokenInvalid | TokenExpired => StatusCode::UNAUTHORIZED,
-        PermissionDenied => StatusCode::FORBIDDEN,
-        TargetNotFound | ImageNotFound | RouteNotFound => StatusCode::NOT_FOUND,
-        AlreadyAttached | TargetConflict => StatusCode::CONFLICT,
-        FileTooLarge | ReportTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        UnsupportedMediaType => match dialect {
-            Dialect::Concur | Dialect::ConcurJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Dialect::Workspace => StatusCode::UNPROCESSABLE_ENTITY,
-        },
-        ContentTypeMismatch | CorruptImage | EncryptedPdf | ChecksumMismatch | SizeMismatch
-        | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-        QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
-        TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
-        UploadTimeout => StatusCode::REQUEST_TIMEOUT,
-        Busy | Overloaded | ShuttingDown | StorageUnavailable | QuotaUnavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Internal | Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
+    if reason == ErrorReason::UnsupportedMediaType
+        && matches!(dialect, Dialect::Concur | Dialect::ConcurJson)
+    {
+        return StatusCode::UNSUPPORTED_MEDIA_TYPE;
     }
+    StatusCode::from_u16(reasons::of(reason).http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// What went wrong, independent of the dialect.
@@ -105,7 +89,7 @@ impl Failure {
     /// A failure the gateway detects itself.
     pub fn local(reason: ErrorReason, message: impl Into<String>) -> Self {
         Failure {
-            code: code_of(reason),
+            code: reasons::of(reason).grpc,
             reason: Some(reason),
             message: message.into(),
             retry_after: None,
@@ -180,15 +164,6 @@ impl Failure {
                 },
             ),
         }
-    }
-}
-
-/// The gRPC code that goes with a reason the gateway produces itself.
-fn code_of(reason: ErrorReason) -> Code {
-    match reason {
-        ErrorReason::FileTooLarge => Code::OutOfRange,
-        ErrorReason::RouteNotFound => Code::NotFound,
-        _ => Code::InvalidArgument,
     }
 }
 
@@ -283,41 +258,6 @@ mod tests {
 
     use ErrorReason::*;
 
-    /// Every reason with its gRPC code and its status in the Concur and workspace dialects.
-    const TABLE: &[(ErrorReason, Code, u16, u16)] = &[
-        (InvalidId, Code::InvalidArgument, 400, 400),
-        (InvalidRequest, Code::InvalidArgument, 400, 400),
-        (MissingFile, Code::InvalidArgument, 400, 400),
-        (ChunkTooLarge, Code::InvalidArgument, 400, 400),
-        (TokenMissing, Code::Unauthenticated, 401, 401),
-        (TokenInvalid, Code::Unauthenticated, 401, 401),
-        (TokenExpired, Code::Unauthenticated, 401, 401),
-        (PermissionDenied, Code::PermissionDenied, 403, 403),
-        (TargetNotFound, Code::NotFound, 404, 404),
-        (ImageNotFound, Code::NotFound, 404, 404),
-        (RouteNotFound, Code::NotFound, 404, 404),
-        (AlreadyAttached, Code::AlreadyExists, 409, 409),
-        (TargetConflict, Code::FailedPrecondition, 409, 409),
-        (FileTooLarge, Code::OutOfRange, 413, 413),
-        (ReportTooLarge, Code::OutOfRange, 413, 413),
-        (UnsupportedMediaType, Code::InvalidArgument, 415, 422),
-        (ContentTypeMismatch, Code::InvalidArgument, 422, 422),
-        (CorruptImage, Code::InvalidArgument, 422, 422),
-        (EncryptedPdf, Code::InvalidArgument, 422, 422),
-        (SizeMismatch, Code::InvalidArgument, 422, 422),
-        (ChecksumMismatch, Code::InvalidArgument, 422, 422),
-        (IdempotencyKeyReused, Code::FailedPrecondition, 422, 422),
-        (QuotaExceeded, Code::ResourceExhausted, 507, 507),
-        (TooManyUploads, Code::ResourceExhausted, 429, 429),
-        (UploadTimeout, Code::DeadlineExceeded, 408, 408),
-        (Busy, Code::Unavailable, 503, 503),
-        (Overloaded, Code::Unavailable, 503, 503),
-        (ShuttingDown, Code::Unavailable, 503, 503),
-        (StorageUnavailable, Code::Unavailable, 503, 503),
-        (QuotaUnavailable, Code::Unavailable, 503, 503),
-        (Internal, Code::Internal, 500, 500),
-    ];
-
     fn status_with_reason(code: Code, reason: &str, message: &str) -> tonic::Status {
         let details = tonic_types::ErrorDetails::with_error_info(
             reason,
@@ -328,34 +268,35 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_maps_to_its_status_in_both_dialects() {
-        for &(reason, code, concur, workspace) in TABLE {
-            let failure = Failure::from(status_with_reason(code, reason.as_str_name(), "m"));
+    fn every_reason_of_the_service_renders_as_the_contract_says_in_every_dialect() {
+        for reason in reasons::all() {
+            let wire = reasons::of(reason);
+            let failure = Failure::from(status_with_reason(wire.grpc, reason.as_str_name(), "m"));
             assert_eq!(failure.reason(), Some(reason));
-            assert_eq!(
-                failure.status(Dialect::Concur).as_u16(),
-                concur,
-                "{reason:?}"
-            );
-            assert_eq!(
-                failure.status(Dialect::Workspace).as_u16(),
-                workspace,
-                "{reason:?}"
-            );
+            for dialect in [Dialect::Concur, Dialect::ConcurJson, Dialect::Workspace] {
+                let expected = match (reason, dialect) {
+                    (UnsupportedMediaType, Dialect::Concur | Dialect::ConcurJson) => 415,
+                    _ => wire.http,
+                };
+                assert_eq!(
+                    failure.status(dialect).as_u16(),
+                    expected,
+                    "{reason:?} {dialect:?}"
+                );
+            }
         }
     }
 
     #[test]
-    fn the_table_names_every_reason_of_the_contract() {
-        let all: Vec<ErrorReason> = (1..)
-            .map_while(|value| ErrorReason::try_from(value).ok())
-            .collect();
-        assert!(all.len() >= 27);
-        for reason in all {
-            assert!(
-                TABLE.iter().any(|row| row.0 == reason),
-                "{reason:?} has no row"
-            );
+    fn a_failure_the_gateway_finds_itself_carries_the_contract_code() {
+        for failure in [
+            Failure::invalid_id("receipt ID"),
+            Failure::invalid_request("bad"),
+            Failure::too_large(10),
+            Failure::route_not_found(),
+        ] {
+            let reason = failure.reason().unwrap();
+            assert_eq!(failure.code, reasons::of(reason).grpc, "{reason:?}");
         }
     }
 

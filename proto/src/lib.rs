@@ -6,6 +6,8 @@ pub mod v1 {
     tonic::include_proto!("imaging.v1");
 }
 
+pub mod reasons;
+
 /// Encoded file descriptor set, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("imaging_descriptor");
 

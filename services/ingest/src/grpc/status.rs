@@ -4,41 +4,17 @@
 //! and never sent to the client.
 
 use crate::error::IngestError;
-use imaging_proto::ERROR_DOMAIN;
 use imaging_proto::v1::ErrorReason;
+use imaging_proto::{ERROR_DOMAIN, reasons};
 use std::collections::HashMap;
 use std::time::Duration;
-use tonic::{Code, Status};
+use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// How long clients are told to wait before retrying a refusal that heals by itself.
 const RETRY_AFTER_LOAD: Duration = Duration::from_secs(1);
 /// The same for an unreachable backend.
 const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(5);
-
-/// The gRPC code of each reason: one exhaustive table, so a new reason does not compile until
-/// it has one.
-pub fn code(reason: ErrorReason) -> Code {
-    use ErrorReason::*;
-    match reason {
-        TokenMissing | TokenInvalid | TokenExpired => Code::Unauthenticated,
-        PermissionDenied => Code::PermissionDenied,
-        InvalidId | InvalidRequest | MissingFile | ChunkTooLarge | UnsupportedMediaType
-        | ContentTypeMismatch | CorruptImage | EncryptedPdf | SizeMismatch | ChecksumMismatch => {
-            Code::InvalidArgument
-        }
-        FileTooLarge | ReportTooLarge => Code::OutOfRange,
-        IdempotencyKeyReused | TargetConflict => Code::FailedPrecondition,
-        AlreadyAttached => Code::AlreadyExists,
-        TargetNotFound | ImageNotFound | RouteNotFound => Code::NotFound,
-        QuotaExceeded | TooManyUploads => Code::ResourceExhausted,
-        UploadTimeout => Code::DeadlineExceeded,
-        Busy | Overloaded | ShuttingDown | StorageUnavailable | QuotaUnavailable => {
-            Code::Unavailable
-        }
-        Internal | Unspecified => Code::Internal,
-    }
-}
 
 impl From<IngestError> for Status {
     fn from(err: IngestError) -> Self {
@@ -111,7 +87,7 @@ impl From<IngestError> for Status {
             _ => err.to_string(),
         };
         details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata);
-        Status::with_error_details(code(reason), message, details)
+        Status::with_error_details(reasons::of(reason).grpc, message, details)
     }
 }
 
@@ -120,6 +96,7 @@ mod tests {
     use super::*;
     use crate::state::StateError;
     use crate::storage::StorageError;
+    use tonic::Code;
 
     #[test]
     fn backend_messages_never_reach_the_client_and_outages_say_when_to_retry() {
