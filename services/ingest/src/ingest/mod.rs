@@ -1,21 +1,41 @@
 //! The domain: what an upload, a read, a delete and a registration do, wired from the pipeline,
 //! the object store, the quota and the catalog. The gRPC layer only translates to and from this.
+//!
+//! An upload reads top to bottom in `upload.rs` ([`Ingestor::upload`]), which calls, in order:
+//! `plan.rs` (the header's checks, the target, the caller's permission, the quota precheck),
+//! `idempotency.rs` (a retry replays), `admission.rs` (a slot), `receive.rs` (the bytes under the
+//! limits and the pace), `process.rs` (the pipeline step, under `budget.rs`'s memory), `place.rs`
+//! (as the target kind's `policy.rs` says; reports through `report.rs`) and `commit.rs` (the
+//! compare-and-set that makes it visible, undone by `guard.rs` on any failure).
+//!
+//! The rest: `images.rs` (get, list, delete, usage), `registry.rs` (workspaces and targets),
+//! `maintenance.rs` (reconcile and sweep run by the service), `lock.rs` (target locks and
+//! idempotency claims), `target.rs` (target kinds and object keys), `digest.rs` (a SHA-256 that
+//! can be resumed).
 
 mod admission;
 mod budget;
+mod commit;
 pub mod digest;
 mod guard;
 mod idempotency;
+mod images;
 mod lock;
+mod maintenance;
+mod place;
 mod plan;
 pub mod policy;
+mod process;
 pub mod receive;
-mod store;
+mod registry;
+mod report;
 pub mod target;
 mod upload;
 
 pub use idempotency::scope as idempotency_scope;
+pub use images::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use lock::LockTiming;
+pub use maintenance::Reconciled;
 pub use plan::{UploadPlan, UploadRequest};
 pub use target::{Kind, TargetRef};
 pub use upload::Uploaded;
@@ -23,12 +43,11 @@ pub use upload::Uploaded;
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
 use crate::error::IngestError;
-use crate::state::{Catalog, ImageRecord, Listing, Quota, Registered, Swap, Swapped, TargetRecord};
+use crate::state::{Catalog, ImageRecord, Quota, TargetRecord};
 use crate::storage::ObjectStore;
 use crate::telemetry::Metrics;
 use admission::Admission;
 use budget::MemoryBudget;
-use lock::with_lock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +57,8 @@ pub(crate) const MAX_ATTEMPTS: usize = 64;
 /// Everything an ingest operation needs.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
-    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The object store (where the bytes go).
+    pub(crate) objects: Arc<dyn ObjectStore>,
     pub(crate) quota: Arc<dyn Quota>,
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) limits: LimitSettings,
@@ -72,7 +92,7 @@ pub struct UsageView {
 impl Ingestor {
     /// Wires the backends.
     pub fn new(
-        store: Arc<dyn ObjectStore>,
+        objects: Arc<dyn ObjectStore>,
         quota: Arc<dyn Quota>,
         catalog: Arc<dyn Catalog>,
         limits: LimitSettings,
@@ -90,7 +110,7 @@ impl Ingestor {
         );
         Self {
             budget,
-            store,
+            objects,
             quota,
             catalog,
             limits,
@@ -137,292 +157,7 @@ impl Ingestor {
         }
         Ok(found)
     }
-
-    /// The target's current image with a fresh URL.
-    pub async fn get_image(
-        &self,
-        claims: &Claims,
-        target: &TargetRef,
-    ) -> Result<ImageView, IngestError> {
-        target.validate(false)?;
-        let Some(owner) = self.authorize(claims, target).await? else {
-            return Err(not_found(target.kind));
-        };
-        let record = self
-            .catalog
-            .image(&owner.workspace, &target.catalog_key())
-            .await?
-            .ok_or(IngestError::ImageNotFound)?;
-        // The image is its record's owner's, whoever the target names now.
-        authorize_record(claims, target.kind, &record)?;
-        let url = self.store.url(&record.key, self.url_ttl).await?;
-        Ok(ImageView {
-            record,
-            url,
-            url_ttl: self.url_ttl,
-        })
-    }
-
-    /// Deletes the target's image and releases its bytes; returns the bytes released.
-    pub async fn delete_image(
-        &self,
-        claims: &Claims,
-        target: &TargetRef,
-    ) -> Result<u64, IngestError> {
-        target.validate(false)?;
-        let Some(owner) = self.authorize(claims, target).await? else {
-            return Err(not_found(target.kind));
-        };
-        self.remove_image(&owner.workspace, target, Some(claims))
-            .await?
-            .ok_or(IngestError::ImageNotFound)
-    }
-
-    /// Removes the image record of `target` in `workspace` (checked against `claims` if given)
-    /// and releases its bytes, then deletes its object; the bytes released, `None` if there was
-    /// no image.
-    async fn remove_image(
-        &self,
-        workspace: &str,
-        target: &TargetRef,
-        claims: Option<&Claims>,
-    ) -> Result<Option<u64>, IngestError> {
-        let catalog_key = target.catalog_key();
-        let lock = format!("target:{catalog_key}");
-        with_lock(&self.catalog, lock, self.locks, async {
-            // The record goes first, by compare-and-set with its bytes given back in the same
-            // step; an object left behind by a failed delete is only an orphan.
-            for _ in 0..MAX_ATTEMPTS {
-                let Some(record) = self.catalog.image(workspace, &catalog_key).await? else {
-                    return Ok(None);
-                };
-                if let Some(claims) = claims {
-                    authorize_record(claims, target.kind, &record)?;
-                }
-                let removed = self
-                    .catalog
-                    .swap_image(&Swap {
-                        key: &catalog_key,
-                        expected: Some(&record.key),
-                        image: None,
-                        workspace: &record.workspace,
-                        release: record.size,
-                        reservation: None,
-                        default_limit: self.limits.default_quota_bytes,
-                        listing: record.listed.as_deref().map(|entry| Listing::Remove {
-                            owner: &record.owner,
-                            entry,
-                        }),
-                    })
-                    .await?;
-                if removed == Swapped::Done {
-                    if let Err(err) = self.store.delete(&record.key).await {
-                        tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");
-                    }
-                    return Ok(Some(record.size));
-                }
-            }
-            Err(IngestError::Busy)
-        })
-        .await
-    }
-
-    /// A page of `owner`'s loose receipts in the caller's workspace (the caller's own if
-    /// `owner` is empty), newest first: their IDs and the token of the next page (`None` on the
-    /// last). `page_size` 0 is 25; more than 100 is 100.
-    pub async fn list_receipts(
-        &self,
-        claims: &Claims,
-        owner: &str,
-        page_size: i32,
-        page_token: &str,
-    ) -> Result<(Vec<String>, Option<String>), IngestError> {
-        if !target::valid_id(&claims.ws) {
-            return Err(IngestError::InvalidId("token ws"));
-        }
-        let owner = auth::acting_owner(claims, owner)?;
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size < 0 => {
-                return Err(IngestError::invalid(
-                    "page_size",
-                    "page_size must not be negative",
-                ));
-            }
-            size => usize::try_from(size)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
-        let after = match page_token {
-            "" => None,
-            token if token.len() <= 200 && crate::state::listing_image(token).is_some() => {
-                Some(token)
-            }
-            _ => {
-                return Err(IngestError::invalid(
-                    "page_token",
-                    "not a page token of this list",
-                ));
-            }
-        };
-        let mut entries = self
-            .catalog
-            .listed(&claims.ws, &owner, after, size + 1)
-            .await?;
-        let next = if entries.len() > size {
-            entries.truncate(size);
-            entries.last().cloned()
-        } else {
-            None
-        };
-        let ids = entries
-            .iter()
-            .filter_map(|entry| crate::state::listing_image(entry).map(str::to_owned))
-            .collect();
-        Ok((ids, next))
-    }
-
-    /// A workspace's quota limit and usage.
-    pub async fn usage(&self, claims: &Claims, workspace: &str) -> Result<UsageView, IngestError> {
-        if !target::valid_id(workspace) {
-            return Err(IngestError::InvalidId("workspace_id"));
-        }
-        auth::can_read_usage(claims, workspace)?;
-        let limit = self
-            .quota
-            .limit(workspace)
-            .await?
-            .ok_or(IngestError::TargetNotFound("workspace"))?;
-        let used = self.quota.used(workspace).await?;
-        Ok(UsageView { limit, used })
-    }
-
-    /// Registers a workspace with `quota` bytes (0 = the default); returns the limit set.
-    pub async fn register_workspace(
-        &self,
-        claims: &Claims,
-        workspace: &str,
-        quota: u64,
-    ) -> Result<u64, IngestError> {
-        if !target::valid_id(workspace) {
-            return Err(IngestError::InvalidId("workspace_id"));
-        }
-        auth::can_manage_workspace(claims, workspace)?;
-        let limit = if quota == 0 {
-            self.limits.default_quota_bytes
-        } else {
-            quota
-        };
-        self.quota.set_limit(workspace, limit).await?;
-        Ok(limit)
-    }
-
-    /// Registers a target owned by `owner` in `workspace`; true if it was new, false if it was
-    /// registered identically. A target never moves: registered with another workspace or owner,
-    /// it is refused with `TARGET_CONFLICT`.
-    pub async fn register_target(
-        &self,
-        claims: &Claims,
-        target: &TargetRef,
-        workspace: &str,
-        owner: &str,
-    ) -> Result<bool, IngestError> {
-        target.validate(false)?;
-        if target.kind == Kind::Receipt {
-            return Err(IngestError::invalid(
-                "target.kind",
-                "receipts are created by uploading, not registered",
-            ));
-        }
-        if !target::valid_id(workspace)
-            || (target.kind == Kind::WorkspaceExpense && target.workspace != workspace)
-        {
-            return Err(IngestError::InvalidId("workspace_id"));
-        }
-        if owner.is_empty() {
-            return Err(IngestError::invalid("owner", "owner is required"));
-        }
-        auth::can_manage_workspace(claims, workspace)?;
-        if self.quota.limit(workspace).await?.is_none() {
-            return Err(IngestError::TargetNotFound("workspace"));
-        }
-        let record = TargetRecord {
-            workspace: workspace.to_owned(),
-            owner: owner.to_owned(),
-        };
-        match self
-            .catalog
-            .put_target(&target.catalog_key(), &record)
-            .await?
-        {
-            Registered::Created => Ok(true),
-            Registered::Unchanged => Ok(false),
-            Registered::Conflict(_) => Err(IngestError::TargetConflict),
-        }
-    }
-
-    /// Forgets a target and removes its image, if any, giving its bytes back to the workspace
-    /// that was charged; true if the target existed. A target registered again later starts
-    /// without an image, whoever it is registered for.
-    pub async fn remove_target(
-        &self,
-        claims: &Claims,
-        target: &TargetRef,
-    ) -> Result<bool, IngestError> {
-        target.validate(false)?;
-        let key = target.catalog_key();
-        let Some(record) = self.catalog.target(&key).await? else {
-            auth::can_manage_workspace(claims, &claims.ws)?;
-            return Ok(false);
-        };
-        auth::can_manage_workspace(claims, &record.workspace)?;
-        self.remove_image(&record.workspace, target, None).await?;
-        Ok(self.catalog.remove_target(&key).await?)
-    }
 }
-
-/// What an operator's reconcile found and did.
-#[derive(Debug, Clone)]
-pub struct Reconciled {
-    /// Workspaces whose usage counter differed from the records.
-    pub drifts: Vec<crate::reconcile::Drift>,
-    /// Receipt-list repairs.
-    pub listings: crate::reconcile::ListingRepairs,
-}
-
-impl Ingestor {
-    /// Reconcile, run by the service itself (for a service token of every workspace), so that
-    /// it needs no downtime on the embedded state file the service holds open.
-    pub async fn reconcile(
-        &self,
-        claims: &Claims,
-        dry_run: bool,
-    ) -> Result<Reconciled, IngestError> {
-        // A service token whose `ws` is `*`: the only one that manages "every workspace".
-        auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
-        let drifts =
-            crate::reconcile::reconcile(self.quota.as_ref(), self.catalog.as_ref(), !dry_run)
-                .await?;
-        let listings =
-            crate::reconcile::reconcile_listings(self.catalog.as_ref(), !dry_run).await?;
-        Ok(Reconciled { drifts, listings })
-    }
-
-    /// The janitor's sweep, run by the service itself (as [`Ingestor::reconcile`]): leftovers
-    /// of interrupted writes and objects no record names, older than `grace`. Returns how many
-    /// of each were removed.
-    pub async fn sweep(&self, claims: &Claims, grace: Duration) -> Result<(u64, u64), IngestError> {
-        auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
-        let (leftovers, orphans) =
-            crate::janitor::sweep(self.store.as_ref(), self.catalog.as_ref(), grace).await?;
-        Ok((leftovers as u64, orphans as u64))
-    }
-}
-
-/// Receipts per page of a listing when the caller names no size.
-pub const DEFAULT_PAGE_SIZE: usize = 25;
-/// The most receipts per page of a listing.
-pub const MAX_PAGE_SIZE: usize = 100;
 
 /// May `claims` use the image `record`? Read from the record itself (its workspace and owner),
 /// not from what the target names now.

@@ -174,7 +174,7 @@ impl Ingestor {
             self.limits.max_chunk_bytes,
             keep,
         );
-        if keep && self.store.checks_crc32c() {
+        if keep && self.objects.checks_crc32c() {
             receiver = receiver.with_crc32c();
         }
         let mut bytes = std::pin::pin!(bytes);

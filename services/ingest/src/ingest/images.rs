@@ -1,0 +1,176 @@
+//! Reading, listing and deleting images (every one authorized from the record itself), and a
+//! workspace's usage.
+
+use super::lock::with_lock;
+use super::{
+    ImageView, Ingestor, MAX_ATTEMPTS, TargetRef, UsageView, authorize_record, not_found, target,
+};
+use crate::auth::{self, Claims};
+use crate::error::IngestError;
+use crate::state::{Listing, Swap, Swapped};
+
+/// Receipts per page of a listing when the caller names no size.
+pub const DEFAULT_PAGE_SIZE: usize = 25;
+/// The most receipts per page of a listing.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+impl Ingestor {
+    /// The target's current image with a fresh URL.
+    pub async fn get_image(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+    ) -> Result<ImageView, IngestError> {
+        target.validate(false)?;
+        let Some(owner) = self.authorize(claims, target).await? else {
+            return Err(not_found(target.kind));
+        };
+        let record = self
+            .catalog
+            .image(&owner.workspace, &target.catalog_key())
+            .await?
+            .ok_or(IngestError::ImageNotFound)?;
+        // The image is its record's owner's, whoever the target names now.
+        authorize_record(claims, target.kind, &record)?;
+        let url = self.objects.url(&record.key, self.url_ttl).await?;
+        Ok(ImageView {
+            record,
+            url,
+            url_ttl: self.url_ttl,
+        })
+    }
+
+    /// Deletes the target's image and releases its bytes; returns the bytes released.
+    pub async fn delete_image(
+        &self,
+        claims: &Claims,
+        target: &TargetRef,
+    ) -> Result<u64, IngestError> {
+        target.validate(false)?;
+        let Some(owner) = self.authorize(claims, target).await? else {
+            return Err(not_found(target.kind));
+        };
+        self.remove_image(&owner.workspace, target, Some(claims))
+            .await?
+            .ok_or(IngestError::ImageNotFound)
+    }
+
+    /// Removes the image record of `target` in `workspace` (checked against `claims` if given)
+    /// and releases its bytes, then deletes its object; the bytes released, `None` if there was
+    /// no image.
+    pub(super) async fn remove_image(
+        &self,
+        workspace: &str,
+        target: &TargetRef,
+        claims: Option<&Claims>,
+    ) -> Result<Option<u64>, IngestError> {
+        let catalog_key = target.catalog_key();
+        let lock = format!("target:{catalog_key}");
+        with_lock(&self.catalog, lock, self.locks, async {
+            // The record goes first, by compare-and-set with its bytes given back in the same
+            // step; an object left behind by a failed delete is only an orphan.
+            for _ in 0..MAX_ATTEMPTS {
+                let Some(record) = self.catalog.image(workspace, &catalog_key).await? else {
+                    return Ok(None);
+                };
+                if let Some(claims) = claims {
+                    authorize_record(claims, target.kind, &record)?;
+                }
+                let removed = self
+                    .catalog
+                    .swap_image(&Swap {
+                        key: &catalog_key,
+                        expected: Some(&record.key),
+                        image: None,
+                        workspace: &record.workspace,
+                        release: record.size,
+                        reservation: None,
+                        default_limit: self.limits.default_quota_bytes,
+                        listing: record.listed.as_deref().map(|entry| Listing::Remove {
+                            owner: &record.owner,
+                            entry,
+                        }),
+                    })
+                    .await?;
+                if removed == Swapped::Done {
+                    if let Err(err) = self.objects.delete(&record.key).await {
+                        tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");
+                    }
+                    return Ok(Some(record.size));
+                }
+            }
+            Err(IngestError::Busy)
+        })
+        .await
+    }
+
+    /// A page of `owner`'s loose receipts in the caller's workspace (the caller's own if
+    /// `owner` is empty), newest first: their IDs and the token of the next page (`None` on the
+    /// last). `page_size` 0 is 25; more than 100 is 100.
+    pub async fn list_receipts(
+        &self,
+        claims: &Claims,
+        owner: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<String>, Option<String>), IngestError> {
+        if !target::valid_id(&claims.ws) {
+            return Err(IngestError::InvalidId("token ws"));
+        }
+        let owner = auth::acting_owner(claims, owner)?;
+        let size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size < 0 => {
+                return Err(IngestError::invalid(
+                    "page_size",
+                    "page_size must not be negative",
+                ));
+            }
+            size => usize::try_from(size)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let after = match page_token {
+            "" => None,
+            token if token.len() <= 200 && crate::state::listing_image(token).is_some() => {
+                Some(token)
+            }
+            _ => {
+                return Err(IngestError::invalid(
+                    "page_token",
+                    "not a page token of this list",
+                ));
+            }
+        };
+        let mut entries = self
+            .catalog
+            .listed(&claims.ws, &owner, after, size + 1)
+            .await?;
+        let next = if entries.len() > size {
+            entries.truncate(size);
+            entries.last().cloned()
+        } else {
+            None
+        };
+        let ids = entries
+            .iter()
+            .filter_map(|entry| crate::state::listing_image(entry).map(str::to_owned))
+            .collect();
+        Ok((ids, next))
+    }
+
+    /// A workspace's quota limit and usage.
+    pub async fn usage(&self, claims: &Claims, workspace: &str) -> Result<UsageView, IngestError> {
+        if !target::valid_id(workspace) {
+            return Err(IngestError::InvalidId("workspace_id"));
+        }
+        auth::can_read_usage(claims, workspace)?;
+        let limit = self
+            .quota
+            .limit(workspace)
+            .await?
+            .ok_or(IngestError::TargetNotFound("workspace"))?;
+        let used = self.quota.used(workspace).await?;
+        Ok(UsageView { limit, used })
+    }
+}

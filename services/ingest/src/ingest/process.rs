@@ -1,0 +1,215 @@
+//! The pipeline step of an upload: the received bytes become the object to store, by the
+//! kind's [`Conversion`] (kept as sent after inspection, converted to WebP, or appended to a
+//! report, see [`super::report`]), each step on the blocking pool under the memory it reserved.
+//! Then the object is placed ([`super::place`]).
+
+use super::Ingestor;
+use super::digest::RunningSha256;
+use super::plan::UploadPlan;
+use super::policy::Conversion;
+use super::receive::Received;
+use crate::error::IngestError;
+use crate::state::{ImageRecord, ReportState};
+use bytes::Bytes;
+use imaging_pipeline::{self as pipeline, Inspected, Limits, MediaType};
+use sha2::{Digest, Sha256};
+
+/// How an object's bytes are written.
+#[derive(Debug, Clone)]
+pub(super) enum Body {
+    /// The whole object, and its CRC32C if it was computed on arrival.
+    Whole(Bytes, Option<u32>),
+    /// An existing object followed by new bytes (an append to a report), written without
+    /// reading the existing object.
+    Appended {
+        base: String,
+        base_len: u64,
+        tail: Bytes,
+    },
+}
+
+/// What the pipeline made of an upload, ready to store.
+#[derive(Debug, Clone)]
+pub(super) struct Content {
+    pub(super) body: Body,
+    /// Size of the whole object.
+    pub(super) size: u64,
+    /// SHA-256 of the whole object, computed once and used for the record (and, for a whole
+    /// body, the storage write).
+    pub(super) sha256: [u8; 32],
+    pub(super) media: MediaType,
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) pages: u32,
+    /// For a report: what its next append needs.
+    pub(super) report: Option<ReportState>,
+}
+
+impl Content {
+    pub(super) fn new(
+        bytes: Vec<u8>,
+        media: MediaType,
+        width: u32,
+        height: u32,
+        pages: u32,
+    ) -> Self {
+        Content {
+            sha256: Sha256::digest(&bytes).into(),
+            size: bytes.len() as u64,
+            body: Body::Whole(Bytes::from(bytes), None),
+            media,
+            width,
+            height,
+            pages,
+            report: None,
+        }
+    }
+
+    /// A whole report file and its layout.
+    pub(super) fn report(bytes: Vec<u8>, update: &ReportUpdateInfo) -> Self {
+        let mut digest = RunningSha256::new();
+        digest.update(&bytes);
+        Content {
+            sha256: digest.digest(),
+            size: bytes.len() as u64,
+            body: Body::Whole(Bytes::from(bytes), None),
+            media: MediaType::Pdf,
+            width: 0,
+            height: 0,
+            pages: update.page_count,
+            report: Some(ReportState {
+                layout: update.layout.clone(),
+                digest: digest.encode(),
+            }),
+        }
+    }
+}
+
+/// The parts of a [`pipeline::ReportUpdate`] a [`Content`] keeps.
+pub(super) struct ReportUpdateInfo {
+    pub(super) layout: pipeline::ReportLayout,
+    pub(super) page_count: u32,
+}
+
+impl From<&pipeline::ReportUpdate> for ReportUpdateInfo {
+    fn from(update: &pipeline::ReportUpdate) -> Self {
+        ReportUpdateInfo {
+            layout: update.layout.clone(),
+            page_count: update.page_count,
+        }
+    }
+}
+
+/// Reserves, in the memory budget, what `step` will need for `bytes` (estimated off the async
+/// runtime from headers and the PDF guard), refusing files over the decode and parse limits.
+pub(super) async fn reserve_for(
+    ingestor: &Ingestor,
+    bytes: &Bytes,
+    media: MediaType,
+    step: pipeline::Step,
+    limits: Limits,
+) -> Result<(super::budget::Reserved, pipeline::Estimate), IngestError> {
+    let bytes = bytes.clone();
+    let estimate =
+        tokio::task::spawn_blocking(move || pipeline::estimate(&bytes, media, step, &limits))
+            .await
+            .map_err(|err| IngestError::Internal(format!("cost estimate failed: {err}")))??;
+    Ok((ingestor.budget.reserve(estimate.bytes).await?, estimate))
+}
+
+/// Runs CPU-bound pipeline work on the blocking pool, in a `pipeline.{step}` span, timed, held
+/// to the memory `reserved` for it while it runs (see `imaging_pipeline::meter`): work that
+/// allocates more is stopped and refused as too complex.
+pub(super) async fn blocking<T: Send + 'static>(
+    ingestor: &Ingestor,
+    step: &'static str,
+    reserved: &super::budget::Reserved,
+    work: impl FnOnce() -> Result<T, pipeline::PipelineError> + Send + 'static,
+) -> Result<T, IngestError> {
+    let span = tracing::info_span!("pipeline", step);
+    let started = std::time::Instant::now();
+    let limit = reserved.bytes();
+    let result = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| pipeline::meter::run(limit, work).map(|(value, _)| value))
+    })
+    .await;
+    ingestor.metrics.conversion_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[opentelemetry::KeyValue::new("step", step)],
+    );
+    result
+        .map_err(|err| IngestError::Internal(format!("pipeline task failed: {err}")))?
+        .map_err(IngestError::from)
+}
+
+impl Ingestor {
+    pub(super) fn pipeline_limits(&self) -> Limits {
+        let limits = &self.limits;
+        Limits {
+            max_pixels: limits.max_pixels,
+            max_image_bytes: limits.max_image_bytes,
+            max_ancillary_bytes: limits.max_ancillary_bytes,
+            pdf: pipeline::PdfLimits {
+                max_tokens: limits.pdf_max_tokens,
+                max_objects: limits.pdf_max_objects,
+                max_depth: limits.pdf_max_depth,
+                max_stream_inflated_bytes: limits.pdf_max_stream_inflated_bytes,
+                max_inflated_bytes: limits.pdf_max_inflated_bytes,
+                max_pages: limits.pdf_max_pages,
+            },
+            max_edge: limits.webp_max_edge,
+            webp_quality: limits.webp_quality,
+        }
+    }
+
+    /// Validates, converts and places a complete upload.
+    pub(crate) async fn store(
+        &self,
+        plan: &UploadPlan,
+        received: Received,
+    ) -> Result<ImageRecord, IngestError> {
+        let limits = self.pipeline_limits();
+        let media = plan.media;
+        match plan.policy.conversion {
+            Conversion::Keep => {
+                let (work, estimate) = reserve_for(
+                    self,
+                    &received.bytes,
+                    media,
+                    pipeline::Step::Inspect,
+                    limits,
+                )
+                .await?;
+                // The same buffer the estimate scanned: a PDF is not scanned twice.
+                let bytes = received.bytes.clone();
+                let seen: Inspected = blocking(self, "inspect", &work, move || {
+                    pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
+                })
+                .await?;
+                let content = Content {
+                    size: received.bytes.len() as u64,
+                    body: Body::Whole(received.bytes, received.crc32c),
+                    sha256: received.sha256,
+                    media,
+                    width: seen.width,
+                    height: seen.height,
+                    pages: seen.page_count,
+                    report: None,
+                };
+                self.place(plan, content).await
+            }
+            Conversion::Webp => {
+                let (work, _) =
+                    reserve_for(self, &received.bytes, media, pipeline::Step::Webp, limits).await?;
+                let bytes = received.bytes;
+                let webp = blocking(self, "webp", &work, move || {
+                    pipeline::to_webp(&bytes, media, &limits)
+                })
+                .await?;
+                let content = Content::new(webp.bytes, MediaType::Webp, webp.width, webp.height, 1);
+                self.place(plan, content).await
+            }
+            Conversion::ReportPdf => self.append_report(plan, received.bytes, limits).await,
+        }
+    }
+}
