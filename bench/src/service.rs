@@ -59,7 +59,7 @@ impl Service {
             .env("APP__STATE__PATH", dir.join("state.redb"))
             .env("APP__AUTH__HS256_SECRET", SECRET)
             .env("APP__STORAGE__URL_SIGNING_KEY", "bench-url-signing-key")
-            .env("APP__LIMITS__MAX_UPLOADS_PER_USER", "64")
+            .env("APP__LIMITS__ADMISSION__MAX_PER_USER", "64")
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

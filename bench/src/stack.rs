@@ -443,16 +443,16 @@ fn spawn_service(
             .env("APP__STATE__URL", redis_url)
             .env("APP__AUTH__HS256_SECRET", &options.secret)
             .env(
-                "APP__LIMITS__DEFAULT_QUOTA_BYTES",
+                "APP__LIMITS__QUOTA__DEFAULT_BYTES",
                 options.quota_bytes.to_string(),
             )
             // The load comes from one user of one workspace: the per-user and per-workspace
             // caps (fairness between tenants) would cut it at 8; the global cap still applies.
-            .env("APP__LIMITS__MAX_UPLOADS_PER_USER", "1024")
-            .env("APP__LIMITS__MAX_UPLOADS_PER_WORKSPACE", "1024")
+            .env("APP__LIMITS__ADMISSION__MAX_PER_USER", "1024")
+            .env("APP__LIMITS__ADMISSION__MAX_PER_WORKSPACE", "1024")
             // Conversions past the memory budget wait for room instead of being shed, so the
             // rows measure throughput under the budget rather than refusals.
-            .env("APP__LIMITS__MEMORY_WAIT_MILLIS", "120000")
+            .env("APP__LIMITS__ADMISSION__MEMORY_WAIT_MILLIS", "120000")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log),

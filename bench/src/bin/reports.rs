@@ -227,8 +227,8 @@ async fn main() -> anyhow::Result<()> {
         "S3 server CPU ms",
     ]);
     let limits = [
-        ("APP__LIMITS__MAX_REPORT_BYTES", "1000000000"),
-        ("APP__LIMITS__DEFAULT_QUOTA_BYTES", "4000000000"),
+        ("APP__LIMITS__REPORT__MAX_BYTES", "1000000000"),
+        ("APP__LIMITS__QUOTA__DEFAULT_BYTES", "4000000000"),
     ];
     {
         // The same JPEG uploaded as a loose receipt (stored as sent, after the same

@@ -149,65 +149,79 @@ pub struct AuthSettings {
     pub audience: String,
 }
 
-/// Upload limits.
+/// Limits, by what they bound.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitSettings {
+    /// One upload as it arrives.
+    pub upload: UploadLimits,
+    /// Decoding, parsing and converting (the pipeline's own limits, read as they are).
+    #[serde(default)]
+    pub pipeline: imaging_pipeline::Limits,
+    /// Report PDFs, which grow with every append.
+    pub report: ReportLimits,
+    /// Uploads at once, and the memory they may hold.
+    pub admission: AdmissionLimits,
+    /// Workspace quotas.
+    pub quota: QuotaLimits,
+}
+
+/// One upload as it arrives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadLimits {
     /// Largest upload in bytes.
-    pub max_upload_bytes: u64,
+    pub max_bytes: u64,
     /// Largest chunk in a gRPC upload stream, in bytes.
     pub max_chunk_bytes: usize,
-    /// Largest decoded image, in pixels (decompression-bomb guard).
-    pub max_pixels: u64,
-    /// Largest decoded image, in bytes (pixels x bytes per pixel; 16-bit and alpha count).
-    pub max_image_bytes: u64,
-    /// PNG metadata (ICC profile, text, EXIF), inflated, in bytes.
-    pub max_ancillary_bytes: u64,
-    /// PDF tokens outside stream data (what the parser turns into objects).
-    pub pdf_max_tokens: u64,
-    /// PDF indirect objects.
-    pub pdf_max_objects: u64,
-    /// PDF nesting of arrays and dictionaries.
-    pub pdf_max_depth: u32,
-    /// Bytes one PDF object or cross-reference stream may inflate to.
-    pub pdf_max_stream_inflated_bytes: u64,
-    /// Bytes all of a PDF's object and cross-reference streams may inflate to.
-    pub pdf_max_inflated_bytes: u64,
-    /// Pages of one uploaded PDF.
-    pub pdf_max_pages: u32,
+    /// An upload stream that sends nothing for this long fails with `UPLOAD_TIMEOUT`, in seconds.
+    pub idle_seconds: u64,
+    /// An upload stream still sending after this long fails with `UPLOAD_TIMEOUT`, in seconds,
+    /// however steadily it sends.
+    pub deadline_seconds: u64,
+    /// After [`Self::rate_grace_seconds`], an upload that has averaged fewer bytes per second
+    /// than this since it began fails with `UPLOAD_TIMEOUT` (a trickle holds no slot); 0 = off.
+    pub min_bytes_per_second: u64,
+    /// How long an upload may send slowly (a phone finding its network) before its rate counts.
+    pub rate_grace_seconds: u64,
+}
+
+/// Report PDFs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportLimits {
     /// Largest report PDF, in bytes: an append past it is refused with `REPORT_TOO_LARGE`.
-    pub max_report_bytes: u64,
+    pub max_bytes: u64,
     /// Most pages of a report PDF: an append past it is refused with `REPORT_TOO_LARGE`.
-    pub max_report_pages: u32,
+    pub max_pages: u32,
+}
+
+/// Uploads at once, and the memory they may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionLimits {
+    /// Uploads processed at once; more are refused at once with `OVERLOADED` (load shedding).
+    pub max_in_flight: usize,
+    /// Uploads one user may have in flight; more are refused with `TOO_MANY_UPLOADS`.
+    pub max_per_user: usize,
+    /// Uploads one workspace may have in flight; more are refused with `TOO_MANY_UPLOADS`.
+    pub max_per_workspace: usize,
     /// Memory all uploads in flight may reserve together, in bytes (received bytes and
     /// pipeline work); see the README's "Limits and protections".
     pub memory_budget_bytes: u64,
     /// How long an upload waits for room in the memory budget before `OVERLOADED`, in ms.
     pub memory_wait_millis: u64,
-    /// Long edge of converted WebP images, in pixels.
-    pub webp_max_edge: u32,
-    /// Lossy WebP quality (0-100).
-    pub webp_quality: f32,
+}
+
+/// Workspace quotas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimits {
     /// Quota of a workspace that has no override, in bytes.
-    pub default_quota_bytes: u64,
+    pub default_bytes: u64,
     /// A quota reservation neither committed nor released (a crash, an outage, a lost reply)
     /// lapses after this, in seconds, giving its bytes back by itself.
     pub reservation_ttl_seconds: u64,
-    /// Uploads processed at once; more are refused at once with `OVERLOADED` (load shedding).
-    pub max_in_flight_uploads: usize,
-    /// Uploads one user may have in flight; more are refused with `TOO_MANY_UPLOADS`.
-    pub max_uploads_per_user: usize,
-    /// Uploads one workspace may have in flight; more are refused with `TOO_MANY_UPLOADS`.
-    pub max_uploads_per_workspace: usize,
-    /// An upload stream that sends nothing for this long fails with `UPLOAD_TIMEOUT`, in seconds.
-    pub upload_idle_seconds: u64,
-    /// An upload stream still sending after this long fails with `UPLOAD_TIMEOUT`, in seconds,
-    /// however steadily it sends.
-    pub upload_deadline_seconds: u64,
-    /// After [`Self::upload_rate_grace_seconds`], an upload that has averaged fewer bytes per
-    /// second than this since it began fails with `UPLOAD_TIMEOUT` (a trickle holds no slot).
-    pub upload_min_bytes_per_second: u64,
-    /// How long an upload may send slowly (a phone finding its network) before its rate counts.
-    pub upload_rate_grace_seconds: u64,
 }
 
 /// The dev-only HS256 secret, used only in dev mode when no key is configured.
@@ -247,33 +261,30 @@ rs256_public_key_pem = ""
 es256_public_key_pem = ""
 leeway_seconds = 5
 
-[limits]
-max_upload_bytes = 10485760
+[limits.upload]
+max_bytes = 10485760
 max_chunk_bytes = 1048576
-max_pixels = 50000000
-max_image_bytes = 268435456
-max_ancillary_bytes = 4194304
-pdf_max_tokens = 1000000
-pdf_max_objects = 200000
-pdf_max_depth = 64
-pdf_max_stream_inflated_bytes = 16777216
-pdf_max_inflated_bytes = 33554432
-pdf_max_pages = 2000
-max_report_bytes = 200000000
-max_report_pages = 2000
+idle_seconds = 15
+deadline_seconds = 300
+min_bytes_per_second = 8192
+rate_grace_seconds = 10
+
+# [limits.pipeline] and [limits.pipeline.pdf]: the pipeline's own defaults (README, Configuration).
+
+[limits.report]
+max_bytes = 200000000
+max_pages = 2000
+
+[limits.admission]
+max_in_flight = 64
+max_per_user = 8
+max_per_workspace = 32
 memory_budget_bytes = 1073741824
 memory_wait_millis = 2000
-webp_max_edge = 2048
-webp_quality = 80.0
-default_quota_bytes = 1073741824
+
+[limits.quota]
+default_bytes = 1073741824
 reservation_ttl_seconds = 300
-max_in_flight_uploads = 64
-max_uploads_per_user = 8
-max_uploads_per_workspace = 32
-upload_idle_seconds = 15
-upload_deadline_seconds = 300
-upload_min_bytes_per_second = 8192
-upload_rate_grace_seconds = 10
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;
@@ -401,7 +412,7 @@ mod tests {
     #[test]
     fn defaults_describe_the_embedded_mode_with_a_ten_megabyte_limit() {
         let settings = Settings::embedded(std::path::Path::new("/tmp/x"));
-        assert_eq!(settings.limits.max_upload_bytes, 10_485_760);
+        assert_eq!(settings.limits.upload.max_bytes, 10_485_760);
         assert!(matches!(
             settings.storage,
             StorageSettings::Filesystem { .. }
@@ -409,6 +420,46 @@ mod tests {
         assert!(matches!(settings.state, StateSettings::Embedded { .. }));
         assert_eq!(settings.auth.hs256_secret.expose_secret(), DEV_HS256_SECRET);
         settings.check().unwrap();
+    }
+
+    fn load_toml(text: &str) -> Result<Settings, config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, text).unwrap();
+        load(Some(&path), true)
+    }
+
+    #[test]
+    fn limits_are_read_by_group_and_the_pipeline_keeps_its_defaults_for_what_is_not_set() {
+        let settings = load_toml(
+            "[limits.upload]\nmax_bytes = 5000\n[limits.pipeline]\nmax_edge = 1024\n\
+             [limits.pipeline.pdf]\nmax_pages = 7\n[limits.admission]\nmax_per_user = 3\n",
+        )
+        .unwrap();
+        let limits = &settings.limits;
+        assert_eq!(limits.upload.max_bytes, 5000);
+        assert_eq!(
+            limits.upload.max_chunk_bytes, 1_048_576,
+            "the other defaults stay"
+        );
+        assert_eq!(limits.pipeline.max_edge, 1024);
+        assert_eq!(limits.pipeline.pdf.max_pages, 7);
+        let defaults = imaging_pipeline::Limits::default();
+        assert_eq!(limits.pipeline.max_pixels, defaults.max_pixels);
+        assert_eq!(limits.pipeline.pdf.max_tokens, defaults.pdf.max_tokens);
+        assert_eq!(limits.admission.max_per_user, 3);
+        assert_eq!(limits.report.max_pages, 2000);
+    }
+
+    #[test]
+    fn a_limit_under_a_name_no_group_has_is_refused_by_name() {
+        for text in [
+            "[limits]\nmax_upload_bytes = 5000\n",
+            "[limits.pipeline]\nmax_pixles = 5\n",
+        ] {
+            let err = load_toml(text).unwrap_err().to_string();
+            assert!(err.contains("unknown field"), "{err}");
+        }
     }
 
     fn production() -> Settings {

@@ -194,7 +194,7 @@ impl Application {
             api: IngestApi::new(ingestor),
             verifier,
             listener: listener_limits(&settings),
-            max_chunk_bytes: settings.limits.max_chunk_bytes,
+            max_chunk_bytes: settings.limits.upload.max_chunk_bytes,
             backends,
             drain: Duration::from_secs(settings.server.drain_seconds),
         })

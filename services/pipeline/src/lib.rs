@@ -35,8 +35,9 @@ pub mod webp_stages {
 }
 
 /// Limits applied to every decode, parse and conversion, all checked before the memory they
-/// guard is allocated.
-#[derive(Debug, Clone, Copy)]
+/// guard is allocated. Read from settings as they are (a field left out keeps its default).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest image in pixels (width x height), checked from the header before decoding.
     pub max_pixels: u64,
@@ -67,7 +68,8 @@ impl Default for Limits {
 }
 
 /// Budgets of PDF parsing (see [`pdf_guard`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PdfLimits {
     /// Tokens outside stream data (what the parser turns into objects).
     pub max_tokens: u64,

@@ -302,7 +302,7 @@ async fn a_retried_upload_with_its_idempotency_key_is_201_with_the_same_id_when_
 #[tokio::test]
 async fn a_report_append_past_the_page_bound_is_413_and_leaves_the_report_as_it_was() {
     let stack = crate::helpers::spawn_stack_with(|settings| {
-        settings.limits.max_report_pages = 2;
+        settings.limits.report.max_pages = 2;
     })
     .await;
     stack

@@ -82,7 +82,7 @@ async fn both_dialects(stack: &TestStack) -> Vec<(u16, Option<String>, String)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_or_draining_service_is_503_with_retry_after_in_both_dialects() {
     let mut stack = spawn_stack_with(|settings| {
-        settings.limits.max_in_flight_uploads = 1;
+        settings.limits.admission.max_in_flight = 1;
         settings.server.drain_seconds = 20;
     })
     .await;
@@ -177,7 +177,7 @@ async fn created_or_overloaded(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_uploads_than_slots_through_the_gateway_each_end_201_or_503_overloaded() {
-    let stack = spawn_stack_with(|settings| settings.limits.max_in_flight_uploads = 4).await;
+    let stack = spawn_stack_with(|settings| settings.limits.admission.max_in_flight = 4).await;
     let bytes = megabyte_photo();
     let (mut created, mut refused) = (0, 0);
     for round in 0..3 {
@@ -204,7 +204,7 @@ async fn a_hundred_and_twenty_eight_clients_through_the_gateway_get_201_or_503_o
     // under the per-workspace limit (32), so the global one is what refuses.
     let stack = spawn_stack_with(|settings| {
         assert_eq!(
-            settings.limits.max_in_flight_uploads, 64,
+            settings.limits.admission.max_in_flight, 64,
             "the default limit"
         );
     })

@@ -47,7 +47,7 @@ impl IngestApi {
         err: IngestError,
     ) -> Status {
         if !matches!(err, IngestError::UploadTimeout) {
-            let limit = self.ingestor.limits.max_upload_bytes;
+            let limit = self.ingestor.limits.upload.max_bytes;
             let drain = async {
                 let mut seen = 0u64;
                 while let Ok(Some(message)) = stream.message().await {
@@ -137,7 +137,7 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
                 .into());
             }
             Err(status) => {
-                let max_chunk = self.ingestor.limits.max_chunk_bytes;
+                let max_chunk = self.ingestor.limits.upload.max_chunk_bytes;
                 return Err(stream_failed(&status, max_chunk).into());
             }
         };
@@ -150,7 +150,7 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
             .upload(
                 claims,
                 header,
-                chunks(&mut stream, self.ingestor.limits.max_chunk_bytes),
+                chunks(&mut stream, self.ingestor.limits.upload.max_chunk_bytes),
             )
             .await
         {

@@ -115,7 +115,7 @@ impl Ingestor {
                 workspace: &plan.workspace,
                 release: old.saturating_sub(size),
                 reservation: reservation.as_deref().map(|id| (id, grow)),
-                default_limit: self.limits.default_quota_bytes,
+                default_limit: self.limits.quota.default_bytes,
                 listing,
             })
             .await;
@@ -173,8 +173,8 @@ impl Ingestor {
     /// failure is retried once with the same ID, which cannot charge twice.
     async fn reserve_quota(&self, plan: &UploadPlan, bytes: u64) -> Result<String, IngestError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let ttl = std::time::Duration::from_secs(self.limits.reservation_ttl_seconds);
-        let default = self.limits.default_quota_bytes;
+        let ttl = std::time::Duration::from_secs(self.limits.quota.reservation_ttl_seconds);
+        let default = self.limits.quota.default_bytes;
         let mut reserved = self
             .quota
             .reserve(&plan.workspace, &id, bytes, ttl, default)

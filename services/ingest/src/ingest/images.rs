@@ -85,7 +85,7 @@ impl Ingestor {
                         workspace: &record.workspace,
                         release: record.size,
                         reservation: None,
-                        default_limit: self.limits.default_quota_bytes,
+                        default_limit: self.limits.quota.default_bytes,
                         listing: record.listed.as_deref().map(|entry| Listing::Remove {
                             owner: &record.owner,
                             entry,

@@ -100,13 +100,13 @@ impl Ingestor {
         locks: LockTiming,
     ) -> Self {
         let admission = Admission::new(
-            limits.max_in_flight_uploads,
-            limits.max_uploads_per_user,
-            limits.max_uploads_per_workspace,
+            limits.admission.max_in_flight,
+            limits.admission.max_per_user,
+            limits.admission.max_per_workspace,
         );
         let budget = MemoryBudget::new(
-            limits.memory_budget_bytes,
-            Duration::from_millis(limits.memory_wait_millis),
+            limits.admission.memory_budget_bytes,
+            Duration::from_millis(limits.admission.memory_wait_millis),
         );
         Self {
             budget,

@@ -68,9 +68,9 @@ impl Ingestor {
         let media = MediaType::from_declared(&request.content_type)
             .filter(|media| policy.accepts(*media))
             .ok_or_else(|| IngestError::UnsupportedMediaType(request.content_type.clone()))?;
-        if request.declared_size > self.limits.max_upload_bytes {
+        if request.declared_size > self.limits.upload.max_bytes {
             return Err(IngestError::FileTooLarge {
-                limit: self.limits.max_upload_bytes,
+                limit: self.limits.upload.max_bytes,
             });
         }
         let sha256 = match request.sha256.len() {
@@ -141,7 +141,7 @@ impl Ingestor {
             .quota
             .limit(&plan.workspace)
             .await?
-            .unwrap_or(self.limits.default_quota_bytes);
+            .unwrap_or(self.limits.quota.default_bytes);
         let used = self.quota.used(&plan.workspace).await?;
         let requested = if plan.policy.shrinks() {
             0

@@ -143,32 +143,13 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Ingestor {
-    pub(super) fn pipeline_limits(&self) -> Limits {
-        let limits = &self.limits;
-        Limits {
-            max_pixels: limits.max_pixels,
-            max_image_bytes: limits.max_image_bytes,
-            max_ancillary_bytes: limits.max_ancillary_bytes,
-            pdf: pipeline::PdfLimits {
-                max_tokens: limits.pdf_max_tokens,
-                max_objects: limits.pdf_max_objects,
-                max_depth: limits.pdf_max_depth,
-                max_stream_inflated_bytes: limits.pdf_max_stream_inflated_bytes,
-                max_inflated_bytes: limits.pdf_max_inflated_bytes,
-                max_pages: limits.pdf_max_pages,
-            },
-            max_edge: limits.webp_max_edge,
-            webp_quality: limits.webp_quality,
-        }
-    }
-
     /// Validates, converts and places a complete upload.
     pub(crate) async fn store(
         &self,
         plan: &UploadPlan,
         received: Received,
     ) -> Result<ImageRecord, IngestError> {
-        let limits = self.pipeline_limits();
+        let limits = self.limits.pipeline;
         let media = plan.media;
         match plan.policy.conversion {
             Conversion::Keep => {

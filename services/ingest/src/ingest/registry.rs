@@ -19,7 +19,7 @@ impl Ingestor {
         }
         auth::can_manage_workspace(claims, workspace)?;
         let limit = if quota == 0 {
-            self.limits.default_quota_bytes
+            self.limits.quota.default_bytes
         } else {
             quota
         };

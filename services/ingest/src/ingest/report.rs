@@ -140,16 +140,16 @@ impl Ingestor {
 
     /// Refuses a report past its configured size or page bound.
     fn check_report_bounds(&self, content: &Content) -> Result<(), IngestError> {
-        if content.size > self.limits.max_report_bytes {
+        if content.size > self.limits.report.max_bytes {
             return Err(IngestError::ReportTooLarge {
                 what: "bytes",
-                limit: self.limits.max_report_bytes,
+                limit: self.limits.report.max_bytes,
             });
         }
-        if content.pages > self.limits.max_report_pages {
+        if content.pages > self.limits.report.max_pages {
             return Err(IngestError::ReportTooLarge {
                 what: "pages",
-                limit: u64::from(self.limits.max_report_pages),
+                limit: u64::from(self.limits.report.max_pages),
             });
         }
         Ok(())

@@ -36,10 +36,10 @@ impl Pace {
         let started = tokio::time::Instant::now();
         Pace {
             started,
-            idle: std::time::Duration::from_secs(limits.upload_idle_seconds),
-            deadline: started + std::time::Duration::from_secs(limits.upload_deadline_seconds),
-            grace: std::time::Duration::from_secs(limits.upload_rate_grace_seconds),
-            min_rate: limits.upload_min_bytes_per_second,
+            idle: std::time::Duration::from_secs(limits.upload.idle_seconds),
+            deadline: started + std::time::Duration::from_secs(limits.upload.deadline_seconds),
+            grace: std::time::Duration::from_secs(limits.upload.rate_grace_seconds),
+            min_rate: limits.upload.min_bytes_per_second,
         }
     }
 
@@ -170,8 +170,8 @@ impl Ingestor {
         let mut receiver = Receiver::new(
             plan.media,
             plan.declared_size,
-            self.limits.max_upload_bytes,
-            self.limits.max_chunk_bytes,
+            self.limits.upload.max_bytes,
+            self.limits.upload.max_chunk_bytes,
             keep,
         );
         if keep && self.objects.checks_crc32c() {

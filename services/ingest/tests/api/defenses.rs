@@ -127,9 +127,9 @@ fn read_parts(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 
 async fn trickle_is_refused(empty: bool) {
     let app = spawn_app_with(Stack::Embedded, |settings| {
-        settings.limits.upload_rate_grace_seconds = 1;
-        settings.limits.upload_min_bytes_per_second = 8192;
-        settings.limits.upload_idle_seconds = 30;
+        settings.limits.upload.rate_grace_seconds = 1;
+        settings.limits.upload.min_bytes_per_second = 8192;
+        settings.limits.upload.idle_seconds = 30;
     })
     .await;
     let token = app.token("mallory", "w1", &[], &[]);
@@ -173,8 +173,8 @@ async fn an_upload_sending_empty_chunks_is_refused_by_its_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_past_its_total_deadline_is_refused_however_steady() {
     let app = spawn_app_with(Stack::Embedded, |settings| {
-        settings.limits.upload_deadline_seconds = 2;
-        settings.limits.upload_min_bytes_per_second = 0;
+        settings.limits.upload.deadline_seconds = 2;
+        settings.limits.upload.min_bytes_per_second = 0;
     })
     .await;
     let token = app.token("mallory", "w1", &[], &[]);
@@ -199,8 +199,8 @@ async fn an_upload_past_its_total_deadline_is_refused_however_steady() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_hold_upload_slots_like_any_upload() {
     let app = spawn_app_with(Stack::Embedded, |settings| {
-        settings.limits.max_uploads_per_user = 2;
-        settings.limits.upload_idle_seconds = 5;
+        settings.limits.admission.max_per_user = 2;
+        settings.limits.upload.idle_seconds = 5;
     })
     .await;
     let token = app.token("mallory", "w1", &[], &[]);
@@ -425,7 +425,7 @@ async fn a_report_started_by_a_jpeg_has_every_page_in_pypdf() {
 async fn a_chunk_over_the_limit_is_chunk_too_large_whatever_its_size() {
     let app = spawn_app_with(Stack::Embedded, |_| {}).await;
     let token = app.token("alice", "w1", &[], &[]);
-    let limit = app.settings.limits.max_chunk_bytes;
+    let limit = app.settings.limits.upload.max_chunk_bytes;
     for size in [limit + 1, 2 * 1024 * 1024, 8 * 1024 * 1024] {
         let sent = vec![
             header_only(target(TargetKind::Receipt, ""), "image/jpeg"),
@@ -586,11 +586,11 @@ async fn an_upload_whose_header_arrives_after_shutdown_began_is_shutting_down() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_uploads_holding_every_slot_are_shed_by_their_rate_and_others_get_in() {
     let app = spawn_app_with(Stack::Embedded, |settings| {
-        settings.limits.max_in_flight_uploads = 4;
-        settings.limits.max_uploads_per_user = 1;
-        settings.limits.max_uploads_per_workspace = 2;
-        settings.limits.upload_rate_grace_seconds = 2;
-        settings.limits.upload_min_bytes_per_second = 8192;
+        settings.limits.admission.max_in_flight = 4;
+        settings.limits.admission.max_per_user = 1;
+        settings.limits.admission.max_per_workspace = 2;
+        settings.limits.upload.rate_grace_seconds = 2;
+        settings.limits.upload.min_bytes_per_second = 8192;
     })
     .await;
     app.register_workspace("w3", 0).await;

@@ -139,7 +139,7 @@ async fn silent_upload(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_silent_uploads_of_one_user_do_not_stop_another_users_upload() {
     let app = spawn_app_with(Stack::Embedded, |settings| {
-        settings.limits.upload_idle_seconds = 2;
+        settings.limits.upload.idle_seconds = 2;
     })
     .await;
     let attacker = app.token("mallory", "w1", &[], &[]);
@@ -178,7 +178,7 @@ async fn sixty_four_silent_uploads_of_one_user_do_not_stop_another_users_upload(
         }
         drop(sender);
     }
-    let cap = app.settings.limits.max_uploads_per_user;
+    let cap = app.settings.limits.admission.max_per_user;
     assert_eq!(
         timed_out, cap,
         "the user's own slots, freed by the idle timeout"

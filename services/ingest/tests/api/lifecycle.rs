@@ -39,7 +39,7 @@ pub(crate) async fn half_sent_upload(
 
 #[tokio::test]
 async fn uploads_over_the_in_flight_limit_are_shed_at_once_not_queued() {
-    let app = spawn_app_with(Stack::Embedded, |s| s.limits.max_in_flight_uploads = 1).await;
+    let app = spawn_app_with(Stack::Embedded, |s| s.limits.admission.max_in_flight = 1).await;
     let token = app.token("u1", "w1", &[], &[]);
     let bytes = jpeg(300, 200);
     let mut client = app.ingest.clone();
@@ -136,8 +136,8 @@ async fn sigkill_mid_burst_on_the_embedded_default_keeps_every_acknowledged_uplo
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     let mut service = ServiceProcess::start_with(&[
-        ("APP__LIMITS__MAX_UPLOADS_PER_USER", "32"),
-        ("APP__LIMITS__MAX_UPLOADS_PER_WORKSPACE", "32"),
+        ("APP__LIMITS__ADMISSION__MAX_PER_USER", "32"),
+        ("APP__LIMITS__ADMISSION__MAX_PER_WORKSPACE", "32"),
     ])
     .await;
     let channel = service.channel().await;
@@ -263,7 +263,7 @@ async fn stored_or_overloaded(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_uploads_than_slots_each_end_stored_or_overloaded_never_otherwise() {
-    let app = spawn_app_with(Stack::Embedded, |s| s.limits.max_in_flight_uploads = 4).await;
+    let app = spawn_app_with(Stack::Embedded, |s| s.limits.admission.max_in_flight = 4).await;
     let bytes = megabyte_photo();
     assert!(bytes.len() > 512 * 1024, "{} bytes", bytes.len());
     let (mut stored, mut overloaded) = (0, 0);
@@ -279,7 +279,7 @@ async fn more_uploads_than_slots_each_end_stored_or_overloaded_never_otherwise()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_and_twenty_eight_clients_against_the_default_limit_are_stored_or_overloaded() {
     let app = spawn_app_with(Stack::Embedded, |s| {
-        assert_eq!(s.limits.max_in_flight_uploads, 64, "the default limit");
+        assert_eq!(s.limits.admission.max_in_flight, 64, "the default limit");
     })
     .await;
     // Eight workspaces, 16 clients each: under the per-workspace limit (32), so the global one
@@ -310,7 +310,7 @@ fn grpc_frame(message: &v1::UploadImageRequest) -> bytes::Bytes {
 /// is what gRPC core clients report as INTERNAL instead of the status).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upload_is_answered_after_the_client_has_sent_everything_without_a_reset() {
-    let app = spawn_app_with(Stack::Embedded, |s| s.limits.max_in_flight_uploads = 1).await;
+    let app = spawn_app_with(Stack::Embedded, |s| s.limits.admission.max_in_flight = 1).await;
     let token = app.token("u1", "w1", &[], &[]);
     let bytes = jpeg(300, 200);
     let mut client = app.ingest.clone();

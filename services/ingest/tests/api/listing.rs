@@ -8,7 +8,7 @@ use imaging_proto::v1::{self, TargetKind};
 
 async fn app_on(stack: Stack) -> TestApp {
     spawn_app_with(stack, |settings| {
-        settings.limits.max_uploads_per_user = 16;
+        settings.limits.admission.max_per_user = 16;
     })
     .await
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 /// of the records keeps writers apart.
 async fn racing_app_on(stack: Stack, lock_ttl_millis: u64) -> TestApp {
     spawn_app_with(stack, |settings| {
-        settings.limits.max_uploads_per_user = 16;
-        settings.limits.max_uploads_per_workspace = 16;
+        settings.limits.admission.max_per_user = 16;
+        settings.limits.admission.max_per_workspace = 16;
         settings.server.lock_ttl_millis = lock_ttl_millis;
     })
     .await

@@ -45,8 +45,8 @@ impl Replicas {
             ("APP__STORAGE__SECRET_KEY", S3_SECRET_KEY),
             ("APP__SERVER__LOCK_TTL_MILLIS", lock_ttl.as_str()),
             ("APP__SERVER__LOCK_WAIT_SECONDS", "60"),
-            ("APP__LIMITS__MAX_UPLOADS_PER_USER", "16"),
-            ("APP__LIMITS__MAX_UPLOADS_PER_WORKSPACE", "32"),
+            ("APP__LIMITS__ADMISSION__MAX_PER_USER", "16"),
+            ("APP__LIMITS__ADMISSION__MAX_PER_WORKSPACE", "32"),
         ];
         let processes = vec![
             ServiceProcess::start_with(&env).await,

@@ -103,7 +103,7 @@ fn heavy_pdf(len: usize) -> Vec<u8> {
 
 async fn app_on(stack: Stack) -> TestApp {
     spawn_app_with(stack, |settings| {
-        settings.limits.max_uploads_per_user = 16;
+        settings.limits.admission.max_per_user = 16;
     })
     .await
 }
@@ -193,7 +193,7 @@ async fn fifty_appends_on_the_filesystem_keep_every_page_in_order_for_three_pars
 async fn an_append_past_the_page_or_size_bound_is_refused_and_changes_nothing() {
     for stack in [Stack::Real, Stack::Embedded] {
         let app = spawn_app_with(stack, |settings| {
-            settings.limits.max_report_pages = 3;
+            settings.limits.report.max_pages = 3;
         })
         .await;
         app.register_target(target(TargetKind::Report, "R1"), "w1", "u1")
@@ -222,7 +222,7 @@ async fn an_append_past_the_page_or_size_bound_is_refused_and_changes_nothing() 
 
     // The size bound: a report may not grow past `max_report_bytes`.
     let app = spawn_app_with(Stack::Embedded, |settings| {
-        settings.limits.max_report_bytes = 4_000;
+        settings.limits.report.max_bytes = 4_000;
     })
     .await;
     app.register_target(target(TargetKind::Report, "R2"), "w1", "u1")

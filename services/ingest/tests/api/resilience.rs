@@ -175,9 +175,9 @@ async fn reconcile_repairs_a_corrupted_counter_from_the_records_and_never_counts
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_mid_burst_leaves_usage_equal_to_what_is_committed_and_reservations_lapse() {
     let app = crate::helpers::spawn_app_with(Stack::Durable, |settings| {
-        settings.limits.reservation_ttl_seconds = 2;
-        settings.limits.max_uploads_per_user = 32;
-        settings.limits.max_uploads_per_workspace = 32;
+        settings.limits.quota.reservation_ttl_seconds = 2;
+        settings.limits.admission.max_per_user = 32;
+        settings.limits.admission.max_per_workspace = 32;
     })
     .await;
     let file = jpeg(1200, 900);
@@ -309,8 +309,8 @@ async fn the_janitor_removes_orphaned_objects_past_the_grace_period_and_nothing_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_s3_server_stopped_mid_burst_gives_503s_and_leaves_no_orphan_and_no_leaked_quota() {
     let mut app = crate::helpers::spawn_app_with(Stack::Real, |settings| {
-        settings.limits.max_uploads_per_user = 32;
-        settings.limits.max_uploads_per_workspace = 32;
+        settings.limits.admission.max_per_user = 32;
+        settings.limits.admission.max_per_workspace = 32;
     })
     .await;
     let file = jpeg(600, 400);

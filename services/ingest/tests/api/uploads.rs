@@ -306,7 +306,7 @@ async fn deleting_an_image_removes_the_object_and_releases_its_bytes() {
     let usage = app.usage(&token, "w1").await.unwrap();
     assert_eq!(
         (usage.used_bytes, usage.limit_bytes),
-        (0, app.settings.limits.default_quota_bytes)
+        (0, app.settings.limits.quota.default_bytes)
     );
 }
 
