@@ -20,6 +20,9 @@ if [ ! -d "$seeds" ] || [ -z "$(ls -A "$seeds")" ]; then
 fi
 # The memory ceiling: a step is metered against its reservation inside the target; the process
 # as a whole may not pass 2 GiB, nor any one allocation 1 GiB.
-cargo fuzz run --sanitizer none --release "$target" "$seeds" -- \
+# --no-cfg-fuzzing: the targets run the code the service runs. Under cfg(fuzzing) miniz_oxide
+# skips zlib's Adler-32 check, so the PDF guard would pass streams the service refuses and the
+# findings would be the build's, not the service's.
+cargo fuzz run --sanitizer none --release --no-cfg-fuzzing "$target" "$seeds" -- \
   -max_total_time=$((minutes * 60)) -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=20 \
   -print_final_stats=1
