@@ -30,6 +30,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY proto ./proto
 COPY services ./services
+COPY infra ./infra
 COPY gateway ./gateway
 COPY tests ./tests
 

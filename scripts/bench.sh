@@ -31,7 +31,7 @@ fi
 export IMAGING_BENCH_PYTHON="$PWD/$venv/bin/python"
 
 cargo build --release --locked -q -p imaging-bench --bins
-cargo build --release --locked -q -p imaging-service -p imaging-gateway --bins
+cargo build --release --locked -q -p ingest-service -p gateway --bins
 
 reps=7
 uploads_args=()

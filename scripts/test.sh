@@ -22,10 +22,15 @@ fi
 
 # pypdf: the fourth PDF reader the report tests check with (the strictest about object numbers).
 command -v python3 >/dev/null 2>&1 || { sudo_if_needed apt-get update -qq; sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip; }
-if ! python3 -c 'import pypdf' >/dev/null 2>&1; then
-  echo "installing: pypdf"
-  python3 -m pip install --quiet pypdf 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages pypdf
+# moto's S3 server: a second S3 implementation, for the janitor's multipart sweep (s3s-fs cannot
+# list multipart uploads).
+pip_packages=()
+python3 -c 'import pypdf' >/dev/null 2>&1 || pip_packages+=(pypdf)
+python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || pip_packages+=('moto[server]')
+if [ "${#pip_packages[@]}" -gt 0 ]; then
+  echo "installing: ${pip_packages[*]}"
+  python3 -m pip install --quiet "${pip_packages[@]}" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "${pip_packages[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

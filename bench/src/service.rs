@@ -82,8 +82,8 @@ impl Service {
     }
 
     pub fn token(sub: &str, ws: &str, roles: &[&str]) -> anyhow::Result<String> {
-        let claims = imaging_service::auth::Claims::expiring_in(sub, ws, roles, &[], 86_400);
-        imaging_service::auth::mint_hs256(SECRET, &claims)
+        let claims = ingest_service::auth::Claims::expiring_in(sub, ws, roles, &[], 86_400);
+        ingest_service::auth::mint_hs256(SECRET, &claims)
     }
 
     /// Registers the workspace (a prefilled database has it already).

@@ -1,8 +1,8 @@
 //! `gateway`: serves the REST API until SIGTERM or Ctrl-C.
 
 use clap::Parser;
-use imaging_gateway::configuration;
-use imaging_gateway::startup::Application;
+use gateway::configuration;
+use gateway::startup::Application;
 use imaging_telemetry::shutdown_signal;
 use std::path::PathBuf;
 

@@ -11,5 +11,6 @@ pub mod service;
 pub mod stack;
 
 pub use servers::{
-    RedisCluster, RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server, free_port,
+    MotoServer, RedisCluster, RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server,
+    free_port,
 };

@@ -1,5 +1,6 @@
-//! Real servers for tests: a `redis-server` child process on a free port, and an in-process
-//! S3 server (`s3s-fs`) over HTTP with SigV4 credentials. Both stop when dropped.
+//! Real servers for tests: a `redis-server` child process on a free port, an in-process S3
+//! server (`s3s-fs`) over HTTP with SigV4 credentials, and a second S3 implementation (moto's
+//! server, a child process) for the operations `s3s-fs` lacks. All stop when dropped.
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
@@ -331,5 +332,71 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// moto's S3 server (`python3 -m moto.server`, installed by the README's test command) on a free
+/// port, with the bucket [`S3_BUCKET`] created: an S3 implementation written elsewhere that has
+/// what `s3s-fs` lacks (listing and aborting multipart uploads). It accepts any credentials.
+pub struct MotoServer {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl MotoServer {
+    /// Starts it and waits until it answers, then creates the bucket.
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 must be installed");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let bucket = format!("{}/{S3_BUCKET}", server.endpoint);
+        loop {
+            // A bucket is created by a PUT to its name (moto checks no signature).
+            let created = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-X",
+                    "PUT",
+                    &bucket,
+                ])
+                .output()
+                .ok()
+                .filter(|out| out.stdout.starts_with(b"200"));
+            if created.is_some() {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto's S3 server did not start (the README's test command installs moto[server])"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -3,9 +3,9 @@
 
 use crate::service::{Stack, TestApp, spawn_app_with};
 use imaging_proto::v1;
-use imaging_service::configuration::Settings;
-use imaging_service::startup::Backends;
-use imaging_service::storage::ObjectEntry;
+use ingest_service::configuration::Settings;
+use ingest_service::startup::Backends;
+use ingest_service::storage::ObjectEntry;
 
 /// A running stack.
 pub struct TestStack {
@@ -38,21 +38,20 @@ pub async fn spawn_stack_with(tweak: impl FnOnce(&mut Settings)) -> TestStack {
     spawn_stack_tuned(tweak, |_| {}).await
 }
 
-/// The same, after `service` and `gateway` adjust the two processes' settings.
+/// The same, after `tune_service` and `tune_gateway` adjust the two processes' settings.
 pub async fn spawn_stack_tuned(
-    service: impl FnOnce(&mut Settings),
-    gateway: impl FnOnce(&mut imaging_gateway::configuration::Settings),
+    tune_service: impl FnOnce(&mut Settings),
+    tune_gateway: impl FnOnce(&mut gateway::configuration::Settings),
 ) -> TestStack {
-    let app = spawn_app_with(Stack::Real, service).await;
-    let mut gateway_settings =
-        imaging_gateway::configuration::Settings::for_ingest(app.addr.clone());
-    gateway(&mut gateway_settings);
-    let gateway = imaging_gateway::startup::Application::build(gateway_settings)
+    let app = spawn_app_with(Stack::Real, tune_service).await;
+    let mut gateway_settings = gateway::configuration::Settings::for_ingest(app.addr.clone());
+    tune_gateway(&mut gateway_settings);
+    let application = gateway::startup::Application::build(gateway_settings)
         .await
         .expect("the gateway builds");
-    let base = format!("http://127.0.0.1:{}", gateway.port());
+    let base = format!("http://127.0.0.1:{}", application.port());
     let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway.run_until(async {
+    tokio::spawn(application.run_until(async {
         let _ = gateway_stopped.await;
     }));
     TestStack {

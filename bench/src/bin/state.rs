@@ -17,7 +17,7 @@ use imaging_bench::stack::StackOptions;
 use imaging_bench::table::Table;
 use imaging_e2e::fixtures::jpeg;
 use imaging_e2e::{RedisCluster, RedisServer};
-use imaging_service::state::listing_entry;
+use ingest_service::state::listing_entry;
 use std::path::Path;
 
 #[derive(Debug, Parser)]
