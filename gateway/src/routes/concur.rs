@@ -4,15 +4,15 @@
 
 use crate::error::{AppError, Dialect, Failure};
 use crate::state::AppState;
-use crate::{headers, ids, upload, xml};
+use crate::upload::{Accepts, UploadBody};
+use crate::{headers, ids, xml};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use imaging_proto::v1::{Target, TargetKind, UploadHeader};
+use imaging_proto::v1::{Target, TargetKind};
 
 /// The API versions served.
 pub const VERSIONS: [&str; 2] = ["v1.0", "v1.1"];
@@ -20,7 +20,7 @@ pub const VERSIONS: [&str; 2] = ["v1.0", "v1.1"];
 /// OpenAPI tag of these routes.
 const TAG: &str = "Concur Image v1";
 
-/// The Concur routes. Bodies are streamed, so axum's body limit is off; [`upload::forward`]
+/// The Concur routes. Bodies are streamed, so axum's body limit is off; [`UploadBody`]
 /// enforces the byte limit itself.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -109,12 +109,11 @@ enum UrlErrors {
 pub async fn post_receipt(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, AppError> {
     let outcome = async {
         let Path(version) = path.map_err(bad_path)?;
-        store(&state, &version, TargetKind::Receipt, None, &headers, body).await
+        store(&state, &version, TargetKind::Receipt, None, request).await
     };
     outcome.await.map_err(concur)
 }
@@ -130,10 +129,9 @@ pub async fn post_receipt(
 pub async fn post_expense_entry(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, AppError> {
-    store_on(state, path, TargetKind::ExpenseEntry, headers, body).await
+    store_on(state, path, TargetKind::ExpenseEntry, request).await
 }
 
 /// Attaches the image of an invoice (payment request; 409 if it has one).
@@ -147,10 +145,9 @@ pub async fn post_expense_entry(
 pub async fn post_invoice(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, AppError> {
-    store_on(state, path, TargetKind::Invoice, headers, body).await
+    store_on(state, path, TargetKind::Invoice, request).await
 }
 
 /// Appends the file's pages to the report's PDF.
@@ -164,10 +161,9 @@ pub async fn post_invoice(
 pub async fn post_report(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, AppError> {
-    store_on(state, path, TargetKind::Report, headers, body).await
+    store_on(state, path, TargetKind::Report, request).await
 }
 
 /// An expiring URL of a loose receipt's image.
@@ -231,12 +227,11 @@ async fn store_on(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     kind: TargetKind,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, AppError> {
     let outcome = async {
         let Path((version, id)) = path.map_err(bad_path)?;
-        store(&state, &version, kind, Some(&id), &headers, body).await
+        store(&state, &version, kind, Some(&id), request).await
     };
     outcome.await.map_err(concur)
 }
@@ -261,41 +256,24 @@ async fn url_of(
     outcome.await.map_err(concur)
 }
 
-/// Streams `body` to the target; `id` is `None` for loose receipts.
+/// Streams the body to the target; `id` is `None` for loose receipts.
 async fn store(
     state: &AppState,
     version: &str,
     kind: TargetKind,
     id: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, Failure> {
     check_version(version)?;
     let id = id.map(|id| ids::check(id, id_name(kind))).transpose()?;
-    let declared_size = headers::content_length(headers)?;
-    let limits = state.limits;
-    if declared_size.is_some_and(|size| size > limits.max_upload_bytes) {
-        return Err(Failure::too_large(limits.max_upload_bytes));
-    }
-    let header = UploadHeader {
-        target: Some(target(kind, id.unwrap_or_default())),
-        content_type: headers::content_type(headers),
-        file_name: String::new(),
-        declared_size: declared_size.unwrap_or(0),
-        idempotency_key: headers::idempotency_key(headers)?,
-        sha256: headers::client_sha256(headers)?,
-        owner: String::new(),
-    };
-    let token = headers::bearer_token(headers);
-    let stored = upload::forward(
-        &state.ingest,
-        token,
-        header,
-        body.into_data_stream(),
-        limits,
-        |error| Failure::invalid_request("The request body could not be read.").with_detail(error),
-    )
-    .await?;
+    let body = UploadBody::read(request, Accepts::Raw, state.limits).await?;
+    let stored = body
+        .forward(
+            &state.ingest,
+            target(kind, id.unwrap_or_default()),
+            String::new(),
+        )
+        .await?;
     let image_id = id.unwrap_or(&stored.image_id);
     Ok(xml_response(StatusCode::CREATED, xml::image(image_id, "")))
 }

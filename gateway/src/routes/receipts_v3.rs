@@ -7,18 +7,16 @@
 //! `URI` and `NextPage` are absolute paths on this gateway (no host taken from the request).
 
 use crate::error::{AppError, Dialect, Failure};
-use crate::routes::workspace::{MULTIPART_ENVELOPE_BYTES, part_type};
 use crate::state::AppState;
-use crate::upload::form::Form;
-use crate::{headers, ids, upload, xml};
+use crate::upload::{Accepts, UploadBody};
+use crate::{headers, ids, xml};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use imaging_proto::v1::{ErrorReason, Target, TargetKind, UploadHeader};
+use imaging_proto::v1::{ErrorReason, Target, TargetKind};
 use serde::Deserialize;
 
 /// OpenAPI tag of these routes.
@@ -30,7 +28,7 @@ const DEFAULT_LIMIT: u32 = 25;
 /// The most items per page.
 const MAX_LIMIT: u32 = 100;
 
-/// The v3 routes. Bodies are streamed, so axum's body limit is off; [`upload::forward`]
+/// The v3 routes. Bodies are streamed, so axum's body limit is off; [`UploadBody`]
 /// enforces the byte limit itself.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -431,63 +429,8 @@ async fn store(
     owner: String,
     request: Request,
 ) -> Result<String, Failure> {
-    let headers = request.headers().clone();
-    let limits = state.limits;
-    let declared_size = headers::content_length(&headers)?;
-    let multipart = headers::media_type(&headers::content_type(&headers)) == "multipart/form-data";
-    let envelope = if multipart {
-        MULTIPART_ENVELOPE_BYTES
-    } else {
-        0
-    };
-    if declared_size.is_some_and(|size| size > limits.max_upload_bytes.saturating_add(envelope)) {
-        return Err(Failure::too_large(limits.max_upload_bytes));
-    }
-    let mut header = UploadHeader {
-        target: Some(target),
-        content_type: headers::content_type(&headers),
-        file_name: String::new(),
-        declared_size: if multipart {
-            0
-        } else {
-            declared_size.unwrap_or(0)
-        },
-        idempotency_key: headers::idempotency_key(&headers)?,
-        sha256: headers::client_sha256(&headers)?,
-        owner,
-    };
-    let token = headers::bearer_token(&headers).map(str::to_owned);
-    let stored = if multipart {
-        // No byte of a form is read for a caller without a token.
-        headers::required_token(&headers)?;
-        let mut form = Form::from_request(request)?;
-        let failure = form.failure_fn(limits);
-        let field = form.file("image", limits).await?;
-        header.file_name = field.file_name().unwrap_or_default().to_owned();
-        header.content_type = part_type(field.content_type().map(AsRef::as_ref), &header.file_name);
-        upload::forward(
-            &state.ingest,
-            token.as_deref(),
-            header,
-            field,
-            limits,
-            failure,
-        )
-        .await?
-    } else {
-        let body: Body = request.into_body();
-        upload::forward(
-            &state.ingest,
-            token.as_deref(),
-            header,
-            body.into_data_stream(),
-            limits,
-            |error| {
-                Failure::invalid_request("The request body could not be read.").with_detail(error)
-            },
-        )
-        .await?
-    };
+    let body = UploadBody::read(request, Accepts::RawOrForm("image"), state.limits).await?;
+    let stored = body.forward(&state.ingest, target, owner).await?;
     Ok(stored.image_id)
 }
 

@@ -3,24 +3,19 @@
 
 use crate::error::{AppError, Dialect, ErrorBody, Failure};
 use crate::state::AppState;
-use crate::upload::Limits;
-use crate::upload::form::Form;
-use crate::{headers, ids, upload};
+use crate::upload::{Accepts, Limits, MULTIPART_ENVELOPE_BYTES, UploadBody};
+use crate::{headers, ids};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use imaging_proto::v1::{Target, TargetKind, UploadHeader};
+use imaging_proto::v1::{Target, TargetKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 /// OpenAPI tag of these routes.
 const TAG: &str = "Workspace receipts";
-
-/// Room for the multipart envelope (boundaries, part headers, small extra fields) on top of
-/// the file itself.
-pub const MULTIPART_ENVELOPE_BYTES: u64 = 64 * 1024;
 
 /// The workspace routes. The whole multipart body is capped at the file limit plus
 /// [`MULTIPART_ENVELOPE_BYTES`]; the `file` field itself is counted exactly while streaming.
@@ -121,42 +116,19 @@ enum Errors {
 pub async fn upload_receipt(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
     request: Request,
 ) -> Result<(StatusCode, Json<ReceiptImage>), AppError> {
     let outcome = async {
         let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
         let target = target(&workspace_id, &expense_id)?;
-        let limits = state.limits;
-        if headers::content_length(&headers)?.is_some_and(|size| {
-            size > limits
-                .max_upload_bytes
-                .saturating_add(MULTIPART_ENVELOPE_BYTES)
-        }) {
-            return Err(Failure::too_large(limits.max_upload_bytes));
-        }
-        let idempotency_key = headers::idempotency_key(&headers)?;
-        let sha256 = headers::client_sha256(&headers)?;
-        // No byte of the body is read for a caller without a token.
-        let token = headers::required_token(&headers)?;
-        let mut form = Form::from_request(request)?;
-        let failure = form.failure_fn(limits);
-        let field = form.file("file", limits).await?;
-        let file_name = field.file_name().unwrap_or_default().to_owned();
-        let header = UploadHeader {
-            target: Some(target.clone()),
-            content_type: part_type(field.content_type().map(AsRef::as_ref), &file_name),
-            file_name,
-            declared_size: 0,
-            idempotency_key,
-            sha256,
-            owner: String::new(),
-        };
-        let stored =
-            upload::forward(&state.ingest, Some(token), header, field, limits, failure).await?;
+        let body = UploadBody::read(request, Accepts::Form("file"), state.limits).await?;
+        let token = body.token().map(str::to_owned);
+        let stored = body
+            .forward(&state.ingest, target.clone(), String::new())
+            .await?;
         // The upload answer carries no URL; fetch one. The image is stored either way, so a
         // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
-        let url = match state.ingest.get_image(Some(token), target).await {
+        let url = match state.ingest.get_image(token.as_deref(), target).await {
             Ok(info) => info.url,
             Err(status) => {
                 tracing::warn!(code = ?status.code(), message = %status.message(),
@@ -266,16 +238,6 @@ pub fn usage_percentage(used: u64, limit: u64) -> f64 {
     (percent * 100.0).round() / 100.0
 }
 
-/// The declared type of the file part; a missing or generic one is guessed from the name.
-pub(crate) fn part_type(declared: Option<&str>, file_name: &str) -> String {
-    let declared = declared.map(headers::media_type).unwrap_or_default();
-    let generic = declared.is_empty() || declared == "application/octet-stream";
-    match headers::guess_media_type(file_name) {
-        Some(guessed) if generic => guessed.to_owned(),
-        _ => declared,
-    }
-}
-
 fn target(workspace_id: &str, expense_id: &str) -> Result<Target, Failure> {
     Ok(Target {
         kind: TargetKind::WorkspaceExpense.into(),
@@ -306,21 +268,6 @@ mod tests {
         assert_eq!(usage_percentage(1, 100_000), 0.0);
         assert_eq!(usage_percentage(5, 1_000), 0.5);
         assert_eq!(usage_percentage(7, 0), 0.0);
-    }
-
-    #[test]
-    fn a_part_type_is_taken_as_declared_or_guessed_from_the_name() {
-        assert_eq!(part_type(Some("image/PNG"), "x.jpg"), "image/png");
-        assert_eq!(
-            part_type(Some("application/octet-stream"), "x.jpg"),
-            "image/jpeg"
-        );
-        assert_eq!(part_type(None, "scan.webp"), "image/webp");
-        assert_eq!(part_type(None, "scan"), "");
-        assert_eq!(
-            part_type(Some("application/octet-stream"), "x.bin"),
-            "application/octet-stream"
-        );
     }
 
     #[test]

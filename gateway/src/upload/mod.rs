@@ -2,9 +2,12 @@
 //! frame by frame, re-cut into chunks, counted against the limit and pushed through a bounded
 //! channel while the gRPC call runs alongside.
 
+pub mod body;
 pub mod form;
 pub mod rechunk;
 pub mod stream;
+
+pub use body::{Accepts, MULTIPART_ENVELOPE_BYTES, UploadBody};
 
 use crate::error::Failure;
 use crate::ingest::Ingest;
@@ -51,7 +54,7 @@ impl<E> From<Closed> for PumpError<E> {
 /// stream, i.e. a complete (truncated) upload. Instead, every early stop (too large, body
 /// error, deadline, or this future being dropped because the client went away) drops the
 /// sender, and the stream is reset with an error the service cannot mistake for EOF.
-pub async fn forward<S, E>(
+pub(crate) async fn forward<S, E>(
     ingest: &Ingest,
     token: Option<&str>,
     header: UploadHeader,
