@@ -1,6 +1,7 @@
 //! Errors at the edge. A [`Failure`] says what went wrong (a gRPC code plus, when known, the
-//! contract's `ErrorReason` and how long to wait before retrying); an [`AppError`] is a failure
-//! rendered in one [`Dialect`]. The HTTP status comes from the contract's reason table,
+//! contract's `ErrorReason` and how long to wait before retrying); handlers return it with `?`,
+//! and each router renders it in its [`Dialect`] ([`dialect_layer`]); an [`AppError`] is a
+//! failure rendered. The HTTP status comes from the contract's reason table,
 //! [`http_status`]; bodies never carry backend internals.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -164,6 +165,36 @@ impl Failure {
                 },
             ),
         }
+    }
+}
+
+/// A failure a handler returned, on its way to the router's [`dialect_layer`], which renders it.
+#[derive(Debug, Clone)]
+struct Unrendered(Failure);
+
+/// A handler's failure becomes a response only through its router's [`dialect_layer`]; without
+/// one (a router wired wrong) it is a bare 500, which every route's tests would show.
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        response.extensions_mut().insert(Unrendered(self));
+        response
+    }
+}
+
+/// Renders the failures of a router's handlers in the dialect `pick` chooses from the request's
+/// headers (Receipt Image v3 answers JSON to `Accept: application/json`, XML otherwise):
+/// `router.layer(axum::middleware::from_fn_with_state(pick, dialect_layer))`.
+pub async fn dialect_layer(
+    axum::extract::State(pick): axum::extract::State<fn(&axum::http::HeaderMap) -> Dialect>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let dialect = pick(request.headers());
+    let mut response = next.run(request).await;
+    match response.extensions_mut().remove::<Unrendered>() {
+        Some(Unrendered(failure)) => AppError::new(dialect, failure).into_response(),
+        None => response,
     }
 }
 
@@ -427,5 +458,56 @@ mod tests {
         assert_eq!(unavailable.headers()[header::RETRY_AFTER], "1");
         let body = body_of(unavailable).await;
         assert!(!body.contains("redis"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_routers_layer_renders_its_handlers_failures_in_the_dialect_it_picks() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+        fn pick(headers: &axum::http::HeaderMap) -> Dialect {
+            if headers.contains_key(header::ACCEPT) {
+                Dialect::ConcurJson
+            } else {
+                Dialect::Concur
+            }
+        }
+        async fn refuse() -> Result<&'static str, Failure> {
+            Err(Failure::invalid_request("no"))
+        }
+        let router = axum::Router::new().route("/", get(refuse)).layer(
+            axum::middleware::from_fn_with_state(
+                pick as fn(&axum::http::HeaderMap) -> Dialect,
+                dialect_layer,
+            ),
+        );
+        let request = || axum::http::Request::get("/");
+        let xml = router
+            .clone()
+            .oneshot(request().body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(xml.status(), 400);
+        assert_eq!(xml.headers()[header::CONTENT_TYPE], "application/xml");
+        assert!(
+            body_of(xml)
+                .await
+                .starts_with("<Error><Message>no</Message>")
+        );
+        let json = router
+            .oneshot(
+                request()
+                    .header(header::ACCEPT, "application/json")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(json.status(), 400);
+        let body: serde_json::Value = serde_json::from_str(&body_of(json).await).unwrap();
+        assert_eq!(body["Message"], "no");
+        // Without a layer, a failure shows nothing of itself.
+        let bare = Failure::invalid_request("a detail").into_response();
+        assert_eq!(bare.status(), 500);
+        assert!(body_of(bare).await.is_empty());
     }
 }

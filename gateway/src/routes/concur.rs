@@ -2,7 +2,7 @@
 //! reports, and expiring image URLs. Both `v1.0` and `v1.1` prefixes are served; any other
 //! version is 404.
 
-use crate::error::{AppError, Dialect, Failure};
+use crate::error::{Dialect, Failure, dialect_layer};
 use crate::state::AppState;
 use crate::upload::{Accepts, UploadBody};
 use crate::{headers, ids, xml};
@@ -39,6 +39,10 @@ pub fn router() -> Router<AppState> {
             post(post_report).get(get_report),
         )
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            dialect as fn(&HeaderMap) -> Dialect,
+            dialect_layer,
+        ))
 }
 
 /// Error responses of the upload routes (all `application/xml` `<Error>` documents).
@@ -110,12 +114,9 @@ pub async fn post_receipt(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     request: Request,
-) -> Result<Response, AppError> {
-    let outcome = async {
-        let Path(version) = path.map_err(bad_path)?;
-        store(&state, &version, TargetKind::Receipt, None, request).await
-    };
-    outcome.await.map_err(concur)
+) -> Result<Response, Failure> {
+    let Path(version) = path.map_err(bad_path)?;
+    store(&state, &version, TargetKind::Receipt, None, request).await
 }
 
 /// Attaches the image of an expense entry (one per entry: 409 if it has one).
@@ -130,7 +131,7 @@ pub async fn post_expense_entry(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     store_on(state, path, TargetKind::ExpenseEntry, request).await
 }
 
@@ -146,7 +147,7 @@ pub async fn post_invoice(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     store_on(state, path, TargetKind::Invoice, request).await
 }
 
@@ -162,7 +163,7 @@ pub async fn post_report(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     store_on(state, path, TargetKind::Report, request).await
 }
 
@@ -176,7 +177,7 @@ pub async fn get_receipt(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     url_of(state, path, TargetKind::Receipt, headers).await
 }
 
@@ -190,7 +191,7 @@ pub async fn get_expense_entry(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     url_of(state, path, TargetKind::ExpenseEntry, headers).await
 }
 
@@ -204,7 +205,7 @@ pub async fn get_invoice(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     url_of(state, path, TargetKind::Invoice, headers).await
 }
 
@@ -218,7 +219,7 @@ pub async fn get_report(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     url_of(state, path, TargetKind::Report, headers).await
 }
 
@@ -228,12 +229,9 @@ async fn store_on(
     path: Result<Path<(String, String)>, PathRejection>,
     kind: TargetKind,
     request: Request,
-) -> Result<Response, AppError> {
-    let outcome = async {
-        let Path((version, id)) = path.map_err(bad_path)?;
-        store(&state, &version, kind, Some(&id), request).await
-    };
-    outcome.await.map_err(concur)
+) -> Result<Response, Failure> {
+    let Path((version, id)) = path.map_err(bad_path)?;
+    store(&state, &version, kind, Some(&id), request).await
 }
 
 /// GET of a target named in the path.
@@ -242,18 +240,15 @@ async fn url_of(
     path: Result<Path<(String, String)>, PathRejection>,
     kind: TargetKind,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let outcome = async {
-        let Path((version, id)) = path.map_err(bad_path)?;
-        check_version(&version)?;
-        let id = ids::check(&id, id_name(kind))?;
-        let info = state
-            .ingest
-            .get_image(headers::bearer_token(&headers), target(kind, id))
-            .await?;
-        Ok(xml_response(StatusCode::OK, xml::image(id, &info.url)))
-    };
-    outcome.await.map_err(concur)
+) -> Result<Response, Failure> {
+    let Path((version, id)) = path.map_err(bad_path)?;
+    check_version(&version)?;
+    let id = ids::check(&id, id_name(kind))?;
+    let info = state
+        .ingest
+        .get_image(headers::bearer_token(&headers), target(kind, id))
+        .await?;
+    Ok(xml_response(StatusCode::OK, xml::image(id, &info.url)))
 }
 
 /// Streams the body to the target; `id` is `None` for loose receipts.
@@ -311,6 +306,7 @@ fn bad_path(rejection: PathRejection) -> Failure {
     Failure::invalid_id("path").with_detail(rejection)
 }
 
-fn concur(failure: Failure) -> AppError {
-    AppError::new(Dialect::Concur, failure)
+/// Every failure of these routes is an `<Error>` document.
+fn dialect(_: &HeaderMap) -> Dialect {
+    Dialect::Concur
 }

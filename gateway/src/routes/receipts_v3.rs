@@ -6,7 +6,7 @@
 //!
 //! `URI` and `NextPage` are absolute paths on this gateway (no host taken from the request).
 
-use crate::error::{AppError, Dialect, Failure};
+use crate::error::{Dialect, Failure, dialect_layer};
 use crate::state::AppState;
 use crate::upload::{Accepts, UploadBody};
 use crate::{headers, ids, xml};
@@ -38,6 +38,10 @@ pub fn router() -> Router<AppState> {
             get(read).put(append).delete(remove),
         )
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            dialect as fn(&HeaderMap) -> Dialect,
+            dialect_layer,
+        ))
 }
 
 /// `?user=`: the user a request acts for (admins only).
@@ -135,14 +139,13 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("application/json"))
 }
 
-/// Renders a failure as the caller asked: JSON or the `<Error>` document.
-fn rendered(json: bool) -> impl FnOnce(Failure) -> AppError {
-    let dialect = if json {
+/// Failures as the caller asked: JSON, or the `<Error>` document.
+fn dialect(headers: &HeaderMap) -> Dialect {
+    if wants_json(headers) {
         Dialect::ConcurJson
     } else {
         Dialect::Concur
-    };
-    move |failure| AppError::new(dialect, failure)
+    }
 }
 
 fn item_uri(id: &str) -> String {
@@ -215,68 +218,65 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     let json = wants_json(&headers);
-    let outcome = async {
-        let Query(query) = query.map_err(bad_query)?;
-        let limit = match query.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(limit) => limit
-                .parse::<u32>()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                .ok_or_else(|| Failure::invalid_request("limit must be 1 to 100."))?,
-        };
-        let user = user_of(query.user.as_ref())?;
-        let offset = query.offset.unwrap_or_default();
-        let page = state
-            .ingest
-            .list_receipts(
-                headers::bearer_token(&headers),
-                &user,
-                i32::try_from(limit).unwrap_or(25),
-                &offset,
-            )
-            .await?;
-        let items: Vec<(String, String)> = page
-            .images
-            .into_iter()
-            .map(|image| {
-                let uri = item_uri(&image.image_id);
-                (image.image_id, uri)
-            })
-            .collect();
-        let next = if page.next_page_token.is_empty() {
-            String::new()
-        } else {
-            let mut next = format!(
-                "{BASE}?limit={limit}&offset={}",
-                urlencode(&page.next_page_token)
-            );
-            if !user.is_empty() {
-                next.push_str(&format!("&user={}", urlencode(&user)));
-            }
-            next
-        };
-        Ok(if json {
-            axum::Json(ReceiptImagesPage {
-                items: items
-                    .into_iter()
-                    .map(|(id, uri)| ReceiptImageItem { id, uri })
-                    .collect(),
-                next_page: next,
-            })
-            .into_response()
-        } else {
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/xml")],
-                xml::receipt_images(&items, &next),
-            )
-                .into_response()
-        })
+    let Query(query) = query.map_err(bad_query)?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(limit) => limit
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| Failure::invalid_request("limit must be 1 to 100."))?,
     };
-    outcome.await.map_err(rendered(json))
+    let user = user_of(query.user.as_ref())?;
+    let offset = query.offset.unwrap_or_default();
+    let page = state
+        .ingest
+        .list_receipts(
+            headers::bearer_token(&headers),
+            &user,
+            i32::try_from(limit).unwrap_or(25),
+            &offset,
+        )
+        .await?;
+    let items: Vec<(String, String)> = page
+        .images
+        .into_iter()
+        .map(|image| {
+            let uri = item_uri(&image.image_id);
+            (image.image_id, uri)
+        })
+        .collect();
+    let next = if page.next_page_token.is_empty() {
+        String::new()
+    } else {
+        let mut next = format!(
+            "{BASE}?limit={limit}&offset={}",
+            urlencode(&page.next_page_token)
+        );
+        if !user.is_empty() {
+            next.push_str(&format!("&user={}", urlencode(&user)));
+        }
+        next
+    };
+    Ok(if json {
+        axum::Json(ReceiptImagesPage {
+            items: items
+                .into_iter()
+                .map(|(id, uri)| ReceiptImageItem { id, uri })
+                .collect(),
+            next_page: next,
+        })
+        .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/xml")],
+            xml::receipt_images(&items, &next),
+        )
+            .into_response()
+    })
 }
 
 /// A new receipt image from the body: raw bytes with their `Content-Type`, or
@@ -291,15 +291,12 @@ pub async fn create(
     State(state): State<AppState>,
     query: Result<Query<UserQuery>, QueryRejection>,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     let json = wants_json(request.headers());
-    let outcome = async {
-        let Query(query) = query.map_err(bad_query)?;
-        let owner = user_of(query.user.as_ref())?;
-        let stored = store(&state, receipt(""), owner, request).await?;
-        Ok(item_response(StatusCode::CREATED, &stored, json))
-    };
-    outcome.await.map_err(rendered(json))
+    let Query(query) = query.map_err(bad_query)?;
+    let owner = user_of(query.user.as_ref())?;
+    let stored = store(&state, receipt(""), owner, request).await?;
+    Ok(item_response(StatusCode::CREATED, &stored, json))
 }
 
 /// The receipt image with an expiring URL: the v1 `<Image>` document (`Id`, `Url`).
@@ -312,28 +309,25 @@ pub async fn read(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<UserQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     let json = wants_json(&headers);
-    let outcome = async {
-        let id = checked_id(path)?;
-        let Query(query) = query.map_err(bad_query)?;
-        let info = owned_image(&state, &headers, &id, query.user.as_ref()).await?;
-        Ok(if json {
-            axum::Json(ImageDocument {
-                id: id.clone(),
-                url: info.url,
-            })
-            .into_response()
-        } else {
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/xml")],
-                xml::image(&id, &info.url),
-            )
-                .into_response()
+    let id = checked_id(path)?;
+    let Query(query) = query.map_err(bad_query)?;
+    let info = owned_image(&state, &headers, &id, query.user.as_ref()).await?;
+    Ok(if json {
+        axum::Json(ImageDocument {
+            id: id.clone(),
+            url: info.url,
         })
-    };
-    outcome.await.map_err(rendered(json))
+        .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/xml")],
+            xml::image(&id, &info.url),
+        )
+            .into_response()
+    })
 }
 
 /// Appends the body to the receipt image: it becomes one consolidated PDF (a JPEG or PNG
@@ -349,19 +343,16 @@ pub async fn append(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<UserQuery>, QueryRejection>,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, Failure> {
     let json = wants_json(request.headers());
-    let outcome = async {
-        let id = checked_id(path)?;
-        let Query(query) = query.map_err(bad_query)?;
-        if query.user.is_some() {
-            owned_image(&state, request.headers(), &id, query.user.as_ref()).await?;
-        }
-        // The service checks the caller may append to it.
-        store(&state, receipt(&id), String::new(), request).await?;
-        Ok(item_response(StatusCode::OK, &id, json))
-    };
-    outcome.await.map_err(rendered(json))
+    let id = checked_id(path)?;
+    let Query(query) = query.map_err(bad_query)?;
+    if query.user.is_some() {
+        owned_image(&state, request.headers(), &id, query.user.as_ref()).await?;
+    }
+    // The service checks the caller may append to it.
+    store(&state, receipt(&id), String::new(), request).await?;
+    Ok(item_response(StatusCode::OK, &id, json))
 }
 
 /// Deletes the receipt image and releases its bytes.
@@ -373,22 +364,18 @@ pub async fn remove(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<UserQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let json = wants_json(&headers);
-    let outcome = async {
-        let id = checked_id(path)?;
-        let Query(query) = query.map_err(bad_query)?;
-        if query.user.is_some() {
-            owned_image(&state, &headers, &id, query.user.as_ref()).await?;
-        }
-        // The service checks the caller may delete it.
-        state
-            .ingest
-            .delete_image(headers::bearer_token(&headers), receipt(&id))
-            .await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    };
-    outcome.await.map_err(rendered(json))
+) -> Result<Response, Failure> {
+    let id = checked_id(path)?;
+    let Query(query) = query.map_err(bad_query)?;
+    if query.user.is_some() {
+        owned_image(&state, &headers, &id, query.user.as_ref()).await?;
+    }
+    // The service checks the caller may delete it.
+    state
+        .ingest
+        .delete_image(headers::bearer_token(&headers), receipt(&id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn checked_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {

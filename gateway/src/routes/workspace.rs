@@ -1,7 +1,7 @@
 //! Workspace receipts (multipart in, JSON out): upload, read and delete an expense's receipt
 //! image (stored as WebP), and the workspace's storage summary.
 
-use crate::error::{AppError, Dialect, ErrorBody, Failure};
+use crate::error::{Dialect, ErrorBody, Failure, dialect_layer};
 use crate::state::AppState;
 use crate::upload::{Accepts, Limits, MULTIPART_ENVELOPE_BYTES, UploadBody};
 use crate::{headers, ids};
@@ -34,6 +34,10 @@ pub fn router(limits: Limits) -> Router<AppState> {
         )
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_cap).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            dialect as fn(&HeaderMap) -> Dialect,
+            dialect_layer,
         ))
 }
 
@@ -117,38 +121,35 @@ pub async fn upload_receipt(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
-) -> Result<(StatusCode, Json<ReceiptImage>), AppError> {
-    let outcome = async {
-        let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
-        let target = target(&workspace_id, &expense_id)?;
-        let body = UploadBody::read(request, Accepts::Form("file"), state.limits).await?;
-        let token = body.token().map(str::to_owned);
-        let stored = body
-            .forward(&state.ingest, target.clone(), String::new())
-            .await?;
-        // The upload answer carries no URL; fetch one. The image is stored either way, so a
-        // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
-        let url = match state.ingest.get_image(token.as_deref(), target).await {
-            Ok(info) => info.url,
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = %status.message(),
-                    "receipt stored but no URL could be fetched");
-                String::new()
-            }
-        };
-        Ok((
-            StatusCode::CREATED,
-            Json(ReceiptImage {
-                url,
-                path: stored.path,
-                width: stored.width,
-                height: stored.height,
-                size_bytes: stored.size_bytes,
-                content_type: stored.content_type,
-            }),
-        ))
+) -> Result<(StatusCode, Json<ReceiptImage>), Failure> {
+    let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
+    let target = target(&workspace_id, &expense_id)?;
+    let body = UploadBody::read(request, Accepts::Form("file"), state.limits).await?;
+    let token = body.token().map(str::to_owned);
+    let stored = body
+        .forward(&state.ingest, target.clone(), String::new())
+        .await?;
+    // The upload answer carries no URL; fetch one. The image is stored either way, so a
+    // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
+    let url = match state.ingest.get_image(token.as_deref(), target).await {
+        Ok(info) => info.url,
+        Err(status) => {
+            tracing::warn!(code = ?status.code(), message = %status.message(),
+                "receipt stored but no URL could be fetched");
+            String::new()
+        }
     };
-    outcome.await.map_err(workspace)
+    Ok((
+        StatusCode::CREATED,
+        Json(ReceiptImage {
+            url,
+            path: stored.path,
+            width: stored.width,
+            height: stored.height,
+            size_bytes: stored.size_bytes,
+            content_type: stored.content_type,
+        }),
+    ))
 }
 
 /// The expense's current receipt image, with a fresh URL.
@@ -161,24 +162,21 @@ pub async fn get_receipt(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<ReceiptImage>, AppError> {
-    let outcome = async {
-        let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
-        let target = target(&workspace_id, &expense_id)?;
-        let info = state
-            .ingest
-            .get_image(headers::bearer_token(&headers), target)
-            .await?;
-        Ok(Json(ReceiptImage {
-            url: info.url,
-            path: info.path,
-            width: info.width,
-            height: info.height,
-            size_bytes: info.size_bytes,
-            content_type: info.content_type,
-        }))
-    };
-    outcome.await.map_err(workspace)
+) -> Result<Json<ReceiptImage>, Failure> {
+    let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
+    let target = target(&workspace_id, &expense_id)?;
+    let info = state
+        .ingest
+        .get_image(headers::bearer_token(&headers), target)
+        .await?;
+    Ok(Json(ReceiptImage {
+        url: info.url,
+        path: info.path,
+        width: info.width,
+        height: info.height,
+        size_bytes: info.size_bytes,
+        content_type: info.content_type,
+    }))
 }
 
 /// Deletes the expense's receipt image and releases its bytes from the quota.
@@ -191,17 +189,14 @@ pub async fn delete_receipt(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<StatusCode, AppError> {
-    let outcome = async {
-        let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
-        let target = target(&workspace_id, &expense_id)?;
-        state
-            .ingest
-            .delete_image(headers::bearer_token(&headers), target)
-            .await?;
-        Ok(StatusCode::NO_CONTENT)
-    };
-    outcome.await.map_err(workspace)
+) -> Result<StatusCode, Failure> {
+    let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
+    let target = target(&workspace_id, &expense_id)?;
+    state
+        .ingest
+        .delete_image(headers::bearer_token(&headers), target)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The workspace's stored bytes against its quota.
@@ -212,21 +207,18 @@ pub async fn storage_summary(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<StorageSummary>, AppError> {
-    let outcome = async {
-        let Path(workspace_id) = path.map_err(bad_path)?;
-        let workspace_id = ids::check(&workspace_id, "workspace ID")?;
-        let usage = state
-            .ingest
-            .get_usage(headers::bearer_token(&headers), workspace_id)
-            .await?;
-        Ok(Json(StorageSummary {
-            total_size_bytes: usage.used_bytes,
-            quota_bytes: usage.limit_bytes,
-            usage_percentage: usage_percentage(usage.used_bytes, usage.limit_bytes),
-        }))
-    };
-    outcome.await.map_err(workspace)
+) -> Result<Json<StorageSummary>, Failure> {
+    let Path(workspace_id) = path.map_err(bad_path)?;
+    let workspace_id = ids::check(&workspace_id, "workspace ID")?;
+    let usage = state
+        .ingest
+        .get_usage(headers::bearer_token(&headers), workspace_id)
+        .await?;
+    Ok(Json(StorageSummary {
+        total_size_bytes: usage.used_bytes,
+        quota_bytes: usage.limit_bytes,
+        usage_percentage: usage_percentage(usage.used_bytes, usage.limit_bytes),
+    }))
 }
 
 /// `used / limit` in percent, rounded to 2 decimals; 0 when there is no limit.
@@ -250,8 +242,9 @@ fn bad_path(rejection: PathRejection) -> Failure {
     Failure::invalid_id("path").with_detail(rejection)
 }
 
-fn workspace(failure: Failure) -> AppError {
-    AppError::new(Dialect::Workspace, failure)
+/// Every failure of these routes is a JSON [`ErrorBody`].
+fn dialect(_: &HeaderMap) -> Dialect {
+    Dialect::Workspace
 }
 
 #[cfg(test)]
