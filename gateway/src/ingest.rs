@@ -65,11 +65,13 @@ impl Ingest {
         &self,
         token: Option<&str>,
         target: Target,
+        owner: &str,
     ) -> Result<ImageInfo, Status> {
         let mut request = with_token(
             token,
             GetImageRequest {
                 target: Some(target),
+                owner: owner.to_owned(),
             },
         );
         request.set_timeout(self.timeout);
@@ -81,11 +83,13 @@ impl Ingest {
         &self,
         token: Option<&str>,
         target: Target,
+        owner: &str,
     ) -> Result<DeleteImageResponse, Status> {
         let mut request = with_token(
             token,
             DeleteImageRequest {
                 target: Some(target),
+                owner: owner.to_owned(),
             },
         );
         request.set_timeout(self.timeout);

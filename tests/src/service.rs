@@ -330,12 +330,23 @@ impl TestApp {
         token: &str,
         target: v1::Target,
     ) -> Result<v1::ImageInfo, Status> {
+        self.get_image_for(token, target, "").await
+    }
+
+    /// `GetImage` acting for `owner` (empty: the caller).
+    pub async fn get_image_for(
+        &self,
+        token: &str,
+        target: v1::Target,
+        owner: &str,
+    ) -> Result<v1::ImageInfo, Status> {
         self.ingest
             .clone()
             .get_image(authed(
                 token,
                 v1::GetImageRequest {
                     target: Some(target),
+                    owner: owner.to_owned(),
                 },
             ))
             .await
@@ -344,12 +355,23 @@ impl TestApp {
 
     /// `DeleteImage`.
     pub async fn delete_image(&self, token: &str, target: v1::Target) -> Result<u64, Status> {
+        self.delete_image_for(token, target, "").await
+    }
+
+    /// `DeleteImage` acting for `owner` (empty: the caller).
+    pub async fn delete_image_for(
+        &self,
+        token: &str,
+        target: v1::Target,
+        owner: &str,
+    ) -> Result<u64, Status> {
         self.ingest
             .clone()
             .delete_image(authed(
                 token,
                 v1::DeleteImageRequest {
                     target: Some(target),
+                    owner: owner.to_owned(),
                 },
             ))
             .await

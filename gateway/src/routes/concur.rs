@@ -246,7 +246,7 @@ async fn url_of(
     let id = ids::check(&id, id_name(kind))?;
     let info = state
         .ingest
-        .get_image(headers::bearer_token(&headers), target(kind, id))
+        .get_image(headers::bearer_token(&headers), target(kind, id), "")
         .await?;
     Ok(xml_response(StatusCode::OK, xml::image(id, &info.url)))
 }

@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use imaging_proto::v1::{ErrorReason, Target, TargetKind};
+use imaging_proto::v1::{Target, TargetKind};
 use serde::Deserialize;
 
 /// OpenAPI tag of these routes.
@@ -313,7 +313,12 @@ pub async fn read(
     let json = wants_json(&headers);
     let id = checked_id(path)?;
     let Query(query) = query.map_err(bad_query)?;
-    let info = owned_image(&state, &headers, &id, query.user.as_ref()).await?;
+    // With `user`, the service checks the caller may act for them and the image is theirs.
+    let user = user_of(query.user.as_ref())?;
+    let info = state
+        .ingest
+        .get_image(headers::bearer_token(&headers), receipt(&id), &user)
+        .await?;
     Ok(if json {
         axum::Json(ImageDocument {
             id: id.clone(),
@@ -347,11 +352,9 @@ pub async fn append(
     let json = wants_json(request.headers());
     let id = checked_id(path)?;
     let Query(query) = query.map_err(bad_query)?;
-    if query.user.is_some() {
-        owned_image(&state, request.headers(), &id, query.user.as_ref()).await?;
-    }
-    // The service checks the caller may append to it.
-    store(&state, receipt(&id), String::new(), request).await?;
+    let user = user_of(query.user.as_ref())?;
+    // The service checks the caller may append to it (and, with `user`, that it is theirs).
+    store(&state, receipt(&id), user, request).await?;
     Ok(item_response(StatusCode::OK, &id, json))
 }
 
@@ -367,13 +370,11 @@ pub async fn remove(
 ) -> Result<Response, Failure> {
     let id = checked_id(path)?;
     let Query(query) = query.map_err(bad_query)?;
-    if query.user.is_some() {
-        owned_image(&state, &headers, &id, query.user.as_ref()).await?;
-    }
-    // The service checks the caller may delete it.
+    let user = user_of(query.user.as_ref())?;
+    // The service checks the caller may delete it (and, with `user`, that it is theirs).
     state
         .ingest
-        .delete_image(headers::bearer_token(&headers), receipt(&id))
+        .delete_image(headers::bearer_token(&headers), receipt(&id), &user)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -381,31 +382,6 @@ pub async fn remove(
 fn checked_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
     let Path(id) = path.map_err(bad_path)?;
     Ok(ids::check(&id, "image ID")?.to_owned())
-}
-
-/// The image `id` if the caller may use it and, with `user`, it is that user's: a caller
-/// without an admin role naming a user is refused by the service (403); another user's image
-/// is not found (404).
-async fn owned_image(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-    user: Option<&String>,
-) -> Result<imaging_proto::v1::ImageInfo, Failure> {
-    let token = headers::bearer_token(headers);
-    let user = user_of(user)?;
-    if !user.is_empty() {
-        // The service's rule for acting for another user, checked before anything else.
-        state.ingest.list_receipts(token, &user, 1, "").await?;
-    }
-    let info = state.ingest.get_image(token, receipt(id)).await?;
-    if !user.is_empty() && info.owner != user {
-        return Err(Failure::local(
-            ErrorReason::ImageNotFound,
-            "No such receipt image for this user.",
-        ));
-    }
-    Ok(info)
 }
 
 /// Streams the request's file (raw body, or the form's `image` field) to `target`; returns the

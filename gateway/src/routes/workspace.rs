@@ -131,7 +131,7 @@ pub async fn upload_receipt(
         .await?;
     // The upload answer carries no URL; fetch one. The image is stored either way, so a
     // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
-    let url = match state.ingest.get_image(token.as_deref(), target).await {
+    let url = match state.ingest.get_image(token.as_deref(), target, "").await {
         Ok(info) => info.url,
         Err(status) => {
             tracing::warn!(code = ?status.code(), message = %status.message(),
@@ -167,7 +167,7 @@ pub async fn get_receipt(
     let target = target(&workspace_id, &expense_id)?;
     let info = state
         .ingest
-        .get_image(headers::bearer_token(&headers), target)
+        .get_image(headers::bearer_token(&headers), target, "")
         .await?;
     Ok(Json(ReceiptImage {
         url: info.url,
@@ -194,7 +194,7 @@ pub async fn delete_receipt(
     let target = target(&workspace_id, &expense_id)?;
     state
         .ingest
-        .delete_image(headers::bearer_token(&headers), target)
+        .delete_image(headers::bearer_token(&headers), target, "")
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

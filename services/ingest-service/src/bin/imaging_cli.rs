@@ -257,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
             let mut client = ImageIngestClient::connect(cli.addr).await?;
             let request = v1::GetImageRequest {
                 target: Some(target(kind, id, workspace)),
+                owner: String::new(),
             };
             println!(
                 "{:#?}",

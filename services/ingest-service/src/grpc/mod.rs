@@ -164,8 +164,12 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         request: Request<v1::GetImageRequest>,
     ) -> Result<Response<v1::ImageInfo>, Status> {
         let claims = self.claims(&request)?;
-        let target = convert::target(request.into_inner().target)?;
-        let view = self.ingestor.get_image(&claims, &target).await?;
+        let request = request.into_inner();
+        let target = convert::target(request.target)?;
+        let view = self
+            .ingestor
+            .get_image(&claims, &target, &request.owner)
+            .await?;
         Ok(Response::new(convert::image_info(view)?))
     }
 
@@ -174,8 +178,12 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         request: Request<v1::DeleteImageRequest>,
     ) -> Result<Response<v1::DeleteImageResponse>, Status> {
         let claims = self.claims(&request)?;
-        let target = convert::target(request.into_inner().target)?;
-        let released_bytes = self.ingestor.delete_image(&claims, &target).await?;
+        let request = request.into_inner();
+        let target = convert::target(request.target)?;
+        let released_bytes = self
+            .ingestor
+            .delete_image(&claims, &target, &request.owner)
+            .await?;
         Ok(Response::new(v1::DeleteImageResponse { released_bytes }))
     }
 

@@ -9,19 +9,50 @@ use crate::auth::{self, Claims};
 use crate::error::IngestError;
 use crate::state::{Listing, Swap, Swapped};
 
+/// Who asks for a change to a record: the caller, and the user they act for, if any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Caller<'a> {
+    pub claims: &'a Claims,
+    pub acting_for: Option<&'a str>,
+}
+
+/// The user a call on `target` acts for: `None` when the caller acts for themselves;
+/// `PERMISSION_DENIED` for a caller who may not act for `requested` (checked before anything
+/// is looked up); only receipts have owners to act for. The record found must then be theirs,
+/// else it is not found: one call answers what a client would otherwise ask in three.
+pub(super) fn acting_for_owner(
+    claims: &Claims,
+    target: &TargetRef,
+    requested: &str,
+) -> Result<Option<String>, IngestError> {
+    if requested.is_empty() {
+        return Ok(None);
+    }
+    if target.kind != super::Kind::Receipt {
+        return Err(IngestError::invalid(
+            "owner",
+            "an owner is given for receipts only",
+        ));
+    }
+    auth::acting_owner(claims, requested).map(Some)
+}
+
 /// Receipts per page of a listing when the caller names no size.
 pub const DEFAULT_PAGE_SIZE: usize = 25;
 /// The most receipts per page of a listing.
 pub const MAX_PAGE_SIZE: usize = 100;
 
 impl Ingestor {
-    /// The target's current image with a fresh URL.
+    /// The target's current image with a fresh URL; with `acting_for`, only if it is that
+    /// user's (see [`acting_for_owner`]).
     pub async fn get_image(
         &self,
         claims: &Claims,
         target: &TargetRef,
+        acting_for: &str,
     ) -> Result<ImageView, IngestError> {
         target.validate(false)?;
+        let acting_for = acting_for_owner(claims, target, acting_for)?;
         let Some(owner) = self.authorize(claims, target).await? else {
             return Err(not_found(target.kind));
         };
@@ -32,6 +63,9 @@ impl Ingestor {
             .ok_or(IngestError::ImageNotFound)?;
         // The image is its record's owner's, whoever the target names now.
         authorize_record(claims, target.kind, &record)?;
+        if acting_for.is_some_and(|owner| owner != record.owner) {
+            return Err(IngestError::ImageNotFound);
+        }
         let url = self.objects.url(&record.key, self.url_ttl).await?;
         Ok(ImageView {
             record,
@@ -40,29 +74,36 @@ impl Ingestor {
         })
     }
 
-    /// Deletes the target's image and releases its bytes; returns the bytes released.
+    /// Deletes the target's image and releases its bytes; returns the bytes released. With
+    /// `acting_for`, only if it is that user's (see [`acting_for_owner`]).
     pub async fn delete_image(
         &self,
         claims: &Claims,
         target: &TargetRef,
+        acting_for: &str,
     ) -> Result<u64, IngestError> {
         target.validate(false)?;
+        let acting_for = acting_for_owner(claims, target, acting_for)?;
         let Some(owner) = self.authorize(claims, target).await? else {
             return Err(not_found(target.kind));
         };
-        self.remove_image(&owner.workspace, target, Some(claims))
+        let caller = Caller {
+            claims,
+            acting_for: acting_for.as_deref(),
+        };
+        self.remove_image(&owner.workspace, target, Some(caller))
             .await?
             .ok_or(IngestError::ImageNotFound)
     }
 
-    /// Removes the image record of `target` in `workspace` (checked against `claims` if given)
+    /// Removes the image record of `target` in `workspace` (checked against `caller` if given)
     /// and releases its bytes, then deletes its object; the bytes released, `None` if there was
     /// no image.
     pub(super) async fn remove_image(
         &self,
         workspace: &str,
         target: &TargetRef,
-        claims: Option<&Claims>,
+        caller: Option<Caller<'_>>,
     ) -> Result<Option<u64>, IngestError> {
         let catalog_key = target.catalog_key();
         let lock = format!("target:{catalog_key}");
@@ -73,8 +114,11 @@ impl Ingestor {
                 let Some(record) = self.catalog.image(workspace, &catalog_key).await? else {
                     return Ok(None);
                 };
-                if let Some(claims) = claims {
-                    authorize_record(claims, target.kind, &record)?;
+                if let Some(caller) = caller {
+                    authorize_record(caller.claims, target.kind, &record)?;
+                    if caller.acting_for.is_some_and(|owner| owner != record.owner) {
+                        return Err(IngestError::ImageNotFound);
+                    }
                 }
                 let removed = self
                     .catalog

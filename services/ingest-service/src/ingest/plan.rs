@@ -85,12 +85,8 @@ impl Ingestor {
                 "idempotency key must be 1-128 visible ASCII characters",
             ));
         }
-        if !request.owner.is_empty() && (target.kind != Kind::Receipt || appends_to_receipt) {
-            return Err(IngestError::invalid(
-                "owner",
-                "an owner is given for new receipts only",
-            ));
-        }
+        // The user the upload is for, checked before anything is looked up.
+        let acting_for = super::images::acting_for_owner(&claims, &target, &request.owner)?;
         let (workspace, owner) = if target.kind == Kind::Receipt {
             if !valid_id(&claims.ws) {
                 return Err(IngestError::InvalidId("token ws"));
@@ -102,6 +98,9 @@ impl Ingestor {
                     .await?
                     .ok_or(IngestError::ImageNotFound)?;
                 auth::can_use_target(&claims, policy.access, &record.workspace, &record.owner)?;
+                if acting_for.is_some_and(|owner| owner != record.owner) {
+                    return Err(IngestError::ImageNotFound);
+                }
                 (record.workspace, record.owner)
             } else {
                 // A receipt is charged to the caller's workspace, which must exist.

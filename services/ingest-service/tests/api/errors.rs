@@ -392,7 +392,7 @@ async fn malformed_streams_are_refused() {
         "IMAGE_NOT_FOUND",
     )
     .await;
-    // An owner is for new receipts only.
+    // An owner is for receipts only.
     let mut with_owner = header(target(TargetKind::Report, "R1"), "image/png", &bytes);
     with_owner.owner = "u2".into();
     refused(

@@ -116,6 +116,87 @@ async fn a_service_token_manages_only_its_own_workspace() {
 }
 
 #[tokio::test]
+async fn an_admin_acting_for_a_user_reads_appends_and_deletes_only_that_users_receipts() {
+    let app = spawn_app(Stack::Real).await;
+    app.register_workspace("w1", 10_000_000).await;
+    let user = app.token("u1", "w1", &[], &[]);
+    let admin = app.token("boss", "w1", &["web_services_admin"], &[]);
+    let peer = app.token("u2", "w1", &[], &[]);
+    let own = app
+        .upload(
+            &user,
+            target(TargetKind::Receipt, ""),
+            "image/jpeg",
+            &jpeg(20, 20),
+        )
+        .await
+        .unwrap()
+        .image_id;
+    let receipt = || target(TargetKind::Receipt, &own);
+
+    // One call each: the caller's right to act for the user, and the receipt being theirs.
+    let info = app.get_image_for(&admin, receipt(), "u1").await.unwrap();
+    assert_eq!(info.owner, "u1");
+    let other = app
+        .get_image_for(&admin, receipt(), "u2")
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&other), "IMAGE_NOT_FOUND");
+    let denied = app.get_image_for(&peer, receipt(), "u1").await.unwrap_err();
+    assert_eq!(reason(&denied), "PERMISSION_DENIED");
+    let entry = app
+        .get_image_for(&admin, target(TargetKind::ExpenseEntry, "e1"), "u1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&entry),
+        "INVALID_REQUEST",
+        "only receipts have owners"
+    );
+
+    // An append for the wrong user changes nothing; for the right one it appends.
+    let mut wrong = imaging_e2e::service::header(receipt(), "image/jpeg", &jpeg(10, 10));
+    wrong.owner = "u2".into();
+    let refused = app
+        .upload_messages(
+            &admin,
+            imaging_e2e::service::messages(wrong, &jpeg(10, 10), 4096),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "IMAGE_NOT_FOUND");
+    assert_eq!(app.get_image(&user, receipt()).await.unwrap().page_count, 1);
+    let mut right = imaging_e2e::service::header(receipt(), "image/jpeg", &jpeg(10, 10));
+    right.owner = "u1".into();
+    app.upload_messages(
+        &admin,
+        imaging_e2e::service::messages(right, &jpeg(10, 10), 4096),
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.get_image(&user, receipt()).await.unwrap().page_count, 2);
+
+    // A delete for the wrong user keeps the receipt; for the right one it goes.
+    let kept = app
+        .delete_image_for(&admin, receipt(), "u2")
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&kept), "IMAGE_NOT_FOUND");
+    assert!(app.get_image(&user, receipt()).await.is_ok());
+    let denied = app
+        .delete_image_for(&peer, receipt(), "u1")
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&denied), "PERMISSION_DENIED");
+    assert!(app.delete_image_for(&admin, receipt(), "u1").await.unwrap() > 0);
+    assert_eq!(
+        reason(&app.get_image(&user, receipt()).await.unwrap_err()),
+        "IMAGE_NOT_FOUND"
+    );
+    assert_eq!(app.used("w1").await, 0);
+}
+
+#[tokio::test]
 async fn a_receipt_for_a_workspace_never_registered_is_refused_and_nothing_is_stored() {
     let app = spawn_app(Stack::Real).await;
     let token = app.token("u1", "never-registered", &[], &[]);

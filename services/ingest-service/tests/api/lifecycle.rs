@@ -190,6 +190,7 @@ async fn sigkill_mid_burst_on_the_embedded_default_keeps_every_acknowledged_uplo
                 &token,
                 v1::GetImageRequest {
                     target: Some(target(TargetKind::Receipt, &done.image_id)),
+                    owner: String::new(),
                 },
             ))
             .await
