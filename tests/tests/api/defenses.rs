@@ -227,8 +227,10 @@ async fn one_clients_streams_cannot_fill_the_gateways_only_connection_to_the_ser
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let alice = stack.token("alice", "w1", &[], &[]);
+    // The held uploads last 30 s (60 pieces, 500 ms apart): a request queued behind them would
+    // wait that long; 15 s leaves room for a loaded machine.
     let listed = tokio::time::timeout(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         stack.get("/api/v3.0/expense/receiptimages", &alice),
     )
     .await
