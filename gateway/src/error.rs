@@ -1,6 +1,6 @@
 //! Errors at the edge. A [`Failure`] says what went wrong (a gRPC code plus, when known, the
 //! contract's `ErrorReason` and how long to wait before retrying); handlers return it with `?`,
-//! and each router renders it in its [`Dialect`] ([`dialect_layer`]); an [`AppError`] is a
+//! and each router renders it in its [`Dialect`] ([`in_dialect`]); an [`AppError`] is a
 //! failure rendered. The HTTP status comes from the contract's reason table,
 //! [`http_status`]; bodies never carry backend internals.
 
@@ -168,11 +168,11 @@ impl Failure {
     }
 }
 
-/// A failure a handler returned, on its way to the router's [`dialect_layer`], which renders it.
+/// A failure a handler returned, on its way to its router's dialect layer ([`in_dialect`]).
 #[derive(Debug, Clone)]
 struct Unrendered(Failure);
 
-/// A handler's failure becomes a response only through its router's [`dialect_layer`]; without
+/// A handler's failure becomes a response only through its router's [`in_dialect`]; without
 /// one (a router wired wrong) it is a bare 500, which every route's tests would show.
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -182,10 +182,18 @@ impl IntoResponse for Failure {
     }
 }
 
-/// Renders the failures of a router's handlers in the dialect `pick` chooses from the request's
-/// headers (Receipt Image v3 answers JSON to `Accept: application/json`, XML otherwise):
-/// `router.layer(axum::middleware::from_fn_with_state(pick, dialect_layer))`.
-pub async fn dialect_layer(
+/// `router` with its handlers' failures rendered in the dialect `pick` chooses from the
+/// request's headers (Receipt Image v3 answers JSON to `Accept: application/json`, XML
+/// otherwise).
+pub fn in_dialect<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    pick: fn(&axum::http::HeaderMap) -> Dialect,
+) -> axum::Router<S> {
+    router.layer(axum::middleware::from_fn_with_state(pick, dialect_layer))
+}
+
+/// The layer of [`in_dialect`].
+async fn dialect_layer(
     axum::extract::State(pick): axum::extract::State<fn(&axum::http::HeaderMap) -> Dialect>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -474,12 +482,7 @@ mod tests {
         async fn refuse() -> Result<&'static str, Failure> {
             Err(Failure::invalid_request("no"))
         }
-        let router = axum::Router::new().route("/", get(refuse)).layer(
-            axum::middleware::from_fn_with_state(
-                pick as fn(&axum::http::HeaderMap) -> Dialect,
-                dialect_layer,
-            ),
-        );
+        let router = in_dialect(axum::Router::new().route("/", get(refuse)), pick);
         let request = || axum::http::Request::get("/");
         let xml = router
             .clone()

@@ -2,7 +2,7 @@
 //! reports, and expiring image URLs. Both `v1.0` and `v1.1` prefixes are served; any other
 //! version is 404.
 
-use crate::error::{Dialect, Failure, dialect_layer};
+use crate::error::{Dialect, Failure, in_dialect};
 use crate::state::AppState;
 use crate::upload::{Accepts, UploadBody};
 use crate::{headers, ids, xml};
@@ -23,7 +23,7 @@ const TAG: &str = "Concur Image v1";
 /// The Concur routes. Bodies are streamed, so axum's body limit is off; [`UploadBody`]
 /// enforces the byte limit itself.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/api/image/{version}/receipt", post(post_receipt))
         .route("/api/image/{version}/receipt/{imageId}", get(get_receipt))
         .route(
@@ -38,11 +38,8 @@ pub fn router() -> Router<AppState> {
             "/api/image/{version}/report/{reportId}",
             post(post_report).get(get_report),
         )
-        .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(
-            dialect as fn(&HeaderMap) -> Dialect,
-            dialect_layer,
-        ))
+        .layer(DefaultBodyLimit::disable());
+    in_dialect(routes, |_| Dialect::Concur)
 }
 
 /// Error responses of the upload routes (all `application/xml` `<Error>` documents).
@@ -304,9 +301,4 @@ fn xml_response(status: StatusCode, body: String) -> Response {
 
 fn bad_path(rejection: PathRejection) -> Failure {
     Failure::invalid_id("path").with_detail(rejection)
-}
-
-/// Every failure of these routes is an `<Error>` document.
-fn dialect(_: &HeaderMap) -> Dialect {
-    Dialect::Concur
 }

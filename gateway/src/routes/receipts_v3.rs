@@ -6,7 +6,7 @@
 //!
 //! `URI` and `NextPage` are absolute paths on this gateway (no host taken from the request).
 
-use crate::error::{Dialect, Failure, dialect_layer};
+use crate::error::{Dialect, Failure, in_dialect};
 use crate::state::AppState;
 use crate::upload::{Accepts, UploadBody};
 use crate::{headers, ids, xml};
@@ -31,17 +31,14 @@ const MAX_LIMIT: u32 = 100;
 /// The v3 routes. Bodies are streamed, so axum's body limit is off; [`UploadBody`]
 /// enforces the byte limit itself.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route(BASE, get(list).post(create))
         .route(
             "/api/v3.0/expense/receiptimages/{id}",
             get(read).put(append).delete(remove),
         )
-        .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(
-            dialect as fn(&HeaderMap) -> Dialect,
-            dialect_layer,
-        ))
+        .layer(DefaultBodyLimit::disable());
+    in_dialect(routes, dialect)
 }
 
 /// `?user=`: the user a request acts for (admins only).

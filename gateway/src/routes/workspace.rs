@@ -1,7 +1,7 @@
 //! Workspace receipts (multipart in, JSON out): upload, read and delete an expense's receipt
 //! image (stored as WebP), and the workspace's storage summary.
 
-use crate::error::{Dialect, ErrorBody, Failure, dialect_layer};
+use crate::error::{Dialect, ErrorBody, Failure, in_dialect};
 use crate::state::AppState;
 use crate::upload::{Accepts, Limits, MULTIPART_ENVELOPE_BYTES, UploadBody};
 use crate::{headers, ids};
@@ -23,7 +23,7 @@ pub fn router(limits: Limits) -> Router<AppState> {
     let body_cap = limits
         .max_upload_bytes
         .saturating_add(MULTIPART_ENVELOPE_BYTES);
-    Router::new()
+    let routes = Router::new()
         .route(
             "/api/v1/client/workspace/{workspaceId}/expenses/{expenseId}/receipt",
             get(get_receipt).post(upload_receipt).delete(delete_receipt),
@@ -34,11 +34,8 @@ pub fn router(limits: Limits) -> Router<AppState> {
         )
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_cap).unwrap_or(usize::MAX),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            dialect as fn(&HeaderMap) -> Dialect,
-            dialect_layer,
-        ))
+        ));
+    in_dialect(routes, |_| Dialect::Workspace)
 }
 
 /// A stored receipt image.
@@ -240,11 +237,6 @@ fn target(workspace_id: &str, expense_id: &str) -> Result<Target, Failure> {
 
 fn bad_path(rejection: PathRejection) -> Failure {
     Failure::invalid_id("path").with_detail(rejection)
-}
-
-/// Every failure of these routes is a JSON [`ErrorBody`].
-fn dialect(_: &HeaderMap) -> Dialect {
-    Dialect::Workspace
 }
 
 #[cfg(test)]

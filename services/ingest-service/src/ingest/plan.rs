@@ -107,7 +107,7 @@ impl Ingestor {
                 if self.quota.limit(&claims.ws).await?.is_none() {
                     return Err(IngestError::TargetNotFound("workspace"));
                 }
-                let owner = auth::acting_owner(&claims, &request.owner)?;
+                let owner = acting_for.unwrap_or_else(|| claims.sub.clone());
                 target.id = uuid::Uuid::new_v4().simple().to_string();
                 (claims.ws.clone(), owner)
             }

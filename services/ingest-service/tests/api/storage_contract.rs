@@ -52,16 +52,7 @@ pub async fn s3_checksum() -> Backend {
 
 async fn s3_with(payload: PayloadCheck) -> Backend {
     let server = S3Server::start().await;
-    let store = S3Store::new(
-        &server.endpoint,
-        "",
-        "us-east-1",
-        S3_BUCKET,
-        S3_ACCESS_KEY,
-        S3_SECRET_KEY,
-    )
-    .unwrap()
-    .with_payload_check(payload);
+    let store = s3_store(&server.endpoint).with_payload_check(payload);
     Backend {
         store: Arc::new(store),
         _keep: Box::new(server),

@@ -16,7 +16,7 @@ use super::{BodyDigest, ObjectEntry, ObjectStore, StorageError, validate_key};
 use crate::configuration::PayloadCheck;
 use async_trait::async_trait;
 use bytes::Bytes;
-use request::{Resource, answer, status};
+use request::{Resource, answer, gone_is_done, status};
 use reqwest::{Method, Url};
 use sigv4::Signer;
 use std::time::Duration;
@@ -247,10 +247,7 @@ impl ObjectStore for S3Store {
         let response = self
             .send_empty(Method::DELETE, Resource::Object(key), &[], &[])
             .await?;
-        match response.status().as_u16() {
-            200..=299 | 404 => Ok(()),
-            code => Err(status("DELETE", key, code)),
-        }
+        gone_is_done(&response, "DELETE", key)
     }
 
     #[tracing::instrument(name = "storage.list", skip_all, fields(backend = "s3", prefix = %prefix))]
@@ -337,10 +334,8 @@ impl ObjectStore for S3Store {
         let response = self
             .send_empty(Method::HEAD, Resource::Object("health-probe"), &[], &[])
             .await?;
-        match response.status().as_u16() {
-            200..=299 | 404 => Ok(()),
-            code => Err(status("HEAD", "health-probe", code)),
-        }
+        // The probe object need not exist: any answer but an error says the bucket is there.
+        gone_is_done(&response, "HEAD", "health-probe")
     }
 }
 

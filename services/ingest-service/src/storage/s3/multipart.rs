@@ -108,10 +108,7 @@ impl S3Store {
                 &[],
             )
             .await?;
-        match response.status().as_u16() {
-            200..=299 | 404 => Ok(()),
-            code => Err(super::request::status("AbortMultipartUpload", key, code)),
-        }
+        super::request::gone_is_done(&response, "AbortMultipartUpload", key)
     }
 }
 

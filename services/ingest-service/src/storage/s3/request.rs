@@ -47,6 +47,18 @@ pub(super) fn status(op: &str, what: &str, code: u16) -> StorageError {
     }
 }
 
+/// `Ok` for a success or a 404 (the object, or upload, is already gone), else the error.
+pub(super) fn gone_is_done(
+    response: &reqwest::Response,
+    op: &str,
+    what: &str,
+) -> Result<(), StorageError> {
+    match response.status().as_u16() {
+        200..=299 | 404 => Ok(()),
+        code => Err(status(op, what, code)),
+    }
+}
+
 impl S3Store {
     /// Sends `method` to `resource` with the query parameters `query`, the extra signed
     /// `headers` and `body`, whose SHA-256 (or `UNSIGNED-PAYLOAD`) is `payload_hash`.
