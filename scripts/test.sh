@@ -14,6 +14,11 @@ command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 command -v pdfinfo >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# libheif is built from its sources with cmake (libheif-rs's embedded-libheif), decoding HEVC
+# through the system's libde265.
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -e /usr/include/libde265/de265.h ] || missing+=(libde265-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -26,6 +31,9 @@ command -v python3 >/dev/null 2>&1 || { sudo_if_needed apt-get update -qq; sudo_
 # list multipart uploads).
 pip_packages=()
 python3 -c 'import pypdf' >/dev/null 2>&1 || pip_packages+=(pypdf)
+# Pillow and pillow-heif: independent readers of the JPEG, PNG, GIF, TIFF and HEIC the format
+# tests store and start from.
+python3 -c 'import PIL, pillow_heif' >/dev/null 2>&1 || pip_packages+=(pillow pillow-heif)
 python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || pip_packages+=('moto[server]')
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   echo "installing: ${pip_packages[*]}"

@@ -61,6 +61,9 @@ pub fn guess_media_type(file_name: &str) -> Option<&'static str> {
         "png" => Some("image/png"),
         "webp" => Some("image/webp"),
         "pdf" => Some("application/pdf"),
+        "heic" | "heif" => Some("image/heic"),
+        "tif" | "tiff" => Some("image/tiff"),
+        "gif" => Some("image/gif"),
         _ => None,
     }
 }

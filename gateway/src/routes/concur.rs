@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use imaging_proto::v1::{Target, TargetKind};
+use imaging_proto::v1::{ErrorReason, Target, TargetKind};
 
 /// The API versions served.
 pub const VERSIONS: [&str; 2] = ["v1.0", "v1.1"];
@@ -249,6 +249,15 @@ async fn url_of(
 }
 
 /// Streams the body to the target; `id` is `None` for loose receipts.
+/// The types Concur Image v1 documents (and the JPEG aliases the service takes).
+const V1_TYPES: [&str; 5] = [
+    "application/pdf",
+    "image/jpeg",
+    "image/jpg",
+    "image/pjpeg",
+    "image/png",
+];
+
 async fn store(
     state: &AppState,
     version: &str,
@@ -259,6 +268,14 @@ async fn store(
     check_version(version)?;
     let id = id.map(|id| ids::check(id, id_name(kind))).transpose()?;
     let body = UploadBody::read(request, Accepts::Raw, state.limits).await?;
+    // Image v1 keeps the three types its documentation lists; an unauthenticated caller is
+    // told so by the service (401) first.
+    if body.token().is_some() && !V1_TYPES.contains(&body.content_type().as_str()) {
+        return Err(Failure::local(
+            ErrorReason::UnsupportedMediaType,
+            "Image v1 takes PDF, JPEG and PNG files; use Receipt Image v3 for HEIC, TIFF and GIF.",
+        ));
+    }
     let stored = body
         .forward(
             &state.ingest,

@@ -117,6 +117,11 @@ impl UploadBody {
         })
     }
 
+    /// The declared type of the file (lower case, without parameters).
+    pub fn content_type(&self) -> String {
+        headers::media_type(&self.header.content_type)
+    }
+
     /// The caller's token, if any.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()

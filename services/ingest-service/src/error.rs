@@ -49,6 +49,9 @@ pub enum IngestError {
     /// The declared content type is not accepted for this target.
     #[error("content type {0:?} is not accepted here")]
     UnsupportedMediaType(String),
+    /// The file is of an accepted type but uses a feature that is not read; names it.
+    #[error("{0} is not supported")]
+    UnsupportedVariant(&'static str),
     /// The bytes are not of the declared type.
     #[error("the file's content does not match its declared type {declared}")]
     ContentTypeMismatch { declared: &'static str },
@@ -140,7 +143,7 @@ impl IngestError {
             ChunkTooLarge { .. } => ErrorReason::ChunkTooLarge,
             FileTooLarge { .. } => ErrorReason::FileTooLarge,
             ReportTooLarge { .. } => ErrorReason::ReportTooLarge,
-            UnsupportedMediaType(_) => ErrorReason::UnsupportedMediaType,
+            UnsupportedMediaType(_) | UnsupportedVariant(_) => ErrorReason::UnsupportedMediaType,
             ContentTypeMismatch { .. } => ErrorReason::ContentTypeMismatch,
             CorruptImage | TooManyPixels { .. } | TooComplex { .. } => ErrorReason::CorruptImage,
             EncryptedPdf => ErrorReason::EncryptedPdf,
@@ -190,6 +193,7 @@ impl From<PipelineError> for IngestError {
                 IngestError::TooManyPixels { width, height }
             }
             PipelineError::EncryptedPdf => IngestError::EncryptedPdf,
+            PipelineError::Unsupported(what) => IngestError::UnsupportedVariant(what),
             PipelineError::TooComplex { what } => IngestError::TooComplex { what },
         }
     }

@@ -8,6 +8,10 @@ pub enum PipelineError {
     /// The operation does not take this type (e.g. a PDF given to the WebP conversion).
     #[error("unsupported media type for this operation")]
     UnsupportedMediaType,
+    /// The file is of an accepted type but uses a feature that is not read (BigTIFF with
+    /// palettes, a HEIF coded with something other than HEVC, ...); names it.
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
     /// The bytes are not of the declared type.
     #[error("declared {declared:?} but the content is {detected:?}")]
     ContentTypeMismatch {

@@ -30,7 +30,22 @@ pub(crate) fn image_page(
         MediaType::Jpeg => (jpeg_xobject(bytes)?, read_header(bytes, media, limits)?.1),
         // The PNG's own orientation is applied to its pixels.
         MediaType::Png => (png_xobject(bytes, limits)?, Orientation::NoTransforms),
-        MediaType::Pdf | MediaType::Webp => return Err(PipelineError::UnsupportedMediaType),
+        // A HEIC's page is the JPEG it is stored as (upright).
+        MediaType::Heic => {
+            let (jpeg, _, _) = crate::heic::to_jpeg(bytes, limits)?;
+            (jpeg_xobject(&jpeg)?, Orientation::NoTransforms)
+        }
+        MediaType::Gif => {
+            let frame = crate::gif_frame::first_frame(bytes, limits)?;
+            let rgb = composite_rgba_on_white(&frame.rgba());
+            (
+                rgb_xobject(rgb, frame.width, frame.height)?,
+                Orientation::NoTransforms,
+            )
+        }
+        MediaType::Pdf | MediaType::Webp | MediaType::Tiff => {
+            return Err(PipelineError::UnsupportedMediaType);
+        }
     };
     let (width, height) = (xobject.1 as f32, xobject.2 as f32);
     let scale = PAGE_LONG_EDGE / width.max(height);
@@ -64,7 +79,7 @@ pub(crate) fn image_page(
 
 /// The `cm` matrix that draws the image (the unit square, stored row 0 at the top) upright on a
 /// `w` x `h` page, i.e. with the EXIF transform applied.
-fn placement(orientation: Orientation, w: f32, h: f32) -> [f32; 6] {
+pub(crate) fn placement(orientation: Orientation, w: f32, h: f32) -> [f32; 6] {
     match orientation {
         Orientation::NoTransforms => [w, 0.0, 0.0, h, 0.0, 0.0],
         Orientation::FlipHorizontal => [-w, 0.0, 0.0, h, w, 0.0],
@@ -120,6 +135,11 @@ fn png_xobject(bytes: &[u8], limits: &Limits) -> Result<XObject, PipelineError> 
     } else {
         image.into_rgb8().into_raw()
     };
+    rgb_xobject(rgb, width, height)
+}
+
+/// An image XObject of 8-bit RGB pixels, Flate-compressed.
+fn rgb_xobject(rgb: Vec<u8>, width: u32, height: u32) -> Result<XObject, PipelineError> {
     let mut stream = Stream::new(
         dictionary! {
             "Type" => "XObject",
@@ -137,13 +157,18 @@ fn png_xobject(bytes: &[u8], limits: &Limits) -> Result<XObject, PipelineError> 
 
 /// RGB of the pixels laid over white (PDF image XObjects here carry no alpha).
 fn composite_on_white(rgba: &image::RgbaImage) -> Vec<u8> {
+    composite_rgba_on_white(rgba.as_raw())
+}
+
+/// RGB of RGBA samples laid over white.
+fn composite_rgba_on_white(rgba: &[u8]) -> Vec<u8> {
     let over_white = |c: u8, a: u8| {
         let (c, a) = (u32::from(c), u32::from(a));
         ((c * a + 255 * (255 - a) + 127) / 255) as u8
     };
-    rgba.pixels()
+    rgba.chunks_exact(4)
         .flat_map(|p| {
-            let [r, g, b, a] = p.0;
+            let [r, g, b, a] = [p[0], p[1], p[2], p[3]];
             [over_white(r, a), over_white(g, a), over_white(b, a)]
         })
         .collect()

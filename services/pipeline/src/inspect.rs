@@ -6,20 +6,29 @@ use crate::{Limits, MediaType, PipelineError, jpeg, png_scan, sniff};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, metadata::Orientation};
 use std::io::Cursor;
 
-/// What validation learned.
+/// What validation learned, and for a type stored in another form, that form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
-    /// The (declared and sniffed) type.
+    /// The type stored: the declared (and sniffed) type, or what it is converted to (see
+    /// [`MediaType::stored_as`]).
     pub media: MediaType,
-    /// Pixel width as stored, before any EXIF orientation (0 for PDFs).
+    /// Pixel width as stored, before any EXIF orientation (0 for PDFs; for a PDF made of a TIFF,
+    /// the first page's).
     pub width: u32,
-    /// Pixel height as stored, before any EXIF orientation (0 for PDFs).
+    /// Pixel height as stored, before any EXIF orientation (0 for PDFs; for a PDF made of a
+    /// TIFF, the first page's).
     pub height: u32,
     /// Pages (1 for images).
     pub page_count: u32,
+    /// The bytes to store if they are not the upload's own: a HEIC's JPEG, a TIFF's PDF, a
+    /// GIF's PNG.
+    pub converted: Option<Vec<u8>>,
 }
 
-/// Validates a complete upload declared as `declared`.
+/// Validates a complete upload declared as `declared`, and makes the form a HEIC, TIFF or GIF is
+/// stored in (see [`MediaType::stored_as`]): a HEIC's primary image as an upright JPEG of the
+/// same size at quality 90 without metadata, a TIFF as a PDF of its pages (see
+/// [`crate::tiff_pdf`]), a GIF's first frame as an indexed PNG.
 ///
 /// The sniffed type must equal `declared` ([`PipelineError::ContentTypeMismatch`] otherwise).
 /// Images are refused with [`PipelineError::TooManyPixels`] from their header alone, then proven
@@ -60,6 +69,22 @@ fn inspect_scanned(
     scanned: bool,
 ) -> Result<Inspected, PipelineError> {
     check_type(bytes, declared)?;
+    match declared {
+        MediaType::Heic => {
+            let (jpeg, width, height) = crate::heic::to_jpeg(bytes, limits)?;
+            return Ok(converted(MediaType::Jpeg, jpeg, (width, height), 1));
+        }
+        MediaType::Tiff => {
+            let (width, height, _) = crate::tiff_pdf::page_count(bytes, limits)?;
+            let (pdf, pages) = crate::tiff_pdf::to_pdf(bytes, limits)?;
+            return Ok(converted(MediaType::Pdf, pdf, (width, height), pages));
+        }
+        MediaType::Gif => {
+            let (png, width, height) = crate::gif_frame::to_png(bytes, limits)?;
+            return Ok(converted(MediaType::Png, png, (width, height), 1));
+        }
+        _ => {}
+    }
     if declared == MediaType::Pdf {
         if !scanned {
             crate::pdf_guard::scan(bytes, &limits.pdf)?;
@@ -71,6 +96,7 @@ fn inspect_scanned(
             width: 0,
             height: 0,
             page_count: pages,
+            converted: None,
         });
     }
     let (width, height) = match declared {
@@ -93,7 +119,23 @@ fn inspect_scanned(
         width,
         height,
         page_count: 1,
+        converted: None,
     })
+}
+
+fn converted(
+    media: MediaType,
+    bytes: Vec<u8>,
+    (width, height): (u32, u32),
+    pages: u32,
+) -> Inspected {
+    Inspected {
+        media,
+        width,
+        height,
+        page_count: pages,
+        converted: Some(bytes),
+    }
 }
 
 /// Refuses bytes that are not of the declared type.
@@ -109,7 +151,9 @@ fn format(media: MediaType) -> Result<ImageFormat, PipelineError> {
         MediaType::Jpeg => Ok(ImageFormat::Jpeg),
         MediaType::Png => Ok(ImageFormat::Png),
         MediaType::Webp => Ok(ImageFormat::WebP),
-        MediaType::Pdf => Err(PipelineError::UnsupportedMediaType),
+        MediaType::Pdf | MediaType::Heic | MediaType::Tiff | MediaType::Gif => {
+            Err(PipelineError::UnsupportedMediaType)
+        }
     }
 }
 
@@ -183,6 +227,42 @@ pub fn decode_cost(
     // PNG and JPEG headers are read by hand, so nothing else has to parse a hostile file before
     // the limits are enforced.
     let mut jpeg = None;
+    match media {
+        MediaType::Heic => {
+            let header = crate::heic::header(bytes, limits)?;
+            let output = u64::from(header.width) * u64::from(header.height) * 3;
+            return Ok(DecodeCost {
+                width: header.width,
+                height: header.height,
+                bytes: header.decode_bytes,
+                check_bytes: header.decode_bytes + output / 2,
+                convert_bytes: header.decode_bytes,
+            });
+        }
+        MediaType::Gif => {
+            let (width, height) = crate::gif_frame::canvas(bytes, limits)?;
+            let cost = crate::gif_frame::memory_cost(bytes, limits)?;
+            return Ok(DecodeCost {
+                width,
+                height,
+                bytes: cost,
+                check_bytes: cost,
+                convert_bytes: cost,
+            });
+        }
+        MediaType::Tiff => {
+            let (width, height, _) = crate::tiff_pdf::page_count(bytes, limits)?;
+            let cost = crate::tiff_pdf::memory_cost(bytes, limits)?;
+            return Ok(DecodeCost {
+                width,
+                height,
+                bytes: cost,
+                check_bytes: cost,
+                convert_bytes: cost,
+            });
+        }
+        _ => {}
+    }
     let (width, height, bytes_per_pixel) = match media {
         MediaType::Png => {
             let header = png_scan::scan(bytes, limits.max_ancillary_bytes)?;

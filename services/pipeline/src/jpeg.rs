@@ -1,7 +1,9 @@
 //! JPEG decoding through libjpeg-turbo (as built by `mozjpeg-sys`), for what its DCT scaling
 //! makes cheap: proving a JPEG complete and decodable by entropy-decoding every coefficient at
 //! 1/8 scale (only the DC term goes through an inverse DCT), and decoding a large photo straight
-//! to a reduced size (M/8 of each edge) before the final resize.
+//! to a reduced size (M/8 of each edge) before the final resize. And JPEG encoding (a HEIC photo
+//! stored as JPEG) with libjpeg-turbo's own settings: baseline, Huffman tables optimised, none of
+//! mozjpeg's slower extensions.
 //!
 //! libjpeg reports errors through a callback that must not return; here it unwinds (the
 //! library is built for that) to a `catch_unwind` at the edge of this module, and every warning
@@ -29,6 +31,165 @@ pub(crate) struct Scaled {
     pub pixels: Vec<u8>,
     pub width: u32,
     pub height: u32,
+}
+
+/// Encodes 8-bit RGB (`channels` 3) or grey (`channels` 1) pixels, row after row, as a baseline
+/// JFIF JPEG at `quality` (1 to 100; chroma subsampled 4:2:0 as libjpeg does by default), with
+/// no metadata.
+pub(crate) fn encode(
+    pixels: &[u8],
+    (width, height): (u32, u32),
+    channels: u8,
+    quality: u8,
+) -> Result<Vec<u8>, PipelineError> {
+    let row_len = width as usize * usize::from(channels);
+    if !matches!(channels, 1 | 3) || pixels.len() != row_len * height as usize || row_len == 0 {
+        return Err(PipelineError::Corrupt(
+            "pixels do not fill the image".to_owned(),
+        ));
+    }
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut encoder = Encoder::new();
+        encoder.compress(pixels, (width, height), channels, quality)
+    }));
+    match outcome {
+        Ok(bytes) => Ok(bytes),
+        Err(payload) => match payload.downcast::<Failure>() {
+            Ok(failure) => Err(PipelineError::Corrupt(failure.0)),
+            Err(other) => panic::resume_unwind(other),
+        },
+    }
+}
+
+/// libjpeg's compressor, its error handler and the growing buffer it writes to (boxed: libjpeg
+/// keeps pointers to them), destroyed on drop, also while unwinding from an error.
+struct Encoder {
+    cinfo: Box<ffi::jpeg_compress_struct>,
+    _err: Box<ffi::jpeg_error_mgr>,
+    sink: Box<Sink>,
+}
+
+/// A destination manager writing into a `Vec` (the manager first, so libjpeg's pointer to it is
+/// a pointer to the whole).
+#[repr(C)]
+struct Sink {
+    manager: ffi::jpeg_destination_mgr,
+    out: Vec<u8>,
+}
+
+/// The first output buffer; it doubles whenever libjpeg fills it.
+const SINK_START: usize = 64 * 1024;
+
+impl Encoder {
+    /// Only call inside [`encode`]'s `catch_unwind`.
+    fn new() -> Self {
+        // SAFETY: plain C data for which all-zero is the state libjpeg expects before
+        // `jpeg_std_error` / `jpeg_create_compress` fill them in.
+        let mut err: Box<ffi::jpeg_error_mgr> = Box::new(unsafe { mem::zeroed() });
+        unsafe { ffi::jpeg_std_error(&mut err) };
+        err.error_exit = Some(error_exit);
+        let mut cinfo: Box<ffi::jpeg_compress_struct> = Box::new(unsafe { mem::zeroed() });
+        cinfo.common.err = &raw mut *err;
+        // SAFETY: `cinfo` has its error manager; both boxes live as long as the encoder.
+        unsafe { ffi::jpeg_create_compress(&raw mut *cinfo) };
+        let mut sink = Box::new(Sink {
+            manager: ffi::jpeg_destination_mgr {
+                next_output_byte: std::ptr::null_mut(),
+                free_in_buffer: 0,
+                init_destination: Some(sink_init),
+                empty_output_buffer: Some(sink_grow),
+                term_destination: Some(sink_term),
+            },
+            out: Vec::new(),
+        });
+        cinfo.dest = &raw mut sink.manager;
+        Encoder {
+            cinfo,
+            _err: err,
+            sink,
+        }
+    }
+
+    fn compress(
+        &mut self,
+        pixels: &[u8],
+        (width, height): (u32, u32),
+        channels: u8,
+        quality: u8,
+    ) -> Vec<u8> {
+        let cinfo = &mut *self.cinfo;
+        cinfo.image_width = width;
+        cinfo.image_height = height;
+        cinfo.input_components = c_int::from(channels);
+        cinfo.in_color_space = if channels == 1 {
+            ffi::J_COLOR_SPACE::JCS_GRAYSCALE
+        } else {
+            ffi::J_COLOR_SPACE::JCS_RGB
+        };
+        // SAFETY: the compressor was created; errors unwind to `encode`. The profile must be set
+        // before the defaults, which it selects.
+        unsafe {
+            ffi::jpeg_c_set_int_param(
+                cinfo,
+                ffi::J_INT_PARAM::JINT_COMPRESS_PROFILE,
+                ffi::JCP_FASTEST as c_int,
+            );
+            ffi::jpeg_set_defaults(cinfo);
+            ffi::jpeg_set_quality(cinfo, c_int::from(quality.clamp(1, 100)), 1);
+        }
+        cinfo.optimize_coding = 1;
+        // SAFETY: as above; `pixels` holds `height` rows of `row_len` bytes (checked by
+        // `encode`), and libjpeg reads one row per call.
+        unsafe { ffi::jpeg_start_compress(cinfo, 1) };
+        let row_len = width as usize * usize::from(channels);
+        for row in pixels.chunks_exact(row_len) {
+            let row_ptr = row.as_ptr();
+            let written = unsafe { ffi::jpeg_write_scanlines(cinfo, &raw const row_ptr, 1) };
+            if written != 1 {
+                fail("JPEG encoder took no row");
+            }
+        }
+        unsafe { ffi::jpeg_finish_compress(cinfo) };
+        mem::take(&mut self.sink.out)
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`; destroying frees every pool libjpeg allocated.
+        unsafe { ffi::jpeg_destroy_compress(&mut self.cinfo) };
+    }
+}
+
+/// The [`Sink`] of a compressor that [`Encoder::new`] set up.
+fn sink_of(cinfo: &mut ffi::jpeg_compress_struct) -> &mut Sink {
+    // SAFETY: `dest` points to the `manager` field, the first field of a `repr(C)` `Sink` that
+    // the encoder owns and keeps alive while libjpeg runs.
+    unsafe { &mut *cinfo.dest.cast::<Sink>() }
+}
+
+unsafe extern "C-unwind" fn sink_init(cinfo: &mut ffi::jpeg_compress_struct) {
+    let sink = sink_of(cinfo);
+    sink.out = vec![0; SINK_START];
+    sink.manager.next_output_byte = sink.out.as_mut_ptr();
+    sink.manager.free_in_buffer = sink.out.len();
+}
+
+unsafe extern "C-unwind" fn sink_grow(cinfo: &mut ffi::jpeg_compress_struct) -> ffi::boolean {
+    let sink = sink_of(cinfo);
+    // libjpeg calls this when the whole buffer is full.
+    let used = sink.out.len();
+    sink.out.resize(used * 2, 0);
+    // SAFETY: `used` is within the resized buffer.
+    sink.manager.next_output_byte = unsafe { sink.out.as_mut_ptr().add(used) };
+    sink.manager.free_in_buffer = sink.out.len() - used;
+    1
+}
+
+unsafe extern "C-unwind" fn sink_term(cinfo: &mut ffi::jpeg_compress_struct) {
+    let sink = sink_of(cinfo);
+    let used = sink.out.len() - sink.manager.free_in_buffer;
+    sink.out.truncate(used);
 }
 
 /// An error raised by libjpeg, carried by the unwind to [`run`].

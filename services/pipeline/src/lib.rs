@@ -4,7 +4,9 @@
 
 mod cost;
 mod error;
+mod gif_frame;
 mod header;
+mod heic;
 mod image_page;
 mod inspect;
 mod jpeg;
@@ -13,6 +15,8 @@ pub mod meter;
 mod pdf;
 pub mod pdf_guard;
 mod png_scan;
+mod tiff_pdf;
+mod tiff_scan;
 mod webp;
 
 pub use cost::{Estimate, Step, estimate, memory_cost};

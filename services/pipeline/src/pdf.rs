@@ -55,8 +55,8 @@ fn page_count(doc: &Document) -> u32 {
 
 /// The first upload to a report. A PDF is kept byte for byte (after checking it parses and is
 /// not encrypted) and followed by an update that puts its page tree under the report's root; a
-/// JPEG or PNG becomes a one-page PDF (see [`append_to_report`] for how images are placed).
-/// WebP is refused with [`PipelineError::UnsupportedMediaType`].
+/// JPEG, PNG, HEIC or GIF becomes a one-page PDF, a TIFF a PDF of its pages (see
+/// [`append_to_report`] for how images are placed). WebP is refused with [`PipelineError::UnsupportedMediaType`].
 pub fn start_report(
     bytes: &[u8],
     media: MediaType,
@@ -233,7 +233,9 @@ fn adopt(bytes: &[u8], mut doc: Document) -> Result<(ReportUpdate, bool), Pipeli
 /// `layout` (`report_len` bytes long, `page_count` pages), without reading the report.
 ///
 /// A PDF's pages are moved over in order, with the attributes they inherited in their own page
-/// tree copied onto them. A JPEG or PNG becomes one page whose long edge is 842 pt (A4's), with
+/// tree copied onto them. A TIFF's pages are added as [`crate::tiff_pdf`] makes them; a HEIC
+/// becomes the page of the JPEG it is stored as, a GIF the page of its first frame. A JPEG or
+/// PNG becomes one page whose long edge is 842 pt (A4's), with
 /// the EXIF orientation applied; JPEGs are embedded without re-encoding and their pixels are not
 /// decoded here (run [`crate::inspect`] on uploads first). WebP is refused with
 /// [`PipelineError::UnsupportedMediaType`].
@@ -250,10 +252,10 @@ pub fn append_to_report(
     let mut doc = Document::with_version("1.5");
     doc.max_id = layout.size;
     let node = (layout.size, 0);
-    let new_pages = if media == MediaType::Pdf {
-        adopt_pages(&mut doc, load_pdf(bytes, limits)?, node)?
-    } else {
-        vec![image_page(&mut doc, node, bytes, media, limits)?]
+    let new_pages = match media {
+        MediaType::Pdf => adopt_pages(&mut doc, load_pdf(bytes, limits)?, node)?,
+        MediaType::Tiff => crate::tiff_pdf::add_pages(&mut doc, node, bytes, limits)?,
+        _ => vec![image_page(&mut doc, node, bytes, media, limits)?],
     };
     let added = u32::try_from(new_pages.len()).unwrap_or(u32::MAX);
     doc.objects.insert(

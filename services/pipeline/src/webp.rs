@@ -110,6 +110,18 @@ pub fn decode_for_target(
             });
         }
     }
+    if media == MediaType::Heic {
+        check_type(bytes, media)?;
+        let image = crate::heic::decode(bytes, limits)?;
+        let size = (image.width, image.height);
+        return Ok(Decoded {
+            pixels: image.pixels,
+            pixel_type: PixelType::U8x3,
+            size,
+            stored: size,
+            orientation: Orientation::NoTransforms,
+        });
+    }
     let (image, orientation) = decode(bytes, media, limits)?;
     let stored = (image.width(), image.height());
     let (pixels, pixel_type) = opaque_or_rgba(image);
@@ -129,11 +141,24 @@ pub fn decode(
     media: MediaType,
     limits: &Limits,
 ) -> Result<(DynamicImage, Orientation), PipelineError> {
-    if media == MediaType::Pdf {
-        return Err(PipelineError::UnsupportedMediaType);
-    }
     check_type(bytes, media)?;
-    inspect::decode(bytes, media, limits)
+    match media {
+        MediaType::Pdf => Err(PipelineError::UnsupportedMediaType),
+        MediaType::Tiff => crate::tiff_pdf::first_page_rgb(bytes, limits),
+        MediaType::Gif => {
+            let frame = crate::gif_frame::first_frame(bytes, limits)?;
+            let rgba = RgbaImage::from_raw(frame.width, frame.height, frame.rgba())
+                .ok_or_else(|| PipelineError::Corrupt("GIF decoded short".to_owned()))?;
+            Ok((DynamicImage::ImageRgba8(rgba), Orientation::NoTransforms))
+        }
+        MediaType::Heic => {
+            let image = crate::heic::decode(bytes, limits)?;
+            let rgb = RgbImage::from_raw(image.width, image.height, image.pixels)
+                .ok_or_else(|| PipelineError::Corrupt("HEIF decoded short".to_owned()))?;
+            Ok((DynamicImage::ImageRgb8(rgb), Orientation::NoTransforms))
+        }
+        _ => inspect::decode(bytes, media, limits),
+    }
 }
 
 /// 8-bit RGB if every pixel is opaque, else 8-bit RGBA.

@@ -14,7 +14,28 @@ fn files_made_by_real_encoders_are_sniffed_from_their_first_16_bytes() {
     assert_eq!(sniff(&pdf(1, 100)[..16]), Some(MediaType::Pdf));
     let webp = to_webp(&png(8, 8), MediaType::Png, &Limits::default()).unwrap();
     assert_eq!(sniff(&webp.bytes[..16]), Some(MediaType::Webp));
-    assert_eq!(sniff(b"GIF89a\x01\0\x01\0\0\0\0\0\0\0"), None);
+    // Camera and scanner files from encoders this project did not write.
+    assert_eq!(
+        sniff(&imaging_fixtures::HEIC_ROTATED[..16]),
+        Some(MediaType::Heic)
+    );
+    assert_eq!(
+        sniff(&imaging_fixtures::HEIC_PLAIN[..16]),
+        Some(MediaType::Heic)
+    );
+    assert_eq!(
+        sniff(&imaging_fixtures::TIFF_G4[..16]),
+        Some(MediaType::Tiff)
+    );
+    assert_eq!(
+        sniff(&imaging_fixtures::TIFF_JPEG[..16]),
+        Some(MediaType::Tiff)
+    );
+    assert_eq!(
+        sniff(&imaging_fixtures::GIF_ANIMATED[..16]),
+        Some(MediaType::Gif)
+    );
+    assert_eq!(sniff(b"BM\x36\0\x01\0\0\0\0\0\x36\0\0\0\x28\0"), None);
     assert_eq!(sniff(b"just some text, no magic"), None);
 }
 
@@ -55,7 +76,8 @@ fn a_jpeg_declared_as_image_jpg_is_accepted() {
             media: MediaType::Jpeg,
             width: 64,
             height: 48,
-            page_count: 1
+            page_count: 1,
+            converted: None,
         }
     );
 }
@@ -150,7 +172,8 @@ fn a_valid_pdf_reports_its_pages_and_a_broken_one_is_corrupt() {
             media: MediaType::Pdf,
             width: 0,
             height: 0,
-            page_count: 3
+            page_count: 3,
+            converted: None,
         }
     );
     let result = inspect(

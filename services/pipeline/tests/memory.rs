@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use imaging_fixtures::scenes::{photo_jpeg, screenshot};
-use imaging_fixtures::{PROGRESSIVE_JPEG, with_orientation};
+use imaging_fixtures::{GIF_ANIMATED, PROGRESSIVE_JPEG, TIFF_G4, TIFF_LZW, with_orientation};
 use imaging_pipeline::{Limits, MediaType, Step, inspect, memory_cost, to_webp};
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,6 +26,9 @@ fn media_name(media: MediaType) -> &'static str {
         MediaType::Png => "png",
         MediaType::Webp => "webp",
         MediaType::Pdf => "pdf",
+        MediaType::Heic => "heic",
+        MediaType::Tiff => "tiff",
+        MediaType::Gif => "gif",
     }
 }
 
@@ -35,6 +38,9 @@ fn media_from(name: &str) -> MediaType {
         MediaType::Png,
         MediaType::Webp,
         MediaType::Pdf,
+        MediaType::Heic,
+        MediaType::Tiff,
+        MediaType::Gif,
     ]
     .into_iter()
     .find(|&media| media_name(media) == name)
@@ -124,12 +130,40 @@ fn png_bytes(image: &image::RgbImage) -> Vec<u8> {
     out.into_inner()
 }
 
+/// `jpeg` encoded as HEIC by pillow-heif (libheif and x265), as a phone would store it.
+fn heic_of(jpeg: &[u8]) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("imaging-memory-heic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.jpg"), dir.join("out.heic"));
+    std::fs::write(&input, jpeg).unwrap();
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, pillow_heif\nfrom PIL import Image\npillow_heif.register_heif_opener()\n\
+             Image.open(sys.argv[1]).save(sys.argv[2], quality=50)",
+        )
+        .arg(&input)
+        .arg(&output)
+        .status()
+        .expect("python3 with pillow-heif (the README's test command installs it)");
+    assert!(status.success());
+    let heic = std::fs::read(&output).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    heic
+}
+
 #[test]
 fn every_step_stays_within_its_memory_estimate() {
     let photo = with_orientation(&photo_jpeg(4032, 3024, 7, 90), 6);
     let receipt = photo_jpeg(360, 480, 3, 85);
     let screen = png_bytes(&screenshot(2560, 1600, 5));
-    let cases: [(&str, &[u8], MediaType, &str); 7] = [
+    let heic = heic_of(&photo_jpeg(4032, 3024, 7, 90));
+    let cases: [(&str, &[u8], MediaType, &str); 12] = [
+        ("12 MP HEIC", &heic, MediaType::Heic, "inspect"),
+        ("12 MP HEIC", &heic, MediaType::Heic, "webp"),
+        ("3-page G4 TIFF", TIFF_G4, MediaType::Tiff, "inspect"),
+        ("2-page LZW TIFF", TIFF_LZW, MediaType::Tiff, "inspect"),
+        ("animated GIF", GIF_ANIMATED, MediaType::Gif, "inspect"),
         ("12 MP photo, EXIF 6", &photo, MediaType::Jpeg, "inspect"),
         ("12 MP photo, EXIF 6", &photo, MediaType::Jpeg, "webp"),
         (

@@ -134,7 +134,7 @@ impl Ingestor {
     }
 
     /// Refuses at once if the workspace is full or the declared size cannot fit. A converted
-    /// image shrinks, so only fullness is checked for those.
+    /// upload's stored size is not its own, so only fullness is checked for those.
     pub(crate) async fn precheck_quota(&self, plan: &UploadPlan) -> Result<(), IngestError> {
         let limit = self
             .quota
@@ -142,7 +142,7 @@ impl Ingestor {
             .await?
             .unwrap_or(self.limits.quota.default_bytes);
         let used = self.quota.used(&plan.workspace).await?;
-        let requested = if plan.policy.shrinks() {
+        let requested = if plan.policy.changes_size(plan.media) {
             0
         } else {
             plan.declared_size

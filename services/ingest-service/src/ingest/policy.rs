@@ -42,8 +42,26 @@ pub struct Policy {
     pub placement: Placement,
 }
 
-const CONCUR_TYPES: &[MediaType] = &[MediaType::Pdf, MediaType::Jpeg, MediaType::Png];
-const WORKSPACE_TYPES: &[MediaType] = &[MediaType::Jpeg, MediaType::Png, MediaType::Webp];
+/// Concur targets: PDF, JPEG and PNG as they are; HEIC, TIFF and GIF in the form they are stored
+/// as (see `MediaType::stored_as`). Concur Image v1 keeps its documented three (the gateway
+/// refuses the rest on that dialect).
+const CONCUR_TYPES: &[MediaType] = &[
+    MediaType::Pdf,
+    MediaType::Jpeg,
+    MediaType::Png,
+    MediaType::Heic,
+    MediaType::Tiff,
+    MediaType::Gif,
+];
+/// Workspace receipts: every photo type, converted to WebP (a TIFF of one page).
+const WORKSPACE_TYPES: &[MediaType] = &[
+    MediaType::Jpeg,
+    MediaType::Png,
+    MediaType::Webp,
+    MediaType::Heic,
+    MediaType::Tiff,
+    MediaType::Gif,
+];
 
 impl Kind {
     /// This kind's policy.
@@ -98,10 +116,11 @@ impl Policy {
         self.accepts.contains(&media)
     }
 
-    /// True if the stored size can be smaller than the upload (converted images), so the
-    /// declared size is no measure of the quota it will take.
-    pub fn shrinks(&self) -> bool {
-        self.conversion == Conversion::Webp
+    /// True if the stored size is not the upload's (images converted to WebP; HEIC, TIFF and
+    /// GIF stored as JPEG, PDF and PNG), so the declared size is no measure of the quota it
+    /// will take.
+    pub fn changes_size(&self, media: MediaType) -> bool {
+        self.conversion == Conversion::Webp || media.stored_as() != media
     }
 }
 
@@ -115,6 +134,24 @@ mod tests {
         assert!(!Kind::WorkspaceExpense.policy().accepts(MediaType::Pdf));
         assert!(Kind::Report.policy().accepts(MediaType::Pdf));
         assert!(!Kind::Receipt.policy().accepts(MediaType::Webp));
+        for media in [MediaType::Heic, MediaType::Tiff, MediaType::Gif] {
+            for kind in [
+                Kind::Receipt,
+                Kind::ExpenseEntry,
+                Kind::Invoice,
+                Kind::Report,
+            ] {
+                assert!(kind.policy().accepts(media), "{kind:?} {media:?}");
+            }
+            assert!(Kind::WorkspaceExpense.policy().accepts(media));
+            assert!(Kind::Receipt.policy().changes_size(media));
+        }
+        assert!(!Kind::Receipt.policy().changes_size(MediaType::Jpeg));
+        assert!(
+            Kind::WorkspaceExpense
+                .policy()
+                .changes_size(MediaType::Jpeg)
+        );
     }
 
     #[test]

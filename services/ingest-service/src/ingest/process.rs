@@ -163,10 +163,21 @@ impl Ingestor {
                 .await?;
                 // The same buffer the estimate scanned: a PDF is not scanned twice.
                 let bytes = received.bytes.clone();
-                let seen: Inspected = blocking(self, "inspect", &work, move || {
+                let mut seen: Inspected = blocking(self, "inspect", &work, move || {
                     pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
                 })
                 .await?;
+                // A HEIC, TIFF or GIF is stored in the form every viewer opens.
+                if let Some(converted) = seen.converted.take() {
+                    let content = Content::new(
+                        converted,
+                        seen.media,
+                        seen.width,
+                        seen.height,
+                        seen.page_count,
+                    );
+                    return self.place(plan, content).await;
+                }
                 let content = Content {
                     size: received.bytes.len() as u64,
                     body: Body::Whole(received.bytes, received.crc32c),
