@@ -1,7 +1,8 @@
 //! `spawn_stack`: the ingest service (real S3 and Redis, from [`crate::service`]) and the
 //! gateway on free ports, and a `TestStack` with what a client and an operator would check.
 
-use crate::service::{Stack, TestApp, spawn_app_with};
+pub use crate::service::Stack;
+use crate::service::{TestApp, spawn_app_with};
 use imaging_proto::v1;
 use ingest_service::configuration::Settings;
 use ingest_service::startup::Backends;
@@ -43,7 +44,17 @@ pub async fn spawn_stack_tuned(
     tune_service: impl FnOnce(&mut Settings),
     tune_gateway: impl FnOnce(&mut gateway::configuration::Settings),
 ) -> TestStack {
-    let app = spawn_app_with(Stack::Real, tune_service).await;
+    spawn_stack_on(Stack::Real, tune_service, tune_gateway).await
+}
+
+/// The whole stack with the ingest service on `stack`'s backends (the embedded default, or S3
+/// and Redis, ...).
+pub async fn spawn_stack_on(
+    stack: Stack,
+    tune_service: impl FnOnce(&mut Settings),
+    tune_gateway: impl FnOnce(&mut gateway::configuration::Settings),
+) -> TestStack {
+    let app = spawn_app_with(stack, tune_service).await;
     let mut gateway_settings = gateway::configuration::Settings::for_ingest(app.addr.clone());
     tune_gateway(&mut gateway_settings);
     let application = gateway::startup::Application::build(gateway_settings)

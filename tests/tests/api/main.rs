@@ -6,6 +6,7 @@
 
 mod concur;
 mod defenses;
+mod formats;
 mod helpers;
 mod overload;
 mod receipts_v3;

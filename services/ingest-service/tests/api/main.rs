@@ -19,6 +19,7 @@ macro_rules! contract {
 
 mod defenses;
 mod errors;
+mod formats;
 mod helpers;
 mod hostile;
 mod idempotency;
