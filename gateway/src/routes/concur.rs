@@ -103,7 +103,7 @@ enum UrlErrors {
 /// Uploads a loose receipt owned by the caller.
 #[utoipa::path(post, path = "/api/image/{version}/receipt", tag = TAG,
     params(("version" = String, Path, description = "`v1.0` or `v1.1`")),
-    request_body(description = "The file's bytes; its type in `Content-Type`.",
+    request_body(description = "The file's bytes; its type in `Content-Type`: PDF, JPEG or PNG (any other type 415).",
         content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
     responses((status = 201, description = "Stored; `Id` is the new image ID.",
         content_type = "application/xml", body = String), UploadErrors))]
@@ -120,7 +120,7 @@ pub async fn post_receipt(
 #[utoipa::path(post, path = "/api/image/{version}/expenseentry/{entryId}", tag = TAG,
     params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
         ("entryId" = String, Path, description = "Expense entry ID")),
-    request_body(description = "The file's bytes; its type in `Content-Type`.",
+    request_body(description = "The file's bytes; its type in `Content-Type`: PDF, JPEG or PNG (any other type 415).",
         content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
     responses((status = 201, description = "Stored; `Id` is the entry ID.",
         content_type = "application/xml", body = String), UploadErrors))]
@@ -136,7 +136,7 @@ pub async fn post_expense_entry(
 #[utoipa::path(post, path = "/api/image/{version}/invoice/{requestId}", tag = TAG,
     params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
         ("requestId" = String, Path, description = "Payment request ID")),
-    request_body(description = "The file's bytes; its type in `Content-Type`.",
+    request_body(description = "The file's bytes; its type in `Content-Type`: PDF, JPEG or PNG (any other type 415).",
         content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
     responses((status = 201, description = "Stored; `Id` is the request ID.",
         content_type = "application/xml", body = String), UploadErrors))]
@@ -152,7 +152,7 @@ pub async fn post_invoice(
 #[utoipa::path(post, path = "/api/image/{version}/report/{reportId}", tag = TAG,
     params(("version" = String, Path, description = "`v1.0` or `v1.1`"),
         ("reportId" = String, Path, description = "Report ID")),
-    request_body(description = "The file's bytes; its type in `Content-Type`.",
+    request_body(description = "The file's bytes; its type in `Content-Type`: PDF, JPEG or PNG (any other type 415).",
         content(("application/pdf"), ("image/jpeg"), ("image/jpg"), ("image/png"))),
     responses((status = 201, description = "Appended; `Id` is the report ID.",
         content_type = "application/xml", body = String), UploadErrors))]

@@ -281,7 +281,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v3.0/expense/receiptimages", tag = TAG,
     params(UserQuery),
     request_body(description = "The file's bytes with their type in `Content-Type`, or a form with field `image`.",
-        content(("application/pdf"), ("image/jpeg"), ("image/png"), ("multipart/form-data"))),
+        content(("application/pdf"), ("image/jpeg"), ("image/png"), ("image/heic"), ("image/heif"),
+            ("image/tiff"), ("image/gif"), ("multipart/form-data"))),
     responses((status = 201, description = "Created; `Location` is its `URI`.",
         content_type = "application/xml", body = ReceiptImageItem), Errors))]
 pub async fn create(
@@ -337,7 +338,8 @@ pub async fn read(
 #[utoipa::path(put, path = "/api/v3.0/expense/receiptimages/{id}", tag = TAG,
     params(("id" = String, Path, description = "Image ID"), UserQuery),
     request_body(description = "The file's bytes with their type in `Content-Type`, or a form with field `image`.",
-        content(("application/pdf"), ("image/jpeg"), ("image/png"), ("multipart/form-data"))),
+        content(("application/pdf"), ("image/jpeg"), ("image/png"), ("image/heic"), ("image/heif"),
+            ("image/tiff"), ("image/gif"), ("multipart/form-data"))),
     responses((status = 200, description = "Appended.",
         content_type = "application/xml", body = ReceiptImageItem), Errors))]
 pub async fn append(

@@ -73,6 +73,36 @@ const EVERY_ROUTE: &[(&str, &str)] = &[
 ];
 
 #[tokio::test]
+async fn the_openapi_document_lists_the_types_each_upload_route_takes() {
+    let (_, _, body) = send(get("/openapi.json")).await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let types = |path: &str, method: &str| -> Vec<String> {
+        let mut types: Vec<String> = doc["paths"][path][method]["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        types.sort();
+        types
+    };
+    for (path, method) in [
+        ("/api/v3.0/expense/receiptimages", "post"),
+        ("/api/v3.0/expense/receiptimages/{id}", "put"),
+    ] {
+        let listed = types(path, method);
+        for media in ["image/heic", "image/heif", "image/tiff", "image/gif", "image/png"] {
+            assert!(listed.contains(&media.to_owned()), "{path} {media}");
+        }
+    }
+    let v1 = types("/api/image/{version}/receipt", "post");
+    assert_eq!(
+        v1,
+        ["application/pdf", "image/jpeg", "image/jpg", "image/png"]
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_lists_every_route_and_nothing_else() {
     let (status, headers, body) = send(get("/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);

@@ -72,7 +72,8 @@ pub struct StorageSummary {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ReceiptUpload {
-    /// JPEG, PNG, WebP or PDF, at most 10 MB. Other fields are ignored.
+    /// JPEG, PNG, WebP, HEIC, GIF or a one-page TIFF, at most 10 MB, stored as WebP. Other
+    /// fields are ignored.
     #[schema(content_media_type = "application/octet-stream")]
     file: Vec<u8>,
 }
