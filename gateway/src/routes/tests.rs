@@ -91,7 +91,13 @@ async fn the_openapi_document_lists_the_types_each_upload_route_takes() {
         ("/api/v3.0/expense/receiptimages/{id}", "put"),
     ] {
         let listed = types(path, method);
-        for media in ["image/heic", "image/heif", "image/tiff", "image/gif", "image/png"] {
+        for media in [
+            "image/heic",
+            "image/heif",
+            "image/tiff",
+            "image/gif",
+            "image/png",
+        ] {
             assert!(listed.contains(&media.to_owned()), "{path} {media}");
         }
     }

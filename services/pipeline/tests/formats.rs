@@ -365,3 +365,129 @@ fn the_declared_type_must_be_what_the_bytes_are() {
         ));
     }
 }
+
+/// `bytes` with the first `ispe` box (a HEIF image's size) claiming `width` x `height`.
+fn heic_claiming(bytes: &[u8], width: u32, height: u32) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let at = memchr::memmem::find(&out, b"ispe").unwrap() + 8;
+    out[at..at + 4].copy_from_slice(&width.to_be_bytes());
+    out[at + 4..at + 8].copy_from_slice(&height.to_be_bytes());
+    out
+}
+
+#[test]
+fn a_heic_claiming_a_huge_image_is_refused_before_it_is_decoded() {
+    let bomb = heic_claiming(HEIC_PLAIN, 60_000, 60_000);
+    for step in [Step::Inspect, Step::Webp] {
+        let refused = estimate(&bomb, MediaType::Heic, step, &Limits::default());
+        assert!(
+            matches!(
+                refused,
+                Err(PipelineError::TooManyPixels { .. } | PipelineError::TooComplex { .. })
+            ),
+            "{refused:?}"
+        );
+    }
+    let refused = inspect(&bomb, MediaType::Heic, &Limits::default());
+    assert!(
+        matches!(
+            refused,
+            Err(PipelineError::TooManyPixels { .. } | PipelineError::TooComplex { .. })
+        ),
+        "{refused:?}"
+    );
+    // A size that disagrees with the coded image is no image at all.
+    let lying = heic_claiming(HEIC_PLAIN, 64, 48);
+    assert!(inspect(&lying, MediaType::Heic, &Limits::default()).is_err());
+}
+
+/// A GIF of `frames` 1x1 frames on a `width` x `height` canvas, written by hand.
+fn gif_frames(width: u16, height: u16, frames: usize) -> Vec<u8> {
+    let mut out = b"GIF89a".to_vec();
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    // Global colour table of 2 entries.
+    out.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+    for _ in 0..frames {
+        out.push(0x2C);
+        out.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0, 0]);
+        // LZW minimum code size 2; clear, 0, end; then the block terminator.
+        out.extend_from_slice(&[2, 2, 0x44, 0x01, 0]);
+    }
+    out.push(0x3B);
+    out
+}
+
+#[test]
+fn a_gif_with_a_huge_canvas_or_countless_frames_is_refused() {
+    let huge = gif_frames(65_535, 65_535, 1);
+    assert!(matches!(
+        estimate(&huge, MediaType::Gif, Step::Inspect, &Limits::default()),
+        Err(PipelineError::TooManyPixels {
+            width: 65_535,
+            height: 65_535
+        })
+    ));
+    let ok = gif_frames(4, 4, 3);
+    let (seen, png) = stored(&ok, MediaType::Gif);
+    assert_eq!((seen.width, seen.height), (4, 4));
+    assert!(png.starts_with(b"\x89PNG"));
+    let mut limits = Limits::default();
+    limits.pdf.max_pages = 50;
+    assert!(inspect(&gif_frames(4, 4, 50), MediaType::Gif, &limits).is_ok());
+    assert!(matches!(
+        inspect(&gif_frames(4, 4, 51), MediaType::Gif, &limits),
+        Err(PipelineError::TooComplex { what: "GIF frames" })
+    ));
+    // Cut inside the frames that follow the first: refused, not half read.
+    let cut = gif_frames(4, 4, 3);
+    assert!(inspect(&cut[..cut.len() - 8], MediaType::Gif, &Limits::default()).is_err());
+}
+
+#[test]
+fn tiff_pages_together_may_decode_to_at_most_twice_the_image_limit() {
+    // Three bilevel pages of 850x1100: 107 bytes a row, 117,700 bytes a page, 353,100 in all.
+    let limits = Limits {
+        max_image_bytes: 176_550,
+        ..Limits::default()
+    };
+    assert!(inspect(TIFF_G4, MediaType::Tiff, &limits).is_ok());
+    let limits = Limits {
+        max_image_bytes: 176_549,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        inspect(TIFF_G4, MediaType::Tiff, &limits),
+        Err(PipelineError::TooComplex {
+            what: "TIFF pages decoded"
+        })
+    ));
+}
+
+#[test]
+fn a_damaged_fax_strip_is_refused() {
+    // Zero the first strip's coded lines: no EOLs left where rows should be.
+    let (seen, _) = stored(TIFF_G3, MediaType::Tiff);
+    assert_eq!(seen.page_count, 1);
+    let offsets = python(
+        "import sys\nfrom PIL import Image\ntif = Image.open(sys.argv[1])\nprint(tif.tag_v2[273][0], tif.tag_v2[279][0])",
+        &[("in.tif", TIFF_G3)],
+    );
+    let (offset, count) = offsets.split_once(' ').unwrap();
+    let (offset, count): (usize, usize) = (offset.parse().unwrap(), count.parse().unwrap());
+    let mut damaged = TIFF_G3.to_vec();
+    damaged[offset..offset + count].fill(0xFF);
+    assert!(matches!(
+        inspect(&damaged, MediaType::Tiff, &Limits::default()),
+        Err(PipelineError::Corrupt(_))
+    ));
+    let mut damaged = TIFF_G4.to_vec();
+    let strips = python(
+        "import sys\nfrom PIL import Image\ntif = Image.open(sys.argv[1])\nprint(tif.tag_v2[273][0], tif.tag_v2[279][0])",
+        &[("in.tif", TIFF_G4)],
+    );
+    let (offset, count) = strips.split_once(' ').unwrap();
+    let (offset, count): (usize, usize) = (offset.parse().unwrap(), count.parse().unwrap());
+    damaged[offset..offset + count].fill(0);
+    assert!(inspect(&damaged, MediaType::Tiff, &Limits::default()).is_err());
+}

@@ -1,4 +1,5 @@
-//! Property tests on mutated valid files (JPEG, PNG, WebP, PDF): sniffing, inspection,
+//! Property tests on mutated valid files (JPEG, PNG, WebP, PDF, HEIC, TIFF of each compression,
+//! GIF): sniffing, inspection,
 //! conversion and report building never panic and never allocate past the memory the limits
 //! allow, whatever the bytes. Runs on stable Rust with `proptest`; `PROPTEST_CASES` raises the
 //! number of cases (a few thousand by default, within CI's time).
@@ -43,6 +44,14 @@ static SEEDS: LazyLock<Vec<(Vec<u8>, MediaType)>> = LazyLock::new(|| {
         (png(24, 16), MediaType::Png),
         (webp, MediaType::Webp),
         (pdf(2, 100), MediaType::Pdf),
+        (imaging_fixtures::HEIC_PLAIN.to_vec(), MediaType::Heic),
+        (imaging_fixtures::TIFF_G4.to_vec(), MediaType::Tiff),
+        (imaging_fixtures::TIFF_G3.to_vec(), MediaType::Tiff),
+        (imaging_fixtures::TIFF_LZW.to_vec(), MediaType::Tiff),
+        (imaging_fixtures::TIFF_JPEG.to_vec(), MediaType::Tiff),
+        (imaging_fixtures::TIFF_TILED.to_vec(), MediaType::Tiff),
+        (imaging_fixtures::GIF_ANIMATED.to_vec(), MediaType::Gif),
+        (imaging_fixtures::GIF_TRANSPARENT.to_vec(), MediaType::Gif),
     ]
 });
 
@@ -143,7 +152,7 @@ proptest! {
 
     #[test]
     fn mutated_files_never_panic_or_pass_the_memory_ceiling(
-        seed in 0usize..4,
+        seed in 0usize..12,
         mutations in prop::collection::vec(mutation(), 1..6),
     ) {
         let (bytes, media) = &SEEDS[seed];
