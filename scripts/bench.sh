@@ -16,6 +16,11 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
+command -v heif-convert >/dev/null 2>&1 || missing+=(libheif-examples)
+command -v tiff2pdf >/dev/null 2>&1 || missing+=(libtiff-tools)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -e /usr/include/libde265/de265.h ] || missing+=(libde265-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -62,3 +67,6 @@ target/release/state "${state_args[@]}"
 echo
 echo "== reports"
 target/release/reports "${reports_args[@]}"
+echo
+echo "== formats"
+target/release/formats "$corpus" --reps "$reps"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:?usage: scripts/fuzz.sh TARGET [MINUTES]}"
 minutes="${2:-10}"
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz@0.13.2
 # cargo-fuzz uses unstable compiler flags (sanitizer coverage); stable allows them so.
 export RUSTC_BOOTSTRAP=1
 if [ "$target" = all ]; then
