@@ -244,6 +244,9 @@ mod tests {
         assert_eq!(guess_media_type("a.b.webp"), Some("image/webp"));
         assert_eq!(guess_media_type("photo.jpg"), Some("image/jpeg"));
         assert_eq!(guess_media_type("noextension"), None);
-        assert_eq!(guess_media_type("x.gif"), None);
+        assert_eq!(guess_media_type("x.gif"), Some("image/gif"));
+        assert_eq!(guess_media_type("IMG_0001.HEIC"), Some("image/heic"));
+        assert_eq!(guess_media_type("scan.tif"), Some("image/tiff"));
+        assert_eq!(guess_media_type("x.bmp"), None);
     }
 }

@@ -133,7 +133,11 @@ fn child(spec: &str) -> anyhow::Result<()> {
 
 /// A tool run as a process `reps` times: median wall time, and CPU time and maximum RSS of the
 /// last run (from `wait4`'s resource usage).
-fn process(mut make: impl FnMut() -> Command, output: &Path, reps: usize) -> anyhow::Result<Measured> {
+fn process(
+    mut make: impl FnMut() -> Command,
+    output: &Path,
+    reps: usize,
+) -> anyhow::Result<Measured> {
     let mut times = Vec::with_capacity(reps);
     let mut last = (Duration::ZERO, 0);
     for i in 0..=reps {
@@ -178,12 +182,21 @@ fn run_with_usage(mut command: Command) -> anyhow::Result<(i32, Duration, i64)> 
     } else {
         -1
     };
-    Ok((code, time(usage.ru_utime) + time(usage.ru_stime), usage.ru_maxrss))
+    Ok((
+        code,
+        time(usage.ru_utime) + time(usage.ru_stime),
+        usage.ru_maxrss,
+    ))
 }
 
 /// libvips in process through pyvips (`IMAGING_BENCH_PYTHON`), one worker thread: the median of
 /// `reps` after a warm-up, as `bench/scripts/formats_vips.py` prints it.
-fn vips_in_process(job: &str, input: &Path, output: &Path, reps: usize) -> anyhow::Result<Measured> {
+fn vips_in_process(
+    job: &str,
+    input: &Path,
+    output: &Path,
+    reps: usize,
+) -> anyhow::Result<Measured> {
     let python = std::env::var("IMAGING_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/formats_vips.py");
     let out = Command::new(python)
@@ -247,7 +260,16 @@ fn inputs(corpus: &Path, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
             .arg("tiffsave")
             .arg(&page)
             .arg(&single)
-            .args(["--compression", "ccittfax4", "--bitdepth", "1", "--xres", "11.811", "--yres", "11.811"])
+            .args([
+                "--compression",
+                "ccittfax4",
+                "--bitdepth",
+                "1",
+                "--xres",
+                "11.811",
+                "--yres",
+                "11.811",
+            ])
             .status()?;
         anyhow::ensure!(status.success(), "vips tiffsave failed");
         let mut tiffcp = Command::new("tiffcp");
@@ -316,13 +338,33 @@ fn main() -> anyhow::Result<()> {
     )?;
     let vips_jpeg = vips_in_process("jpeg", &heic, &out.path().join("vips.jpg"), reps)?;
     row("HEIC 12 MP -> JPEG q90", "ours", &ours_jpeg, &ours_jpeg);
-    row("HEIC 12 MP -> JPEG q90", "heif-convert (process)", &heif_convert, &ours_jpeg);
-    row("HEIC 12 MP -> JPEG q90", "libvips in process, 1 thread", &vips_jpeg, &ours_jpeg);
+    row(
+        "HEIC 12 MP -> JPEG q90",
+        "heif-convert (process)",
+        &heif_convert,
+        &ours_jpeg,
+    );
+    row(
+        "HEIC 12 MP -> JPEG q90",
+        "libvips in process, 1 thread",
+        &vips_jpeg,
+        &ours_jpeg,
+    );
 
     let ours_webp = ours(Ours::HeicToWebp, &heic, reps)?;
     let vips_webp = vips_in_process("webp", &heic, &out.path().join("vips.webp"), reps)?;
-    row("HEIC 12 MP -> WebP 2048 q80", "ours", &ours_webp, &ours_webp);
-    row("HEIC 12 MP -> WebP 2048 q80", "libvips in process, 1 thread", &vips_webp, &ours_webp);
+    row(
+        "HEIC 12 MP -> WebP 2048 q80",
+        "ours",
+        &ours_webp,
+        &ours_webp,
+    );
+    row(
+        "HEIC 12 MP -> WebP 2048 q80",
+        "libvips in process, 1 thread",
+        &vips_webp,
+        &ours_webp,
+    );
 
     let pdf_out = out.path().join("out.pdf");
     let ours_pdf = ours(Ours::TiffToPdf, &tiff, reps)?;
@@ -336,7 +378,12 @@ fn main() -> anyhow::Result<()> {
         reps,
     )?;
     row("10-page G4 TIFF -> PDF", "ours", &ours_pdf, &ours_pdf);
-    row("10-page G4 TIFF -> PDF", "tiff2pdf (process)", &tiff2pdf, &ours_pdf);
+    row(
+        "10-page G4 TIFF -> PDF",
+        "tiff2pdf (process)",
+        &tiff2pdf,
+        &ours_pdf,
+    );
 
     println!(
         "HEIC {} bytes, TIFF {} bytes; medians of {reps} runs after a warm-up; \"÷ ours\" is the \

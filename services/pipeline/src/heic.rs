@@ -70,6 +70,13 @@ fn context<'a>(bytes: &'a [u8], limits: &Limits) -> Result<HeifContext<'a>, Pipe
 pub(crate) fn header(bytes: &[u8], limits: &Limits) -> Result<HeifHeader, PipelineError> {
     let context = context(bytes, limits)?;
     let handle = context.primary_image_handle().map_err(refused)?;
+    checked_size(&handle, limits)
+}
+
+fn checked_size(
+    handle: &libheif_rs::ImageHandle,
+    limits: &Limits,
+) -> Result<HeifHeader, PipelineError> {
     let (width, height) = (handle.width(), handle.height());
     if width == 0 || height == 0 {
         return Err(PipelineError::Corrupt("empty image".to_owned()));
@@ -102,9 +109,9 @@ pub(crate) struct Rgb {
 
 /// Decodes the primary image.
 pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Rgb, PipelineError> {
-    header(bytes, limits)?;
     let context = context(bytes, limits)?;
     let handle = context.primary_image_handle().map_err(refused)?;
+    let expected = checked_size(&handle, limits)?;
     let alpha = handle.has_alpha_channel();
     let chroma = if alpha {
         RgbChroma::Rgba
@@ -121,6 +128,11 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Rgb, PipelineError
         .decode(&handle, ColorSpace::Rgb(chroma), options)
         .map_err(refused)?;
     let (width, height) = (image.width(), image.height());
+    if (width, height) != (expected.width, expected.height) {
+        return Err(PipelineError::Corrupt(
+            "HEIF decoded to another size than its header".to_owned(),
+        ));
+    }
     let planes = image.planes();
     let plane = planes
         .interleaved
