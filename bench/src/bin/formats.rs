@@ -313,7 +313,6 @@ fn main() -> anyhow::Result<()> {
         "output bytes",
     ]);
     let mut row = |job: &str, by: &str, m: &Measured, ours: &Measured| {
-        let ours = ours;
         table.row(vec![
             job.to_owned(),
             by.to_owned(),
