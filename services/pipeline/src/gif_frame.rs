@@ -109,11 +109,15 @@ pub(crate) fn first_frame(bytes: &[u8], limits: &Limits) -> Result<Frame, Pipeli
         (false, None) => return Err(PipelineError::Unsupported("this GIF's first frame")),
     };
     let mut indices = vec![fill; width as usize * height as usize];
+    let take = fw.min(width.saturating_sub(fx)) as usize;
     for row in 0..fh.min(height.saturating_sub(fy)) {
-        let source = &frame.buffer[(row * fw) as usize..((row + 1) * fw) as usize];
-        let take = fw.min(width.saturating_sub(fx)) as usize;
+        let from = (row * fw) as usize;
+        let source = frame
+            .buffer
+            .get(from..from + take)
+            .ok_or_else(|| corrupt("GIF frame shorter than its size"))?;
         let at = ((fy + row) * width + fx) as usize;
-        indices[at..at + take].copy_from_slice(&source[..take]);
+        indices[at..at + take].copy_from_slice(source);
     }
     // Every index must name a colour.
     if let Some(&beyond) = indices

@@ -8,8 +8,8 @@ mod common;
 
 use common::{assert_qpdf_accepts, pdfinfo_pages};
 use imaging_fixtures::{
-    GIF_ANIMATED, GIF_TRANSPARENT, HEIC_PLAIN, HEIC_ROTATED, TIFF_G3, TIFF_G4, TIFF_JPEG, TIFF_LZW,
-    TIFF_ONE_PAGE, TIFF_TILED, python,
+    GIF_ANIMATED, GIF_TRANSPARENT, HEIC_PLAIN, HEIC_ROTATED, TIFF_BILEVEL_LZW, TIFF_G3, TIFF_G4,
+    TIFF_JPEG, TIFF_LZW, TIFF_ONE_PAGE, TIFF_TILED, TIFF_WHITE_IS_ZERO, python,
 };
 use imaging_pipeline::{
     Inspected, Limits, MediaType, PipelineError, Step, append_to_report, estimate, inspect,
@@ -188,6 +188,19 @@ fn lzw_strips_and_tiles_are_decoded_and_stored_losslessly() {
         assert_eq!(filters(&pdf), vec!["/FlateDecode"; 2]);
         let sizes = page_sizes(&pdf);
         assert!((sizes[0].0 - 144.0).abs() < 0.01 && (sizes[0].1 - 96.0).abs() < 0.01);
+        for (_, _, off) in render_and_compare(tiff, &pdf) {
+            assert!(off < 0.001, "{off} of the pixels differ");
+        }
+    }
+}
+
+#[test]
+fn decoded_bilevel_pages_keep_their_bits_and_their_photometric() {
+    for (tiff, pages) in [(TIFF_BILEVEL_LZW, 3), (TIFF_WHITE_IS_ZERO, 1)] {
+        let (seen, pdf) = stored(tiff, MediaType::Tiff);
+        assert_eq!(seen.page_count, pages);
+        assert_qpdf_accepts(&pdf);
+        assert_eq!(filters(&pdf), vec!["/FlateDecode"; pages as usize]);
         for (_, _, off) in render_and_compare(tiff, &pdf) {
             assert!(off < 0.001, "{off} of the pixels differ");
         }
