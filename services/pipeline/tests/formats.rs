@@ -8,8 +8,8 @@ mod common;
 
 use common::{assert_qpdf_accepts, pdfinfo_pages};
 use imaging_fixtures::{
-    GIF_ANIMATED, GIF_TRANSPARENT, HEIC_PLAIN, HEIC_ROTATED, TIFF_BILEVEL_LZW, TIFF_G3, TIFF_G4,
-    TIFF_JPEG, TIFF_LZW, TIFF_ONE_PAGE, TIFF_TILED, TIFF_WHITE_IS_ZERO, python,
+    GIF_ANIMATED, GIF_TRANSPARENT, HEIC_PLAIN, HEIC_ROTATED, TIFF_BIG, TIFF_BILEVEL_LZW, TIFF_G3,
+    TIFF_G4, TIFF_JPEG, TIFF_LZW, TIFF_ONE_PAGE, TIFF_TILED, TIFF_WHITE_IS_ZERO, python,
 };
 use imaging_pipeline::{
     Inspected, Limits, MediaType, PipelineError, Step, append_to_report, estimate, inspect,
@@ -145,6 +145,21 @@ for page in range(tif.n_frames):
     }
     for (w, h, off) in render_and_compare(TIFF_G4, &pdf) {
         assert_eq!((w, h), (850, 1100));
+        assert!(off < 0.001, "{off} of the pixels differ");
+    }
+}
+
+#[test]
+fn a_bigtiff_is_read_like_a_tiff() {
+    assert_eq!(
+        imaging_pipeline::sniff(&TIFF_BIG[..16]),
+        Some(MediaType::Tiff)
+    );
+    let (seen, pdf) = stored(TIFF_BIG, MediaType::Tiff);
+    assert_eq!((seen.width, seen.height, seen.page_count), (850, 1100, 3));
+    assert_qpdf_accepts(&pdf);
+    assert_eq!(filters(&pdf), vec!["/CCITTFaxDecode"; 6]);
+    for (_, _, off) in render_and_compare(TIFF_G4, &pdf) {
         assert!(off < 0.001, "{off} of the pixels differ");
     }
 }
