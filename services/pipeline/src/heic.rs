@@ -62,6 +62,9 @@ fn context<'a>(bytes: &'a [u8], limits: &Limits) -> Result<HeifContext<'a>, Pipe
     security.set_max_memory_block_size(limits.max_image_bytes);
     security.set_max_total_memory(limits.max_image_bytes.saturating_add(LIBHEIF_BYTES));
     context.set_security_limits(&security).map_err(refused)?;
+    // The step's own thread only: an upload takes the CPU its admission slot stands for, and
+    // the tiles of a grid image are decoded one after the other (0: no helper thread).
+    context.set_max_decoding_threads(0);
     context.read_bytes(bytes).map_err(refused)?;
     Ok(context)
 }
@@ -123,6 +126,8 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Rgb, PipelineError
         options.set_convert_hdr_to_8bit(true);
         options.set_strict_decoding(false);
         options.set_ignore_transformations(false);
+        // libde265 decodes with one thread too.
+        options.set_num_codec_threads(1);
     }
     let image = LibHeif::new()
         .decode(&handle, ColorSpace::Rgb(chroma), options)
