@@ -81,12 +81,21 @@ async fn chunks_over_one_mebibyte_are_refused() {
 async fn types_that_are_not_accepted_or_do_not_match_the_bytes_are_refused() {
     let app = spawn_app(Stack::Real).await;
     let token = app.token("u1", "w1", &[], &[]);
+    let bmp = b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0\x01\0\0\0\x01\0\0\0".to_vec();
+    refused(
+        &app,
+        app.upload(&token, receipt(), "image/bmp", &bmp).await,
+        Code::InvalidArgument,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+    // A GIF is taken, but one with no frame is no image.
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
     refused(
         &app,
         app.upload(&token, receipt(), "image/gif", &gif).await,
         Code::InvalidArgument,
-        "UNSUPPORTED_MEDIA_TYPE",
+        "CORRUPT_IMAGE",
     )
     .await;
     refused(
