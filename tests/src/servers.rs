@@ -125,7 +125,7 @@ impl RedisCluster {
             }
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("node dir");
-            let child = Command::new("redis-server")
+            let mut child = Command::new("redis-server")
                 .args([
                     "--port",
                     &port.to_string(),
@@ -148,17 +148,21 @@ impl RedisCluster {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server must be installed (the README's test command installs it)");
-            nodes.push(child);
-            ports.push(port);
+            // A port found free may be taken by another test before the node binds it: the node
+            // then exits, and is started again on other ports.
+            if started(&mut child, port) {
+                nodes.push(child);
+                ports.push(port);
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
         let cluster = Self {
             nodes,
             ports,
             _dir: dir,
         };
-        for port in &cluster.ports {
-            wait_for_pong(*port);
-        }
         let addresses: Vec<String> = cluster
             .ports
             .iter()
@@ -216,6 +220,22 @@ fn ask(port: u16, command: &str) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     let n = stream.read(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// True once the node answers PING; false if it exited (its port was taken) or stayed silent
+/// for 10 seconds.
+fn started(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if ask(port, "PING").is_some_and(|reply| reply.starts_with("+PONG")) {
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 fn wait_for_pong(port: u16) {
