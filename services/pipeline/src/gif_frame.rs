@@ -31,10 +31,10 @@ pub(crate) fn canvas(bytes: &[u8], limits: &Limits) -> Result<(u32, u32), Pipeli
     Ok((width, height))
 }
 
-/// Bytes decoding the first frame takes: the canvas as indices and as RGBA, a frame buffer.
-pub(crate) fn memory_cost(bytes: &[u8], limits: &Limits) -> Result<u64, PipelineError> {
-    let (width, height) = canvas(bytes, limits)?;
-    Ok(u64::from(width) * u64::from(height) * 9 + (4 << 20))
+/// Bytes decoding the first frame of a `width` x `height` canvas takes: the canvas as indices
+/// and as RGBA, a frame buffer.
+pub(crate) fn memory_cost((width, height): (u32, u32)) -> u64 {
+    u64::from(width) * u64::from(height) * 9 + (4 << 20)
 }
 
 /// The first frame on its canvas.

@@ -156,13 +156,7 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Rgb, PipelineError
             .get(y * plane.stride..y * plane.stride + row)
             .ok_or_else(|| PipelineError::Corrupt("HEIF decoded short".to_owned()))?;
         if alpha {
-            pixels.extend(line.chunks_exact(4).flat_map(|p| {
-                let over = |c: u8| {
-                    let (c, a) = (u32::from(c), u32::from(p[3]));
-                    ((c * a + 255 * (255 - a) + 127) / 255) as u8
-                };
-                [over(p[0]), over(p[1]), over(p[2])]
-            }));
+            pixels.extend(crate::image_page::over_white(line, 4));
         } else {
             pixels.extend_from_slice(line);
         }

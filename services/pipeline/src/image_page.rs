@@ -37,7 +37,7 @@ pub(crate) fn image_page(
         }
         MediaType::Gif => {
             let frame = crate::gif_frame::first_frame(bytes, limits)?;
-            let rgb = composite_rgba_on_white(&frame.rgba());
+            let rgb = over_white(&frame.rgba(), 4).collect();
             (
                 rgb_xobject(rgb, frame.width, frame.height)?,
                 Orientation::NoTransforms,
@@ -50,18 +50,7 @@ pub(crate) fn image_page(
     let (width, height) = (xobject.1 as f32, xobject.2 as f32);
     let scale = PAGE_LONG_EDGE / width.max(height);
     let (image_w, image_h) = (width * scale, height * scale);
-    let turned = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    let (page_w, page_h) = if turned {
-        (image_h, image_w)
-    } else {
-        (image_w, image_h)
-    };
+    let (page_w, page_h) = upright(orientation, (image_w, image_h));
     let matrix = placement(orientation, page_w, page_h)
         .map(|n| format!("{n:.3}"))
         .join(" ");
@@ -75,6 +64,23 @@ pub(crate) fn image_page(
         "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
         "Contents" => content_id,
     }))
+}
+
+/// The size of a `width` x `height` image (as stored) once `orientation` is applied: the sides
+/// swap for the four orientations that turn it a quarter.
+pub(crate) fn upright<T>(orientation: Orientation, (width, height): (T, T)) -> (T, T) {
+    let turned = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    if turned {
+        (height, width)
+    } else {
+        (width, height)
+    }
 }
 
 /// The `cm` matrix that draws the image (the unit square, stored row 0 at the top) upright on a
@@ -157,21 +163,17 @@ fn rgb_xobject(rgb: Vec<u8>, width: u32, height: u32) -> Result<XObject, Pipelin
 
 /// RGB of the pixels laid over white (PDF image XObjects here carry no alpha).
 fn composite_on_white(rgba: &image::RgbaImage) -> Vec<u8> {
-    composite_rgba_on_white(rgba.as_raw())
+    over_white(rgba.as_raw(), 4).collect()
 }
 
-/// RGB of RGBA samples laid over white.
-fn composite_rgba_on_white(rgba: &[u8]) -> Vec<u8> {
-    let over_white = |c: u8, a: u8| {
-        let (c, a) = (u32::from(c), u32::from(a));
-        ((c * a + 255 * (255 - a) + 127) / 255) as u8
-    };
-    rgba.chunks_exact(4)
-        .flat_map(|p| {
-            let [r, g, b, a] = [p[0], p[1], p[2], p[3]];
-            [over_white(r, a), over_white(g, a), over_white(b, a)]
-        })
-        .collect()
+/// Samples of `channels` per pixel (the last one alpha) laid over white, alpha dropped.
+pub(crate) fn over_white(data: &[u8], channels: usize) -> impl Iterator<Item = u8> + '_ {
+    data.chunks_exact(channels).flat_map(move |p| {
+        let a = u32::from(p[channels - 1]);
+        p[..channels - 1]
+            .iter()
+            .map(move |&c| ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8)
+    })
 }
 
 #[cfg(test)]

@@ -75,9 +75,8 @@ fn inspect_scanned(
             return Ok(converted(MediaType::Jpeg, jpeg, (width, height), 1));
         }
         MediaType::Tiff => {
-            let (width, height, _) = crate::tiff_pdf::page_count(bytes, limits)?;
-            let (pdf, pages) = crate::tiff_pdf::to_pdf(bytes, limits)?;
-            return Ok(converted(MediaType::Pdf, pdf, (width, height), pages));
+            let pdf = crate::tiff_pdf::to_pdf(bytes, limits)?;
+            return Ok(converted(MediaType::Pdf, pdf.bytes, pdf.first, pdf.pages));
         }
         MediaType::Gif => {
             let (png, width, height) = crate::gif_frame::to_png(bytes, limits)?;
@@ -239,20 +238,14 @@ pub fn decode_cost(
                 convert_bytes: header.decode_bytes,
             });
         }
-        MediaType::Gif => {
-            let (width, height) = crate::gif_frame::canvas(bytes, limits)?;
-            let cost = crate::gif_frame::memory_cost(bytes, limits)?;
-            return Ok(DecodeCost {
-                width,
-                height,
-                bytes: cost,
-                check_bytes: cost,
-                convert_bytes: cost,
-            });
-        }
-        MediaType::Tiff => {
-            let (width, height, _) = crate::tiff_pdf::page_count(bytes, limits)?;
-            let cost = crate::tiff_pdf::memory_cost(bytes, limits)?;
+        // Every step decodes these whole (a GIF's first frame; a TIFF's pages one at a time).
+        MediaType::Gif | MediaType::Tiff => {
+            let (width, height, cost) = if media == MediaType::Gif {
+                let canvas = crate::gif_frame::canvas(bytes, limits)?;
+                (canvas.0, canvas.1, crate::gif_frame::memory_cost(canvas))
+            } else {
+                crate::tiff_pdf::header(bytes, limits)?
+            };
             return Ok(DecodeCost {
                 width,
                 height,

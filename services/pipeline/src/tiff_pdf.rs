@@ -10,7 +10,7 @@
 //! without them, the long edge is 842 pt (A4's) and the pixel aspect is kept. The TIFF
 //! orientation is applied as for a photo's EXIF orientation.
 
-use crate::image_page::placement;
+use crate::image_page::{over_white, placement, upright};
 use crate::tiff_scan::{self, Page};
 use crate::{Limits, PipelineError};
 use image::metadata::Orientation;
@@ -52,9 +52,10 @@ fn embedding(page: &Page) -> Embedding {
     }
 }
 
-/// Bytes converting the TIFF takes at most besides its pages' bytes in the output: the largest
-/// page decoded (twice: the decoder's result and the samples made of it) and the Flate stream.
-pub(crate) fn memory_cost(bytes: &[u8], limits: &Limits) -> Result<u64, PipelineError> {
+/// From one scan of the directories: the first page's pixel size, and the bytes converting the
+/// TIFF takes at most besides its pages' bytes in the output: the largest page decoded (twice:
+/// the decoder's result and the samples made of it) and the Flate stream.
+pub(crate) fn header(bytes: &[u8], limits: &Limits) -> Result<(u32, u32, u64), PipelineError> {
     let tiff = tiff_scan::scan(bytes, limits)?;
     let largest = tiff
         .pages
@@ -62,19 +63,10 @@ pub(crate) fn memory_cost(bytes: &[u8], limits: &Limits) -> Result<u64, Pipeline
         .map(Page::decoded_bytes)
         .max()
         .unwrap_or(0);
-    // Strips copied into the document, the document written out: the file's size each.
-    Ok(largest * 3 + bytes.len() as u64 * 3 + (16 << 20))
-}
-
-/// Pages of the TIFF, with the pixel size of its first page.
-pub(crate) fn page_count(bytes: &[u8], limits: &Limits) -> Result<(u32, u32, u32), PipelineError> {
-    let tiff = tiff_scan::scan(bytes, limits)?;
     let first = &tiff.pages[0];
-    Ok((
-        first.width,
-        first.height,
-        u32::try_from(tiff.pages.len()).unwrap_or(u32::MAX),
-    ))
+    // Strips copied into the document, the document written out: the file's size each.
+    let cost = largest * 3 + bytes.len() as u64 * 3 + (16 << 20);
+    Ok((first.width, first.height, cost))
 }
 
 /// Adds a page for every TIFF page to `doc` (not yet listed in `parent`'s Kids); returns them.
@@ -84,7 +76,17 @@ pub(crate) fn add_pages(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Vec<ObjectId>, PipelineError> {
-    let tiff = tiff_scan::scan(bytes, limits)?;
+    add_scanned_pages(doc, parent, bytes, &tiff_scan::scan(bytes, limits)?, limits)
+}
+
+/// [`add_pages`] for a TIFF already scanned.
+fn add_scanned_pages(
+    doc: &mut Document,
+    parent: ObjectId,
+    bytes: &[u8],
+    tiff: &tiff_scan::Tiff,
+    limits: &Limits,
+) -> Result<Vec<ObjectId>, PipelineError> {
     let mut decoder = Decoder::new(bytes, limits)?;
     let mut ids = Vec::with_capacity(tiff.pages.len());
     for page in &tiff.pages {
@@ -114,12 +116,22 @@ pub(crate) fn add_pages(
     Ok(ids)
 }
 
-/// A whole PDF of the TIFF's pages: its bytes and page count.
-pub(crate) fn to_pdf(bytes: &[u8], limits: &Limits) -> Result<(Vec<u8>, u32), PipelineError> {
+/// A TIFF made one PDF.
+pub(crate) struct TiffPdf {
+    pub bytes: Vec<u8>,
+    pub pages: u32,
+    /// The first page's pixel size.
+    pub first: (u32, u32),
+}
+
+/// A whole PDF of the TIFF's pages.
+pub(crate) fn to_pdf(bytes: &[u8], limits: &Limits) -> Result<TiffPdf, PipelineError> {
+    let tiff = tiff_scan::scan(bytes, limits)?;
+    let first = (tiff.pages[0].width, tiff.pages[0].height);
     let mut doc = Document::with_version("1.5");
     let catalog = doc.new_object_id();
     let root = doc.new_object_id();
-    let pages = add_pages(&mut doc, root, bytes, limits)?;
+    let pages = add_scanned_pages(&mut doc, root, bytes, &tiff, limits)?;
     let count = u32::try_from(pages.len()).unwrap_or(u32::MAX);
     doc.objects.insert(
         root,
@@ -137,7 +149,11 @@ pub(crate) fn to_pdf(bytes: &[u8], limits: &Limits) -> Result<(Vec<u8>, u32), Pi
     doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
     let mut out = Vec::new();
     doc.save_to(&mut out).map_err(corrupt)?;
-    Ok((out, count))
+    Ok(TiffPdf {
+        bytes: out,
+        pages: count,
+        first,
+    })
 }
 
 /// An image placed on a page: the XObject and the pixel rectangle `(x, y, w, h)` it covers.
@@ -165,14 +181,7 @@ fn add_page(doc: &mut Document, parent: ObjectId, page: &Page, images: Vec<Place
     }
     let orientation =
         Orientation::from_exif(page.orientation as u8).unwrap_or(Orientation::NoTransforms);
-    let turned = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    let (page_w, page_h) = if turned { (h, w) } else { (w, h) };
+    let (page_w, page_h) = upright(orientation, (w, h));
     let outer = placement(orientation, page_w as f32, page_h as f32)
         .map(|n| format!("{n:.4}"))
         .join(" ");
@@ -432,8 +441,8 @@ fn decoded_image(page: &Page, samples: Samples) -> Result<Placed, PipelineError>
         (C::RGB(8), D::U8(data)) => ("DeviceRGB", 8, data),
         (C::RGB(16), D::U16(data)) => ("DeviceRGB", 16, big_endian(&data)),
         (C::CMYK(8), D::U8(data)) => ("DeviceCMYK", 8, data),
-        (C::GrayA(8), D::U8(data)) => ("DeviceGray", 8, over_white(&data, 2)),
-        (C::RGBA(8), D::U8(data)) => ("DeviceRGB", 8, over_white(&data, 4)),
+        (C::GrayA(8), D::U8(data)) => ("DeviceGray", 8, over_white(&data, 2).collect()),
+        (C::RGBA(8), D::U8(data)) => ("DeviceRGB", 8, over_white(&data, 4).collect()),
         _ => return Err(PipelineError::Unsupported("this kind of TIFF")),
     };
     let mut encoder = flate2::write::ZlibEncoder::new(
@@ -460,18 +469,6 @@ fn decoded_image(page: &Page, samples: Samples) -> Result<Placed, PipelineError>
 
 fn big_endian(samples: &[u16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_be_bytes()).collect()
-}
-
-/// Colour samples of `channels` per pixel (the last one alpha) laid over white, alpha dropped.
-fn over_white(data: &[u8], channels: usize) -> Vec<u8> {
-    data.chunks_exact(channels)
-        .flat_map(|p| {
-            let a = u32::from(p[channels - 1]);
-            p[..channels - 1]
-                .iter()
-                .map(move |&c| ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8)
-        })
-        .collect()
 }
 
 /// The first page as 8-bit RGB pixels (for a conversion to WebP): a one-page TIFF only.
