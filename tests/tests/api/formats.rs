@@ -7,22 +7,13 @@
 use crate::helpers::{Stack, TestStack, spawn_stack_on, xml_text};
 use imaging_e2e::fixtures::{
     GIF_ANIMATED, GIF_TRANSPARENT, HEIC_PLAIN, HEIC_ROTATED, TIFF_G3, TIFF_G4, assert_qpdf_accepts,
-    pdfinfo_pages, python,
+    pdfinfo_pages, pillow_reads,
 };
 use imaging_proto::v1::TargetKind;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
 const V3: &str = "/api/v3.0/expense/receiptimages";
-
-/// Pillow's reading of stored bytes: format, width, height.
-fn pillow(bytes: &[u8]) -> String {
-    python(
-        "import sys\nfrom PIL import Image\nimage = Image.open(sys.argv[1])\nimage.load()\n\
-         print(image.format, image.size[0], image.size[1])",
-        &[("stored", bytes)],
-    )
-}
 
 async fn fetch(url: &str) -> Vec<u8> {
     reqwest::get(url)
@@ -67,7 +58,7 @@ async fn receipt_image_v3(stack: &TestStack) {
     let created: Value = response.json().await.unwrap();
     let heic_id = created["ID"].as_str().unwrap().to_owned();
     let (_, bytes) = v3_bytes(stack, &token, &heic_id).await;
-    assert_eq!(pillow(&bytes), "JPEG 480 640");
+    assert_eq!(pillow_reads(&bytes), "JPEG 480 640");
     let mut charged = bytes.len() as u64;
     assert_eq!(stack.used("w1").await, charged);
 
@@ -191,7 +182,7 @@ async fn workspace_route_converts_heic_and_gif_to_webp(stack: &TestStack) {
         let stored: Value = response.json().await.unwrap();
         assert_eq!(stored["contentType"], "image/webp");
         let webp = fetch(stored["url"].as_str().unwrap()).await;
-        assert_eq!(pillow(&webp), format!("WEBP {size}"));
+        assert_eq!(pillow_reads(&webp), format!("WEBP {size}"));
         assert_eq!(stack.used("w9").await, webp.len() as u64);
     }
 }

@@ -5,19 +5,10 @@
 use crate::helpers::{Stack, TestApp, expense, reason, spawn_app, target};
 use imaging_e2e::fixtures::{
     GIF_ANIMATED, HEIC_ROTATED, TIFF_G4, TIFF_JPEG, assert_qpdf_accepts, jpeg, pdfinfo_pages,
-    python,
+    pillow_reads,
 };
 use imaging_proto::v1::TargetKind;
 use sha2::{Digest, Sha256};
-
-/// Pillow's reading of stored image bytes: format, width, height.
-fn pillow(bytes: &[u8]) -> String {
-    python(
-        "import sys\nfrom PIL import Image\nimage = Image.open(sys.argv[1])\nimage.load()\n\
-         print(image.format, image.size[0], image.size[1])",
-        &[("stored", bytes)],
-    )
-}
 
 /// A HEIC receipt is stored as a JPEG, a TIFF invoice as a PDF, a GIF expense entry as a PNG;
 /// each answer reports the stored form, the bytes in storage are that form, and the quota
@@ -48,7 +39,7 @@ async fn each_format_is_stored_in_the_form_viewers_open(app: &TestApp) {
     let bytes = app.object(&stored.path).await;
     assert_eq!(stored.size_bytes, bytes.len() as u64);
     assert_eq!(stored.sha256, Sha256::digest(&bytes).to_vec());
-    assert_eq!(pillow(&bytes), "JPEG 480 640");
+    assert_eq!(pillow_reads(&bytes), "JPEG 480 640");
     charged += bytes.len() as u64;
     assert_eq!(app.used("w1").await, charged);
 
@@ -83,7 +74,7 @@ async fn each_format_is_stored_in_the_form_viewers_open(app: &TestApp) {
     assert_eq!(stored.content_type, "image/png");
     assert_eq!((stored.width, stored.height), (200, 260));
     let bytes = app.object(&stored.path).await;
-    assert_eq!(pillow(&bytes), "PNG 200 260");
+    assert_eq!(pillow_reads(&bytes), "PNG 200 260");
     charged += bytes.len() as u64;
     assert_eq!(app.used("w1").await, charged);
 
@@ -138,7 +129,7 @@ async fn a_workspace_heic_becomes_webp(app: &TestApp) {
     assert_eq!(stored.content_type, "image/webp");
     assert_eq!((stored.width, stored.height), (480, 640));
     let bytes = app.object(&stored.path).await;
-    assert_eq!(pillow(&bytes), "WEBP 480 640");
+    assert_eq!(pillow_reads(&bytes), "WEBP 480 640");
     assert_eq!(app.used("w2").await, bytes.len() as u64);
 }
 
