@@ -5,8 +5,9 @@
 use crate::upload::stream::{UploadCodec, UploadStream};
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::{
-    DeleteImageRequest, DeleteImageResponse, GetImageRequest, GetUsageRequest, ImageInfo,
-    ListImagesRequest, ListImagesResponse, Target, TargetKind, UploadImageResponse, Usage,
+    CancelUploadRequest, DeleteImageRequest, DeleteImageResponse, GetImageRequest, GetUsageRequest,
+    ImageInfo, ListImagesRequest, ListImagesResponse, QueryUploadRequest, StartUploadRequest,
+    Target, TargetKind, UploadHeader, UploadImageResponse, UploadStatus, Usage,
 };
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
@@ -131,6 +132,57 @@ impl Ingest {
         );
         request.set_timeout(self.timeout);
         Ok(self.client().get_usage(request).await?.into_inner())
+    }
+
+    /// Starts a resumable upload session.
+    pub async fn start_upload(
+        &self,
+        token: Option<&str>,
+        header: UploadHeader,
+        client_metadata: String,
+    ) -> Result<UploadStatus, Status> {
+        let mut request = with_token(
+            token,
+            StartUploadRequest {
+                header: Some(header),
+                client_metadata,
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self.client().start_upload(request).await?.into_inner())
+    }
+
+    /// A session's state.
+    pub async fn query_upload(
+        &self,
+        token: Option<&str>,
+        upload_id: &str,
+    ) -> Result<UploadStatus, Status> {
+        let mut request = with_token(
+            token,
+            QueryUploadRequest {
+                upload_id: upload_id.to_owned(),
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self.client().query_upload(request).await?.into_inner())
+    }
+
+    /// Cancels a session; the quota bytes it released.
+    pub async fn cancel_upload(&self, token: Option<&str>, upload_id: &str) -> Result<u64, Status> {
+        let mut request = with_token(
+            token,
+            CancelUploadRequest {
+                upload_id: upload_id.to_owned(),
+            },
+        );
+        request.set_timeout(self.timeout);
+        Ok(self
+            .client()
+            .cancel_upload(request)
+            .await?
+            .into_inner()
+            .released_bytes)
     }
 
     /// The UploadImage call over `upload` (see [`crate::upload::forward`], which owns its

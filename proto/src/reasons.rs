@@ -32,15 +32,17 @@ pub const fn of(reason: ErrorReason) -> Wire {
         }
         TokenMissing | TokenInvalid | TokenExpired => wire(Code::Unauthenticated, 401),
         PermissionDenied => wire(Code::PermissionDenied, 403),
-        TargetNotFound | ImageNotFound | RouteNotFound => wire(Code::NotFound, 404),
+        TargetNotFound | ImageNotFound | RouteNotFound | UploadNotFound => {
+            wire(Code::NotFound, 404)
+        }
         AlreadyAttached => wire(Code::AlreadyExists, 409),
-        TargetConflict => wire(Code::FailedPrecondition, 409),
+        TargetConflict | OffsetMismatch => wire(Code::FailedPrecondition, 409),
         FileTooLarge | ReportTooLarge => wire(Code::OutOfRange, 413),
         UnsupportedMediaType | ContentTypeMismatch | CorruptImage | EncryptedPdf | SizeMismatch
         | ChecksumMismatch => wire(Code::InvalidArgument, 422),
         IdempotencyKeyReused => wire(Code::FailedPrecondition, 422),
         QuotaExceeded => wire(Code::ResourceExhausted, 507),
-        TooManyUploads => wire(Code::ResourceExhausted, 429),
+        TooManyUploads | TooManyOpenUploads => wire(Code::ResourceExhausted, 429),
         UploadTimeout => wire(Code::DeadlineExceeded, 408),
         Busy | Overloaded | ShuttingDown | StorageUnavailable | QuotaUnavailable => {
             wire(Code::Unavailable, 503)

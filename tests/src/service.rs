@@ -415,6 +415,72 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// `StartUpload` for `header`.
+    pub async fn start_upload(
+        &self,
+        token: &str,
+        header: v1::UploadHeader,
+    ) -> Result<v1::UploadStatus, Status> {
+        self.ingest
+            .clone()
+            .start_upload(authed(
+                token,
+                v1::StartUploadRequest {
+                    header: Some(header),
+                    client_metadata: String::new(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// `QueryUpload`.
+    pub async fn query_upload(&self, token: &str, id: &str) -> Result<v1::UploadStatus, Status> {
+        self.ingest
+            .clone()
+            .query_upload(authed(
+                token,
+                v1::QueryUploadRequest {
+                    upload_id: id.into(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// `CancelUpload`; the bytes it released.
+    pub async fn cancel_upload(&self, token: &str, id: &str) -> Result<u64, Status> {
+        self.ingest
+            .clone()
+            .cancel_upload(authed(
+                token,
+                v1::CancelUploadRequest {
+                    upload_id: id.into(),
+                },
+            ))
+            .await
+            .map(|response| response.into_inner().released_bytes)
+    }
+
+    /// Writes `bytes` to the session `id` at `offset` in 64 KiB chunks.
+    pub async fn write_upload(
+        &self,
+        token: &str,
+        id: &str,
+        offset: u64,
+        bytes: &[u8],
+        finish: bool,
+    ) -> Result<v1::UploadImageResponse, Status> {
+        let header = v1::UploadHeader {
+            upload_id: id.into(),
+            write_offset: offset,
+            finish_write: finish,
+            ..Default::default()
+        };
+        self.upload_messages(token, messages(header, bytes, 64 * 1024))
+            .await
+    }
+
     /// Every object in storage.
     pub async fn objects(&self) -> Vec<ObjectEntry> {
         self.backends.store.list("").await.expect("list")

@@ -87,6 +87,7 @@ impl UploadBody {
             idempotency_key: headers::idempotency_key(headers)?,
             sha256: headers::client_sha256(headers)?,
             owner: String::new(),
+            ..UploadHeader::default()
         };
         let Some(field) = field else {
             let token = headers::bearer_token(headers).map(str::to_owned);

@@ -26,7 +26,7 @@ pub const CHANNEL_CAPACITY: usize = 2;
 #[derive(Debug)]
 pub enum Outgoing {
     /// A message to send.
-    Message(UploadImageRequest),
+    Message(Box<UploadImageRequest>),
     /// The upload failed: reset the stream instead of ending it.
     Abort,
 }
@@ -87,7 +87,9 @@ impl futures::Stream for UploadStream {
         }
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Some(message))) => Poll::Ready(Some(Outgoing::Message(message))),
+            Poll::Ready(Some(Some(message))) => {
+                Poll::Ready(Some(Outgoing::Message(Box::new(message))))
+            }
             Poll::Ready(Some(None)) => {
                 self.done = true;
                 Poll::Ready(None)
@@ -114,7 +116,7 @@ impl Encoder for UploadEncoder {
 
     fn encode(&mut self, item: Outgoing, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         match item {
-            Outgoing::Message(message) => self.0.encode(message, dst),
+            Outgoing::Message(message) => self.0.encode(*message, dst),
             Outgoing::Abort => Err(Status::cancelled("upload aborted by the gateway")),
         }
     }
@@ -153,10 +155,11 @@ mod tests {
             sender.finish().await.unwrap();
         });
         assert!(matches!(stream.next().await, Some(Outgoing::Message(_))));
-        match stream.next().await {
-            Some(Outgoing::Message(UploadImageRequest {
-                part: Some(Part::Chunk(chunk)),
-            })) => assert_eq!(&chunk[..], b"abc"),
+        match stream.next().await.map(|item| match item {
+            Outgoing::Message(message) => message.part,
+            Outgoing::Abort => None,
+        }) {
+            Some(Some(Part::Chunk(chunk))) => assert_eq!(&chunk[..], b"abc"),
             other => panic!("expected a chunk, got {other:?}"),
         }
         assert!(stream.next().await.is_none());

@@ -111,6 +111,27 @@ impl ImageIngest for Recorder {
     ) -> Result<GrpcResponse<imaging_proto::v1::ListImagesResponse>, Status> {
         Err(Status::unimplemented("not recorded"))
     }
+
+    async fn start_upload(
+        &self,
+        _: GrpcRequest<imaging_proto::v1::StartUploadRequest>,
+    ) -> Result<GrpcResponse<imaging_proto::v1::UploadStatus>, Status> {
+        Err(Status::unimplemented("not recorded"))
+    }
+
+    async fn query_upload(
+        &self,
+        _: GrpcRequest<imaging_proto::v1::QueryUploadRequest>,
+    ) -> Result<GrpcResponse<imaging_proto::v1::UploadStatus>, Status> {
+        Err(Status::unimplemented("not recorded"))
+    }
+
+    async fn cancel_upload(
+        &self,
+        _: GrpcRequest<imaging_proto::v1::CancelUploadRequest>,
+    ) -> Result<GrpcResponse<imaging_proto::v1::CancelUploadResponse>, Status> {
+        Err(Status::unimplemented("not recorded"))
+    }
 }
 
 /// Starts a recorder on a free port; returns its URL and what it records.

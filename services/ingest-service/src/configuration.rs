@@ -164,6 +164,20 @@ pub struct LimitSettings {
     pub admission: AdmissionLimits,
     /// Workspace quotas.
     pub quota: QuotaLimits,
+    /// Resumable upload sessions.
+    pub sessions: SessionLimits,
+}
+
+/// Resumable upload sessions (tus, HTTP resumable uploads, gRPC `StartUpload`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLimits {
+    /// A session not completed this long after it was started is removed with its bytes, and
+    /// its quota reservation lapses, in seconds.
+    pub ttl_seconds: u64,
+    /// Sessions one user (workspace and `sub`) may have open at once; more are refused with
+    /// `TOO_MANY_OPEN_UPLOADS`.
+    pub max_open_per_user: usize,
 }
 
 /// One upload as it arrives.
@@ -285,6 +299,10 @@ memory_wait_millis = 2000
 [limits.quota]
 default_bytes = 1073741824
 reservation_ttl_seconds = 300
+
+[limits.sessions]
+ttl_seconds = 86400
+max_open_per_user = 8
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;

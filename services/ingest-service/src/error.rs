@@ -108,6 +108,22 @@ pub enum IngestError {
     /// The upload stream sent nothing for too long.
     #[error("the upload stream sent nothing for too long")]
     UploadTimeout,
+    /// No such upload session for this caller.
+    #[error("no such upload")]
+    UploadNotFound,
+    /// A write to a session does not start at its committed size, or the session is complete.
+    #[error("the upload's committed size is {committed} bytes; this write does not continue it")]
+    OffsetMismatch {
+        /// The session's committed size.
+        committed: u64,
+        /// The offset the write named.
+        provided: u64,
+        /// True if the session is complete (nothing more can be written).
+        complete: bool,
+    },
+    /// The caller has as many sessions open as it may.
+    #[error("{limit} upload sessions are open already; complete or cancel one first")]
+    TooManyOpenUploads { limit: usize },
     /// Too many uploads in flight; retry shortly.
     #[error("the service is at capacity, retry shortly")]
     Overloaded,
@@ -159,6 +175,9 @@ impl IngestError {
             Overloaded => ErrorReason::Overloaded,
             TooManyUploads(_) => ErrorReason::TooManyUploads,
             UploadTimeout => ErrorReason::UploadTimeout,
+            UploadNotFound => ErrorReason::UploadNotFound,
+            OffsetMismatch { .. } => ErrorReason::OffsetMismatch,
+            TooManyOpenUploads { .. } => ErrorReason::TooManyOpenUploads,
             ShuttingDown => ErrorReason::ShuttingDown,
             Storage(err) if err.is_transient() => ErrorReason::StorageUnavailable,
             State(err) if err.is_transient() => ErrorReason::QuotaUnavailable,
@@ -168,6 +187,16 @@ impl IngestError {
 }
 
 impl IngestError {
+    /// True if the same request may succeed later (an outage, load, or an internal failure),
+    /// false if it is refused for what it is.
+    pub fn may_heal(&self) -> bool {
+        use tonic::Code;
+        matches!(
+            imaging_proto::reasons::of(self.reason()).grpc,
+            Code::Unavailable | Code::Internal
+        ) || matches!(self, IngestError::TooManyUploads(_))
+    }
+
     /// A malformed request, blaming `field` (empty: no particular field).
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         IngestError::InvalidRequest {

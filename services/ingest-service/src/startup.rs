@@ -236,6 +236,7 @@ impl Application {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let checker = tokio::spawn(watch_health(reporter, self.backends.clone()));
         let janitor = tokio::spawn(sweep_periodically(self.backends.clone()));
+        let sessions = tokio::spawn(expire_sessions_periodically(self.api.ingestor().clone()));
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = self.listener;
         let files = self.files.map(|(listener, router)| {
@@ -301,6 +302,7 @@ impl Application {
         }
         checker.abort();
         janitor.abort();
+        sessions.abort();
         served.context("gRPC server failed")
     }
 }
@@ -341,6 +343,20 @@ async fn sweep_periodically(backends: Backends) {
             Ok(removed) if removed.is_empty() => {}
             Ok(removed) => tracing::info!(removed = removed.len(), "janitor removed orphans"),
             Err(err) => tracing::warn!(error = %err, "janitor orphan sweep failed"),
+        }
+    }
+}
+
+/// Removes expired upload sessions with their bytes, every half of a session's lifetime (at
+/// least every second, at most every minute).
+async fn expire_sessions_periodically(ingestor: crate::ingest::Ingestor) {
+    let every = ingestor.session_sweep_interval();
+    loop {
+        tokio::time::sleep(every).await;
+        match ingestor.expire_sessions().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "janitor removed expired upload sessions"),
+            Err(err) => tracing::warn!(error = %err, "janitor session sweep failed"),
         }
     }
 }

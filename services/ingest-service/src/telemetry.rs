@@ -21,6 +21,14 @@ pub struct Metrics {
     pub quota_rejections: Counter<u64>,
     /// `imaging.uploads.in_flight`: uploads being received or processed.
     pub in_flight: UpDownCounter<i64>,
+    /// `imaging.sessions.started`: resumable upload sessions started.
+    pub sessions_started: Counter<u64>,
+    /// `imaging.sessions.completed`: resumable upload sessions completed.
+    pub sessions_completed: Counter<u64>,
+    /// `imaging.sessions.expired`: sessions removed by the janitor when they expired.
+    pub sessions_expired: Counter<u64>,
+    /// `imaging.sessions.bytes_committed`: bytes committed to sessions.
+    pub session_bytes: Counter<u64>,
 }
 
 impl Metrics {
@@ -55,6 +63,13 @@ impl Metrics {
             quota_rejections: meter.u64_counter("imaging.quota.rejections").build(),
             in_flight: meter
                 .i64_up_down_counter("imaging.uploads.in_flight")
+                .build(),
+            sessions_started: meter.u64_counter("imaging.sessions.started").build(),
+            sessions_completed: meter.u64_counter("imaging.sessions.completed").build(),
+            sessions_expired: meter.u64_counter("imaging.sessions.expired").build(),
+            session_bytes: meter
+                .u64_counter("imaging.sessions.bytes_committed")
+                .with_unit("By")
                 .build(),
         }
     }

@@ -1,7 +1,9 @@
 //! Conversions between the wire messages and the domain types.
 
 use crate::error::IngestError;
-use crate::ingest::{ImageView, Kind, TargetRef, UploadRequest, Uploaded};
+use crate::ingest::{
+    ImageView, Kind, SessionView, SessionWrite, TargetRef, UploadRequest, Uploaded,
+};
 use imaging_proto::v1;
 
 /// A wire target as a domain target.
@@ -64,7 +66,87 @@ pub fn upload_response(uploaded: Uploaded) -> Result<v1::UploadImageResponse, In
         page_count: record.page_count,
         sha256: digest(&record.sha256)?,
         replayed,
+        committed_size: 0,
+        complete: true,
+        target: None,
+        expires_at: 0,
     })
+}
+
+/// A domain target as a wire target.
+fn wire_target(target: &TargetRef) -> v1::Target {
+    let kind = match target.kind {
+        Kind::Receipt => v1::TargetKind::Receipt,
+        Kind::ExpenseEntry => v1::TargetKind::ExpenseEntry,
+        Kind::Invoice => v1::TargetKind::Invoice,
+        Kind::Report => v1::TargetKind::Report,
+        Kind::WorkspaceExpense => v1::TargetKind::WorkspaceExpense,
+    };
+    v1::Target {
+        kind: kind.into(),
+        id: target.id.clone(),
+        workspace_id: target.workspace.clone(),
+    }
+}
+
+/// The session write a header names (one with an `upload_id`).
+pub fn session_write(header: &v1::UploadHeader) -> Result<SessionWrite, IngestError> {
+    let fixed = |bytes: &[u8], field: &'static str, len: usize| match bytes.len() {
+        0 => Ok(None),
+        n if n == len => Ok(Some(bytes.to_vec())),
+        _ => Err(IngestError::invalid(
+            field,
+            format!("{field} must be {len} bytes"),
+        )),
+    };
+    let sha1 = fixed(&header.write_sha1, "write_sha1", 20)?
+        .map(|bytes| <[u8; 20]>::try_from(bytes.as_slice()).unwrap_or_default());
+    let sha256 = fixed(&header.write_sha256, "write_sha256", 32)?
+        .map(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or_default());
+    Ok(SessionWrite {
+        id: header.upload_id.clone(),
+        offset: header.write_offset,
+        finish: header.finish_write,
+        exact: header.exact_offset,
+        sha1,
+        sha256,
+    })
+}
+
+/// A session as its status; a write's answer is its `result` (or the committed size).
+pub fn upload_status(view: SessionView) -> Result<v1::UploadStatus, IngestError> {
+    let complete = view.result.is_some();
+    let status = v1::UploadStatus {
+        upload_id: view.id.clone(),
+        committed_size: view.offset,
+        length: view.length.unwrap_or(0),
+        complete,
+        result: None,
+        expires_at: i64::try_from(view.expires_ms / 1000).unwrap_or(i64::MAX),
+        client_metadata: view.client_metadata.clone(),
+        max_size: view.max_size,
+        target: Some(wire_target(&view.target)),
+        content_type: view.content_type.clone(),
+    };
+    Ok(v1::UploadStatus {
+        result: complete.then(|| write_response(view)).transpose()?,
+        ..status
+    })
+}
+
+/// A session write's answer: the result once complete, else the committed size.
+pub fn write_response(view: SessionView) -> Result<v1::UploadImageResponse, IngestError> {
+    let mut response = match view.result {
+        Some(uploaded) => upload_response(uploaded)?,
+        None => v1::UploadImageResponse {
+            complete: false,
+            ..Default::default()
+        },
+    };
+    response.committed_size = view.offset;
+    response.target = Some(wire_target(&view.target));
+    response.expires_at = i64::try_from(view.expires_ms / 1000).unwrap_or(i64::MAX);
+    Ok(response)
 }
 
 /// An image view as `ImageInfo`.

@@ -16,6 +16,7 @@ use imaging_proto::v1::upload_image_request::Part;
 use prost::Message as _;
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 /// Both gRPC services share this state. Tokens are verified before a request gets here
 /// ([`layer::AuthenticateLayer`]), which leaves the caller's [`Claims`] in its extensions.
@@ -68,6 +69,42 @@ impl IngestApi {
             .get::<Claims>()
             .cloned()
             .ok_or(IngestError::TokenMissing)
+    }
+}
+
+impl IngestApi {
+    /// `UploadImage` with an `upload_id`: a write to a session. Unlike a one-shot upload, the
+    /// bytes that arrived before the stream broke are kept (the client resumes after them), so
+    /// the write runs in a task of its own: the server drops a handler whose client reset the
+    /// stream, and the task goes on to commit what arrived.
+    async fn write_session(
+        &self,
+        claims: Claims,
+        header: &v1::UploadHeader,
+        mut stream: Streaming<v1::UploadImageRequest>,
+    ) -> Result<Response<v1::UploadImageResponse>, Status> {
+        let write = match convert::session_write(header) {
+            Ok(write) => write,
+            Err(err) => return Err(self.refuse(&mut stream, err).await),
+        };
+        let api = self.clone();
+        let written = tokio::spawn(
+            async move {
+                let max_chunk = api.ingestor.limits.upload.max_chunk_bytes;
+                let written = api
+                    .ingestor
+                    .write_session(claims, write, chunks(&mut stream, max_chunk))
+                    .await;
+                match written {
+                    Ok(view) => Ok(convert::write_response(view)?),
+                    Err(err) => Err(api.refuse(&mut stream, err).await),
+                }
+            }
+            .in_current_span(),
+        )
+        .await
+        .map_err(|err| Status::from(IngestError::Internal(format!("write task failed: {err}"))))?;
+        written.map(Response::new)
     }
 }
 
@@ -141,6 +178,9 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
                 return Err(stream_failed(&status, max_chunk).into());
             }
         };
+        if !header.upload_id.is_empty() {
+            return self.write_session(claims, &header, stream).await;
+        }
         let header = match convert::upload_request(header) {
             Ok(header) => header,
             Err(err) => return Err(self.refuse(&mut stream, err).await),
@@ -157,6 +197,67 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
             Ok(uploaded) => Ok(Response::new(convert::upload_response(uploaded)?)),
             Err(err) => Err(self.refuse(&mut stream, err).await),
         }
+    }
+
+    async fn start_upload(
+        &self,
+        request: Request<v1::StartUploadRequest>,
+    ) -> Result<Response<v1::UploadStatus>, Status> {
+        let claims = self.claims(&request)?;
+        let request = request.into_inner();
+        let header = request
+            .header
+            .ok_or_else(|| IngestError::invalid("header", "header is required"))?;
+        if !header.upload_id.is_empty()
+            || header.write_offset != 0
+            || header.finish_write
+            || header.exact_offset
+            || !header.write_sha1.is_empty()
+            || !header.write_sha256.is_empty()
+        {
+            return Err(IngestError::invalid(
+                "header",
+                "a session is started without upload_id, write_offset or write fields",
+            )
+            .into());
+        }
+        let file_name = header.file_name.clone();
+        let view = self
+            .ingestor
+            .start_session(
+                claims,
+                convert::upload_request(header)?,
+                file_name,
+                request.client_metadata,
+            )
+            .await?;
+        Ok(Response::new(convert::upload_status(view)?))
+    }
+
+    async fn query_upload(
+        &self,
+        request: Request<v1::QueryUploadRequest>,
+    ) -> Result<Response<v1::UploadStatus>, Status> {
+        let claims = self.claims(&request)?;
+        let request = request.into_inner();
+        let view = self
+            .ingestor
+            .query_session(&claims, &request.upload_id)
+            .await?;
+        Ok(Response::new(convert::upload_status(view)?))
+    }
+
+    async fn cancel_upload(
+        &self,
+        request: Request<v1::CancelUploadRequest>,
+    ) -> Result<Response<v1::CancelUploadResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let request = request.into_inner();
+        let released_bytes = self
+            .ingestor
+            .cancel_session(&claims, &request.upload_id)
+            .await?;
+        Ok(Response::new(v1::CancelUploadResponse { released_bytes }))
     }
 
     async fn get_image(
@@ -302,13 +403,14 @@ impl v1::target_registry_server::TargetRegistry for IngestApi {
             0 => 3600,
             seconds => seconds,
         };
-        let (leftovers, orphans) = self
+        let (leftovers, orphans, sessions) = self
             .ingestor
             .sweep(&claims, Duration::from_secs(seconds))
             .await?;
         Ok(Response::new(v1::SweepResponse {
             leftovers_removed: leftovers,
             orphans_removed: orphans,
+            sessions_removed: sessions,
         }))
     }
 }

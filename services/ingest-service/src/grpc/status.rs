@@ -33,6 +33,18 @@ impl From<IngestError> for Status {
             FileTooLarge { limit } => {
                 metadata.insert("limit".to_owned(), limit.to_string());
             }
+            TooManyOpenUploads { limit } => {
+                metadata.insert("limit".to_owned(), limit.to_string());
+            }
+            OffsetMismatch {
+                committed,
+                provided,
+                complete,
+            } => {
+                metadata.insert("committed_size".to_owned(), committed.to_string());
+                metadata.insert("provided_offset".to_owned(), provided.to_string());
+                metadata.insert("complete".to_owned(), complete.to_string());
+            }
             ReportTooLarge { what, limit } => {
                 metadata.insert("bound".to_owned(), (*what).to_owned());
                 metadata.insert("limit".to_owned(), limit.to_string());

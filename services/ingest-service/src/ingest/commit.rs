@@ -172,7 +172,16 @@ impl Ingestor {
     /// Reserves `bytes` for the plan under a new reservation ID; a reply lost to a transient
     /// failure is retried once with the same ID, which cannot charge twice.
     async fn reserve_quota(&self, plan: &UploadPlan, bytes: u64) -> Result<String, IngestError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        // A session's reservation is taken over while it is live and large enough (granted again,
+        // uncharged); otherwise it is given back and the growth reserved anew, under the limit.
+        let id = match &plan.reservation {
+            Some((held, size)) if bytes <= *size => held.clone(),
+            Some((held, _)) => {
+                self.quota.release(&plan.workspace, held).await?;
+                uuid::Uuid::new_v4().simple().to_string()
+            }
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         let ttl = std::time::Duration::from_secs(self.limits.quota.reservation_ttl_seconds);
         let default = self.limits.quota.default_bytes;
         let mut reserved = self

@@ -35,12 +35,17 @@ impl Ingestor {
     }
 
     /// The janitor's sweep, run by the service itself (as [`Ingestor::reconcile`]): leftovers
-    /// of interrupted writes and objects no record names, older than `grace`. Returns how many
-    /// of each were removed.
-    pub async fn sweep(&self, claims: &Claims, grace: Duration) -> Result<(u64, u64), IngestError> {
+    /// of interrupted writes and objects no record names, older than `grace`, and expired
+    /// upload sessions. Returns how many of each were removed.
+    pub async fn sweep(
+        &self,
+        claims: &Claims,
+        grace: Duration,
+    ) -> Result<(u64, u64, u64), IngestError> {
         auth::can_manage_workspace(claims, auth::ALL_WORKSPACES)?;
         let (leftovers, orphans) =
             crate::janitor::sweep(self.objects.as_ref(), self.catalog.as_ref(), grace).await?;
-        Ok((leftovers as u64, orphans as u64))
+        let sessions = self.expire_sessions().await?;
+        Ok((leftovers as u64, orphans as u64, sessions as u64))
     }
 }

@@ -29,6 +29,7 @@ mod process;
 pub mod receive;
 mod registry;
 mod report;
+mod session;
 pub mod target;
 mod upload;
 
@@ -37,6 +38,7 @@ pub use images::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use lock::LockTiming;
 pub use maintenance::Reconciled;
 pub use plan::{UploadPlan, UploadRequest};
+pub use session::{MAX_CLIENT_METADATA, SessionView, SessionWrite};
 pub use target::{Kind, TargetRef};
 pub use upload::Uploaded;
 

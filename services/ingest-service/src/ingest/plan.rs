@@ -47,6 +47,9 @@ pub struct UploadPlan {
     pub idempotency_key: String,
     /// Declared SHA-256, if any.
     pub sha256: Option<[u8; 32]>,
+    /// A quota reservation already held for this upload (a resumable session's: its ID and
+    /// bytes), used by the commit instead of a new one where it is large enough.
+    pub reservation: Option<(String, u64)>,
 }
 
 impl Ingestor {
@@ -130,6 +133,7 @@ impl Ingestor {
             declared_size: request.declared_size,
             idempotency_key: request.idempotency_key,
             sha256,
+            reservation: None,
         })
     }
 

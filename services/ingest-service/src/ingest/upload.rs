@@ -23,7 +23,7 @@ const RESERVE_STEP: u64 = 1024 * 1024;
 /// once `grace` has passed, averaging at least `min_rate` bytes per second since it began. The
 /// rate is checked whenever the stream would be waited on, so a stream of empty or one-byte
 /// messages is refused as surely as a silent one.
-struct Pace {
+pub(super) struct Pace {
     started: tokio::time::Instant,
     idle: std::time::Duration,
     deadline: tokio::time::Instant,
@@ -32,7 +32,7 @@ struct Pace {
 }
 
 impl Pace {
-    fn new(limits: &crate::configuration::LimitSettings) -> Self {
+    pub(super) fn new(limits: &crate::configuration::LimitSettings) -> Self {
         let started = tokio::time::Instant::now();
         Pace {
             started,
@@ -58,7 +58,7 @@ impl Pace {
     }
 
     /// The next item of `stream`, or `UPLOAD_TIMEOUT` if it does not come in time.
-    async fn next<S: Stream + Unpin>(
+    pub(super) async fn next<S: Stream + Unpin>(
         &self,
         stream: &mut S,
         received: u64,
@@ -220,7 +220,11 @@ impl Ingestor {
     /// once the result is stored (or the upload failed and stored nothing). Another upload with
     /// the key waits for the claim, then replays the result; it can never store a second image,
     /// however long the first one takes.
-    async fn finish(&self, plan: UploadPlan, received: Received) -> Result<Uploaded, IngestError> {
+    pub(super) async fn finish(
+        &self,
+        plan: UploadPlan,
+        received: Received,
+    ) -> Result<Uploaded, IngestError> {
         let Some(scope) = plan.idempotency_scope() else {
             let record = self.store(&plan, received).await?;
             return Ok(Uploaded {

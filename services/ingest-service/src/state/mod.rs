@@ -9,7 +9,8 @@ mod redis;
 
 pub use embedded::EmbeddedState;
 pub use records::{
-    IdempotencyRecord, ImageRecord, ReportState, TargetRecord, listing_entry, listing_image,
+    IdempotencyRecord, ImageRecord, ReportState, SessionRecord, SessionResult, SessionUpload,
+    TargetRecord, listing_entry, listing_image,
 };
 pub use redis::RedisState;
 
@@ -218,4 +219,29 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StateError>;
     /// Releases the lock if `token` still holds it.
     async fn unlock(&self, name: &str, token: &str) -> Result<(), StateError>;
+    /// Stores a new upload session unless its caller already has `max_open` open (not complete,
+    /// not expired) ones; false if they have, and nothing changed.
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        max_open: usize,
+    ) -> Result<bool, StateError>;
+    /// The session `id` of the caller workspace `scope`.
+    async fn session(&self, scope: &str, id: &str) -> Result<Option<SessionRecord>, StateError>;
+    /// Replaces the session by compare-and-set: only if its stored version is still `expected`
+    /// (false, and nothing changed, if it is not, or if the session is gone). A session that
+    /// gets its result stops counting as open.
+    async fn update_session(
+        &self,
+        session: &SessionRecord,
+        expected: u64,
+    ) -> Result<bool, StateError>;
+    /// Forgets the session (nothing if it is gone).
+    async fn remove_session(&self, session: &SessionRecord) -> Result<(), StateError>;
+    /// Up to `limit` sessions that expired before `now_ms`, oldest first.
+    async fn expired_sessions(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StateError>;
 }

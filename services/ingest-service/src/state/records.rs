@@ -83,3 +83,76 @@ pub struct IdempotencyRecord {
     /// The record as stored by that upload.
     pub image: ImageRecord,
 }
+
+/// A resumable upload session: what the upload is for, how far it got, and where its bytes are.
+/// Every change is a compare-and-set on `version` ([`crate::state::Catalog::update_session`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's ID (random, 128 bits, hex).
+    pub id: String,
+    /// The caller's workspace (JWT `ws`): the session is looked up under it.
+    pub scope: String,
+    /// The caller (JWT `sub`): only they see the session.
+    pub caller: String,
+    /// Bumped by every change.
+    pub version: u64,
+    /// When it was started and when it expires, ms since 1970.
+    pub created_ms: u64,
+    /// See `created_ms`.
+    pub expires_ms: u64,
+    /// The upload it stands for, checked when it was started.
+    pub upload: SessionUpload,
+    /// The declared length (`None`: not known until the last write).
+    pub length: Option<u64>,
+    /// Bytes committed.
+    pub offset: u64,
+    /// The first bytes (at most 16, hex), for the type check.
+    pub head: String,
+    /// The running SHA-256 of the committed bytes (see `ingest::digest`).
+    pub digest: String,
+    /// Where the committed bytes are in storage.
+    pub staged: crate::storage::Staged,
+    /// The quota reservation held for the session (its ID and bytes).
+    pub reservation: Option<(String, u64)>,
+    /// Text the client gave at the start (tus `Upload-Metadata`).
+    #[serde(default)]
+    pub client_metadata: String,
+    /// The image, once the upload is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<SessionResult>,
+}
+
+/// The upload a session stands for, as planned when it was started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUpload {
+    /// Target kind (its contract name, e.g. `RECEIPT`).
+    pub kind: String,
+    /// Target ID (a new receipt's ID is chosen when the session starts).
+    pub target_id: String,
+    /// The target's workspace (workspace expenses).
+    pub target_workspace: String,
+    /// True for an append to an existing receipt.
+    pub appends: bool,
+    /// The workspace charged.
+    pub workspace: String,
+    /// The target's owner.
+    pub owner: String,
+    /// The declared content type.
+    pub content_type: String,
+    /// The idempotency key (empty: the session's own).
+    pub idempotency_key: String,
+    /// The declared SHA-256, hex (empty: none).
+    pub sha256: String,
+    /// The file name given.
+    #[serde(default)]
+    pub file_name: String,
+}
+
+/// The result of a completed session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResult {
+    /// The stored image.
+    pub record: ImageRecord,
+    /// True if it replayed an earlier upload.
+    pub replayed: bool,
+}

@@ -73,9 +73,59 @@ impl BodyDigest {
     }
 }
 
+/// Where resumable uploads are staged: `sessions/{id}/...`.
+pub const STAGING_PREFIX: &str = "sessions/";
+
+/// The bytes of a resumable upload so far, as storage holds them under the upload's prefix
+/// (`sessions/{id}`). It is kept in the session record, and only what it names counts: a write
+/// whose new state was never committed (the service died, or lost a race) changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Staged {
+    /// Bytes held.
+    pub len: u64,
+    /// Writes so far (each names its own objects, so none overwrites a committed one).
+    pub writes: u64,
+    /// S3: the multipart upload that holds the whole parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<String>,
+    /// S3: its parts so far, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<StagedPart>,
+    /// S3: the object holding the bytes after the parts (fewer than a part's minimum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
+}
+
+/// One part of a staged multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StagedPart {
+    /// Its part number.
+    pub number: u32,
+    /// The ETag S3 gave it.
+    pub etag: String,
+    /// Its size.
+    pub len: u64,
+}
+
 /// Where the bytes live.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Appends `bytes` to the upload staged under `prefix`, whose committed state is `staged`;
+    /// returns the new state, which counts once the caller has committed it. S3 keeps whole
+    /// parts (5 MiB and more) in a multipart upload and the bytes after them in one tail object;
+    /// the filesystem keeps one part file, cut back to `staged.len` first.
+    async fn stage(
+        &self,
+        prefix: &str,
+        staged: &Staged,
+        bytes: Bytes,
+    ) -> Result<Staged, StorageError>;
+    /// Removes what `old` names and `new` does not (called once `new` is committed).
+    async fn unstage_replaced(&self, old: &Staged, new: &Staged) -> Result<(), StorageError>;
+    /// The whole upload staged under `prefix` (at most the largest upload's size).
+    async fn staged_bytes(&self, prefix: &str, staged: &Staged) -> Result<Bytes, StorageError>;
+    /// Removes everything staged under `prefix`.
+    async fn discard_staged(&self, prefix: &str, staged: &Staged) -> Result<(), StorageError>;
     /// Writes the whole object; readers see either nothing or all of it. `digest` holds the
     /// digests of `bytes`, which the caller already has; S3 checks the body against one of them.
     async fn put(

@@ -34,6 +34,7 @@ mod replicas;
 mod reports;
 mod resets;
 mod resilience;
+mod sessions;
 mod state_contract;
 mod storage_contract;
 mod uploads;

@@ -5,7 +5,8 @@
 use imaging_e2e::{RedisCluster, RedisServer};
 use ingest_service::state::{
     Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Listed, Listing, Quota, RedisState,
-    Registered, Reservation, Swap, Swapped, TargetRecord, listing_entry,
+    Registered, Reservation, SessionRecord, SessionResult, SessionUpload, Swap, Swapped,
+    TargetRecord, listing_entry, now_millis,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -519,6 +520,162 @@ async fn a_lock_whose_holder_vanished_expires(backend: &Backend) {
     );
 }
 
+fn session(id: &str, caller: &str, expires_ms: u64) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        scope: "w1".into(),
+        caller: caller.into(),
+        version: 0,
+        created_ms: 1,
+        expires_ms,
+        upload: SessionUpload {
+            kind: "RECEIPT".into(),
+            target_id: "r1".into(),
+            target_workspace: String::new(),
+            appends: false,
+            workspace: "w1".into(),
+            owner: caller.into(),
+            content_type: "image/jpeg".into(),
+            idempotency_key: String::new(),
+            sha256: String::new(),
+            file_name: String::new(),
+        },
+        length: Some(10),
+        offset: 0,
+        head: String::new(),
+        digest: String::new(),
+        staged: Default::default(),
+        reservation: Some(("session-x".into(), 10)),
+        client_metadata: "filename YQ==".into(),
+        result: None,
+    }
+}
+
+async fn sessions_are_capped_per_caller_and_change_only_from_the_version_read(backend: &Backend) {
+    let catalog = &backend.catalog;
+    let later = now_millis() + 60_000;
+    assert!(
+        catalog
+            .create_session(&session("a1", "u1", later), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        catalog
+            .create_session(&session("a2", "u1", later), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .create_session(&session("a3", "u1", later), 2)
+            .await
+            .unwrap()
+    );
+    assert!(catalog.session("w1", "a3").await.unwrap().is_none());
+    assert!(
+        catalog
+            .create_session(&session("b1", "u2", later), 2)
+            .await
+            .unwrap()
+    );
+    let stored = catalog.session("w1", "a1").await.unwrap().unwrap();
+    assert_eq!(stored, session("a1", "u1", later));
+    assert!(
+        catalog.session("w2", "a1").await.unwrap().is_none(),
+        "kept per workspace"
+    );
+    // A change from the version read wins once; a second from the same version loses.
+    let mut next = stored.clone();
+    next.version = 1;
+    next.offset = 5;
+    assert!(catalog.update_session(&next, 0).await.unwrap());
+    let mut stale = stored.clone();
+    stale.version = 1;
+    stale.offset = 7;
+    assert!(!catalog.update_session(&stale, 0).await.unwrap());
+    assert_eq!(
+        catalog.session("w1", "a1").await.unwrap().unwrap().offset,
+        5
+    );
+    // A session with its result stops counting as open; a removed one is gone.
+    let mut done = next.clone();
+    done.version = 2;
+    done.result = Some(SessionResult {
+        record: image("ws/w1/receipts/r1/x.jpg", 10),
+        replayed: false,
+    });
+    assert!(catalog.update_session(&done, 1).await.unwrap());
+    assert!(
+        catalog
+            .create_session(&session("a4", "u1", later), 2)
+            .await
+            .unwrap()
+    );
+    catalog
+        .remove_session(&session("a2", "u1", later))
+        .await
+        .unwrap();
+    assert!(catalog.session("w1", "a2").await.unwrap().is_none());
+    assert!(
+        !catalog
+            .update_session(&session("a2", "u1", later), 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        catalog
+            .create_session(&session("a5", "u1", later), 2)
+            .await
+            .unwrap()
+    );
+}
+
+async fn expired_sessions_are_found_oldest_first_and_stop_counting(backend: &Backend) {
+    let catalog = &backend.catalog;
+    let now = now_millis();
+    assert!(
+        catalog
+            .create_session(&session("old", "u1", now + 300), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        catalog
+            .create_session(&session("new", "u2", now + 60_000), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        catalog
+            .expired_sessions(now_millis(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = catalog.expired_sessions(now_millis(), 10).await.unwrap();
+    assert_eq!(
+        expired.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["old"]
+    );
+    // An expired session no longer holds its caller's place.
+    assert!(
+        catalog
+            .create_session(&session("next", "u1", now + 60_000), 1)
+            .await
+            .unwrap()
+    );
+    catalog.remove_session(&expired[0]).await.unwrap();
+    assert!(
+        catalog
+            .expired_sessions(now_millis(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn the_backend_answers_its_health_check(backend: &Backend) {
     backend.quota.check().await.unwrap();
 }
@@ -543,6 +700,8 @@ macro_rules! state_contract {
                     a_held_lock_is_exclusive_and_only_its_holder_releases_it,
                     a_lock_whose_holder_vanished_expires,
                     the_backend_answers_its_health_check,
+                    sessions_are_capped_per_caller_and_change_only_from_the_version_read,
+                    expired_sessions_are_found_oldest_first_and_stop_counting,
                 );
             }
         )*

@@ -13,6 +13,7 @@ mod catalog;
 mod locks;
 mod migrate;
 mod quota;
+mod sessions;
 mod tables;
 
 use super::StateError;

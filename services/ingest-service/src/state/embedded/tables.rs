@@ -35,6 +35,14 @@ pub(super) fn list_prefix(workspace: &str, owner: &str) -> String {
 pub(super) const RESERVATIONS: TableDefinition<&str, (u64, u64)> =
     TableDefinition::new("reservations");
 
+/// `{scope}/{id}` -> JSON `SessionRecord`: resumable upload sessions.
+pub(super) const SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("sessions");
+/// `{scope}/{hex(caller)}/{id}` -> expiry (ms): the sessions a caller has open, for the cap.
+pub(super) const SESSIONS_OPEN: TableDefinition<&str, u64> = TableDefinition::new("sessions_open");
+/// (expiry in ms, `{scope}/{id}`): sessions in the order they expire, for the janitor.
+pub(super) const SESSIONS_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("sessions_expiry");
+
 impl EmbeddedState {
     pub(super) fn create_tables(&self) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(failed)?;
@@ -44,6 +52,9 @@ impl EmbeddedState {
         txn.open_table(IMAGES).map_err(failed)?;
         txn.open_table(RESERVATIONS).map_err(failed)?;
         txn.open_table(OWNER_LISTS).map_err(failed)?;
+        txn.open_table(SESSIONS).map_err(failed)?;
+        txn.open_table(SESSIONS_OPEN).map_err(failed)?;
+        txn.open_table(SESSIONS_EXPIRY).map_err(failed)?;
         {
             // Results stored before the expiry index existed are indexed once.
             let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;

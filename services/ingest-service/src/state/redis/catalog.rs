@@ -4,8 +4,8 @@
 use super::scan::SCAN_READS;
 use super::{RedisState, decode, encode, unavailable};
 use crate::state::{
-    Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Registered, StateError, Swap,
-    Swapped, TargetRecord,
+    Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Registered, SessionRecord,
+    StateError, Swap, Swapped, TargetRecord,
 };
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -209,5 +209,36 @@ impl Catalog for RedisState {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+    async fn create_session(
+        &self,
+        session: &SessionRecord,
+        max_open: usize,
+    ) -> Result<bool, StateError> {
+        self.create_session_record(session, max_open).await
+    }
+
+    async fn session(&self, scope: &str, id: &str) -> Result<Option<SessionRecord>, StateError> {
+        self.session_record(scope, id).await
+    }
+
+    async fn update_session(
+        &self,
+        session: &SessionRecord,
+        expected: u64,
+    ) -> Result<bool, StateError> {
+        self.update_session_record(session, expected).await
+    }
+
+    async fn remove_session(&self, session: &SessionRecord) -> Result<(), StateError> {
+        self.remove_session_record(session).await
+    }
+
+    async fn expired_sessions(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StateError> {
+        self.expired_session_records(now_ms, limit).await
     }
 }

@@ -12,6 +12,9 @@
 //! | `imaging:target:<target>` | JSON target registration (workspace, owner) |
 //! | `imaging:idem:<scope>` | JSON idempotency result, with a TTL |
 //! | `imaging:lock:<name>` | lock token, with a TTL |
+//! | `imaging:{ws}:upload:<id>` | JSON upload session started by a caller of the workspace |
+//! | `imaging:{ws}:uploads:<hex(sub)>` | sorted set: a caller's open sessions, scored by expiry (ms) |
+//! | `imaging:uploads:expiry` | sorted set: `{ws}/{id}` of every session, scored by expiry (ms) |
 //! | `imaging:workspaces` | set of registered workspaces (reconcile) |
 //! | `imaging:layout:version` | `2` once data of earlier versions has been moved |
 //!
@@ -42,6 +45,21 @@ impl RedisState {
     /// The list of `owner`'s loose receipts in `workspace`.
     pub(super) fn owner_key(&self, workspace: &str, owner: &str) -> String {
         self.ws_key(workspace, &format!("owner:{}", hex::encode(owner)))
+    }
+
+    /// An upload session of a caller of `scope`.
+    pub(super) fn session_key(&self, scope: &str, id: &str) -> String {
+        self.ws_key(scope, &format!("upload:{id}"))
+    }
+
+    /// A caller's open sessions.
+    pub(super) fn open_sessions_key(&self, scope: &str, caller: &str) -> String {
+        self.ws_key(scope, &format!("uploads:{}", hex::encode(caller)))
+    }
+
+    /// Every session by expiry.
+    pub(super) fn session_expiry_key(&self) -> String {
+        self.key("uploads", "expiry")
     }
 
     pub(super) fn workspaces_key(&self) -> String {

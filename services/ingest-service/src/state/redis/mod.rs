@@ -14,6 +14,7 @@ mod migrate;
 mod quota;
 mod scan;
 mod scripts;
+mod sessions;
 
 use super::StateError;
 use connection::Connection;

@@ -16,6 +16,10 @@ pub(super) struct Scripts {
     pub replace_used: redis::Script,
     /// Deletes a lock only if the caller's token still holds it.
     pub unlock: redis::Script,
+    /// Stores a new upload session under its caller's cap.
+    pub create_session: redis::Script,
+    /// Compare-and-set of an upload session.
+    pub update_session: redis::Script,
     /// Moves a counter of the earlier layout.
     pub migrate_counter: redis::Script,
     /// Moves a value of the earlier layout.
@@ -29,6 +33,8 @@ impl Scripts {
             swap_image: with_helpers(include_str!("scripts/swap_image.lua")),
             replace_used: redis::Script::new(include_str!("scripts/replace_used.lua")),
             unlock: redis::Script::new(include_str!("scripts/unlock.lua")),
+            create_session: with_helpers(include_str!("scripts/create_session.lua")),
+            update_session: redis::Script::new(include_str!("scripts/update_session.lua")),
             migrate_counter: redis::Script::new(include_str!("scripts/migrate_counter.lua")),
             migrate_value: redis::Script::new(include_str!("scripts/migrate_value.lua")),
         }

@@ -8,11 +8,12 @@
 mod multipart;
 mod request;
 mod sigv4;
+mod staging;
 mod xml;
 
 pub use multipart::MIN_PART_BYTES;
 
-use super::{BodyDigest, ObjectEntry, ObjectStore, StorageError, validate_key};
+use super::{BodyDigest, ObjectEntry, ObjectStore, Staged, StorageError, validate_key};
 use crate::configuration::PayloadCheck;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -154,6 +155,30 @@ fn started_by(initiated: Option<&str>, cutoff: time::OffsetDateTime) -> bool {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    #[tracing::instrument(name = "storage.stage", skip_all, fields(backend = "s3", prefix = %prefix))]
+    async fn stage(
+        &self,
+        prefix: &str,
+        staged: &Staged,
+        bytes: Bytes,
+    ) -> Result<Staged, StorageError> {
+        self.stage_bytes(prefix, staged, bytes).await
+    }
+
+    async fn unstage_replaced(&self, old: &Staged, new: &Staged) -> Result<(), StorageError> {
+        self.unstage(old, new).await
+    }
+
+    #[tracing::instrument(name = "storage.staged_bytes", skip_all, fields(backend = "s3", prefix = %prefix))]
+    async fn staged_bytes(&self, prefix: &str, staged: &Staged) -> Result<Bytes, StorageError> {
+        self.read_staged(prefix, staged).await
+    }
+
+    #[tracing::instrument(name = "storage.discard_staged", skip_all, fields(backend = "s3", prefix = %prefix))]
+    async fn discard_staged(&self, prefix: &str, staged: &Staged) -> Result<(), StorageError> {
+        self.discard(prefix, staged).await
+    }
+
     #[tracing::instrument(name = "storage.put", skip_all, fields(backend = "s3", key = %key))]
     async fn put(
         &self,
@@ -314,6 +339,9 @@ impl ObjectStore for S3Store {
             old.extend(
                 page.uploads
                     .into_iter()
+                    // A resumable upload's parts live as long as its session, which the
+                    // session janitor ends.
+                    .filter(|upload| !upload.key.starts_with(crate::storage::STAGING_PREFIX))
                     .filter(|upload| started_by(upload.initiated.as_deref(), cutoff)),
             );
             let next = page.next_key_marker.zip(page.next_upload_id_marker);

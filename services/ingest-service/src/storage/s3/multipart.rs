@@ -20,19 +20,7 @@ impl S3Store {
         tail: Bytes,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        let object = Resource::Object(key);
-        let created = self
-            .send_empty(
-                Method::POST,
-                object,
-                &[("uploads", "")],
-                &[("content-type", content_type)],
-            )
-            .await?;
-        let (_, body) = answer(created, "CreateMultipartUpload", key, None).await?;
-        let upload_id =
-            xml::parse::<xml::InitiateMultipartUploadResult>("CreateMultipartUpload", &body)?
-                .upload_id;
+        let upload_id = self.create_multipart(key, content_type).await?;
         let parts = async {
             let encoded: Vec<String> = base.split('/').map(sigv4::encode_segment).collect();
             let source = format!(
@@ -43,52 +31,16 @@ impl S3Store {
             let copied = self
                 .send_empty(
                     Method::PUT,
-                    object,
+                    Resource::Object(key),
                     &[("partNumber", "1"), ("uploadId", &upload_id)],
                     &[("x-amz-copy-source", &source)],
                 )
                 .await?;
             let (_, body) = answer(copied, "UploadPartCopy", key, Some(base)).await?;
             let first = xml::parse::<xml::CopyPartResult>("UploadPartCopy", &body)?.etag;
-            // The part's body is signed with its SHA-256 whatever `payload` says: a part's
-            // checksum header would need the algorithm named when the upload was created and
-            // every part's checksum listed again at completion. Appended parts are small.
-            let tail_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tail));
-            let sent = self
-                .send(
-                    Method::PUT,
-                    object,
-                    &[("partNumber", "2"), ("uploadId", &upload_id)],
-                    &[],
-                    tail,
-                    &tail_sha256,
-                )
-                .await?;
-            let (headers, _) = answer(sent, "UploadPart", key, None).await?;
-            let second = headers
-                .get(http::header::ETAG)
-                .and_then(|etag| etag.to_str().ok())
-                .map(str::to_owned)
-                .ok_or_else(|| StorageError::Unavailable(format!("UploadPart {key}: no ETag")))?;
-            let complete = format!(
-                "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part>\
-                 <Part><PartNumber>2</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
-                escape(&first),
-                escape(&second)
-            );
-            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(complete.as_bytes()));
-            let completed = self
-                .send(
-                    Method::POST,
-                    object,
-                    &[("uploadId", &upload_id)],
-                    &[("content-type", "application/xml")],
-                    Bytes::from(complete),
-                    &hash,
-                )
-                .await?;
-            answer(completed, "CompleteMultipartUpload", key, None).await?;
-            Ok(())
+            let second = self.upload_part(key, &upload_id, 2, tail).await?;
+            self.complete_multipart(key, &upload_id, &[(1, first), (2, second)])
+                .await
         }
         .await;
         if parts.is_err() {
@@ -96,6 +48,90 @@ impl S3Store {
             let _ = self.abort(key, &upload_id).await;
         }
         parts
+    }
+
+    /// Starts a multipart upload of `key`; its upload ID.
+    pub(super) async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        let created = self
+            .send_empty(
+                Method::POST,
+                Resource::Object(key),
+                &[("uploads", "")],
+                &[("content-type", content_type)],
+            )
+            .await?;
+        let (_, body) = answer(created, "CreateMultipartUpload", key, None).await?;
+        Ok(
+            xml::parse::<xml::InitiateMultipartUploadResult>("CreateMultipartUpload", &body)?
+                .upload_id,
+        )
+    }
+
+    /// Sends part `number` of the upload `upload_id`; its ETag.
+    pub(super) async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        bytes: Bytes,
+    ) -> Result<String, StorageError> {
+        // The part's body is signed with its SHA-256 whatever `payload` says: a part's
+        // checksum header would need the algorithm named when the upload was created and
+        // every part's checksum listed again at completion.
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let number = number.to_string();
+        let sent = self
+            .send(
+                Method::PUT,
+                Resource::Object(key),
+                &[("partNumber", &number), ("uploadId", upload_id)],
+                &[],
+                bytes,
+                &sha256,
+            )
+            .await?;
+        let (headers, _) = answer(sent, "UploadPart", key, None).await?;
+        headers
+            .get(http::header::ETAG)
+            .and_then(|etag| etag.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| StorageError::Unavailable(format!("UploadPart {key}: no ETag")))
+    }
+
+    /// Completes the upload `upload_id` of `key` from `parts` (number, ETag), in order.
+    pub(super) async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<(), StorageError> {
+        let listed: String = parts
+            .iter()
+            .map(|(number, etag)| {
+                format!(
+                    "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+                    escape(etag)
+                )
+            })
+            .collect();
+        let complete = format!("<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>");
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(complete.as_bytes()));
+        let completed = self
+            .send(
+                Method::POST,
+                Resource::Object(key),
+                &[("uploadId", upload_id)],
+                &[("content-type", "application/xml")],
+                Bytes::from(complete),
+                &hash,
+            )
+            .await?;
+        answer(completed, "CompleteMultipartUpload", key, None).await?;
+        Ok(())
     }
 
     /// Aborts the multipart upload `upload_id` of `key`.
