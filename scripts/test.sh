@@ -35,11 +35,21 @@ python3 -c 'import pypdf' >/dev/null 2>&1 || pip_packages+=(pypdf)
 # tests store and start from.
 python3 -c 'import PIL, pillow_heif' >/dev/null 2>&1 || pip_packages+=(pillow pillow-heif)
 python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || pip_packages+=('moto[server]')
+# tuspy: a tus client written elsewhere, for the resumable-upload tests.
+python3 -c 'import tusclient' >/dev/null 2>&1 || pip_packages+=('tuspy==1.1.0')
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   echo "installing: ${pip_packages[*]}"
   python3 -m pip install --quiet "${pip_packages[@]}" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "${pip_packages[@]}"
 fi
+
+# tus-js-client (under Node.js): the other tus client of the resumable-upload tests, at the
+# version tests/clients/package-lock.json pins.
+if ! command -v npm >/dev/null 2>&1; then
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+npm ci --prefix tests/clients --no-audit --no-fund --silent
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust with rustup (https://rustup.rs), then re-run" >&2

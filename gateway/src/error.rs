@@ -30,11 +30,15 @@ pub enum Dialect {
     ConcurJson,
     /// Workspace receipts: JSON `{"code", "message"}`.
     Workspace,
+    /// tus uploads: JSON `{"code", "message"}`, and 460 for a checksum that does not match
+    /// (the tus checksum extension's status).
+    Tus,
 }
 
 /// The HTTP status of a reason (or, without one, of a gRPC code): the contract's table
-/// ([`imaging_proto::reasons`]), and the one place a dialect departs from it: Concur answers an
-/// unsupported media type with 415, as its documentation says.
+/// ([`imaging_proto::reasons`]), and the two places a dialect departs from it: Concur answers an
+/// unsupported media type with 415, as its documentation says, and tus a checksum mismatch with
+/// 460, as its checksum extension says.
 ///
 /// Without a reason, only transport trouble (`UNAVAILABLE`, and `DEADLINE_EXCEEDED`/`CANCELLED`,
 /// i.e. the ingest service did not answer in time) gives 503; everything else is 500.
@@ -51,6 +55,9 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
         && matches!(dialect, Dialect::Concur | Dialect::ConcurJson)
     {
         return StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    }
+    if reason == ErrorReason::ChecksumMismatch && dialect == Dialect::Tus {
+        return StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST);
     }
     StatusCode::from_u16(reasons::of(reason).http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -258,7 +265,7 @@ impl IntoResponse for AppError {
                 });
                 (status, axum::Json(body)).into_response()
             }
-            Dialect::Workspace => {
+            Dialect::Workspace | Dialect::Tus => {
                 let body = ErrorBody {
                     code: code.to_owned(),
                     message: message.to_owned(),

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fixtures;
+pub mod proxy;
 pub mod servers;
 pub mod service;
 pub mod stack;

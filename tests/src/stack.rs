@@ -55,7 +55,24 @@ pub async fn spawn_stack_on(
     tune_gateway: impl FnOnce(&mut gateway::configuration::Settings),
 ) -> TestStack {
     let app = spawn_app_with(stack, tune_service).await;
-    let mut gateway_settings = gateway::configuration::Settings::for_ingest(app.addr.clone());
+    let (base, stop_gateway) = start_gateway(&app.addr, tune_gateway).await;
+    TestStack {
+        base,
+        http: reqwest::Client::new(),
+        backends: app.backends.clone(),
+        grpc: app.addr.clone(),
+        app,
+        stop_gateway: Some(stop_gateway),
+    }
+}
+
+/// A gateway in front of the ingest service at `ingest` (its gRPC URL); its base URL, and what
+/// stops it.
+pub async fn start_gateway(
+    ingest: &str,
+    tune_gateway: impl FnOnce(&mut gateway::configuration::Settings),
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut gateway_settings = gateway::configuration::Settings::for_ingest(ingest.to_owned());
     tune_gateway(&mut gateway_settings);
     let application = gateway::startup::Application::build(gateway_settings)
         .await
@@ -65,13 +82,37 @@ pub async fn spawn_stack_on(
     tokio::spawn(application.run_until(async {
         let _ = gateway_stopped.await;
     }));
-    TestStack {
-        base,
-        http: reqwest::Client::new(),
-        backends: app.backends.clone(),
-        grpc: app.addr.clone(),
-        app,
-        stop_gateway: Some(stop_gateway),
+    (base, stop_gateway)
+}
+
+/// A second ingest service on the same backends as `stack`'s (its Redis and S3), with a gateway
+/// of its own: another replica.
+pub struct Replica {
+    /// Its gateway's base URL.
+    pub base: String,
+    /// The service.
+    pub app: TestApp,
+    _stop_gateway: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestStack {
+    /// Starts another replica on this stack's backends.
+    pub async fn replica(&self) -> Replica {
+        let (state, storage) = (
+            self.app.settings.state.clone(),
+            self.app.settings.storage.clone(),
+        );
+        let app = spawn_app_with(crate::service::Stack::Embedded, move |settings| {
+            settings.state = state;
+            settings.storage = storage;
+        })
+        .await;
+        let (base, stop) = start_gateway(&app.addr, |_| {}).await;
+        Replica {
+            base,
+            app,
+            _stop_gateway: stop,
+        }
     }
 }
 

@@ -65,6 +65,37 @@ pub(crate) async fn forward<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
+    forward_as(ingest, token, header, body, (limits, false), body_error).await
+}
+
+/// [`forward`] for a write to a resumable upload: every body frame goes on at once (split if it
+/// is over a chunk), so that what the client sent before it stalled or vanished has reached the
+/// service, which keeps it.
+pub(crate) async fn forward_write<S, E>(
+    ingest: &Ingest,
+    token: Option<&str>,
+    header: UploadHeader,
+    body: S,
+    limits: Limits,
+    body_error: impl FnOnce(E) -> Failure,
+) -> Result<UploadImageResponse, Failure>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    forward_as(ingest, token, header, body, (limits, true), body_error).await
+}
+
+async fn forward_as<S, E>(
+    ingest: &Ingest,
+    token: Option<&str>,
+    header: UploadHeader,
+    body: S,
+    (limits, eager): (Limits, bool),
+    body_error: impl FnOnce(E) -> Failure,
+) -> Result<UploadImageResponse, Failure>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
     let deadline = tokio::time::Instant::now() + ingest.timeout();
     let (sender, upload) = stream::channel();
     let mut call = tokio::spawn({
@@ -72,7 +103,7 @@ where
         let token = token.map(str::to_owned);
         async move { ingest.upload(token.as_deref(), upload).await }.in_current_span()
     });
-    let pump = tokio::time::timeout_at(deadline, pump(header, body, sender, limits));
+    let pump = tokio::time::timeout_at(deadline, pump(header, body, sender, limits, eager));
     let pumped = tokio::select! {
         answered = &mut call => return answer(answered),
         pumped = pump => pumped,
@@ -113,6 +144,7 @@ async fn pump<S, E>(
     body: S,
     sender: UploadSender,
     limits: Limits,
+    eager: bool,
 ) -> Result<u64, PumpError<E>>
 where
     S: Stream<Item = Result<Bytes, E>>,
@@ -129,6 +161,9 @@ where
         }
         for chunk in rechunker.push(frame) {
             sender.chunk(chunk).await?;
+        }
+        if eager && let Some(rest) = rechunker.flush() {
+            sender.chunk(rest).await?;
         }
     }
     if let Some(last) = rechunker.finish() {

@@ -39,6 +39,12 @@ impl Rechunker {
         chunks
     }
 
+    /// The bytes gathered so far as one shorter chunk, if there are any (the next chunk starts
+    /// afresh).
+    pub fn flush(&mut self) -> Option<Bytes> {
+        (!self.pending.is_empty()).then(|| self.pending.split().freeze())
+    }
+
     /// The last, shorter chunk, if any bytes are left.
     pub fn finish(self) -> Option<Bytes> {
         (!self.pending.is_empty()).then(|| self.pending.freeze())

@@ -10,5 +10,6 @@ mod formats;
 mod helpers;
 mod overload;
 mod receipts_v3;
+mod resumable;
 mod streaming;
 mod workspace;

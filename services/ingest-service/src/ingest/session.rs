@@ -222,12 +222,32 @@ impl Ingestor {
     }
 
     /// The caller's session `id`.
+    ///
+    /// A write in progress is waited for (as long as a target lock is), so the offset answered
+    /// is one the next write can use, never one that write is about to change.
     pub async fn query_session(
         &self,
         claims: &Claims,
         id: &str,
     ) -> Result<SessionView, IngestError> {
-        Ok(self.session_view(&self.load_session(claims, id).await?))
+        let record = self.load_session(claims, id).await?;
+        if record.result.is_some() {
+            return Ok(self.session_view(&record));
+        }
+        let timing = LockTiming {
+            wait: self.locks.wait,
+            ttl: Duration::from_secs(5),
+        };
+        match TargetLock::acquire(self.catalog.clone(), lock_name(&record), timing).await {
+            Ok(lock) => {
+                let settled = self.load_session(claims, id).await;
+                lock.release().await;
+                Ok(self.session_view(&settled?))
+            }
+            // Still busy after the wait: what is committed now.
+            Err(IngestError::Busy) => Ok(self.session_view(&record)),
+            Err(err) => Err(err),
+        }
     }
 
     /// Cancels the caller's session `id`: its bytes are removed and its reservation given back

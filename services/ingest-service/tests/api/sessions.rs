@@ -8,29 +8,12 @@
 use crate::helpers::{Stack, TestApp, authed, header, reason, spawn_app, spawn_app_with, target};
 use crate::process::ServiceProcess;
 use bytes::Bytes;
-use imaging_e2e::fixtures::{jpeg, png};
+use imaging_e2e::fixtures::{jpeg, noise_png, png};
 use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
 use prost::Message;
 use sha2::Digest;
 use std::time::Duration;
 use tonic_types::StatusExt;
-
-/// A PNG of noise, `side` x `side` pixels: about 3 bytes a pixel however it is compressed.
-pub fn noise_png(side: u32) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let pixels: Vec<u8> = (0..side * side * 3)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    let image = image::RgbImage::from_raw(side, side, pixels).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
 
 /// One gRPC length-prefixed message.
 fn frame(message: &v1::UploadImageRequest) -> Bytes {
