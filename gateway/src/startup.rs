@@ -3,7 +3,7 @@
 
 use crate::configuration::Settings;
 use crate::openapi;
-use crate::routes::{concur, health, receipts_v3, tus, workspace};
+use crate::routes::{concur, health, receipts_v3, resumable, tus, workspace};
 use crate::state::AppState;
 use crate::telemetry;
 use anyhow::Context;
@@ -19,9 +19,14 @@ pub fn app(state: AppState) -> Router {
         .merge(concur::router())
         .merge(receipts_v3::router())
         .merge(tus::router())
+        .merge(resumable::router())
         .merge(workspace::router(state.limits))
         .merge(health::router())
         .route("/openapi.json", get(openapi::openapi_json))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            resumable::options_layer,
+        ))
         .layer(axum::middleware::from_fn(telemetry::trace_request))
         .with_state(state)
 }

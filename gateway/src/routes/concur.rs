@@ -267,6 +267,20 @@ async fn store(
 ) -> Result<Response, Failure> {
     check_version(version)?;
     let id = id.map(|id| ids::check(id, id_name(kind))).transpose()?;
+    if super::resumable::requested(request.headers()) {
+        let content_type = headers::content_type(request.headers());
+        if headers::bearer_token(request.headers()).is_some()
+            && !V1_TYPES.contains(&content_type.as_str())
+        {
+            return Err(Failure::local(
+                ErrorReason::UnsupportedMediaType,
+                "Image v1 takes PDF, JPEG and PNG files; use Receipt Image v3 for HEIC, TIFF and GIF.",
+            ));
+        }
+        let target = target(kind, id.unwrap_or_default());
+        let answer = super::resumable::Answer::ConcurV1;
+        return super::resumable::create(state, request, target, String::new(), answer).await;
+    }
     let body = UploadBody::read(request, Accepts::Raw, state.limits).await?;
     // Image v1 keeps the three types its documentation lists; an unauthenticated caller is
     // told so by the service (401) first.
@@ -283,8 +297,12 @@ async fn store(
             String::new(),
         )
         .await?;
-    let image_id = id.unwrap_or(&stored.image_id);
-    Ok(xml_response(StatusCode::CREATED, xml::image(image_id, "")))
+    Ok(created(id.unwrap_or(&stored.image_id)))
+}
+
+/// The answer to a stored upload: `201` and the `<Image>` document.
+pub(crate) fn created(image_id: &str) -> Response {
+    xml_response(StatusCode::CREATED, xml::image(image_id, ""))
 }
 
 fn check_version(version: &str) -> Result<(), Failure> {

@@ -179,6 +179,16 @@ fn bad_path(rejection: PathRejection) -> Failure {
 }
 
 /// Renders an item (create, append) in the caller's format.
+/// The answer to a stored upload: the item, `201` for a new receipt, `200` for an append.
+pub(crate) fn answer(created: bool, id: &str, json: bool) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    item_response(status, id, json)
+}
+
 fn item_response(status: StatusCode, id: &str, json: bool) -> Response {
     let uri = item_uri(id);
     let mut response = if json {
@@ -293,6 +303,13 @@ pub async fn create(
     let json = wants_json(request.headers());
     let Query(query) = query.map_err(bad_query)?;
     let owner = user_of(query.user.as_ref())?;
+    if super::resumable::requested(request.headers()) {
+        let answer = super::resumable::Answer::ReceiptV3 {
+            created: true,
+            json,
+        };
+        return super::resumable::create(&state, request, receipt(""), owner, answer).await;
+    }
     let stored = store(&state, receipt(""), owner, request).await?;
     Ok(item_response(StatusCode::CREATED, &stored, json))
 }
@@ -352,6 +369,13 @@ pub async fn append(
     let id = checked_id(path)?;
     let Query(query) = query.map_err(bad_query)?;
     let user = user_of(query.user.as_ref())?;
+    if super::resumable::requested(request.headers()) {
+        let answer = super::resumable::Answer::ReceiptV3 {
+            created: false,
+            json,
+        };
+        return super::resumable::create(&state, request, receipt(&id), user, answer).await;
+    }
     // The service checks the caller may append to it (and, with `user`, that it is theirs).
     store(&state, receipt(&id), user, request).await?;
     Ok(item_response(StatusCode::OK, &id, json))

@@ -8,6 +8,7 @@ use crate::{headers, ids};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use imaging_proto::v1::{Target, TargetKind};
@@ -119,17 +120,33 @@ pub async fn upload_receipt(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
-) -> Result<(StatusCode, Json<ReceiptImage>), Failure> {
+) -> Result<Response, Failure> {
     let Path((workspace_id, expense_id)) = path.map_err(bad_path)?;
     let target = target(&workspace_id, &expense_id)?;
+    if super::resumable::requested(request.headers()) {
+        let answer = super::resumable::Answer::Workspace;
+        return super::resumable::create(&state, request, target, String::new(), answer).await;
+    }
     let body = UploadBody::read(request, Accepts::Form("file"), state.limits).await?;
     let token = body.token().map(str::to_owned);
     let stored = body
         .forward(&state.ingest, target.clone(), String::new())
         .await?;
+    Ok(stored_answer(&state, token.as_deref(), target, stored)
+        .await
+        .into_response())
+}
+
+/// The answer to a stored upload: `201` and the image, with a fresh URL.
+pub(crate) async fn stored_answer(
+    state: &AppState,
+    token: Option<&str>,
+    target: Target,
+    stored: imaging_proto::v1::UploadImageResponse,
+) -> (StatusCode, Json<ReceiptImage>) {
     // The upload answer carries no URL; fetch one. The image is stored either way, so a
     // failure here still answers 201 (with an empty URL) rather than inviting a re-upload.
-    let url = match state.ingest.get_image(token.as_deref(), target, "").await {
+    let url = match state.ingest.get_image(token, target, "").await {
         Ok(info) => info.url,
         Err(status) => {
             tracing::warn!(code = ?status.code(), message = %status.message(),
@@ -137,7 +154,7 @@ pub async fn upload_receipt(
             String::new()
         }
     };
-    Ok((
+    (
         StatusCode::CREATED,
         Json(ReceiptImage {
             url,
@@ -147,7 +164,7 @@ pub async fn upload_receipt(
             size_bytes: stored.size_bytes,
             content_type: stored.content_type,
         }),
-    ))
+    )
 }
 
 /// The expense's current receipt image, with a fresh URL.

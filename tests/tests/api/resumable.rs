@@ -546,3 +546,332 @@ async fn an_expired_tus_upload_is_gone_with_its_bytes() {
         .count();
     assert_eq!(staged, 0);
 }
+
+/// An HTTP resumable-upload client (draft-ietf-httpbis-resumable-upload, interop version 8)
+/// written here from the draft's text, against each upload route: careful creation
+/// (`Upload-Complete: ?0`), offset retrieval, appends (one of them cut off mid-body), a
+/// mismatching offset, completion with the route's own answer, and appends after completion.
+mod draft {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    const VERSION: &str = "8";
+
+    struct Route {
+        path: &'static str,
+        /// Extra request headers of the route (`Accept`).
+        accept: Option<&'static str>,
+        content_type: &'static str,
+    }
+
+    async fn head(stack: &TestStack, location: &str, token: &str) -> reqwest::Response {
+        stack
+            .http
+            .head(stack.url(location))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Upload-Draft-Interop-Version", VERSION)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn append(
+        stack: &TestStack,
+        location: &str,
+        token: &str,
+        offset: usize,
+        complete: bool,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        stack
+            .http
+            .patch(stack.url(location))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Upload-Draft-Interop-Version", VERSION)
+            .header("Content-Type", "application/partial-upload")
+            .header("Upload-Offset", offset.to_string())
+            .header("Upload-Complete", if complete { "?1" } else { "?0" })
+            .body(body.to_vec())
+    }
+
+    /// An append whose connection is lost after `sent` of its bytes (raw HTTP/1.1).
+    async fn cut_append(
+        stack: &TestStack,
+        location: &str,
+        token: &str,
+        offset: usize,
+        body: &[u8],
+        sent: usize,
+    ) {
+        let addr = stack.base.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "PATCH {location} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Upload-Draft-Interop-Version: {VERSION}\r\nContent-Type: application/partial-upload\r\n\
+             Upload-Offset: {offset}\r\nUpload-Complete: ?0\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&body[..sent]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(socket);
+    }
+
+    /// The offset once the cut-off append's bytes are committed (HEAD waits for a write in
+    /// progress, which ends when the gateway sees the connection gone).
+    async fn offset_after_cut(
+        stack: &TestStack,
+        location: &str,
+        token: &str,
+        before: usize,
+    ) -> usize {
+        for _ in 0..50 {
+            let response = head(stack, location, token).await;
+            let offset: usize = response.headers()["upload-offset"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if offset > before {
+                return offset;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the cut-off append kept nothing");
+    }
+
+    async fn upload_through(
+        stack: &TestStack,
+        route: &Route,
+        token: &str,
+        bytes: &[u8],
+    ) -> reqwest::Response {
+        // OPTIONS says the route takes resumable uploads.
+        let options = stack
+            .http
+            .request(reqwest::Method::OPTIONS, stack.url(route.path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(options.status(), 204, "{}", route.path);
+        assert!(
+            options.headers()["accept-patch"]
+                .to_str()
+                .unwrap()
+                .contains("application/partial-upload")
+        );
+        assert!(
+            options.headers()["upload-limit"]
+                .to_str()
+                .unwrap()
+                .contains("max-size=10485760")
+        );
+        let first = bytes.len() * 2 / 5;
+        let mut create = stack
+            .http
+            .post(stack.url(route.path))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Upload-Draft-Interop-Version", VERSION)
+            .header("Upload-Complete", "?0")
+            .header("Upload-Length", bytes.len().to_string())
+            .header("Content-Type", route.content_type)
+            .body(bytes[..first].to_vec());
+        if let Some(accept) = route.accept {
+            create = create.header("Accept", accept);
+        }
+        let created = create.send().await.unwrap();
+        assert_eq!(
+            created.status(),
+            201,
+            "{}: {:?}",
+            route.path,
+            created.text().await
+        );
+        let location = created.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with("/api/resumable/"), "{location}");
+        assert!(
+            created.headers()["upload-limit"]
+                .to_str()
+                .unwrap()
+                .contains("max-age=")
+        );
+        let state = head(stack, &location, token).await;
+        assert_eq!(state.status(), 204);
+        assert_eq!(state.headers()["upload-offset"], first.to_string().as_str());
+        assert_eq!(state.headers()["upload-complete"], "?0");
+        assert_eq!(
+            state.headers()["upload-length"],
+            bytes.len().to_string().as_str()
+        );
+        assert_eq!(state.headers()["cache-control"], "no-store");
+        // An append at another offset: 409 with the mismatching-offset problem.
+        let wrong = append(
+            stack,
+            &location,
+            token,
+            first + 10,
+            false,
+            &bytes[first + 10..],
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(wrong.status(), 409);
+        assert_eq!(wrong.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = wrong.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://iana.org/assignments/http-problem-types#mismatching-upload-offset"
+        );
+        assert_eq!(problem["expected-offset"], first);
+        assert_eq!(problem["provided-offset"], first + 10);
+        // An append cut off part-way keeps what arrived.
+        let rest = &bytes[first..];
+        cut_append(stack, &location, token, first, rest, rest.len() / 2).await;
+        let offset = offset_after_cut(stack, &location, token, first).await;
+        assert!(offset <= first + rest.len() / 2, "{offset}");
+        // The last append, with a length that disagrees: 400, inconsistent length.
+        let inconsistent = append(stack, &location, token, offset, true, &bytes[offset..])
+            .header("Upload-Length", (bytes.len() + 1).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(inconsistent.status(), 400);
+        let problem: serde_json::Value = inconsistent.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://iana.org/assignments/http-problem-types#inconsistent-upload-length"
+        );
+        let mut last = append(stack, &location, token, offset, true, &bytes[offset..]);
+        if let Some(accept) = route.accept {
+            last = last.header("Accept", accept);
+        }
+        let done = last.send().await.unwrap();
+        assert_eq!(done.headers()["upload-complete"], "?1");
+        // Nothing more can be appended: more bytes are an inconsistent length, none a
+        // completed upload.
+        let after = append(stack, &location, token, bytes.len(), true, b"x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(after.status(), 400);
+        let problem: serde_json::Value = after.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://iana.org/assignments/http-problem-types#inconsistent-upload-length"
+        );
+        let after = append(stack, &location, token, bytes.len(), true, b"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(after.status(), 400);
+        let problem: serde_json::Value = after.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://iana.org/assignments/http-problem-types#completed-upload"
+        );
+        let state = head(stack, &location, token).await;
+        assert_eq!(state.headers()["upload-complete"], "?1");
+        done
+    }
+
+    #[tokio::test]
+    async fn a_draft_client_resumes_on_every_upload_route_and_gets_the_routes_answer() {
+        let stack = spawn_stack_on(Stack::Real, |_| {}, |_| {}).await;
+        let token = stack.token("u1", "w1", &[], &[]);
+        let bytes = jpeg(200, 200);
+
+        // Concur Image v1: 201 and the <Image> document.
+        let route = Route {
+            path: "/api/image/v1.0/receipt",
+            accept: None,
+            content_type: "image/jpeg",
+        };
+        let done = upload_through(&stack, &route, &token, &bytes).await;
+        assert_eq!(done.status(), 201);
+        let xml = done.text().await.unwrap();
+        let id = xml
+            .split("<Id>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Id>").next())
+            .unwrap()
+            .to_owned();
+        assert_stored(&stack, &token, &id, &bytes).await;
+
+        // Receipt Image v3 asked for JSON: 201 and the item.
+        let route = Route {
+            path: "/api/v3.0/expense/receiptimages",
+            accept: Some("application/json"),
+            content_type: "image/jpeg",
+        };
+        let done = upload_through(&stack, &route, &token, &bytes).await;
+        assert_eq!(done.status(), 201);
+        let item: serde_json::Value = done.json().await.unwrap();
+        let id = item["ID"].as_str().unwrap();
+        assert_eq!(item["URI"], format!("/api/v3.0/expense/receiptimages/{id}"));
+
+        // The workspace route: 201 and the image's JSON (stored as WebP).
+        stack
+            .register_target(v1::TargetKind::WorkspaceExpense, "exp-1", "w1", "u1")
+            .await;
+        let owner = stack.token("u1", "w1", &["owner"], &[]);
+        let route = Route {
+            path: "/api/v1/client/workspace/w1/expenses/exp-1/receipt",
+            accept: None,
+            content_type: "image/jpeg",
+        };
+        let done = upload_through(&stack, &route, &owner, &bytes).await;
+        assert_eq!(done.status(), 201);
+        let image: serde_json::Value = done.json().await.unwrap();
+        assert_eq!(image["contentType"], "image/webp");
+        assert!(image["url"].as_str().unwrap().starts_with("http"));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_draft_upload_is_gone_and_a_refused_one_answers_in_the_routes_dialect() {
+        let stack = spawn_stack_on(Stack::Embedded, |_| {}, |_| {}).await;
+        let token = stack.token("u1", "w1", &[], &[]);
+        let bytes = jpeg(64, 64);
+        let create = |content_type: &'static str, body: Vec<u8>| {
+            stack
+                .http
+                .post(stack.url("/api/image/v1.0/receipt"))
+                .header("Authorization", format!("OAuth {token}"))
+                .header("Upload-Draft-Interop-Version", VERSION)
+                .header("Upload-Complete", "?0")
+                .header("Content-Type", content_type)
+                .body(body)
+                .send()
+        };
+        let created = create("image/jpeg", bytes[..100].to_vec()).await.unwrap();
+        assert_eq!(created.status(), 201);
+        let location = created.headers()["location"].to_str().unwrap().to_owned();
+        let cancelled = stack
+            .http
+            .delete(stack.url(&location))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Upload-Draft-Interop-Version", VERSION)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cancelled.status(), 204);
+        assert_eq!(head(&stack, &location, &token).await.status(), 404);
+        // Image v1 refuses other types at creation, as it does a one-shot upload.
+        let gif = create("image/gif", b"GIF89a".to_vec()).await.unwrap();
+        assert_eq!(gif.status(), 415);
+        // A file that is not what it says: the completing append gets the route's <Error>.
+        let mut broken = jpeg(64, 64);
+        let len = broken.len();
+        broken[len / 2..].fill(0);
+        let created = create("image/jpeg", broken[..100].to_vec()).await.unwrap();
+        let location = created.headers()["location"].to_str().unwrap().to_owned();
+        let done = append(&stack, &location, &token, 100, true, &broken[100..])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 422);
+        assert_eq!(done.headers()["upload-complete"], "?1");
+        assert!(done.text().await.unwrap().contains("<Error>"));
+        assert_eq!(stack.app.used("w1").await, 0);
+    }
+}
