@@ -315,8 +315,8 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             println!(
-                "removed {} leftover(s) and {} orphan(s)",
-                reply.leftovers_removed, reply.orphans_removed
+                "removed {} leftover(s), {} orphan(s) and {} expired upload session(s)",
+                reply.leftovers_removed, reply.orphans_removed, reply.sessions_removed
             );
         }
     }

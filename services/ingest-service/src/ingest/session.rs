@@ -411,6 +411,20 @@ impl Ingestor {
                 None
             }
         };
+        // A write that completes the upload goes straight to the completion: its bytes are not
+        // staged only to be read back (they are, should the completion fail in a way that heals).
+        let total = record.offset + receiving.buffer.len() as u64;
+        let completes = broken.is_none()
+            && total > 0
+            && match (write.finish, record.length) {
+                (_, Some(length)) => length == total,
+                (finish, None) => finish,
+            };
+        if completes {
+            record.length = Some(total);
+            drop(held);
+            return self.complete_session(claims, record, Some(receiving)).await;
+        }
         if !receiving.buffer.is_empty() {
             record = self.commit_write(record, receiving).await?;
         }
@@ -425,17 +439,16 @@ impl Ingestor {
                         received: record.offset,
                     });
                 }
+                _ if record.offset == 0 => return Err(IngestError::MissingFile),
                 _ => record.length = Some(record.offset),
             }
         }
-        if record.length != Some(record.offset) {
+        if record.offset == 0 || record.length != Some(record.offset) {
             return Ok(self.session_view(&record));
         }
-        if record.offset == 0 {
-            return Err(IngestError::MissingFile);
-        }
+        // Every byte was committed before (a completion that failed and is retried).
         drop(held);
-        self.complete_session(claims, record).await
+        self.complete_session(claims, record, None).await
     }
 
     /// Stages what a write received and commits the session record.
@@ -446,6 +459,11 @@ impl Ingestor {
     ) -> Result<SessionRecord, IngestError> {
         let prefix = staging(&record.id);
         let added = receiving.buffer.len() as u64;
+        // Staging may read the bytes after the last whole part back and join the new ones to
+        // them into a part (S3's pieces): that much more memory while it runs.
+        let in_parts: u64 = record.staged.parts.iter().map(|part| part.len).sum();
+        let pending = record.staged.len.saturating_sub(in_parts);
+        let _staging = self.budget.reserve(pending * 2 + added).await?;
         let staged = self
             .objects
             .stage(&prefix, &record.staged, Bytes::from(receiving.buffer))
@@ -519,42 +537,112 @@ impl Ingestor {
             workspace: upload.workspace.clone(),
             owner: upload.owner.clone(),
             media,
-            declared_size: record.offset,
+            declared_size: record.length.unwrap_or(record.offset),
             idempotency_key,
             sha256,
             reservation: record.reservation.clone(),
         })
     }
 
-    /// Runs the complete upload through the one-shot path and keeps its result.
+    /// Runs the complete upload (the staged bytes, then `last`, the completing write's own)
+    /// through the one-shot path and keeps its result.
     async fn complete_session(
         &self,
         claims: Claims,
-        mut record: SessionRecord,
+        record: SessionRecord,
+        last: Option<Receiving>,
     ) -> Result<SessionView, IngestError> {
-        let plan = self.session_plan(claims, &record)?;
-        let held = self.budget.reserve(record.offset).await?;
+        let completed = self.run_completion(claims, &record, last.as_ref()).await;
+        let (uploaded, digest, head) = match completed {
+            Ok(done) => done,
+            Err(err) => {
+                if err.may_heal()
+                    && let Some(last) = last
+                {
+                    // Keep the last write's bytes: a retry then sends none of them again.
+                    if let Err(staging) = self.commit_write(record.clone(), last).await {
+                        tracing::warn!(error = %staging, "the completing write's bytes were not kept");
+                    }
+                } else {
+                    self.end_after_failure(&record, &err).await;
+                }
+                return Err(err);
+            }
+        };
+        let mut done = record.clone();
+        done.version += 1;
+        done.offset = done.length.unwrap_or(done.offset);
+        done.digest = digest;
+        done.head = head;
+        done.result = Some(SessionResult {
+            record: uploaded.record.clone(),
+            replayed: uploaded.replayed,
+        });
+        let reservation = done.reservation.take();
+        if !self.catalog.update_session(&done, record.version).await? {
+            return Err(IngestError::Busy);
+        }
+        self.metrics.sessions_completed.add(1, &[]);
         let prefix = staging(&record.id);
-        let bytes = self.objects.staged_bytes(&prefix, &record.staged).await?;
-        let sha256: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        let running = RunningSha256::decode(&record.digest)
-            .ok_or_else(|| IngestError::Internal("session digest".to_owned()))?;
-        if bytes.len() as u64 != record.offset || running.digest() != sha256 {
+        if let Err(err) = self.objects.discard_staged(&prefix, &record.staged).await {
+            tracing::warn!(error = %err, "staged bytes stay until the janitor's sweep");
+        }
+        if let Some((reservation, _)) = reservation {
+            // Taken over by the commit if it fitted; else still held.
+            let _ = self
+                .quota
+                .release(&record.upload.workspace, &reservation)
+                .await;
+        }
+        Ok(self.session_view(&done))
+    }
+
+    /// Reads the staged bytes back, adds `last`'s, proves them against the running SHA-256 and
+    /// runs them through `finish`: the result, the final digest and first bytes.
+    async fn run_completion(
+        &self,
+        claims: Claims,
+        record: &SessionRecord,
+        last: Option<&Receiving>,
+    ) -> Result<(Uploaded, String, String), IngestError> {
+        let plan = self.session_plan(claims, record)?;
+        let added = last.map_or(0, |last| last.buffer.len() as u64);
+        let total = record.offset + added;
+        let held = self.budget.reserve(total).await?;
+        let mut whole = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        if record.offset > 0 {
+            let staged = self
+                .objects
+                .staged_bytes(&staging(&record.id), &record.staged)
+                .await?;
+            whole.extend_from_slice(&staged);
+        }
+        let (running, head) = match last {
+            Some(last) => {
+                whole.extend_from_slice(&last.buffer);
+                (last.digest.clone(), hex::encode(&last.head))
+            }
+            None => (
+                RunningSha256::decode(&record.digest)
+                    .ok_or_else(|| IngestError::Internal("session digest".to_owned()))?,
+                record.head.clone(),
+            ),
+        };
+        let sha256: [u8; 32] = sha2::Sha256::digest(&whole).into();
+        if whole.len() as u64 != total || running.digest() != sha256 {
             return Err(IngestError::Internal(
                 "staged bytes differ from the bytes committed".to_owned(),
             ));
         }
         if plan.sha256.is_some_and(|expected| expected != sha256) {
-            let err = IngestError::ChecksumMismatch;
-            self.end_after_failure(&record, &err).await;
-            return Err(err);
+            return Err(IngestError::ChecksumMismatch);
         }
-        let crc32c = self.objects.checks_crc32c().then(|| crc32c::crc32c(&bytes));
+        let crc32c = self.objects.checks_crc32c().then(|| crc32c::crc32c(&whole));
         let received = Received {
-            size: bytes.len() as u64,
+            size: total,
             sha256,
             crc32c,
-            bytes,
+            bytes: Bytes::from(whole),
         };
         let ingestor = self.clone();
         let finished = tokio::spawn(
@@ -566,36 +654,8 @@ impl Ingestor {
             .in_current_span(),
         )
         .await
-        .map_err(|err| IngestError::Internal(format!("completion task failed: {err}")))?;
-        let uploaded = match finished {
-            Ok(uploaded) => uploaded,
-            Err(err) => {
-                self.end_after_failure(&record, &err).await;
-                return Err(err);
-            }
-        };
-        let expected = record.version;
-        record.version += 1;
-        record.result = Some(SessionResult {
-            record: uploaded.record.clone(),
-            replayed: uploaded.replayed,
-        });
-        let reservation = record.reservation.take();
-        if !self.catalog.update_session(&record, expected).await? {
-            return Err(IngestError::Busy);
-        }
-        self.metrics.sessions_completed.add(1, &[]);
-        if let Err(err) = self.objects.discard_staged(&prefix, &record.staged).await {
-            tracing::warn!(error = %err, "staged bytes stay until the janitor's sweep");
-        }
-        if let Some((reservation, _)) = reservation {
-            // Taken over by the commit if it fitted; else still held.
-            let _ = self
-                .quota
-                .release(&record.upload.workspace, &reservation)
-                .await;
-        }
-        Ok(self.session_view(&record))
+        .map_err(|err| IngestError::Internal(format!("completion task failed: {err}")))??;
+        Ok((finished, running.encode(), head))
     }
 
     /// After a completion failed: a refusal of the upload ends the session (nothing would

@@ -91,9 +91,10 @@ pub struct Staged {
     /// S3: its parts so far, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<StagedPart>,
-    /// S3: the object holding the bytes after the parts (fewer than a part's minimum).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tail: Option<String>,
+    /// S3: the objects holding the bytes after the parts (fewer than a part's minimum in all),
+    /// one per write, in order, with their lengths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<(String, u64)>,
 }
 
 /// One part of a staged multipart upload.
@@ -112,8 +113,9 @@ pub struct StagedPart {
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Appends `bytes` to the upload staged under `prefix`, whose committed state is `staged`;
     /// returns the new state, which counts once the caller has committed it. S3 keeps whole
-    /// parts (5 MiB and more) in a multipart upload and the bytes after them in one tail object;
-    /// the filesystem keeps one part file, cut back to `staged.len` first.
+    /// parts (5 MiB and more) in a multipart upload and each write after them in an object of
+    /// its own until they add up to a part; the filesystem keeps one part file, cut back to
+    /// `staged.len` first.
     async fn stage(
         &self,
         prefix: &str,

@@ -187,7 +187,7 @@ async fn a_broken_stream_resent_from_zero_skips_what_was_committed_on_s3_and_red
 }
 
 /// Over S3, writes of a few hundred KiB each add up past the 5 MiB part minimum: the first
-/// whole part goes to a multipart upload, the rest waits in a tail object, and the stored image
+/// whole part goes to a multipart upload, the writes after it wait as pieces, and the stored image
 /// is byte for byte the upload.
 #[tokio::test]
 async fn many_small_writes_past_the_part_minimum_make_the_same_bytes_on_s3() {

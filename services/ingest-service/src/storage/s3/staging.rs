@@ -1,8 +1,9 @@
 //! Resumable uploads staged in S3: whole parts (5 MiB and more) go to a multipart upload as soon
-//! as there are enough bytes for one; the bytes after them wait in a tail object, which every
-//! write replaces by a new one (old tail plus new bytes) under its own name. Only what the
-//! committed [`Staged`] names counts, so a write that never commits changes nothing that counts.
-//! At completion the tail becomes the last part and the upload one object, read back whole.
+//! as there are enough bytes for one; until then each write waits in an object of its own (a
+//! piece), so a write costs its own bytes, and the pieces are read back once, when they make a
+//! part. Only what the committed [`Staged`] names counts, so a write that never commits changes
+//! nothing that counts. At completion the pieces become the last part and the upload one object,
+//! read back whole.
 
 use super::super::{Staged, StagedPart, StorageError, validate_key};
 use super::{MIN_PART_BYTES, S3Store};
@@ -22,19 +23,19 @@ impl S3Store {
         staged: &Staged,
         bytes: Bytes,
     ) -> Result<Staged, StorageError> {
+        use crate::storage::ObjectStore;
         validate_key(prefix)?;
-        let pending = self.tail_bytes(staged).await?;
-        let mut joined = Vec::with_capacity(pending.len() + bytes.len());
-        joined.extend_from_slice(&pending);
-        joined.extend_from_slice(&bytes);
+        let pending: u64 = staged.pieces.iter().map(|(_, len)| len).sum();
         let mut next = Staged {
             len: staged.len + bytes.len() as u64,
             writes: staged.writes + 1,
             multipart: staged.multipart.clone(),
             parts: staged.parts.clone(),
-            tail: None,
+            pieces: staged.pieces.clone(),
         };
-        if joined.len() as u64 >= MIN_PART_BYTES {
+        if pending + bytes.len() as u64 >= MIN_PART_BYTES {
+            let mut joined = self.pieces_bytes(staged).await?.to_vec();
+            joined.extend_from_slice(&bytes);
             let whole = whole_key(prefix);
             let upload_id = match &staged.multipart {
                 Some(id) => id.clone(),
@@ -47,34 +48,48 @@ impl S3Store {
                 .await?;
             next.multipart = Some(upload_id);
             next.parts.push(StagedPart { number, etag, len });
-        } else if !joined.is_empty() {
-            let key = format!("{prefix}/tail-{}", next.writes);
-            let digest = crate::storage::BodyDigest::of(&joined);
-            use crate::storage::ObjectStore;
-            self.put(&key, Bytes::from(joined), &digest, STAGED_TYPE)
-                .await?;
-            next.tail = Some(key);
+            next.pieces.clear();
+        } else if !bytes.is_empty() {
+            let key = format!("{prefix}/piece-{}", next.writes);
+            let digest = crate::storage::BodyDigest::of(&bytes);
+            let len = bytes.len() as u64;
+            self.put(&key, bytes, &digest, STAGED_TYPE).await?;
+            next.pieces.push((key, len));
         }
         Ok(next)
     }
 
-    /// The bytes of `staged`'s tail (none if it has none).
-    async fn tail_bytes(&self, staged: &Staged) -> Result<Bytes, StorageError> {
+    /// The bytes of `staged`'s pieces, in order (none if it has none).
+    async fn pieces_bytes(&self, staged: &Staged) -> Result<Bytes, StorageError> {
         use crate::storage::ObjectStore;
-        let Some(tail) = &staged.tail else {
-            return Ok(Bytes::new());
-        };
-        self.get(tail)
-            .await?
-            .ok_or_else(|| StorageError::Backend(format!("staged tail {tail} is gone")))
+        if let [(key, _)] = staged.pieces.as_slice() {
+            return self
+                .get(key)
+                .await?
+                .ok_or_else(|| StorageError::Backend(format!("staged piece {key} is gone")));
+        }
+        let mut out = Vec::new();
+        for (key, len) in &staged.pieces {
+            match self.get(key).await? {
+                Some(bytes) if bytes.len() as u64 == *len => out.extend_from_slice(&bytes),
+                _ => {
+                    return Err(StorageError::Backend(format!(
+                        "staged piece {key} is gone or changed"
+                    )));
+                }
+            }
+        }
+        Ok(Bytes::from(out))
     }
 
     pub(super) async fn unstage(&self, old: &Staged, new: &Staged) -> Result<(), StorageError> {
         use crate::storage::ObjectStore;
-        match &old.tail {
-            Some(tail) if new.tail.as_ref() != Some(tail) => self.delete(tail).await,
-            _ => Ok(()),
+        for (key, _) in &old.pieces {
+            if !new.pieces.iter().any(|(kept, _)| kept == key) {
+                self.delete(key).await?;
+            }
         }
+        Ok(())
     }
 
     pub(super) async fn read_staged(
@@ -85,7 +100,7 @@ impl S3Store {
         use crate::storage::ObjectStore;
         validate_key(prefix)?;
         let Some(upload_id) = &staged.multipart else {
-            return self.tail_bytes(staged).await;
+            return self.pieces_bytes(staged).await;
         };
         let whole = whole_key(prefix);
         // A completion retried after its answer was lost finds the object made.
@@ -99,7 +114,7 @@ impl S3Store {
             .iter()
             .map(|part| (part.number, part.etag.clone()))
             .collect();
-        let tail = self.tail_bytes(staged).await?;
+        let tail = self.pieces_bytes(staged).await?;
         if !tail.is_empty() {
             let number = u32::try_from(parts.len() + 1).unwrap_or(u32::MAX);
             let etag = self.upload_part(&whole, upload_id, number, tail).await?;
@@ -122,7 +137,7 @@ impl S3Store {
         if let Some(upload_id) = &staged.multipart {
             self.abort(&whole, upload_id).await?;
         }
-        // Tails of writes that never committed are under the prefix too.
+        // Pieces of writes that never committed are under the prefix too.
         for object in self.list(&format!("{prefix}/")).await? {
             self.delete(&object.key).await?;
         }
