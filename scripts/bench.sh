@@ -42,9 +42,10 @@ reps=7
 uploads_args=()
 state_args=()
 reports_args=()
+resumable_args=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick) ;;
+    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick); resumable_args+=(--quick) ;;
     *) echo "unknown argument: $arg (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -70,3 +71,6 @@ target/release/reports "${reports_args[@]}"
 echo
 echo "== formats"
 target/release/formats "$corpus" --reps "$reps"
+echo
+echo "== resumable"
+target/release/resumable "${resumable_args[@]}"

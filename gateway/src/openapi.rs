@@ -2,7 +2,7 @@
 //! annotations and served at `/openapi.json`.
 
 use crate::error::ErrorBody;
-use crate::routes::{concur, health, receipts_v3, workspace};
+use crate::routes::{concur, health, receipts_v3, resumable, tus, workspace};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -16,7 +16,9 @@ use utoipa::OpenApi;
             workspace receipts (multipart in, JSON out). Every call needs `Authorization: Bearer <jwt>` \
             (Concur routes also accept `OAuth <jwt>`). Uploads accept `Idempotency-Key` and a \
             SHA-256 in `Digest: sha-256=<base64>`, `Content-Digest: sha-256=:<base64>:` or \
-            `X-Content-SHA256: <hex>`."
+            `X-Content-SHA256: <hex>`. Resumable uploads: tus 1.0 at `/api/uploads/`, and the \
+            HTTP resumable-upload draft (interop version 8) on every upload route \
+            (`Upload-Complete: ?0`), its upload resources at `/api/resumable/{id}`."
     ),
     paths(
         concur::post_receipt,
@@ -36,6 +38,14 @@ use utoipa::OpenApi;
         workspace::get_receipt,
         workspace::delete_receipt,
         workspace::storage_summary,
+        tus::options,
+        tus::create,
+        tus::status,
+        tus::append,
+        tus::cancel,
+        resumable::offset,
+        resumable::append,
+        resumable::cancel,
         health::healthz,
         health::readyz,
         openapi_json,

@@ -1,6 +1,6 @@
-"""Uploads a file with tuspy, as a Python client would, and prints one JSON line: the upload
-URL, the offsets it resumed from, and what a HEAD on the finished upload says (Image-Id,
-Content-Location). Exits 1 on failure.
+"""Uploads a file with tuspy, as a Python client would (each PATCH with a SHA-1
+`Upload-Checksum`), and prints one JSON line: the upload URL, the offsets it resumed from, and
+what a HEAD on the finished upload says (Image-Id, Content-Location). Exits 1 on failure.
 
 python3 tus_upload.py ENDPOINT FILE TOKEN METADATA_JSON CHUNK_SIZE
 """
@@ -22,6 +22,7 @@ with open(path, "rb") as stream:
         retries=6,
         retry_delay=0.3,
         store_url=False,
+        upload_checksum=True,
     )
     offsets = []
     try:

@@ -353,8 +353,15 @@ fn refused(failure: Failure) -> Response {
     AppError::new(Dialect::Workspace, failure).into_response()
 }
 
-/// HEAD: the offset, completeness, length and limits.
-async fn offset(
+/// OpenAPI tag of these routes.
+const TAG: &str = "Resumable uploads (HTTP draft, interop version 8)";
+
+/// The offset, completeness, length and limits of an upload resource.
+#[utoipa::path(head, path = "/api/resumable/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Upload resource ID")),
+    responses((status = 204, description = "`Upload-Offset`, `Upload-Complete`, `Upload-Length`, `Upload-Limit`."),
+        (status = 404, description = "No such upload")))]
+pub async fn offset(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -390,8 +397,15 @@ async fn offset(
     response
 }
 
-/// PATCH: appends at `Upload-Offset`; the completing one gets the route's answer.
-async fn append(
+/// Appends at `Upload-Offset`; with `Upload-Complete: ?1` the upload completes and the answer
+/// is the upload route's own.
+#[utoipa::path(patch, path = "/api/resumable/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Upload resource ID")),
+    request_body(content_type = "application/partial-upload", description = "The bytes from `Upload-Offset` on"),
+    responses((status = 204, description = "Appended (`Upload-Complete: ?0`)"),
+        (status = 400, description = "Inconsistent length, or the upload is complete (problem+json)"),
+        (status = 409, description = "Mismatching offset (problem+json with `expected-offset`)")))]
+pub async fn append(
     State(state): State<AppState>,
     Path(id): Path<String>,
     request: Request,
@@ -506,8 +520,11 @@ async fn append(
     response
 }
 
-/// DELETE: cancels the upload.
-async fn cancel(
+/// Cancels the upload.
+#[utoipa::path(delete, path = "/api/resumable/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Upload resource ID")),
+    responses((status = 204, description = "Cancelled"), (status = 404, description = "No such upload")))]
+pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,

@@ -114,8 +114,14 @@ fn set(response: &mut Response, name: &'static str, value: &str) {
     }
 }
 
-/// OPTIONS: what the server speaks (and a CORS preflight's answer).
-async fn options(State(state): State<AppState>) -> Response {
+/// OpenAPI tag of these routes.
+const TAG: &str = "Resumable uploads (tus 1.0)";
+
+/// What the server speaks: `Tus-Version`, `Tus-Extension`, `Tus-Max-Size`,
+/// `Tus-Checksum-Algorithm` (and a CORS preflight's answer).
+#[utoipa::path(options, path = "/api/uploads/", tag = TAG,
+    responses((status = 204, description = "The protocol's capabilities in headers.")))]
+pub async fn options(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     set(&mut response, "tus-version", TUS_VERSION);
     set(&mut response, "tus-extension", TUS_EXTENSIONS);
@@ -265,8 +271,16 @@ fn describe(response: &mut Response, status: &UploadStatus, offset: u64) {
     }
 }
 
-/// POST: creates an upload (`Upload-Length` required; data in the body is its first write).
-async fn create(State(state): State<AppState>, request: Request) -> Result<Response, Failure> {
+/// Creates an upload (`Upload-Length` required; `Upload-Metadata` names the target: `kind`,
+/// `id`, `workspace`, `filename`, `filetype`, `owner`); an `application/offset+octet-stream`
+/// body is its first write.
+#[utoipa::path(post, path = "/api/uploads/", tag = TAG,
+    responses((status = 201, description = "Created: `Location`, `Upload-Offset`, `Upload-Expires`; with `Image-Id` and `Content-Location` if the body completed it."),
+        (status = 400, description = "Missing or malformed tus headers", body = crate::error::ErrorBody),
+        (status = 412, description = "Another `Tus-Resumable` version"),
+        (status = 413, description = "`Upload-Length` over the limit", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many open uploads", body = crate::error::ErrorBody)))]
+pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, Failure> {
     let headers = request.headers().clone();
     let token = headers::required_token(&headers)?.to_owned();
     if headers.contains_key("upload-defer-length") {
@@ -414,8 +428,12 @@ async fn write(
     })
 }
 
-/// HEAD: the offset, the length and the metadata; once complete, the image.
-async fn status(
+/// The offset, the length and the metadata; once complete, `Image-Id` and `Content-Location`.
+#[utoipa::path(head, path = "/api/uploads/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Upload ID")),
+    responses((status = 200, description = "`Upload-Offset`, `Upload-Length`, `Upload-Metadata`, `Upload-Expires`."),
+        (status = 404, description = "No such upload (or expired)")))]
+pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -433,8 +451,15 @@ async fn status(
     Ok(response)
 }
 
-/// PATCH: appends the body at `Upload-Offset`.
-async fn append(
+/// Appends the body at `Upload-Offset` (checked against `Upload-Checksum` if given).
+#[utoipa::path(patch, path = "/api/uploads/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Upload ID")),
+    request_body(content_type = "application/offset+octet-stream", description = "The bytes from `Upload-Offset` on"),
+    responses((status = 204, description = "Appended: `Upload-Offset`; the completing PATCH adds `Image-Id` and `Content-Location`."),
+        (status = 409, description = "`Upload-Offset` is not the upload's offset", body = crate::error::ErrorBody),
+        (status = 415, description = "Not `application/offset+octet-stream`"),
+        (status = 460, description = "`Upload-Checksum` does not match the body", body = crate::error::ErrorBody)))]
+pub async fn append(
     State(state): State<AppState>,
     Path(id): Path<String>,
     request: Request,
@@ -459,8 +484,11 @@ async fn append(
     Ok(response)
 }
 
-/// DELETE: ends the upload and frees what it held.
-async fn cancel(
+/// Ends the upload and frees its bytes and quota.
+#[utoipa::path(delete, path = "/api/uploads/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Upload ID")),
+    responses((status = 204, description = "Terminated"), (status = 404, description = "No such upload")))]
+pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
