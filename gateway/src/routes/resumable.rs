@@ -15,12 +15,13 @@
 //! ordinary one-shot upload, which the draft allows: clients resume with the careful creation
 //! (`?0`) instead.
 
+use super::tus::set;
 use crate::error::{AppError, Dialect, Failure};
 use crate::headers;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imaging_proto::v1::{ErrorReason, Target, UploadHeader, UploadImageResponse, UploadStatus};
 
@@ -154,14 +155,6 @@ fn integer(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Failure> {
         Some(_) => Err(Failure::invalid_request(format!(
             "{name} must be a non-negative integer."
         ))),
-    }
-}
-
-fn set(response: &mut Response, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(name), value);
     }
 }
 

@@ -106,7 +106,8 @@ pub async fn cors(request: Request, next: axum::middleware::Next) -> Response {
     response
 }
 
-fn set(response: &mut Response, name: &'static str, value: &str) {
+/// Sets a response header (a value that is not a valid header value is left out).
+pub(crate) fn set(response: &mut Response, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response
             .headers_mut()

@@ -106,12 +106,17 @@ fn receipt_metadata() -> serde_json::Value {
     serde_json::json!({ "kind": "receipt", "filename": "scan.png", "filetype": "image/png" })
 }
 
-async fn tus_js_resumes_a_cut_upload(stack_kind: Stack) {
+/// A stack on `stack_kind`, and a proxy in front of its gateway that cuts the connection once
+/// `cut_after` bytes went through; after the cut, on S3 + Redis, it sends every request to
+/// another replica (its own gateway and service on the same backends).
+struct CutStack {
+    stack: TestStack,
+    proxy: CutProxy,
+    _replica: Option<imaging_e2e::stack::Replica>,
+}
+
+async fn cut_stack(stack_kind: Stack, cut_after: u64) -> CutStack {
     let stack = spawn_stack_on(stack_kind, |_| {}, |_| {}).await;
-    let token = stack.token("u1", "w1", &[], &[]);
-    let bytes = noise_png(900);
-    let size = bytes.len() as u64;
-    // On S3 + Redis the resumed requests go to another replica.
     let replica = match stack_kind {
         Stack::Embedded => None,
         _ => Some(stack.replica().await),
@@ -120,7 +125,23 @@ async fn tus_js_resumes_a_cut_upload(stack_kind: Stack) {
     let then = replica.as_ref().map_or(first.clone(), |replica| {
         replica.base.trim_start_matches("http://").to_owned()
     });
-    let proxy = CutProxy::start(&first, &then, size * 3 / 5).await;
+    let proxy = CutProxy::start(&first, &then, cut_after).await;
+    CutStack {
+        stack,
+        proxy,
+        _replica: replica,
+    }
+}
+
+async fn tus_js_resumes_a_cut_upload(stack_kind: Stack) {
+    let bytes = noise_png(900);
+    let size = bytes.len() as u64;
+    let CutStack {
+        stack,
+        proxy,
+        _replica: _replica_kept_running,
+    } = cut_stack(stack_kind, size * 3 / 5).await;
+    let token = stack.token("u1", "w1", &[], &[]);
     let seen = tus_js(
         &format!("{}/api/uploads/", proxy.base),
         &token,
@@ -187,19 +208,14 @@ async fn tus_js_client_resumes_a_cut_upload_on_another_replica_over_s3_and_redis
 }
 
 async fn tuspy_resumes_a_cut_upload(stack_kind: Stack) {
-    let stack = spawn_stack_on(stack_kind, |_| {}, |_| {}).await;
-    let token = stack.token("u1", "w1", &[], &[]);
     let bytes = noise_png(800);
     let size = bytes.len() as u64;
-    let replica = match stack_kind {
-        Stack::Embedded => None,
-        _ => Some(stack.replica().await),
-    };
-    let first = stack.base.trim_start_matches("http://").to_owned();
-    let then = replica.as_ref().map_or(first.clone(), |replica| {
-        replica.base.trim_start_matches("http://").to_owned()
-    });
-    let proxy = CutProxy::start(&first, &then, size * 2 / 5).await;
+    let CutStack {
+        stack,
+        proxy,
+        _replica: _replica_kept_running,
+    } = cut_stack(stack_kind, size * 2 / 5).await;
+    let token = stack.token("u1", "w1", &[], &[]);
     let seen = tuspy(
         &format!("{}/api/uploads/", proxy.base),
         &token,

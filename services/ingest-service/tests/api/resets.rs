@@ -10,7 +10,7 @@ use prost::Message;
 use std::time::Duration;
 
 /// One gRPC length-prefixed message.
-fn frame(message: &v1::UploadImageRequest) -> Bytes {
+pub fn frame(message: &v1::UploadImageRequest) -> Bytes {
     let body = message.encode_to_vec();
     let mut out = vec![0u8];
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());

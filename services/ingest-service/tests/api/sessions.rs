@@ -7,22 +7,12 @@
 
 use crate::helpers::{Stack, TestApp, authed, header, reason, spawn_app, spawn_app_with, target};
 use crate::process::ServiceProcess;
-use bytes::Bytes;
+use crate::resets::frame;
 use imaging_e2e::fixtures::{jpeg, noise_png, png};
 use imaging_proto::v1::{self, TargetKind, upload_image_request::Part};
-use prost::Message;
 use sha2::Digest;
 use std::time::Duration;
 use tonic_types::StatusExt;
-
-/// One gRPC length-prefixed message.
-fn frame(message: &v1::UploadImageRequest) -> Bytes {
-    let body = message.encode_to_vec();
-    let mut out = vec![0u8];
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    Bytes::from(out)
-}
 
 /// Writes `bytes` to the session at `offset` over a fresh HTTP/2 connection, then resets the
 /// stream (`RST_STREAM` CANCEL) instead of ending it: a connection lost mid-upload.
