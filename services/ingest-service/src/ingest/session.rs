@@ -303,6 +303,7 @@ impl Ingestor {
                 .expired_sessions(now_millis(), EXPIRE_BATCH)
                 .await?;
             let batch = expired.len();
+            let before = removed;
             for record in expired {
                 let Ok(lock) = TargetLock::acquire(
                     self.catalog.clone(),
@@ -318,7 +319,9 @@ impl Ingestor {
                 ended?;
                 removed += 1;
             }
-            if batch < EXPIRE_BATCH {
+            // A full batch of which none could be removed (each still held by a write) would
+            // come back the same: the next round takes them.
+            if batch < EXPIRE_BATCH || removed == before {
                 self.metrics.sessions_expired.add(removed as u64, &[]);
                 return Ok(removed);
             }
