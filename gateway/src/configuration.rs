@@ -55,6 +55,9 @@ pub struct LimitSettings {
     pub max_upload_bytes: u64,
     /// Size of the chunks forwarded to the ingest service (at most [`MAX_CHUNK_BYTES`]).
     pub chunk_bytes: usize,
+    /// Largest upload of Concur Receipts v4 (image-only receipts) in bytes: the dialect's own
+    /// limit (25 MB), enforced again by the service (`limits.async_receipts.max_bytes`).
+    pub receipts_v4_max_upload_bytes: u64,
 }
 
 /// Built-in defaults.
@@ -75,6 +78,7 @@ connect_timeout_seconds = 5
 [limits]
 max_upload_bytes = 10485760
 chunk_bytes = 262144
+receipts_v4_max_upload_bytes = 26214400
 "#;
 
 impl ServerSettings {
@@ -133,6 +137,7 @@ impl Settings {
             limits: LimitSettings {
                 max_upload_bytes: 10_485_760,
                 chunk_bytes: 262_144,
+                receipts_v4_max_upload_bytes: 26_214_400,
             },
         }
     }
@@ -175,6 +180,10 @@ mod tests {
             built.limits.max_upload_bytes
         );
         assert_eq!(loaded.limits.chunk_bytes, built.limits.chunk_bytes);
+        assert_eq!(
+            loaded.limits.receipts_v4_max_upload_bytes,
+            built.limits.receipts_v4_max_upload_bytes
+        );
         assert_eq!(
             loaded.server.request_timeout_seconds,
             built.server.request_timeout_seconds

@@ -30,6 +30,9 @@ pub enum Dialect {
     ConcurJson,
     /// Workspace receipts: JSON `{"code", "message"}`.
     Workspace,
+    /// Concur Receipts v4: JSON `{"code", "message"}`, and 415 for a type not accepted (as
+    /// Concur's other dialects).
+    ReceiptsV4,
     /// tus uploads: JSON `{"code", "message"}`, and 460 for a checksum that does not match
     /// (the tus checksum extension's status).
     Tus,
@@ -52,7 +55,10 @@ pub fn http_status(dialect: Dialect, code: Code, reason: Option<ErrorReason>) ->
         };
     };
     if reason == ErrorReason::UnsupportedMediaType
-        && matches!(dialect, Dialect::Concur | Dialect::ConcurJson)
+        && matches!(
+            dialect,
+            Dialect::Concur | Dialect::ConcurJson | Dialect::ReceiptsV4
+        )
     {
         return StatusCode::UNSUPPORTED_MEDIA_TYPE;
     }
@@ -265,7 +271,7 @@ impl IntoResponse for AppError {
                 });
                 (status, axum::Json(body)).into_response()
             }
-            Dialect::Workspace | Dialect::Tus => {
+            Dialect::Workspace | Dialect::Tus | Dialect::ReceiptsV4 => {
                 let body = ErrorBody {
                     code: code.to_owned(),
                     message: message.to_owned(),

@@ -5,9 +5,10 @@
 use crate::upload::stream::{UploadCodec, UploadStream};
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use imaging_proto::v1::{
-    CancelUploadRequest, DeleteImageRequest, DeleteImageResponse, GetImageRequest, GetUsageRequest,
-    ImageInfo, ListImagesRequest, ListImagesResponse, QueryUploadRequest, StartUploadRequest,
-    Target, TargetKind, UploadHeader, UploadImageResponse, UploadStatus, Usage,
+    CancelUploadRequest, DeleteImageRequest, DeleteImageResponse, GetImageRequest,
+    GetProcessingStatusRequest, GetUsageRequest, ImageInfo, ListImagesRequest, ListImagesResponse,
+    ProcessingStatusInfo, QueryUploadRequest, StartUploadRequest, Target, TargetKind, UploadHeader,
+    UploadImageResponse, UploadStatus, Usage,
 };
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
@@ -116,6 +117,21 @@ impl Ingest {
         );
         request.set_timeout(self.timeout);
         Ok(self.client().list_images(request).await?.into_inner())
+    }
+
+    /// Where a receipt accepted for asynchronous processing is.
+    pub async fn processing_status(
+        &self,
+        token: Option<&str>,
+        id: &str,
+    ) -> Result<ProcessingStatusInfo, Status> {
+        let mut request = with_token(token, GetProcessingStatusRequest { id: id.to_owned() });
+        request.set_timeout(self.timeout);
+        Ok(self
+            .client()
+            .get_processing_status(request)
+            .await?
+            .into_inner())
     }
 
     /// The workspace's quota limit and usage.

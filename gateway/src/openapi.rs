@@ -2,7 +2,7 @@
 //! annotations and served at `/openapi.json`.
 
 use crate::error::ErrorBody;
-use crate::routes::{concur, health, receipts_v3, resumable, tus, workspace};
+use crate::routes::{concur, health, receipts_v3, receipts_v4, resumable, tus, workspace};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -13,7 +13,8 @@ use utoipa::OpenApi;
         title = "Receipt image gateway",
         description = "Concur Image v1 (raw bytes in, XML out), Concur Receipt Image v3 \
             (raw bytes or multipart in; XML out, or JSON with `Accept: application/json`) and \
-            workspace receipts (multipart in, JSON out). Every call needs `Authorization: Bearer <jwt>` \
+            workspace receipts (multipart in, JSON out), and Concur Receipts v4 image-only receipts \
+            (multipart in, accepted with 202 and processed asynchronously; JSON out). Every call needs `Authorization: Bearer <jwt>` \
             (Concur routes also accept `OAuth <jwt>`). Uploads accept `Idempotency-Key` and a \
             SHA-256 in `Digest: sha-256=<base64>`, `Content-Digest: sha-256=:<base64>:` or \
             `X-Content-SHA256: <hex>`. Resumable uploads: tus 1.0 at `/api/uploads/`, and the \
@@ -34,6 +35,13 @@ use utoipa::OpenApi;
         receipts_v3::read,
         receipts_v3::append,
         receipts_v3::remove,
+        receipts_v4::index,
+        receipts_v4::create,
+        receipts_v4::status,
+        receipts_v4::list,
+        receipts_v4::metadata,
+        receipts_v4::image,
+        receipts_v4::receipt_image,
         workspace::upload_receipt,
         workspace::get_receipt,
         workspace::delete_receipt,
@@ -56,7 +64,13 @@ use utoipa::OpenApi;
         workspace::StorageSummary,
         receipts_v3::ReceiptImageItem,
         receipts_v3::ReceiptImagesPage,
-        receipts_v3::ImageDocument
+        receipts_v3::ImageDocument,
+        receipts_v4::ServiceIndex,
+        receipts_v4::Link,
+        receipts_v4::ProcessingStatusDocument,
+        receipts_v4::LogEntry,
+        receipts_v4::ReceiptImageMetadata,
+        receipts_v4::ReceiptImagesList
     ))
 )]
 pub struct ApiDoc;

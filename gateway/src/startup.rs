@@ -3,7 +3,7 @@
 
 use crate::configuration::Settings;
 use crate::openapi;
-use crate::routes::{concur, health, receipts_v3, resumable, tus, workspace};
+use crate::routes::{concur, health, receipts_v3, receipts_v4, resumable, tus, workspace};
 use crate::state::AppState;
 use crate::telemetry;
 use anyhow::Context;
@@ -18,6 +18,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(concur::router())
         .merge(receipts_v3::router())
+        .merge(receipts_v4::router())
         .merge(tus::router())
         .merge(resumable::router())
         .merge(workspace::router(state.limits))

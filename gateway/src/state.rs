@@ -12,6 +12,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// Upload limits.
     pub limits: Limits,
+    /// Upload limits of Concur Receipts v4.
+    pub v4_limits: Limits,
 }
 
 impl AppState {
@@ -26,6 +28,10 @@ impl AppState {
             ingest: Ingest::new(channel, settings.request_timeout()),
             limits: Limits {
                 max_upload_bytes: settings.limits.max_upload_bytes,
+                chunk_bytes: settings.limits.chunk_bytes,
+            },
+            v4_limits: Limits {
+                max_upload_bytes: settings.limits.receipts_v4_max_upload_bytes,
                 chunk_bytes: settings.limits.chunk_bytes,
             },
         })

@@ -123,6 +123,13 @@ impl UploadBody {
         headers::media_type(&self.header.content_type)
     }
 
+    /// Has the service process the file later (a new receipt, `process_async`): the answer
+    /// comes once the file is stored and queued.
+    pub fn processed_later(mut self) -> Self {
+        self.header.process_async = true;
+        self
+    }
+
     /// The caller's token, if any.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()

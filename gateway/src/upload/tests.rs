@@ -84,6 +84,13 @@ impl ImageIngest for Recorder {
         outcome
     }
 
+    async fn get_processing_status(
+        &self,
+        _: GrpcRequest<imaging_proto::v1::GetProcessingStatusRequest>,
+    ) -> Result<GrpcResponse<imaging_proto::v1::ProcessingStatusInfo>, Status> {
+        Err(Status::unimplemented("not recorded"))
+    }
+
     async fn get_image(
         &self,
         _: GrpcRequest<GetImageRequest>,

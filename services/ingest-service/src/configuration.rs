@@ -166,6 +166,48 @@ pub struct LimitSettings {
     pub quota: QuotaLimits,
     /// Resumable upload sessions.
     pub sessions: SessionLimits,
+    /// Receipts accepted for asynchronous processing (Concur Receipts v4, gRPC `process_async`):
+    /// the dialect's own limits.
+    pub async_receipts: AsyncReceiptLimits,
+    /// The job queue that processes them.
+    pub jobs: JobLimits,
+}
+
+/// The limits of receipts processed asynchronously (Concur Receipts v4 and gRPC
+/// `process_async`), which differ from a synchronous upload's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncReceiptLimits {
+    /// Largest upload in bytes (Concur Receipts v4: 25 MB).
+    pub max_bytes: u64,
+    /// An image with a side over this many pixels is reduced to it on its long side (0: never).
+    pub max_side: u32,
+    /// Declared types accepted (`image/jpg` and `image/tif` are aliases).
+    pub types: Vec<String>,
+}
+
+/// The job queue of asynchronous receipts: every replica works it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobLimits {
+    /// Jobs one replica works at once (each under the memory budget, like an upload); 0 = this
+    /// replica works none.
+    pub workers: usize,
+    /// How often an idle worker looks for jobs, in ms (a job accepted by this replica wakes it
+    /// at once).
+    pub poll_millis: u64,
+    /// A job whose worker has not renewed its hold for this long (it died) is taken by another
+    /// worker, in seconds; a live worker renews every third of it.
+    pub lease_seconds: u64,
+    /// Attempts before a job that keeps failing for a reason that may heal (storage or state
+    /// unavailable, a worker that died) is given up as `FAILED`.
+    pub max_attempts: u32,
+    /// The wait before the first retry, in ms; it doubles with every attempt.
+    pub retry_base_millis: u64,
+    /// The longest wait between attempts, in seconds.
+    pub retry_max_seconds: u64,
+    /// How long a receipt's processing status is kept, in seconds (Concur: 14 days).
+    pub status_ttl_seconds: u64,
 }
 
 /// Resumable upload sessions (tus, HTTP resumable uploads, gRPC `StartUpload`).
@@ -303,6 +345,20 @@ reservation_ttl_seconds = 300
 [limits.sessions]
 ttl_seconds = 86400
 max_open_per_user = 8
+
+[limits.async_receipts]
+max_bytes = 26214400
+max_side = 2200
+types = ["image/png", "image/jpeg", "image/tiff", "image/gif", "application/pdf", "image/heic", "image/heif"]
+
+[limits.jobs]
+workers = 2
+poll_millis = 500
+lease_seconds = 60
+max_attempts = 5
+retry_base_millis = 1000
+retry_max_seconds = 300
+status_ttl_seconds = 1209600
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;

@@ -197,6 +197,19 @@ impl IngestError {
         ) || matches!(self, IngestError::TooManyUploads(_))
     }
 
+    /// What a client is told: the error's own words, but never a backend's or an internal
+    /// cause.
+    pub fn public_message(&self) -> String {
+        match self.reason() {
+            ErrorReason::StorageUnavailable => "storage is unavailable, retry later".to_owned(),
+            ErrorReason::QuotaUnavailable => {
+                "the quota store is unavailable, retry later".to_owned()
+            }
+            ErrorReason::Internal => "internal error".to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
     /// A malformed request, blaming `field` (empty: no particular field).
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         IngestError::InvalidRequest {

@@ -2,7 +2,8 @@
 //! abandoned multipart uploads go (see [`ObjectStore::sweep`]), and so do orphans: objects that
 //! no image record names (a writer that crashed between writing its object and committing it,
 //! or lost the compare-and-set and could not delete its object). Only objects older than a
-//! grace period are touched, so another replica's upload in progress is never removed.
+//! grace period are touched, so another replica's upload in progress is never removed. The bytes
+//! of asynchronous receipts go once their job is final (or was never queued).
 
 use crate::ingest::{Kind, TargetRef};
 use crate::state::{Catalog, StateError};
@@ -74,6 +75,42 @@ pub async fn remove_orphans(
     Ok(removed)
 }
 
+/// Deletes every job source (`jobs/{id}/source`) older than `grace` whose job is final or has
+/// no record (its enqueue failed after the bytes were stored); returns their keys.
+pub async fn remove_job_leftovers(
+    store: &dyn ObjectStore,
+    catalog: &dyn Catalog,
+    grace: Duration,
+) -> Result<Vec<String>, JanitorError> {
+    let now = SystemTime::now();
+    let mut removed = Vec::new();
+    for object in store.list(crate::ingest::JOB_PREFIX).await? {
+        let old_enough = object
+            .modified
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= grace);
+        let Some(id) = object
+            .key
+            .strip_prefix(crate::ingest::JOB_PREFIX)
+            .and_then(|rest| rest.split('/').next())
+        else {
+            continue;
+        };
+        if !old_enough {
+            continue;
+        }
+        let live = catalog
+            .job(id)
+            .await?
+            .is_some_and(|job| !job.status.is_final());
+        if !live {
+            store.delete(&object.key).await?;
+            removed.push(object.key);
+        }
+    }
+    Ok(removed)
+}
+
 /// One janitor pass: leftovers of interrupted writes, then objects no record names, older than
 /// `grace`. Returns how many of each were removed. Run by `ingest-service janitor` and by the
 /// service's `Sweep` RPC.
@@ -84,7 +121,8 @@ pub async fn sweep(
 ) -> Result<(usize, usize), JanitorError> {
     let leftovers = store.sweep(grace).await?;
     let orphans = remove_orphans(store, catalog, grace).await?;
-    Ok((leftovers, orphans.len()))
+    let sources = remove_job_leftovers(store, catalog, grace).await?;
+    Ok((leftovers + sources.len(), orphans.len()))
 }
 
 #[cfg(test)]

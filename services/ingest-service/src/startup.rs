@@ -237,6 +237,10 @@ impl Application {
         let checker = tokio::spawn(watch_health(reporter, self.backends.clone()));
         let janitor = tokio::spawn(sweep_periodically(self.backends.clone()));
         let sessions = tokio::spawn(expire_sessions_periodically(self.api.ingestor().clone()));
+        // Every replica works the job queue under a name of its own (a restarted process is a
+        // new consumer: what the old one held is taken over once its lease lapses).
+        let worker = format!("worker-{}", uuid::Uuid::new_v4().simple());
+        let jobs = tokio::spawn(self.api.ingestor().clone().work_jobs(worker));
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = self.listener;
         let files = self.files.map(|(listener, router)| {
@@ -303,6 +307,7 @@ impl Application {
         checker.abort();
         janitor.abort();
         sessions.abort();
+        jobs.abort();
         served.context("gRPC server failed")
     }
 }

@@ -29,6 +29,12 @@ pub struct Metrics {
     pub sessions_expired: Counter<u64>,
     /// `imaging.sessions.bytes_committed`: bytes committed to sessions.
     pub session_bytes: Counter<u64>,
+    /// `imaging.jobs.accepted`: receipts accepted for asynchronous processing.
+    pub jobs_accepted: Counter<u64>,
+    /// `imaging.jobs.finished`: jobs ended, by `status` (`PROCESSED` or `FAILED`).
+    pub jobs_finished: Counter<u64>,
+    /// `imaging.jobs.attempts`: job attempts started (a retry and a takeover count).
+    pub job_attempts: Counter<u64>,
 }
 
 impl Metrics {
@@ -70,6 +76,18 @@ impl Metrics {
             session_bytes: meter
                 .u64_counter("imaging.sessions.bytes_committed")
                 .with_unit("By")
+                .build(),
+            jobs_accepted: meter
+                .u64_counter("imaging.jobs.accepted")
+                .with_description("Receipts accepted for asynchronous processing")
+                .build(),
+            jobs_finished: meter
+                .u64_counter("imaging.jobs.finished")
+                .with_description("Asynchronous jobs ended, by status")
+                .build(),
+            job_attempts: meter
+                .u64_counter("imaging.jobs.attempts")
+                .with_description("Asynchronous job attempts started")
                 .build(),
         }
     }

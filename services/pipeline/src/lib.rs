@@ -15,6 +15,7 @@ pub mod meter;
 mod pdf;
 pub mod pdf_guard;
 mod png_scan;
+mod reduce;
 mod tiff_pdf;
 mod tiff_scan;
 mod webp;
@@ -27,6 +28,7 @@ pub use meter::MeteredAlloc;
 pub use pdf::{
     MAX_OBJECT_NUMBER, ReportLayout, ReportUpdate, adopt_report, append_to_report, start_report,
 };
+pub use reduce::{REDUCED_JPEG_QUALITY, Reduced, reduce, reduction_limits};
 pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
 
 /// The stages of [`to_webp`], one function each, so that the benchmark times the very code the

@@ -10,6 +10,7 @@ mod formats;
 mod helpers;
 mod overload;
 mod receipts_v3;
+mod receipts_v4;
 mod resumable;
 mod streaming;
 mod workspace;

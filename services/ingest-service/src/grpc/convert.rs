@@ -4,6 +4,7 @@ use crate::error::IngestError;
 use crate::ingest::{
     ImageView, Kind, SessionView, SessionWrite, TargetRef, UploadRequest, Uploaded,
 };
+use crate::state::{JobRecord, JobStatus};
 use imaging_proto::v1;
 
 /// A wire target as a domain target.
@@ -38,6 +39,7 @@ pub fn upload_request(header: v1::UploadHeader) -> Result<UploadRequest, IngestE
         idempotency_key: header.idempotency_key,
         sha256: header.sha256.to_vec(),
         owner: header.owner,
+        process_async: header.process_async,
     })
 }
 
@@ -70,7 +72,54 @@ pub fn upload_response(uploaded: Uploaded) -> Result<v1::UploadImageResponse, In
         complete: true,
         target: None,
         expires_at: 0,
+        processing_status: v1::ProcessingStatus::Unspecified.into(),
     })
+}
+
+/// A receipt accepted for asynchronous processing, as the upload's answer.
+pub fn accepted_response(job: &JobRecord) -> v1::UploadImageResponse {
+    v1::UploadImageResponse {
+        image_id: job.id.clone(),
+        complete: false,
+        processing_status: v1::ProcessingStatus::Accepted.into(),
+        content_type: job.content_type.clone(),
+        ..Default::default()
+    }
+}
+
+fn reason_value(name: &str) -> i32 {
+    v1::ErrorReason::from_str_name(name).map_or(0, Into::into)
+}
+
+/// A job as its processing status.
+pub fn processing_status(job: &JobRecord) -> v1::ProcessingStatusInfo {
+    let status = match job.status {
+        JobStatus::Accepted => v1::ProcessingStatus::Accepted,
+        JobStatus::Processing => v1::ProcessingStatus::Processing,
+        JobStatus::Processed => v1::ProcessingStatus::Processed,
+        JobStatus::Failed => v1::ProcessingStatus::Failed,
+    };
+    v1::ProcessingStatusInfo {
+        id: job.id.clone(),
+        status: status.into(),
+        logs: job
+            .logs
+            .iter()
+            .map(|line| v1::ProcessingLogEntry {
+                level: line.level.clone(),
+                message: line.message.clone(),
+                timestamp_ms: i64::try_from(line.at_ms).unwrap_or(i64::MAX),
+                reason: reason_value(&line.reason),
+            })
+            .collect(),
+        owner: job.owner.clone(),
+        workspace_id: job.workspace.clone(),
+        received_at_ms: i64::try_from(job.created_ms).unwrap_or(i64::MAX),
+        failure_reason: reason_value(&job.reason),
+        attempts: job.attempts,
+        received_bytes: job.size,
+        content_type: job.content_type.clone(),
+    }
 }
 
 /// A domain target as a wire target.
@@ -152,6 +201,11 @@ pub fn write_response(view: SessionView) -> Result<v1::UploadImageResponse, Inge
 /// An image view as `ImageInfo`.
 pub fn image_info(view: ImageView) -> Result<v1::ImageInfo, IngestError> {
     let record = view.record;
+    let listed_at_ms = record
+        .listed
+        .as_deref()
+        .and_then(crate::state::listing_time)
+        .map_or(0, |ms| i64::try_from(ms).unwrap_or(i64::MAX));
     Ok(v1::ImageInfo {
         image_id: record.image_id,
         url: view.url,
@@ -165,5 +219,6 @@ pub fn image_info(view: ImageView) -> Result<v1::ImageInfo, IngestError> {
         url_expires_in_seconds: view.url_ttl.as_secs(),
         owner: record.owner,
         workspace_id: record.workspace,
+        listed_at_ms,
     })
 }

@@ -185,6 +185,17 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
             Ok(header) => header,
             Err(err) => return Err(self.refuse(&mut stream, err).await),
         };
+        if header.process_async {
+            let max_chunk = self.ingestor.limits.upload.max_chunk_bytes;
+            return match self
+                .ingestor
+                .accept(claims, header, chunks(&mut stream, max_chunk))
+                .await
+            {
+                Ok(job) => Ok(Response::new(convert::accepted_response(&job))),
+                Err(err) => Err(self.refuse(&mut stream, err).await),
+            };
+        }
         match self
             .ingestor
             .upload(
@@ -197,6 +208,18 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
             Ok(uploaded) => Ok(Response::new(convert::upload_response(uploaded)?)),
             Err(err) => Err(self.refuse(&mut stream, err).await),
         }
+    }
+
+    async fn get_processing_status(
+        &self,
+        request: Request<v1::GetProcessingStatusRequest>,
+    ) -> Result<Response<v1::ProcessingStatusInfo>, Status> {
+        let claims = self.claims(&request)?;
+        let job = self
+            .ingestor
+            .processing_status(&claims, &request.into_inner().id)
+            .await?;
+        Ok(Response::new(convert::processing_status(&job)))
     }
 
     async fn start_upload(
@@ -309,7 +332,10 @@ impl v1::image_ingest_server::ImageIngest for IngestApi {
         Ok(Response::new(v1::ListImagesResponse {
             images: ids
                 .into_iter()
-                .map(|image_id| v1::ListedImage { image_id })
+                .map(|(image_id, listed_ms)| v1::ListedImage {
+                    image_id,
+                    listed_at_ms: i64::try_from(listed_ms).unwrap_or(i64::MAX),
+                })
                 .collect(),
             next_page_token: next.unwrap_or_default(),
         }))

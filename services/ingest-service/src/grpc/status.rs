@@ -90,14 +90,7 @@ impl From<IngestError> for Status {
         ) {
             details.set_retry_info(Some(RETRY_AFTER_OUTAGE));
         }
-        let message = match reason {
-            ErrorReason::StorageUnavailable => "storage is unavailable, retry later".to_owned(),
-            ErrorReason::QuotaUnavailable => {
-                "the quota store is unavailable, retry later".to_owned()
-            }
-            ErrorReason::Internal => "internal error".to_owned(),
-            _ => err.to_string(),
-        };
+        let message = err.public_message();
         details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata);
         Status::with_error_details(reasons::of(reason).grpc, message, details)
     }

@@ -157,7 +157,7 @@ impl Ingestor {
         owner: &str,
         page_size: i32,
         page_token: &str,
-    ) -> Result<(Vec<String>, Option<String>), IngestError> {
+    ) -> Result<(Vec<(String, u64)>, Option<String>), IngestError> {
         if !target::valid_id(&claims.ws) {
             return Err(IngestError::InvalidId("token ws"));
         }
@@ -198,7 +198,10 @@ impl Ingestor {
         };
         let ids = entries
             .iter()
-            .filter_map(|entry| crate::state::listing_image(entry).map(str::to_owned))
+            .filter_map(|entry| {
+                let image = crate::state::listing_image(entry)?;
+                Some((image.to_owned(), crate::state::listing_time(entry)?))
+            })
             .collect();
         Ok((ids, next))
     }

@@ -8,6 +8,9 @@
 //! (as the target kind's `policy.rs` says; reports through `report.rs`) and `commit.rs` (the
 //! compare-and-set that makes it visible, undone by `guard.rs` on any failure).
 //!
+//! Receipts processed asynchronously: `jobs.rs` accepts one (received, stored, reserved,
+//! queued) and answers for its status; `worker.rs` works the queue.
+//!
 //! The rest: `images.rs` (get, list, delete, usage), `registry.rs` (workspaces and targets),
 //! `maintenance.rs` (reconcile and sweep run by the service), `lock.rs` (target locks and
 //! idempotency claims), `target.rs` (target kinds and object keys), `digest.rs` (a SHA-256 that
@@ -20,6 +23,7 @@ pub mod digest;
 mod guard;
 mod idempotency;
 mod images;
+mod jobs;
 mod lock;
 mod maintenance;
 mod place;
@@ -32,15 +36,18 @@ mod report;
 mod session;
 pub mod target;
 mod upload;
+mod worker;
 
 pub use idempotency::scope as idempotency_scope;
 pub use images::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use jobs::JOB_PREFIX;
 pub use lock::LockTiming;
 pub use maintenance::Reconciled;
 pub use plan::{UploadPlan, UploadRequest};
 pub use session::{MAX_CLIENT_METADATA, SessionView, SessionWrite};
 pub use target::{Kind, TargetRef};
 pub use upload::Uploaded;
+pub use worker::Failpoint;
 
 use crate::auth::{self, Claims};
 use crate::configuration::LimitSettings;
@@ -69,6 +76,8 @@ pub struct Ingestor {
     pub(crate) admission: Admission,
     pub(crate) budget: MemoryBudget,
     pub(crate) metrics: Metrics,
+    /// Woken when this process queues a job or a worker's slot frees up.
+    pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
 }
 
 /// An image with a fresh expiring URL.
@@ -120,6 +129,7 @@ impl Ingestor {
             locks,
             admission,
             metrics: Metrics::global(),
+            jobs_ready: Arc::default(),
         }
     }
 

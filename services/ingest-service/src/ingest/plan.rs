@@ -24,6 +24,8 @@ pub struct UploadRequest {
     pub sha256: Vec<u8>,
     /// New receipts: their owner (empty = the caller; another user needs an admin role).
     pub owner: String,
+    /// Processed asynchronously ([`Ingestor::accept`]), under the asynchronous limits.
+    pub process_async: bool,
 }
 
 /// An upload that passed every check that needs no bytes.
@@ -50,6 +52,10 @@ pub struct UploadPlan {
     /// A quota reservation already held for this upload (a resumable session's: its ID and
     /// bytes), used by the commit instead of a new one where it is large enough.
     pub reservation: Option<(String, u64)>,
+    /// The most bytes the upload may have.
+    pub max_bytes: u64,
+    /// An image with a side over this many pixels is reduced to it on its long side (0: never).
+    pub max_side: u32,
 }
 
 impl Ingestor {
@@ -71,10 +77,13 @@ impl Ingestor {
         let media = MediaType::from_declared(&request.content_type)
             .filter(|media| policy.accepts(*media))
             .ok_or_else(|| IngestError::UnsupportedMediaType(request.content_type.clone()))?;
-        if request.declared_size > self.limits.upload.max_bytes {
-            return Err(IngestError::FileTooLarge {
-                limit: self.limits.upload.max_bytes,
-            });
+        let max_bytes = if request.process_async {
+            self.limits.async_receipts.max_bytes
+        } else {
+            self.limits.upload.max_bytes
+        };
+        if request.declared_size > max_bytes {
+            return Err(IngestError::FileTooLarge { limit: max_bytes });
         }
         let sha256 = match request.sha256.len() {
             0 => None,
@@ -134,6 +143,8 @@ impl Ingestor {
             idempotency_key: request.idempotency_key,
             sha256,
             reservation: None,
+            max_bytes,
+            max_side: 0,
         })
     }
 

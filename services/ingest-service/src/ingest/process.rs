@@ -167,16 +167,29 @@ impl Ingestor {
                     pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
                 })
                 .await?;
+                drop(work);
+                let too_large = plan.max_side > 0
+                    && matches!(seen.media, MediaType::Jpeg | MediaType::Png)
+                    && seen.width.max(seen.height) > plan.max_side;
                 // A HEIC, TIFF or GIF is stored in the form every viewer opens.
                 if let Some(converted) = seen.converted.take() {
+                    let converted = Bytes::from(converted);
+                    if too_large {
+                        return self.reduce_and_place(plan, converted, seen.media).await;
+                    }
                     let content = Content::new(
-                        converted,
+                        converted.to_vec(),
                         seen.media,
                         seen.width,
                         seen.height,
                         seen.page_count,
                     );
                     return self.place(plan, content).await;
+                }
+                if too_large {
+                    return self
+                        .reduce_and_place(plan, received.bytes, seen.media)
+                        .await;
                 }
                 let content = Content {
                     size: received.bytes.len() as u64,
@@ -203,5 +216,37 @@ impl Ingestor {
             }
             Conversion::ReportPdf => self.append_report(plan, received.bytes, limits).await,
         }
+    }
+}
+
+impl Ingestor {
+    /// Reduces a JPEG or PNG with a side over the plan's `max_side`, under the memory it
+    /// reserved, and places it.
+    async fn reduce_and_place(
+        &self,
+        plan: &UploadPlan,
+        bytes: Bytes,
+        media: MediaType,
+    ) -> Result<ImageRecord, IngestError> {
+        let limits = pipeline::reduction_limits(&self.limits.pipeline, plan.max_side);
+        let (work, _) = reserve_for(self, &bytes, media, pipeline::Step::Webp, limits).await?;
+        let max_side = plan.max_side;
+        let source = bytes.clone();
+        let reduced = blocking(self, "reduce", &work, move || {
+            pipeline::reduce(&source, media, max_side, &limits)
+        })
+        .await?;
+        drop(work);
+        let reduced = reduced.ok_or_else(|| {
+            IngestError::Internal("an image over the largest side was not reduced".to_owned())
+        })?;
+        let content = Content::new(
+            reduced.bytes,
+            reduced.media,
+            reduced.width,
+            reduced.height,
+            1,
+        );
+        self.place(plan, content).await
     }
 }

@@ -144,6 +144,12 @@ impl Ingestor {
                 format!("client metadata is over {MAX_CLIENT_METADATA} bytes"),
             ));
         }
+        if request.process_async {
+            return Err(IngestError::invalid(
+                "process_async",
+                "a resumable session is not processed asynchronously",
+            ));
+        }
         let plan = self.plan(claims, request).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let length = (plan.declared_size > 0).then_some(plan.declared_size);
@@ -544,6 +550,8 @@ impl Ingestor {
             idempotency_key,
             sha256,
             reservation: record.reservation.clone(),
+            max_bytes: self.limits.upload.max_bytes,
+            max_side: 0,
         })
     }
 

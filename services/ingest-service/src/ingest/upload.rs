@@ -158,7 +158,7 @@ impl Ingestor {
     /// Reads the stream to its end under the limits; `keep` = false only hashes the bytes.
     /// Kept bytes are reserved in the memory budget as they arrive, a mebibyte at a time; the
     /// reservation is returned with them.
-    async fn receive<S>(
+    pub(super) async fn receive<S>(
         &self,
         plan: &UploadPlan,
         bytes: S,
@@ -170,7 +170,7 @@ impl Ingestor {
         let mut receiver = Receiver::new(
             plan.media,
             plan.declared_size,
-            self.limits.upload.max_bytes,
+            plan.max_bytes,
             self.limits.upload.max_chunk_bytes,
             keep,
         );

@@ -9,8 +9,9 @@ mod redis;
 
 pub use embedded::EmbeddedState;
 pub use records::{
-    IdempotencyRecord, ImageRecord, ReportState, SessionRecord, SessionResult, SessionUpload,
-    TargetRecord, listing_entry, listing_image,
+    Delivery, IdempotencyRecord, ImageRecord, JobLog, JobNext, JobRecord, JobStatus, ReportState,
+    SessionRecord, SessionResult, SessionUpload, TargetRecord, listing_entry, listing_image,
+    listing_time,
 };
 pub use redis::RedisState;
 
@@ -244,4 +245,40 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<SessionRecord>, StateError>;
+    /// Stores a new job record and queues the job, in one atomic step.
+    async fn enqueue_job(&self, job: &JobRecord) -> Result<(), StateError>;
+    /// The job `id` (`None` once its record expired).
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError>;
+    /// Hands `worker` up to `limit` queued jobs that are due and that no worker holds: never
+    /// taken, given back, or held by a worker that has not renewed its hold for `lease` (it
+    /// died). The worker holds each until it renews ([`Catalog::renew_job`]) or changes the
+    /// job's entry ([`Catalog::update_job`]).
+    async fn take_jobs(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<Delivery>, StateError>;
+    /// Renews `worker`'s hold on a job for another `lease`; false if the job is no longer
+    /// held by it (another worker took it over, or it left the queue).
+    async fn renew_job(
+        &self,
+        delivery: &Delivery,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, StateError>;
+    /// Replaces the job record by compare-and-set (only if its stored version is still
+    /// `expected`) and changes its queue entry as `next` says, in one atomic step; false, and
+    /// nothing changed, if the version moved or the record is gone.
+    async fn update_job(
+        &self,
+        job: &JobRecord,
+        expected: u64,
+        next: JobNext<'_>,
+    ) -> Result<bool, StateError>;
+    /// Jobs queued (held, due or waiting for a retry).
+    async fn queued_jobs(&self) -> Result<u64, StateError>;
+    /// Forgets up to `limit` job records whose time is up (`expires_ms` before `now_ms`);
+    /// returns how many. (Redis expires them by itself.)
+    async fn expire_jobs(&self, now_ms: u64, limit: usize) -> Result<usize, StateError>;
 }

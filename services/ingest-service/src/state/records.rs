@@ -55,6 +55,13 @@ pub fn listing_entry(created_ms: u64, image_id: &str) -> String {
     )
 }
 
+/// When the image of a listing entry was listed (ms since 1970), if it is an entry.
+pub fn listing_time(entry: &str) -> Option<u64> {
+    listing_image(entry)?;
+    let inverted: u64 = entry.get(..13)?.parse().ok()?;
+    Some(LISTING_EPOCH_END - inverted.min(LISTING_EPOCH_END))
+}
+
 /// The image ID of a listing entry, if it is one.
 pub fn listing_image(entry: &str) -> Option<&str> {
     let (time, image) = entry.split_once('-')?;
@@ -155,4 +162,119 @@ pub struct SessionResult {
     pub record: ImageRecord,
     /// True if it replayed an earlier upload.
     pub replayed: bool,
+}
+
+/// Where an asynchronously processed receipt is (Concur Receipts v4 `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Stored and queued; no worker has started on it.
+    Accepted,
+    /// A worker took it (the attempt's number is in the log).
+    Processing,
+    /// Done: the image is stored.
+    Processed,
+    /// Given up on: the reason is in the log; nothing is stored and its quota was released.
+    Failed,
+}
+
+impl JobStatus {
+    /// True once the job will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Processed | JobStatus::Failed)
+    }
+
+    /// The status as Concur Receipts v4 names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStatus::Accepted => "ACCEPTED",
+            JobStatus::Processing => "PROCESSING",
+            JobStatus::Processed => "PROCESSED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLog {
+    /// `INFO`, `WARNING` or `ERROR`.
+    pub level: String,
+    /// What happened, in words a user can read (never internals).
+    pub message: String,
+    /// When, ms since 1970.
+    pub at_ms: u64,
+    /// For a refusal or a failed attempt: the `ErrorReason` name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// A receipt accepted for asynchronous processing (Concur Receipts v4, gRPC `process_async`):
+/// the received bytes wait in storage under `source` until a worker runs them through the same
+/// checks, conversion and commit as a synchronous upload. Every change is a compare-and-set on
+/// `version` ([`crate::state::Catalog::update_job`]), made together with the job's queue entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job's ID, which is also the receipt's image ID (random, 128 bits, hex).
+    pub id: String,
+    /// The workspace charged.
+    pub workspace: String,
+    /// The receipt's owner (JWT `sub`).
+    pub owner: String,
+    /// Who uploaded it (JWT `sub`; an admin may upload for another user).
+    pub caller: String,
+    /// Bumped by every change.
+    pub version: u64,
+    /// When it was accepted, ms since 1970.
+    pub created_ms: u64,
+    /// When the record is forgotten (its status is kept this long), ms since 1970.
+    pub expires_ms: u64,
+    /// Where it is.
+    pub status: JobStatus,
+    /// Attempts started so far (a worker that died counts).
+    pub attempts: u32,
+    /// Object key of the bytes as received (deleted once the job is final).
+    pub source: String,
+    /// The declared type (checked against the bytes on arrival).
+    pub content_type: String,
+    /// File name given, if any.
+    #[serde(default)]
+    pub file_name: String,
+    /// Bytes received.
+    pub size: u64,
+    /// Hex SHA-256 of the received bytes.
+    pub sha256: String,
+    /// The quota reservation held until the commit (its ID and bytes).
+    pub reservation: Option<(String, u64)>,
+    /// Images with a side over this many pixels are reduced to it on their long side (0: never).
+    pub max_side: u32,
+    /// What happened, one line per step and attempt.
+    pub logs: Vec<JobLog>,
+    /// For a failed job, the `ErrorReason` name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// For a processed job, the stored image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRecord>,
+}
+
+/// A job handed to a worker by [`crate::state::Catalog::take_jobs`]: the job's ID and the queue
+/// entry that holds it (a Redis stream entry ID, or a lease token in the embedded store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The job's ID.
+    pub job: String,
+    /// The queue entry.
+    pub entry: String,
+}
+
+/// What happens to a job's queue entry when its record changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobNext<'a> {
+    /// It stays with the worker that holds it.
+    Hold(&'a Delivery),
+    /// It is given back, to be taken again at the time (ms since 1970).
+    Retry(&'a Delivery, u64),
+    /// It leaves the queue (the job is final).
+    Done(&'a Delivery),
 }

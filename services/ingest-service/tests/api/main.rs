@@ -24,6 +24,7 @@ mod helpers;
 mod hostile;
 mod idempotency;
 mod identity;
+mod jobs;
 mod lifecycle;
 mod listing;
 mod process;

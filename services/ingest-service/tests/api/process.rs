@@ -54,6 +54,7 @@ impl ServiceProcess {
             .env("APP__STATE__PATH", self.data.path().join("state.redb"))
             .env("APP__AUTH__HS256_SECRET", SECRET)
             .env("APP__STORAGE__URL_SIGNING_KEY", URL_SIGNING_KEY)
+            .env_remove("IMAGING_JOB_FAILPOINT")
             .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -64,6 +65,14 @@ impl ServiceProcess {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sets (or with `None` removes) an environment variable for the next start.
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(existing, _)| existing != name);
+        if let Some(value) = value {
+            self.env.push((name.to_owned(), value.to_owned()));
         }
     }
 

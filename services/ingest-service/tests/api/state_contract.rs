@@ -4,9 +4,9 @@
 
 use imaging_e2e::{RedisCluster, RedisServer};
 use ingest_service::state::{
-    Catalog, EmbeddedState, IdempotencyRecord, ImageRecord, Listed, Listing, Quota, RedisState,
-    Registered, Reservation, SessionRecord, SessionResult, SessionUpload, Swap, Swapped,
-    TargetRecord, listing_entry, now_millis,
+    Catalog, Delivery, EmbeddedState, IdempotencyRecord, ImageRecord, JobNext, JobRecord,
+    JobStatus, Listed, Listing, Quota, RedisState, Registered, Reservation, SessionRecord,
+    SessionResult, SessionUpload, Swap, Swapped, TargetRecord, listing_entry, now_millis,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -676,6 +676,157 @@ async fn expired_sessions_are_found_oldest_first_and_stop_counting(backend: &Bac
     );
 }
 
+fn job(id: &str) -> JobRecord {
+    let now = now_millis();
+    JobRecord {
+        id: id.into(),
+        workspace: "w1".into(),
+        owner: "u1".into(),
+        caller: "u1".into(),
+        version: 1,
+        created_ms: now,
+        expires_ms: now + 3_600_000,
+        status: JobStatus::Accepted,
+        attempts: 0,
+        source: format!("jobs/{id}/source"),
+        content_type: "image/png".into(),
+        file_name: String::new(),
+        size: 10,
+        sha256: "00".into(),
+        reservation: Some((format!("job-{id}"), 10)),
+        max_side: 2200,
+        logs: Vec::new(),
+        reason: String::new(),
+        image: None,
+    }
+}
+
+/// The job IDs of `taken`, sorted.
+fn ids(taken: &[Delivery]) -> Vec<String> {
+    let mut ids: Vec<String> = taken.iter().map(|d| d.job.clone()).collect();
+    ids.sort();
+    ids
+}
+
+async fn a_queued_job_goes_to_one_worker_until_its_lease_lapses(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let lease = Duration::from_millis(1500);
+    let jobs = [job("j1"), job("j2"), job("j3")];
+    for job in &jobs {
+        catalog.enqueue_job(job).await.unwrap();
+    }
+    assert_eq!(catalog.queued_jobs().await.unwrap(), 3);
+    assert_eq!(catalog.job("j2").await.unwrap().unwrap(), jobs[1]);
+    assert!(catalog.job("nope").await.unwrap().is_none());
+    // Two workers share the queue: each job goes to one of them.
+    let first = catalog.take_jobs("a", 2, lease).await.unwrap();
+    let second = catalog.take_jobs("b", 5, lease).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(second.len(), 1);
+    let mut all = first.clone();
+    all.extend(second.clone());
+    assert_eq!(ids(&all), ["j1", "j2", "j3"]);
+    assert!(catalog.take_jobs("b", 5, lease).await.unwrap().is_empty());
+    // Worker a keeps one of its jobs by renewing, worker b its own; a's other job lapses and
+    // goes to worker b.
+    let kept = first[0].clone();
+    let lapsed = first[1].clone();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(catalog.renew_job(&kept, "a", lease).await.unwrap());
+        assert!(catalog.renew_job(&second[0], "b", lease).await.unwrap());
+    }
+    let retaken = catalog.take_jobs("b", 5, lease).await.unwrap();
+    assert_eq!(
+        ids(&retaken),
+        [lapsed.job.as_str()],
+        "only the lapsed job is taken again"
+    );
+    // Its first holder has lost it: it can no longer renew it.
+    assert!(!catalog.renew_job(&lapsed, "a", lease).await.unwrap());
+    assert!(catalog.renew_job(&retaken[0], "b", lease).await.unwrap());
+    assert_eq!(catalog.queued_jobs().await.unwrap(), 3);
+}
+
+async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let lease = Duration::from_secs(30);
+    catalog.enqueue_job(&job("j1")).await.unwrap();
+    catalog.enqueue_job(&job("j2")).await.unwrap();
+    let taken = catalog.take_jobs("a", 2, lease).await.unwrap();
+    let one = taken.iter().find(|d| d.job == "j1").unwrap().clone();
+    let two = taken.iter().find(|d| d.job == "j2").unwrap().clone();
+    // Held: the record changes, the entry stays with its worker.
+    let mut processing = job("j1");
+    processing.version = 2;
+    processing.status = JobStatus::Processing;
+    processing.attempts = 1;
+    assert!(
+        catalog
+            .update_job(&processing, 1, JobNext::Hold(&one))
+            .await
+            .unwrap()
+    );
+    // A writer that read version 1 changes nothing.
+    let mut stale = job("j1");
+    stale.version = 2;
+    stale.status = JobStatus::Failed;
+    assert!(
+        !catalog
+            .update_job(&stale, 1, JobNext::Done(&one))
+            .await
+            .unwrap()
+    );
+    assert_eq!(catalog.job("j1").await.unwrap().unwrap(), processing);
+    assert_eq!(catalog.queued_jobs().await.unwrap(), 2);
+    // Given back for a retry: it is not taken before it is due, then it is.
+    let mut retry = processing.clone();
+    retry.version = 3;
+    let due = now_millis() + 1500;
+    assert!(
+        catalog
+            .update_job(&retry, 2, JobNext::Retry(&one, due))
+            .await
+            .unwrap()
+    );
+    assert_eq!(catalog.queued_jobs().await.unwrap(), 2);
+    assert!(catalog.take_jobs("b", 5, lease).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let again = catalog.take_jobs("b", 5, lease).await.unwrap();
+    assert_eq!(ids(&again), ["j1"]);
+    // Done: the entry leaves the queue and the record keeps the final state.
+    let mut done = retry.clone();
+    done.version = 4;
+    done.status = JobStatus::Processed;
+    assert!(
+        catalog
+            .update_job(&done, 3, JobNext::Done(&again[0]))
+            .await
+            .unwrap()
+    );
+    let mut failed = job("j2");
+    failed.version = 2;
+    failed.status = JobStatus::Failed;
+    failed.reason = "CORRUPT_IMAGE".into();
+    assert!(
+        catalog
+            .update_job(&failed, 1, JobNext::Done(&two))
+            .await
+            .unwrap()
+    );
+    assert_eq!(catalog.queued_jobs().await.unwrap(), 0);
+    assert_eq!(catalog.job("j1").await.unwrap().unwrap(), done);
+    assert_eq!(catalog.job("j2").await.unwrap().unwrap(), failed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        catalog
+            .take_jobs("c", 5, Duration::from_millis(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn the_backend_answers_its_health_check(backend: &Backend) {
     backend.quota.check().await.unwrap();
 }
@@ -702,6 +853,8 @@ macro_rules! state_contract {
                     the_backend_answers_its_health_check,
                     sessions_are_capped_per_caller_and_change_only_from_the_version_read,
                     expired_sessions_are_found_oldest_first_and_stop_counting,
+                    a_queued_job_goes_to_one_worker_until_its_lease_lapses,
+                    a_job_changes_from_the_version_read_with_its_queue_entry,
                 );
             }
         )*

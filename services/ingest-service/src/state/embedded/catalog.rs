@@ -5,8 +5,8 @@ use super::quota::live_reservations;
 use super::tables::*;
 use super::{EmbeddedState, decode, encode, failed, now_secs};
 use crate::state::{
-    Catalog, IdempotencyRecord, ImageRecord, Listed, Listing, Registered, SessionRecord,
-    StateError, Swap, Swapped, TargetRecord, now_millis,
+    Catalog, Delivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed, Listing,
+    Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord, now_millis,
 };
 use async_trait::async_trait;
 use redb::ReadableTable;
@@ -312,5 +312,48 @@ impl Catalog for EmbeddedState {
         limit: usize,
     ) -> Result<Vec<SessionRecord>, StateError> {
         self.expired_session_records(now_ms, limit).await
+    }
+
+    async fn enqueue_job(&self, job: &JobRecord) -> Result<(), StateError> {
+        self.enqueue_job_record(job).await
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
+        self.job_record(id).await
+    }
+
+    async fn take_jobs(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StateError> {
+        self.take_job_entries(worker, limit, lease).await
+    }
+
+    async fn renew_job(
+        &self,
+        delivery: &Delivery,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StateError> {
+        self.renew_job_entry(delivery, worker, lease).await
+    }
+
+    async fn update_job(
+        &self,
+        job: &JobRecord,
+        expected: u64,
+        next: JobNext<'_>,
+    ) -> Result<bool, StateError> {
+        self.update_job_record(job, expected, next).await
+    }
+
+    async fn queued_jobs(&self) -> Result<u64, StateError> {
+        self.queued_job_count().await
+    }
+
+    async fn expire_jobs(&self, now_ms: u64, limit: usize) -> Result<usize, StateError> {
+        self.expire_job_records(now_ms, limit).await
     }
 }

@@ -43,6 +43,17 @@ pub(super) const SESSIONS_OPEN: TableDefinition<&str, u64> = TableDefinition::ne
 pub(super) const SESSIONS_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("sessions_expiry");
 
+/// Job ID -> JSON `JobRecord`: receipts accepted for asynchronous processing.
+pub(super) const JOBS: TableDefinition<&str, &str> = TableDefinition::new("jobs");
+/// Job ID -> (when it may next be taken, ms; the token of the worker holding it, or empty): the
+/// queue.
+pub(super) const JOB_QUEUE: TableDefinition<&str, (u64, &str)> = TableDefinition::new("job_queue");
+/// (when it may next be taken, ms; job ID): the queue in the order its jobs fall due (a held
+/// job falls due again when its holder's lease runs out).
+pub(super) const JOB_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("job_due");
+/// (when the record is forgotten, ms; job ID).
+pub(super) const JOB_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("job_expiry");
+
 impl EmbeddedState {
     pub(super) fn create_tables(&self) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(failed)?;
@@ -55,6 +66,10 @@ impl EmbeddedState {
         txn.open_table(SESSIONS).map_err(failed)?;
         txn.open_table(SESSIONS_OPEN).map_err(failed)?;
         txn.open_table(SESSIONS_EXPIRY).map_err(failed)?;
+        txn.open_table(JOBS).map_err(failed)?;
+        txn.open_table(JOB_QUEUE).map_err(failed)?;
+        txn.open_table(JOB_DUE).map_err(failed)?;
+        txn.open_table(JOB_EXPIRY).map_err(failed)?;
         {
             // Results stored before the expiry index existed are indexed once.
             let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;

@@ -15,6 +15,9 @@
 //! | `imaging:{ws}:upload:<id>` | JSON upload session started by a caller of the workspace |
 //! | `imaging:{ws}:uploads:<hex(sub)>` | sorted set: a caller's open sessions, scored by expiry (ms) |
 //! | `imaging:uploads:expiry` | sorted set: `{ws}/{id}` of every session, scored by expiry (ms) |
+//! | `imaging:{~jobs}:job:<id>` | JSON job record (an asynchronously processed receipt), expiring when its status is no longer kept |
+//! | `imaging:{~jobs}:queue` | stream of queued jobs (field `job`), consumer group `workers` |
+//! | `imaging:{~jobs}:delayed` | sorted set: jobs waiting for a retry, scored by when they are due (ms) |
 //! | `imaging:workspaces` | set of registered workspaces (reconcile) |
 //! | `imaging:layout:version` | `2` once data of earlier versions has been moved |
 //!
@@ -26,6 +29,9 @@ use super::RedisState;
 /// The key layout this version writes, recorded in `imaging:layout:version` once data of
 /// earlier versions has been moved.
 pub(super) const LAYOUT: &str = "2";
+
+/// The hash tag of the job queue's keys.
+const JOBS_TAG: &str = "~jobs";
 
 impl RedisState {
     /// A key of no workspace (read and written alone).
@@ -60,6 +66,22 @@ impl RedisState {
     /// Every session by expiry.
     pub(super) fn session_expiry_key(&self) -> String {
         self.key("uploads", "expiry")
+    }
+
+    /// A job record; every key of the job queue shares one cluster slot (`~` is in no
+    /// workspace ID), so each of its scripts runs on one node.
+    pub(super) fn job_key(&self, id: &str) -> String {
+        self.ws_key(JOBS_TAG, &format!("job:{id}"))
+    }
+
+    /// The queue stream.
+    pub(super) fn job_queue_key(&self) -> String {
+        self.ws_key(JOBS_TAG, "queue")
+    }
+
+    /// Jobs waiting for a retry.
+    pub(super) fn job_delayed_key(&self) -> String {
+        self.ws_key(JOBS_TAG, "delayed")
     }
 
     pub(super) fn workspaces_key(&self) -> String {

@@ -9,6 +9,7 @@
 
 mod catalog;
 mod connection;
+mod jobs;
 mod keys;
 mod migrate;
 mod quota;

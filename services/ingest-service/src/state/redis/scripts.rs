@@ -20,6 +20,14 @@ pub(super) struct Scripts {
     pub create_session: redis::Script,
     /// Compare-and-set of an upload session.
     pub update_session: redis::Script,
+    /// Stores a job record and queues the job.
+    pub enqueue_job: redis::Script,
+    /// Compare-and-set of a job record, with its queue entry.
+    pub update_job: redis::Script,
+    /// Moves delayed jobs whose time has come to the queue.
+    pub promote_jobs: redis::Script,
+    /// Renews a worker's hold on a queue entry.
+    pub renew_job: redis::Script,
     /// Moves a counter of the earlier layout.
     pub migrate_counter: redis::Script,
     /// Moves a value of the earlier layout.
@@ -35,6 +43,10 @@ impl Scripts {
             unlock: redis::Script::new(include_str!("scripts/unlock.lua")),
             create_session: with_helpers(include_str!("scripts/create_session.lua")),
             update_session: redis::Script::new(include_str!("scripts/update_session.lua")),
+            enqueue_job: redis::Script::new(include_str!("scripts/enqueue_job.lua")),
+            update_job: redis::Script::new(include_str!("scripts/update_job.lua")),
+            promote_jobs: redis::Script::new(include_str!("scripts/promote_jobs.lua")),
+            renew_job: redis::Script::new(include_str!("scripts/renew_job.lua")),
             migrate_counter: redis::Script::new(include_str!("scripts/migrate_counter.lua")),
             migrate_value: redis::Script::new(include_str!("scripts/migrate_value.lua")),
         }

@@ -1,0 +1,232 @@
+//! The job queue on Redis Streams: a stream of queued jobs read by the consumer group
+//! `workers` (every service replica is a consumer), a sorted set of jobs waiting for a retry,
+//! and the job records, all under one hash tag so that every script runs in one slot. An entry a
+//! worker read stays pending until the worker acknowledges it (with the record's final change,
+//! in one script); an entry whose worker stopped renewing it for a lease is claimed by the next
+//! worker that looks (`XAUTOCLAIM`).
+
+use super::{RedisState, decode, encode, unavailable};
+use crate::state::{Delivery, JobNext, JobRecord, StateError, now_millis};
+use redis::AsyncCommands;
+use std::time::Duration;
+
+/// The consumer group of the service's workers.
+const GROUP: &str = "workers";
+/// Delayed jobs moved to the stream per take, at most.
+const PROMOTE_BATCH: usize = 100;
+/// Rounds of `XAUTOCLAIM` (each examines a bounded part of the pending entries) per take.
+const CLAIM_ROUNDS: usize = 8;
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An entry's job ID, from its field list (`job`, id).
+fn job_of(fields: &[String]) -> Option<String> {
+    fields
+        .chunks(2)
+        .find(|pair| pair.len() == 2 && pair[0] == "job")
+        .map(|pair| pair[1].clone())
+}
+
+fn no_group(err: &redis::RedisError) -> bool {
+    err.to_string().contains("NOGROUP")
+}
+
+type Entries = Vec<(String, Vec<String>)>;
+
+impl RedisState {
+    /// Creates the consumer group (and the stream) if it does not exist: on first use, and after
+    /// a Redis that lost its data came back.
+    async fn create_group(&self) -> Result<(), StateError> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.job_queue_key())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match created {
+            Err(err) if !err.to_string().contains("BUSYGROUP") => Err(unavailable(err)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn enqueue_job_record(&self, job: &JobRecord) -> Result<(), StateError> {
+        let _: u64 = self
+            .scripts
+            .enqueue_job
+            .key(self.job_key(&job.id))
+            .key(self.job_queue_key())
+            .arg(encode(job)?)
+            .arg(&job.id)
+            .arg(job.expires_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn job_record(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
+        decode(self.get_string(self.job_key(id)).await?)
+    }
+
+    pub(super) async fn take_job_entries(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let _: u64 = self
+            .scripts
+            .promote_jobs
+            .key(self.job_delayed_key())
+            .key(self.job_queue_key())
+            .arg(PROMOTE_BATCH)
+            .arg(now_millis())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match self.read_entries(worker, limit, lease).await {
+            Err(err) if no_group(&err) => {
+                self.create_group().await?;
+                self.read_entries(worker, limit, lease)
+                    .await
+                    .map_err(unavailable)
+            }
+            read => read.map_err(unavailable),
+        }
+    }
+
+    /// Entries whose worker let its lease lapse first, then new ones.
+    async fn read_entries(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> redis::RedisResult<Vec<Delivery>> {
+        let queue = self.job_queue_key();
+        let mut taken = Vec::new();
+        let mut cursor = "0-0".to_owned();
+        for _ in 0..CLAIM_ROUNDS {
+            let (next, claimed, _deleted): (String, Entries, Vec<String>) =
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&queue)
+                    .arg(GROUP)
+                    .arg(worker)
+                    .arg(millis(lease))
+                    .arg(&cursor)
+                    .arg("COUNT")
+                    .arg(limit - taken.len())
+                    .query_async(&mut self.conn())
+                    .await?;
+            for (entry, fields) in claimed {
+                if let Some(job) = job_of(&fields) {
+                    taken.push(Delivery { job, entry });
+                }
+            }
+            if next == "0-0" || taken.len() >= limit {
+                break;
+            }
+            cursor = next;
+        }
+        if taken.len() < limit {
+            let read: Option<Vec<(String, Entries)>> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(worker)
+                .arg("COUNT")
+                .arg(limit - taken.len())
+                .arg("STREAMS")
+                .arg(&queue)
+                .arg(">")
+                .query_async(&mut self.conn())
+                .await?;
+            for (_, entries) in read.unwrap_or_default() {
+                for (entry, fields) in entries {
+                    if let Some(job) = job_of(&fields) {
+                        taken.push(Delivery { job, entry });
+                    }
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    pub(super) async fn renew_job_entry(
+        &self,
+        delivery: &Delivery,
+        worker: &str,
+        _lease: Duration,
+    ) -> Result<bool, StateError> {
+        let renewed: u64 = self
+            .scripts
+            .renew_job
+            .key(self.job_queue_key())
+            .arg(GROUP)
+            .arg(&delivery.entry)
+            .arg(worker)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(renewed == 1)
+    }
+
+    pub(super) async fn update_job_record(
+        &self,
+        job: &JobRecord,
+        expected: u64,
+        next: JobNext<'_>,
+    ) -> Result<bool, StateError> {
+        let (mode, entry, due) = match next {
+            JobNext::Hold(delivery) => ("hold", delivery.entry.as_str(), 0),
+            JobNext::Retry(delivery, due) => ("retry", delivery.entry.as_str(), due),
+            JobNext::Done(delivery) => ("done", delivery.entry.as_str(), 0),
+        };
+        let changed: u64 = self
+            .scripts
+            .update_job
+            .key(self.job_key(&job.id))
+            .key(self.job_queue_key())
+            .key(self.job_delayed_key())
+            .arg(encode(job)?)
+            .arg(expected)
+            .arg(mode)
+            .arg(entry)
+            .arg(&job.id)
+            .arg(due)
+            .arg(job.expires_ms)
+            .arg(GROUP)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(changed == 1)
+    }
+
+    pub(super) async fn queued_job_count(&self) -> Result<u64, StateError> {
+        let streamed: u64 = redis::cmd("XLEN")
+            .arg(self.job_queue_key())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let delayed: u64 = self
+            .conn()
+            .zcard(self.job_delayed_key())
+            .await
+            .map_err(unavailable)?;
+        Ok(streamed + delayed)
+    }
+
+    pub(super) async fn expire_job_records(
+        &self,
+        _now_ms: u64,
+        _limit: usize,
+    ) -> Result<usize, StateError> {
+        // Records carry their expiry (`PXAT`): Redis forgets them by itself.
+        Ok(0)
+    }
+}
