@@ -258,24 +258,32 @@ pub async fn create(
 ) -> Result<Response, Failure> {
     headers::required_token(request.headers())?;
     let user = user_of(path)?;
+    if super::resumable::requested(request.headers()) {
+        let answer = super::resumable::Answer::ReceiptsV4;
+        return super::resumable::create(&state, request, receipt(""), user, answer).await;
+    }
     let body = UploadBody::read(request, Accepts::Form("image"), state.v4_limits).await?;
-    let accepted = body
+    let queued = body
         .processed_later()
         .forward(&state.ingest, receipt(""), user)
         .await?;
-    let id = accepted.image_id;
+    Ok(accepted(&queued.image_id))
+}
+
+/// `202 Accepted` for the receipt `id`: no body, `Location` (its image) and the
+/// processing-status `Link`.
+pub(crate) fn accepted(id: &str) -> Response {
     let mut response = StatusCode::ACCEPTED.into_response();
     let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&image_path(&id)) {
+    if let Ok(location) = HeaderValue::from_str(&image_path(id)) {
         headers.insert(header::LOCATION, location);
     }
-    if let Ok(link) = HeaderValue::from_str(&format!(
-        "<{}>; rel=\"processing-status\"",
-        status_path(&id)
-    )) {
+    if let Ok(link) =
+        HeaderValue::from_str(&format!("<{}>; rel=\"processing-status\"", status_path(id)))
+    {
         headers.insert(header::LINK, link);
     }
-    Ok(response)
+    response
 }
 
 /// Where a receipt is, with its log (kept 14 days).

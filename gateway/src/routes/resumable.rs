@@ -48,6 +48,9 @@ pub enum Answer {
     ReceiptV3 { created: bool, json: bool },
     /// The workspace POST: `201` and the image's JSON.
     Workspace,
+    /// Concur Receipts v4 POST: `202` once the file is stored and queued, with `Location` and
+    /// the processing-status `Link`.
+    ReceiptsV4,
 }
 
 impl Answer {
@@ -59,6 +62,15 @@ impl Answer {
                 format!("draft route=receipt-v3 created={created} json={json}")
             }
             Answer::Workspace => "draft route=workspace".to_owned(),
+            Answer::ReceiptsV4 => "draft route=receipts-v4".to_owned(),
+        }
+    }
+
+    /// The route's upload limits.
+    fn limits(&self, state: &AppState) -> crate::upload::Limits {
+        match self {
+            Answer::ReceiptsV4 => state.v4_limits,
+            _ => state.limits,
         }
     }
 
@@ -81,6 +93,7 @@ impl Answer {
                 json: field("json") == Some("true"),
             }),
             "workspace" => Some(Answer::Workspace),
+            "receipts-v4" => Some(Answer::ReceiptsV4),
             _ => None,
         }
     }
@@ -92,6 +105,7 @@ impl Answer {
             Answer::ReceiptV3 { json: true, .. } => Dialect::ConcurJson,
             Answer::ReceiptV3 { json: false, .. } => Dialect::Concur,
             Answer::Workspace => Dialect::Workspace,
+            Answer::ReceiptsV4 => Dialect::ReceiptsV4,
         }
     }
 
@@ -116,6 +130,7 @@ impl Answer {
                     .await
                     .into_response()
             }
+            Answer::ReceiptsV4 => super::receipts_v4::accepted(&id),
         }
     }
 }
@@ -159,8 +174,8 @@ fn integer(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Failure> {
 }
 
 /// `Upload-Limit`: the largest upload and, for a resource, its remaining lifetime.
-fn limit(state: &AppState, expires_at: Option<i64>) -> String {
-    let mut text = format!("max-size={}", state.limits.max_upload_bytes);
+fn limit(limits: crate::upload::Limits, expires_at: Option<i64>) -> String {
+    let mut text = format!("max-size={}", limits.max_upload_bytes);
     if let Some(expires_at) = expires_at {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         text.push_str(&format!(", max-age={}", (expires_at - now).max(0)));
@@ -191,9 +206,10 @@ pub async fn create(
     let headers = request.headers().clone();
     let token = headers::required_token(&headers)?.to_owned();
     let length = integer(&headers, "upload-length")?;
-    if length.is_some_and(|length| length > state.limits.max_upload_bytes) {
-        let mut response = Failure::too_large(state.limits.max_upload_bytes).into_response();
-        set(&mut response, "upload-limit", &limit(state, None));
+    let limits = answer.limits(state);
+    if length.is_some_and(|length| length > limits.max_upload_bytes) {
+        let mut response = Failure::too_large(limits.max_upload_bytes).into_response();
+        set(&mut response, "upload-limit", &limit(limits, None));
         return Ok(response);
     }
     let header = UploadHeader {
@@ -204,13 +220,14 @@ pub async fn create(
         idempotency_key: headers::idempotency_key(&headers)?,
         sha256: headers::client_sha256(&headers)?,
         owner,
+        process_async: answer == Answer::ReceiptsV4,
         ..UploadHeader::default()
     };
     let created = state
         .ingest
         .start_upload(Some(&token), header, answer.tag())
         .await?;
-    let written = write(state, &token, &created.upload_id, 0, false, request).await;
+    let written = write(state, limits, &token, &created.upload_id, 0, false, request).await;
     let mut response = match written {
         Ok(_) => StatusCode::CREATED.into_response(),
         // The resource exists whatever became of the body: the client resumes from its offset.
@@ -225,7 +242,7 @@ pub async fn create(
     set(
         &mut response,
         "upload-limit",
-        &limit(state, Some(created.expires_at)),
+        &limit(limits, Some(created.expires_at)),
     );
     set(&mut response, "upload-complete", "?0");
     Ok(response)
@@ -247,6 +264,7 @@ fn is_refusal(failure: &Failure) -> bool {
 /// Writes the request body to the session at `offset`.
 async fn write(
     state: &AppState,
+    limits: crate::upload::Limits,
     token: &str,
     id: &str,
     offset: u64,
@@ -261,14 +279,9 @@ async fn write(
         ..UploadHeader::default()
     };
     let body = request.into_body().into_data_stream();
-    crate::upload::forward_write(
-        &state.ingest,
-        Some(token),
-        header,
-        body,
-        state.limits,
-        |error| Failure::invalid_request("The request body could not be read.").with_detail(error),
-    )
+    crate::upload::forward_write(&state.ingest, Some(token), header, body, limits, |error| {
+        Failure::invalid_request("The request body could not be read.").with_detail(error)
+    })
     .await
 }
 
@@ -295,9 +308,14 @@ pub async fn options_layer(
     if request.method() != Method::OPTIONS || !is_upload_route(request.uri().path()) {
         return next.run(request).await;
     }
+    let limits = if request.uri().path().starts_with("/receipts/") {
+        state.v4_limits
+    } else {
+        state.limits
+    };
     let mut response = StatusCode::NO_CONTENT.into_response();
     set(&mut response, "accept-patch", PARTIAL_UPLOAD);
-    set(&mut response, "upload-limit", &limit(&state, None));
+    set(&mut response, "upload-limit", &limit(limits, None));
     set(&mut response, "allow", "OPTIONS, POST, PUT");
     response
 }
@@ -321,13 +339,14 @@ fn is_upload_route(path: &str) -> bool {
                 _,
                 "receipt"
             ]
+            | ["receipts", "v4", "users", _, "image-only-receipts"]
     )
 }
 
 async fn options_of_resource(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     set(&mut response, "accept-patch", PARTIAL_UPLOAD);
-    set(&mut response, "upload-limit", &limit(&state, None));
+    set(&mut response, "upload-limit", &limit(state.limits, None));
     set(&mut response, "allow", "OPTIONS, HEAD, PATCH, DELETE");
     response
 }
@@ -384,7 +403,10 @@ pub async fn offset(
     set(
         &mut response,
         "upload-limit",
-        &limit(&state, Some(status.expires_at)),
+        &limit(
+            Answer::parse(&status.client_metadata).map_or(state.limits, |a| a.limits(&state)),
+            Some(status.expires_at),
+        ),
     );
     set(&mut response, "cache-control", "no-store");
     response
@@ -464,7 +486,8 @@ pub async fn append(
             serde_json::json!({}),
         );
     }
-    let written = write(&state, &token, &id, offset, finish, request).await;
+    let limits = answer.limits(&state);
+    let written = write(&state, limits, &token, &id, offset, finish, request).await;
     let stored = match written {
         Ok(stored) => stored,
         Err(failure) if failure.reason() == Some(ErrorReason::OffsetMismatch) => {
@@ -555,6 +578,7 @@ mod tests {
                 json: true,
             },
             Answer::Workspace,
+            Answer::ReceiptsV4,
         ] {
             assert_eq!(Answer::parse(&answer.tag()), Some(answer));
         }

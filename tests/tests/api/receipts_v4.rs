@@ -376,3 +376,92 @@ async fn the_v4_routes_answer_the_documented_error_statuses() {
             .all(|o| !o.key.starts_with("jobs/"))
     );
 }
+
+#[tokio::test]
+async fn a_v4_upload_resumed_with_the_http_draft_is_accepted_on_completion_and_processed() {
+    let stack = spawn_stack_on(Stack::Real, |_| {}, |_| {}).await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    // Over the synchronous 10 MB: the v4 route's own limit applies to the resumed upload too.
+    let bytes = fixtures::noise_png(1900);
+    assert!(bytes.len() > 10_485_760);
+    let half = bytes.len() / 2;
+    let options = stack
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            stack.url("/receipts/v4/users/u1/image-only-receipts"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        options.headers()["accept-patch"],
+        "application/partial-upload"
+    );
+    assert!(
+        options.headers()["upload-limit"]
+            .to_str()
+            .unwrap()
+            .contains("max-size=26214400")
+    );
+    let created = stack
+        .http
+        .post(stack.url("/receipts/v4/users/u1/image-only-receipts"))
+        .bearer_auth(&token)
+        .header("Upload-Draft-Interop-Version", "8")
+        .header("Upload-Complete", "?0")
+        .header("Content-Type", "image/png")
+        .body(bytes[..half].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/api/resumable/"), "{location}");
+    let offset = stack
+        .http
+        .head(stack.url(&location))
+        .bearer_auth(&token)
+        .header("Upload-Draft-Interop-Version", "8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offset.headers()["upload-offset"], half.to_string().as_str());
+    let completed = stack
+        .http
+        .patch(stack.url(&location))
+        .bearer_auth(&token)
+        .header("Upload-Draft-Interop-Version", "8")
+        .header("Content-Type", "application/partial-upload")
+        .header("Upload-Offset", half.to_string())
+        .header("Upload-Complete", "?1")
+        .body(bytes[half..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completed.status(), 202);
+    assert_eq!(completed.headers()["upload-complete"], "?1");
+    let image_path = completed.headers()["location"].to_str().unwrap().to_owned();
+    let id = image_path
+        .strip_prefix("/receipts/v4/images/")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        completed.headers()["link"],
+        format!("</receipts/v4/status/{id}>; rel=\"processing-status\"").as_str()
+    );
+    let status = final_status(&stack, &id, &token).await;
+    assert_eq!(status["status"], "PROCESSED", "{status}");
+    let mut args = vec!["-L".to_owned(), stack.url(&image_path)];
+    args.extend(bearer(&token));
+    let downloaded = curl(&args).await;
+    assert_eq!(downloaded.body, bytes);
+    assert_eq!(stack.used("w1").await, bytes.len() as u64);
+    let objects = stack.objects().await;
+    assert!(
+        objects
+            .iter()
+            .all(|o| !o.key.starts_with("jobs/") && !o.key.starts_with("sessions/")),
+        "{objects:?}"
+    );
+}

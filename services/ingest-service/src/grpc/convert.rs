@@ -192,6 +192,9 @@ pub fn write_response(view: SessionView) -> Result<v1::UploadImageResponse, Inge
             ..Default::default()
         },
     };
+    if view.accepted && response.complete {
+        response.processing_status = v1::ProcessingStatus::Accepted.into();
+    }
     response.committed_size = view.offset;
     response.target = Some(wire_target(&view.target));
     response.expires_at = i64::try_from(view.expires_ms / 1000).unwrap_or(i64::MAX);

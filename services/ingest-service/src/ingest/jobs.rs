@@ -42,6 +42,25 @@ pub(crate) fn log(level: &str, message: impl Into<String>, reason: &str) -> JobL
     }
 }
 
+/// What a completed resumable upload that queued `job` keeps as its result: the receipt's ID
+/// and what was received (no object yet).
+pub(super) fn accepted_record(job: &JobRecord) -> crate::state::ImageRecord {
+    crate::state::ImageRecord {
+        image_id: job.id.clone(),
+        key: String::new(),
+        workspace: job.workspace.clone(),
+        owner: job.owner.clone(),
+        content_type: job.content_type.clone(),
+        size: job.size,
+        width: 0,
+        height: 0,
+        page_count: 0,
+        sha256: job.sha256.clone(),
+        report: None,
+        listed: None,
+    }
+}
+
 /// A job's ID is a receipt ID the service made: 32 hex digits.
 fn valid_job_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -49,13 +68,30 @@ fn valid_job_id(id: &str) -> bool {
 
 impl Ingestor {
     /// The declared types the asynchronous dialect accepts.
-    fn async_accepts(&self, media: MediaType) -> bool {
+    pub(super) fn async_accepts(&self, media: MediaType) -> bool {
         self.limits
             .async_receipts
             .types
             .iter()
             .filter_map(|declared| MediaType::from_declared(declared))
             .any(|accepted| accepted == media)
+    }
+
+    /// What an asynchronous upload's header must be: a new receipt, without idempotency key.
+    pub(super) fn check_async(&self, request: &UploadRequest) -> Result<(), IngestError> {
+        if request.target.kind != Kind::Receipt || !request.target.id.is_empty() {
+            return Err(IngestError::invalid(
+                "process_async",
+                "process_async is for new receipts (kind RECEIPT, no ID)",
+            ));
+        }
+        if !request.idempotency_key.is_empty() {
+            return Err(IngestError::invalid(
+                "idempotency_key",
+                "an idempotency key is not taken with process_async",
+            ));
+        }
+        Ok(())
     }
 
     /// Accepts a new receipt for asynchronous processing: the header's checks, the quota
@@ -71,18 +107,7 @@ impl Ingestor {
     where
         S: Stream<Item = Result<Bytes, IngestError>> + Send,
     {
-        if request.target.kind != Kind::Receipt || !request.target.id.is_empty() {
-            return Err(IngestError::invalid(
-                "process_async",
-                "process_async is for new receipts (kind RECEIPT, no ID)",
-            ));
-        }
-        if !request.idempotency_key.is_empty() {
-            return Err(IngestError::invalid(
-                "idempotency_key",
-                "an idempotency key is not taken with process_async",
-            ));
-        }
+        self.check_async(&request)?;
         let plan = self.plan(claims, request).await?;
         if !self.async_accepts(plan.media) {
             return Err(IngestError::UnsupportedMediaType(
@@ -107,7 +132,7 @@ impl Ingestor {
 
     /// Stores the received bytes, reserves their quota and queues the job; any failure undoes
     /// what was done before it.
-    async fn queue(
+    pub(super) async fn queue(
         &self,
         plan: &UploadPlan,
         received: super::receive::Received,
@@ -121,6 +146,13 @@ impl Ingestor {
         self.objects
             .put(&source, received.bytes.clone(), &digest, plan.media.mime())
             .await?;
+        // A resumable session's reservation gives way to the job's.
+        if let Some((held, _)) = &plan.reservation
+            && let Err(err) = self.quota.release(&plan.workspace, held).await
+        {
+            self.discard_source(&source).await;
+            return Err(err.into());
+        }
         let reservation = reservation_id(&id);
         let ttl = std::time::Duration::from_secs(self.limits.jobs.status_ttl_seconds);
         let reserved = self

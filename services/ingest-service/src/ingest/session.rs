@@ -55,6 +55,9 @@ pub struct SessionView {
     pub client_metadata: String,
     /// The result, once complete.
     pub result: Option<Uploaded>,
+    /// The upload is processed asynchronously: its result is the accepted receipt (its ID), not
+    /// a stored image.
+    pub accepted: bool,
     /// The largest upload.
     pub max_size: u64,
     /// The declared content type.
@@ -110,13 +113,23 @@ impl Ingestor {
                 record: done.record.clone(),
                 replayed: done.replayed,
             }),
-            max_size: self.limits.upload.max_bytes,
+            accepted: record.upload.process_async,
+            max_size: self.session_max_bytes(&record.upload),
             content_type: record.upload.content_type.clone(),
             target: TargetRef {
                 kind: Kind::from_name(&record.upload.kind).unwrap_or(Kind::Receipt),
                 id: record.upload.target_id.clone(),
                 workspace: record.upload.target_workspace.clone(),
             },
+        }
+    }
+
+    /// The most bytes the session's upload may have (the asynchronous dialect's own limit).
+    fn session_max_bytes(&self, upload: &SessionUpload) -> u64 {
+        if upload.process_async {
+            self.limits.async_receipts.max_bytes
+        } else {
+            self.limits.upload.max_bytes
         }
     }
 
@@ -144,16 +157,19 @@ impl Ingestor {
                 format!("client metadata is over {MAX_CLIENT_METADATA} bytes"),
             ));
         }
-        if request.process_async {
-            return Err(IngestError::invalid(
-                "process_async",
-                "a resumable session is not processed asynchronously",
-            ));
+        let process_async = request.process_async;
+        if process_async {
+            self.check_async(&request)?;
         }
         let plan = self.plan(claims, request).await?;
+        if process_async && !self.async_accepts(plan.media) {
+            return Err(IngestError::UnsupportedMediaType(
+                plan.media.mime().to_owned(),
+            ));
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let length = (plan.declared_size > 0).then_some(plan.declared_size);
-        let bytes = length.unwrap_or(self.limits.upload.max_bytes);
+        let bytes = length.unwrap_or(plan.max_bytes);
         let ttl = Duration::from_secs(self.limits.sessions.ttl_seconds);
         let reservation = format!("session-{id}");
         let default = self.limits.quota.default_bytes;
@@ -192,6 +208,7 @@ impl Ingestor {
                 idempotency_key: plan.idempotency_key.clone(),
                 sha256: plan.sha256.map(hex::encode).unwrap_or_default(),
                 file_name,
+                process_async,
             },
             length,
             offset: 0,
@@ -381,6 +398,7 @@ impl Ingestor {
             .admit(&record.upload.workspace, &claims.sub)?;
         let skip = record.offset - write.offset;
         let mut receiving = Receiving::new(&record, &write, skip)?;
+        let max_bytes = self.session_max_bytes(&record.upload);
         let mut bytes = std::pin::pin!(bytes);
         let pace = Pace::new(&self.limits);
         let mut held = super::budget::Reserved::default();
@@ -398,7 +416,7 @@ impl Ingestor {
                     let step = (needed - held.bytes()).max(1024 * 1024);
                     held.merge(self.budget.reserve(step).await?);
                 }
-                receiving.push(&chunk, complete, self.limits.upload.max_bytes)?;
+                receiving.push(&chunk, complete, max_bytes)?;
             }
             Ok::<_, IngestError>(())
         }
@@ -550,7 +568,7 @@ impl Ingestor {
             idempotency_key,
             sha256,
             reservation: record.reservation.clone(),
-            max_bytes: self.limits.upload.max_bytes,
+            max_bytes: self.session_max_bytes(upload),
             max_side: 0,
         })
     }
@@ -656,9 +674,17 @@ impl Ingestor {
             bytes: Bytes::from(whole),
         };
         let ingestor = self.clone();
+        let process_async = record.upload.process_async;
         let finished = tokio::spawn(
             async move {
-                let finished = ingestor.finish(plan, received).await;
+                let finished = if process_async {
+                    ingestor.queue(&plan, received).await.map(|job| Uploaded {
+                        record: super::jobs::accepted_record(&job),
+                        replayed: false,
+                    })
+                } else {
+                    ingestor.finish(plan, received).await
+                };
                 drop(held);
                 finished
             }

@@ -153,6 +153,9 @@ pub struct SessionUpload {
     /// The file name given.
     #[serde(default)]
     pub file_name: String,
+    /// A new receipt processed asynchronously: the completion queues it.
+    #[serde(default)]
+    pub process_async: bool,
 }
 
 /// The result of a completed session.

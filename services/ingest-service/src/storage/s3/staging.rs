@@ -134,13 +134,19 @@ impl S3Store {
         use crate::storage::ObjectStore;
         validate_key(prefix)?;
         let whole = whole_key(prefix);
-        if let Some(upload_id) = &staged.multipart {
-            self.abort(&whole, upload_id).await?;
-        }
-        // Pieces of writes that never committed are under the prefix too.
+        let aborted = match &staged.multipart {
+            Some(upload_id) => self.abort(&whole, upload_id).await,
+            None => Ok(()),
+        };
+        // Pieces of writes that never committed are under the prefix too, and so is the object
+        // a completed multipart upload made.
+        let mut completed = false;
         for object in self.list(&format!("{prefix}/")).await? {
+            completed |= object.key == whole;
             self.delete(&object.key).await?;
         }
-        Ok(())
+        // A completed upload is no longer there to abort (some servers refuse, rather than
+        // answer 404): only an upload still open that would not abort is a failure.
+        if completed { Ok(()) } else { aborted }
     }
 }
