@@ -539,6 +539,7 @@ fn session(id: &str, caller: &str, expires_ms: u64) -> SessionRecord {
             idempotency_key: String::new(),
             sha256: String::new(),
             file_name: String::new(),
+            process_async: false,
         },
         length: Some(10),
         offset: 0,
