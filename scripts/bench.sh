@@ -43,9 +43,10 @@ uploads_args=()
 state_args=()
 reports_args=()
 resumable_args=()
+async_args=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick); resumable_args+=(--quick) ;;
+    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick); resumable_args+=(--quick); async_args+=(--quick) ;;
     *) echo "unknown argument: $arg (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -74,3 +75,6 @@ target/release/formats "$corpus" --reps "$reps"
 echo
 echo "== resumable"
 target/release/resumable "${resumable_args[@]}"
+echo
+echo "== async-receipts"
+target/release/async-receipts "${async_args[@]}"

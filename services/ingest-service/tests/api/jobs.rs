@@ -674,3 +674,47 @@ async fn a_redis_restarted_mid_queue_loses_no_accepted_receipt() {
         .collect();
     assert_each_processed_once(&worker, &ids, keys).await;
 }
+
+#[tokio::test]
+async fn the_janitor_removes_received_bytes_no_queued_job_needs() {
+    let app = spawn_app_with(Stack::Embedded, |_| {}).await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let accepted = accept(&app.ingest, &token, "image/png", &png(30, 30))
+        .await
+        .unwrap();
+    until(&app.ingest, &token, &accepted.image_id, is_final).await;
+    // Bytes stored by an accept whose job was never queued (the process died in between).
+    let orphan = png(10, 10);
+    let key = format!("jobs/{}/source", "f".repeat(32));
+    app.backends
+        .store
+        .put(
+            &key,
+            orphan.clone().into(),
+            &ingest_service::storage::BodyDigest::of(&orphan),
+            "image/png",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let swept = app
+        .registry
+        .clone()
+        .sweep(authed(
+            &app.service_token(),
+            v1::SweepRequest {
+                older_than_seconds: 1,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(swept.leftovers_removed, 1);
+    let keys: Vec<String> = app.objects().await.into_iter().map(|o| o.key).collect();
+    assert!(!keys.contains(&key), "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.starts_with("ws/")).count(), 1);
+    let stored = image(&app.ingest, &token, &accepted.image_id)
+        .await
+        .unwrap();
+    assert_eq!(app.fetch(&stored.url).await.1, png(30, 30));
+}
