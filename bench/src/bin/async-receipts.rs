@@ -237,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
     let service = stack.service_pid();
     println!(
         "Asynchronous receipts: {} receipts per route ({} and {} bytes, in turn) from {} clients \
-         at once, through the gateway (S3 + Redis; 2 workers), alternated rounds.\n",
+         at once, through the gateway (S3 + Redis; 2 workers), the synchronous route first.\n",
         cli.receipts,
         bench.files[0].2.len(),
         bench.files[1].2.len(),

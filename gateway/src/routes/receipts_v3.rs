@@ -228,14 +228,7 @@ pub async fn list(
 ) -> Result<Response, Failure> {
     let json = wants_json(&headers);
     let Query(query) = query.map_err(bad_query)?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(limit) => limit
-            .parse::<u32>()
-            .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| Failure::invalid_request("limit must be 1 to 100."))?,
-    };
+    let limit = page_limit(query.limit.as_deref())?;
     let user = user_of(query.user.as_ref())?;
     let offset = query.offset.unwrap_or_default();
     let page = state
@@ -420,8 +413,20 @@ async fn store(
     Ok(stored.image_id)
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
-fn urlencode(value: &str) -> String {
+/// A list's `limit`: 1 to 100, 25 if not given (v3 and v4 alike).
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<u32, Failure> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(limit) => limit
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| Failure::invalid_request("limit must be 1 to 100.")),
+    }
+}
+
+/// Percent-encodes a path or query value (everything but unreserved characters).
+pub(crate) fn urlencode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

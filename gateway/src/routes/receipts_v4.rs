@@ -6,6 +6,7 @@
 //!
 //! Links are absolute paths on this gateway (no host taken from the request).
 
+use super::receipts_v3::urlencode;
 use crate::error::{Dialect, ErrorBody, Failure, in_dialect};
 use crate::headers;
 use crate::state::AppState;
@@ -21,9 +22,6 @@ use serde::{Deserialize, Serialize};
 
 /// OpenAPI tag of these routes.
 const TAG: &str = "Concur Receipts v4";
-/// Receipts per page of a list when `limit` is not given, and the most.
-const DEFAULT_LIMIT: u32 = 25;
-const MAX_LIMIT: u32 = 100;
 
 /// The v4 routes. Bodies are streamed, so axum's body limit is off; [`UploadBody`] enforces
 /// the dialect's byte limit itself.
@@ -338,14 +336,7 @@ pub async fn list(
     let Query(query) = query.map_err(|rejection| {
         Failure::invalid_request("The query string is malformed.").with_detail(rejection)
     })?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(limit) => limit
-            .parse::<u32>()
-            .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| Failure::invalid_request("limit must be 1 to 100."))?,
-    };
+    let limit = super::receipts_v3::page_limit(query.limit.as_deref())?;
     let page = state
         .ingest
         .list_receipts(
@@ -449,17 +440,4 @@ pub async fn receipt_image(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     image(state, path, headers).await
-}
-
-/// Percent-encodes a path or query value (everything but unreserved characters).
-fn urlencode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

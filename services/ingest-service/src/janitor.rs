@@ -44,6 +44,15 @@ pub fn target_of_object(key: &str) -> Option<(String, String)> {
     Some((workspace.to_owned(), target.catalog_key()))
 }
 
+/// True if `object` was last written at least `grace` before `now` (an object of unknown age
+/// is never old enough).
+fn older_than(object: &crate::storage::ObjectEntry, now: SystemTime, grace: Duration) -> bool {
+    object
+        .modified
+        .and_then(|modified| now.duration_since(modified).ok())
+        .is_some_and(|age| age >= grace)
+}
+
 /// Deletes every object older than `grace` that no image record names; returns their keys.
 pub async fn remove_orphans(
     store: &dyn ObjectStore,
@@ -53,11 +62,7 @@ pub async fn remove_orphans(
     let now = SystemTime::now();
     let mut removed = Vec::new();
     for object in store.list("ws/").await? {
-        let old_enough = object
-            .modified
-            .and_then(|modified| now.duration_since(modified).ok())
-            .is_some_and(|age| age >= grace);
-        if !old_enough {
+        if !older_than(&object, now, grace) {
             continue;
         }
         let named = match target_of_object(&object.key) {
@@ -85,10 +90,6 @@ pub async fn remove_job_leftovers(
     let now = SystemTime::now();
     let mut removed = Vec::new();
     for object in store.list(crate::ingest::JOB_PREFIX).await? {
-        let old_enough = object
-            .modified
-            .and_then(|modified| now.duration_since(modified).ok())
-            .is_some_and(|age| age >= grace);
         let Some(id) = object
             .key
             .strip_prefix(crate::ingest::JOB_PREFIX)
@@ -96,7 +97,7 @@ pub async fn remove_job_leftovers(
         else {
             continue;
         };
-        if !old_enough {
+        if !older_than(&object, now, grace) {
             continue;
         }
         let live = catalog

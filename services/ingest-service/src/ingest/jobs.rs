@@ -19,6 +19,10 @@ use futures::Stream;
 use imaging_pipeline::MediaType;
 use tracing::Instrument;
 
+/// How long a job's quota reservation holds if nothing ends it (a job always does, once final):
+/// a job that waits longer in the queue is charged at its commit only if it still fits.
+const JOB_RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Where a job's received bytes wait: `jobs/{id}/source`.
 pub const JOB_PREFIX: &str = "jobs/";
 
@@ -154,7 +158,7 @@ impl Ingestor {
             return Err(err.into());
         }
         let reservation = reservation_id(&id);
-        let ttl = std::time::Duration::from_secs(self.limits.jobs.status_ttl_seconds);
+        let ttl = JOB_RESERVATION_TTL;
         let reserved = self
             .quota
             .reserve(

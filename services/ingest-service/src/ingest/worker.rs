@@ -298,23 +298,7 @@ impl Ingestor {
             "",
         ));
         job.image = Some(image);
-        let reservation = job.reservation.take();
-        if !self
-            .catalog
-            .update_job(&job, expected, JobNext::Done(delivery))
-            .await?
-        {
-            return Ok(());
-        }
-        self.metrics
-            .jobs_finished
-            .add(1, &[opentelemetry::KeyValue::new("status", "PROCESSED")]);
-        self.discard_source(&job.source).await;
-        if let Some((reservation, _)) = reservation {
-            // Taken over by the commit; what is left of it (a smaller stored file) goes back.
-            let _ = self.quota.release(&job.workspace, &reservation).await;
-        }
-        Ok(())
+        self.end_job(job, expected, delivery).await
     }
 
     /// Ends the job `FAILED` with `reason`, releasing its quota and its received bytes.
@@ -330,6 +314,19 @@ impl Ingestor {
         job.status = JobStatus::Failed;
         job.reason = reason.to_owned();
         job.logs.push(log("ERROR", message, reason));
+        self.end_job(job, expected, delivery).await
+    }
+
+    /// Writes a job's final record (from the version `expected`) and takes its entry out of the
+    /// queue in one step; then gives back what is left of its reservation (the commit took it
+    /// over if it stored the image) and removes its received bytes. Nothing, if another worker
+    /// changed the job first.
+    async fn end_job(
+        &self,
+        mut job: JobRecord,
+        expected: u64,
+        delivery: &Delivery,
+    ) -> Result<(), IngestError> {
         let reservation = job.reservation.take();
         if !self
             .catalog
@@ -338,11 +335,14 @@ impl Ingestor {
         {
             return Ok(());
         }
-        self.metrics
-            .jobs_finished
-            .add(1, &[opentelemetry::KeyValue::new("status", "FAILED")]);
-        if let Some((reservation, _)) = reservation {
-            self.quota.release(&job.workspace, &reservation).await?;
+        self.metrics.jobs_finished.add(
+            1,
+            &[opentelemetry::KeyValue::new("status", job.status.name())],
+        );
+        if let Some((reservation, _)) = reservation
+            && let Err(err) = self.quota.release(&job.workspace, &reservation).await
+        {
+            tracing::warn!(error = %err, "a finished job's reservation lapses by itself");
         }
         self.discard_source(&job.source).await;
         Ok(())
