@@ -247,7 +247,8 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<SessionRecord>, StateError>;
     /// Stores a new job record and queues the job, in one atomic step.
     async fn enqueue_job(&self, job: &JobRecord) -> Result<(), StateError>;
-    /// The job `id` (`None` once its record expired).
+    /// The job `id` (`None` once it is final and its `expires_ms` has passed; a job not final
+    /// never expires).
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError>;
     /// Hands `worker` up to `limit` queued jobs that are due and that no worker holds: never
     /// taken, given back, or held by a worker that has not renewed its hold for `lease` (it

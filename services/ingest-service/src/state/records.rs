@@ -230,7 +230,8 @@ pub struct JobRecord {
     pub version: u64,
     /// When it was accepted, ms since 1970.
     pub created_ms: u64,
-    /// When the record is forgotten (its status is kept this long), ms since 1970.
+    /// When the record is forgotten once the job is final (its status is kept until then), ms
+    /// since 1970.
     pub expires_ms: u64,
     /// Where it is.
     pub status: JobStatus,

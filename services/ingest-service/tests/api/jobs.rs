@@ -718,3 +718,37 @@ async fn the_janitor_removes_received_bytes_no_queued_job_needs() {
         .unwrap();
     assert_eq!(app.fetch(&stored.url).await.1, png(30, 30));
 }
+
+async fn a_status_is_kept_for_its_time_then_forgotten(stack: Stack) {
+    let app = spawn_app_with(stack, |settings| {
+        settings.limits.jobs.status_ttl_seconds = 2;
+    })
+    .await;
+    let token = app.token("u1", "w1", &[], &[]);
+    let accepted = accept(&app.ingest, &token, "image/png", &png(12, 12))
+        .await
+        .unwrap();
+    let done = until(&app.ingest, &token, &accepted.image_id, is_final).await;
+    assert_eq!(done.status, i32::from(ProcessingStatus::Processed));
+    let received = u64::try_from(done.received_at_ms).unwrap();
+    let now = ingest_service::state::now_millis();
+    tokio::time::sleep(Duration::from_millis((received + 2300).saturating_sub(now))).await;
+    let gone = status(&app.ingest, &token, &accepted.image_id)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&gone), "IMAGE_NOT_FOUND");
+    // The receipt itself stays.
+    image(&app.ingest, &token, &accepted.image_id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_status_is_kept_for_its_time_then_forgotten_embedded() {
+    a_status_is_kept_for_its_time_then_forgotten(Stack::Embedded).await;
+}
+
+#[tokio::test]
+async fn a_status_is_kept_for_its_time_then_forgotten_on_redis() {
+    a_status_is_kept_for_its_time_then_forgotten(Stack::Real).await;
+}

@@ -59,7 +59,9 @@ impl EmbeddedState {
     }
 
     pub(super) async fn job_record(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
-        self.get_json(JOBS, id).await
+        // A final record whose time is up is gone, whether or not the sweep removed it yet.
+        let job: Option<JobRecord> = self.get_json(JOBS, id).await?;
+        Ok(job.filter(|job| !(job.status.is_final() && job.expires_ms <= now_millis())))
     }
 
     pub(super) async fn take_job_entries(

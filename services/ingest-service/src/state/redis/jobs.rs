@@ -61,7 +61,6 @@ impl RedisState {
             .key(self.job_queue_key())
             .arg(encode(job)?)
             .arg(&job.id)
-            .arg(job.expires_ms)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -199,7 +198,11 @@ impl RedisState {
             .arg(entry)
             .arg(&job.id)
             .arg(due)
-            .arg(job.expires_ms)
+            .arg(if job.status.is_final() {
+                job.expires_ms.max(1)
+            } else {
+                0
+            })
             .arg(GROUP)
             .invoke_async(&mut self.conn())
             .await
@@ -226,7 +229,7 @@ impl RedisState {
         _now_ms: u64,
         _limit: usize,
     ) -> Result<usize, StateError> {
-        // Records carry their expiry (`PXAT`): Redis forgets them by itself.
+        // A final record carries its expiry (`PXAT`): Redis forgets it by itself.
         Ok(0)
     }
 }
