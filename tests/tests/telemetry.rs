@@ -42,6 +42,39 @@ async fn one_upload_is_one_trace_from_gateway_to_storage_and_is_counted() {
         .post_raw("/api/image/v1.0/receipt", &token, "image/png", png(32, 32))
         .await;
     assert_eq!(response.status(), 201);
+    // A receipt processed asynchronously (Concur Receipts v4), followed until it is processed.
+    let form = reqwest::multipart::Form::new().part(
+        "image",
+        reqwest::multipart::Part::bytes(png(24, 24))
+            .file_name("r.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    let accepted = stack
+        .http
+        .post(stack.url("/receipts/v4/users/u1/image-only-receipts"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let location = accepted.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value = stack
+            .get(&format!("/receipts/v4/status/{id}"), &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "PROCESSED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     tracer.force_flush().unwrap();
     let finished = spans.get_finished_spans().unwrap();
@@ -79,6 +112,35 @@ async fn one_upload_is_one_trace_from_gateway_to_storage_and_is_counted() {
 
     meter.force_flush().unwrap();
     let exported = metrics.get_finished_metrics().unwrap();
+    let total = |name: &str, attribute: Option<(&str, &str)>| -> u64 {
+        let mut total = 0;
+        for resource in &exported {
+            for scope in resource.scope_metrics() {
+                for metric in scope.metrics().filter(|m| m.name() == name) {
+                    if let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() {
+                        for point in sum.data_points() {
+                            let matches = attribute.is_none_or(|(key, value)| {
+                                point.attributes().any(|kv| {
+                                    kv.key.as_str() == key
+                                        && kv.value == Value::from(value.to_owned())
+                                })
+                            });
+                            if matches {
+                                total = total.max(point.value());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        total
+    };
+    assert_eq!(total("imaging.jobs.accepted", None), 1);
+    assert_eq!(total("imaging.jobs.attempts", None), 1);
+    assert_eq!(
+        total("imaging.jobs.finished", Some(("status", "PROCESSED"))),
+        1
+    );
     let mut counted = 0;
     for resource in &exported {
         for scope in resource.scope_metrics() {

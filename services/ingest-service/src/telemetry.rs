@@ -2,7 +2,7 @@
 //! made per RPC in `grpc::layer`; logging and exporters are set up by `imaging_telemetry::init`.
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 /// Instruments of the ingest service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -35,6 +35,9 @@ pub struct Metrics {
     pub jobs_finished: Counter<u64>,
     /// `imaging.jobs.attempts`: job attempts started (a retry and a takeover count).
     pub job_attempts: Counter<u64>,
+    /// `imaging.jobs.queued`: jobs in the shared queue (held, due or waiting for a retry), as
+    /// this replica last read it.
+    pub jobs_queued: Gauge<u64>,
 }
 
 impl Metrics {
@@ -88,6 +91,10 @@ impl Metrics {
             job_attempts: meter
                 .u64_counter("imaging.jobs.attempts")
                 .with_description("Asynchronous job attempts started")
+                .build(),
+            jobs_queued: meter
+                .u64_gauge("imaging.jobs.queued")
+                .with_description("Jobs in the shared queue")
                 .build(),
         }
     }

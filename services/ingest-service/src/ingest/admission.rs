@@ -80,6 +80,11 @@ impl Admission {
     pub fn close(&self) {
         self.global.close();
     }
+
+    /// True once [`Admission::close`] was called (the process is draining).
+    pub fn is_closed(&self) -> bool {
+        self.global.is_closed()
+    }
 }
 
 /// The counts, also after a panic elsewhere while they were held: every change to them is one

@@ -56,6 +56,9 @@ async fn stop_at(failpoint: Option<Failpoint>, here: Failpoint, job: &str) {
     }
 }
 
+/// How often the queue's length is read for the `imaging.jobs.queued` gauge.
+const QUEUE_COUNT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How often expired job records are looked for (embedded store).
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -72,8 +75,14 @@ impl Ingestor {
         let poll = Duration::from_millis(settings.poll_millis.max(10));
         let failpoint = Failpoint::from_env();
         let mut expired_at = tokio::time::Instant::now();
+        let mut counted_at = tokio::time::Instant::now() - QUEUE_COUNT_INTERVAL;
         loop {
-            let free = slots.available_permits();
+            // A draining replica takes no new job; those it holds run to their end.
+            let free = if self.admission.is_closed() {
+                0
+            } else {
+                slots.available_permits()
+            };
             if free > 0 {
                 match self.catalog.take_jobs(&worker, free, lease).await {
                     Ok(taken) => {
@@ -91,6 +100,12 @@ impl Ingestor {
                         }
                     }
                     Err(err) => tracing::warn!(error = %err, "taking jobs failed; trying again"),
+                }
+            }
+            if counted_at.elapsed() >= QUEUE_COUNT_INTERVAL {
+                counted_at = tokio::time::Instant::now();
+                if let Ok(queued) = self.catalog.queued_jobs().await {
+                    self.metrics.jobs_queued.record(queued, &[]);
                 }
             }
             if expired_at.elapsed() >= EXPIRY_INTERVAL {
