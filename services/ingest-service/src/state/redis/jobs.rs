@@ -14,6 +14,8 @@ use std::time::Duration;
 const GROUP: &str = "workers";
 /// Delayed jobs moved to the stream per take, at most.
 const PROMOTE_BATCH: usize = 100;
+/// A consumer that holds no entry and has not read for this long (ms) is a process that ended.
+const DEAD_CONSUMER_MILLIS: u64 = 3_600_000;
 /// Rounds of `XAUTOCLAIM` (each examines a bounded part of the pending entries) per take.
 const CLAIM_ROUNDS: usize = 8;
 
@@ -112,19 +114,26 @@ impl RedisState {
         let mut taken = Vec::new();
         let mut cursor = "0-0".to_owned();
         for _ in 0..CLAIM_ROUNDS {
-            let (next, claimed, _deleted): (String, Entries, Vec<String>) =
-                redis::cmd("XAUTOCLAIM")
-                    .arg(&queue)
-                    .arg(GROUP)
-                    .arg(worker)
-                    .arg(millis(lease))
-                    .arg(&cursor)
-                    .arg("COUNT")
-                    .arg(limit - taken.len())
-                    .query_async(&mut self.conn())
-                    .await?;
+            // Redis 7 answers (cursor, entries, deleted IDs); 6.2 leaves the third out.
+            let reply: Vec<redis::Value> = redis::cmd("XAUTOCLAIM")
+                .arg(&queue)
+                .arg(GROUP)
+                .arg(worker)
+                .arg(millis(lease))
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(limit - taken.len())
+                .query_async(&mut self.conn())
+                .await?;
+            let mut reply = reply.into_iter();
+            let next: String = redis::from_redis_value(reply.next().unwrap_or_default())?;
+            // An entry deleted meanwhile comes without fields (6.2) or not at all (7).
+            let claimed: Vec<(String, Option<Vec<String>>)> = match reply.next() {
+                Some(entries) => redis::from_redis_value(entries)?,
+                None => Vec::new(),
+            };
             for (entry, fields) in claimed {
-                if let Some(job) = job_of(&fields) {
+                if let Some(job) = fields.as_deref().and_then(job_of) {
                     taken.push(Delivery { job, entry });
                 }
             }
@@ -229,7 +238,45 @@ impl RedisState {
         _now_ms: u64,
         _limit: usize,
     ) -> Result<usize, StateError> {
-        // A final record carries its expiry (`PXAT`): Redis forgets it by itself.
+        // A final record carries its expiry (`PXAT`): Redis forgets it by itself. What is left to
+        // tidy is the group's consumers: every process start is a new one, and one that holds
+        // nothing and has not been seen for an hour is gone for good.
+        let consumers: redis::RedisResult<Vec<redis::Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(self.job_queue_key())
+            .arg(GROUP)
+            .query_async(&mut self.conn())
+            .await;
+        let Ok(consumers) = consumers else {
+            // No stream or no group yet: nothing to tidy.
+            return Ok(0);
+        };
+        for consumer in consumers {
+            let Ok(fields) = redis::from_redis_value::<
+                std::collections::HashMap<String, redis::Value>,
+            >(consumer) else {
+                continue;
+            };
+            let number = |name: &str| -> Option<u64> {
+                fields
+                    .get(name)
+                    .and_then(|value| redis::from_redis_value(value.clone()).ok())
+            };
+            let name: Option<String> = fields
+                .get("name")
+                .and_then(|value| redis::from_redis_value(value.clone()).ok());
+            if let (Some(name), Some(0), Some(idle)) = (name, number("pending"), number("idle"))
+                && idle > DEAD_CONSUMER_MILLIS
+            {
+                let _: redis::RedisResult<u64> = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(self.job_queue_key())
+                    .arg(GROUP)
+                    .arg(name)
+                    .query_async(&mut self.conn())
+                    .await;
+            }
+        }
         Ok(0)
     }
 }
