@@ -42,8 +42,14 @@ curl -s -X POST http://127.0.0.1:8080/api/v1/client/workspace/demo/expenses/exp-
   -H "Authorization: Bearer \$TOKEN" -F file=@receipt.jpg
 curl -s http://127.0.0.1:8080/api/v1/workspace/demo/storage/summary -H "Authorization: Bearer \$TOKEN"
 
+# Concur Receipts v4: accepted with 202, processed later; follow the Link header's status:
+curl -si -X POST http://127.0.0.1:8080/receipts/v4/users/alice/image-only-receipts \\
+  -H "Authorization: Bearer \$TOKEN" -F 'image=@receipt.jpg;type=image/jpeg'
+curl -s http://127.0.0.1:8080/receipts/v4/status/<id from the Location above> -H "Authorization: Bearer \$TOKEN"
+
 # the same over gRPC with the bundled CLI:
 $bin/imaging-cli --token \$TOKEN upload receipt receipt.jpg
+$bin/imaging-cli --token \$TOKEN upload receipt receipt.jpg --async   # then: status <image_id>
 
 OpenAPI document: http://127.0.0.1:8080/openapi.json   (Ctrl-C stops both processes)
 EOT

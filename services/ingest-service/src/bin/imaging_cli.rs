@@ -1,5 +1,8 @@
 //! `imaging-cli`: a small client for the ingest service — mint dev tokens, register workspaces
-//! and targets, upload, fetch URLs and usage.
+//! and targets, upload (at once, or processed asynchronously), follow a receipt's processing
+//! status, fetch URLs and usage. Results are aligned `key  value` lines, or one JSON document
+//! with `--json`; a refusal is printed as `REASON: message` on stderr with an exit code by class
+//! (see [`exit_code`]).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use imaging_proto::v1;
@@ -21,6 +24,9 @@ struct Cli {
     /// Bearer token (see `imaging-cli token`).
     #[arg(long, env = "IMAGING_TOKEN", default_value = "")]
     token: String,
+    /// Print each result as one JSON document (for scripts and `jq`).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,7 +94,16 @@ enum Command {
         /// Content type; guessed from the extension if omitted.
         #[arg(long)]
         content_type: Option<String>,
+        /// A new receipt processed asynchronously (as Concur Receipts v4): the answer is its ID;
+        /// follow it with `imaging-cli status`.
+        #[arg(long = "async")]
+        process_async: bool,
+        /// Receipts: the user the upload is for (admin roles).
+        #[arg(long, default_value = "")]
+        owner: String,
     },
+    /// Show where a receipt uploaded with `--async` is, with its processing log.
+    Status { id: String },
     /// Show an image's metadata and a fresh URL.
     Get {
         #[arg(value_enum)]
@@ -141,6 +156,10 @@ fn guess_type(file: &std::path::Path) -> String {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("webp") => "image/webp",
+        Some("heic") => "image/heic",
+        Some("heif") => "image/heif",
+        Some("tif" | "tiff") => "image/tiff",
+        Some("gif") => "image/gif",
         _ => "application/octet-stream",
     }
     .to_owned()
@@ -153,10 +172,114 @@ fn authed<T>(token: &str, message: T) -> anyhow::Result<Request<T>> {
     Ok(request)
 }
 
+/// Exit codes: 0 done, 1 anything else, 2 usage (from the argument parser), 3 not authorized
+/// (no, bad or insufficient token), 4 not found, 5 refused (the request or the file), 6 the
+/// service or its backends unavailable (retry later).
+fn exit_code(code: tonic::Code) -> u8 {
+    use tonic::Code;
+    match code {
+        Code::Unauthenticated | Code::PermissionDenied => 3,
+        Code::NotFound => 4,
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::ResourceExhausted => 5,
+        Code::Unavailable | Code::DeadlineExceeded => 6,
+        _ => 1,
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            if let Some(status) = err.downcast_ref::<tonic::Status>() {
+                use tonic_types::StatusExt;
+                let reason = status.get_error_details().error_info().map_or_else(
+                    || format!("{:?}", status.code()),
+                    |info| info.reason.clone(),
+                );
+                eprintln!("{reason}: {}", status.message());
+                std::process::ExitCode::from(exit_code(status.code()))
+            } else if err.downcast_ref::<tonic::transport::Error>().is_some() {
+                eprintln!(
+                    "UNAVAILABLE: the service cannot be reached ({err:#}); check --addr / IMAGING_ADDR"
+                );
+                std::process::ExitCode::from(6)
+            } else {
+                eprintln!("error: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// A result: `key  value` lines, or one JSON object.
+fn show(json: bool, fields: &[(&str, serde_json::Value)]) {
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        println!("{}", serde_json::Value::Object(object));
+        return;
+    }
+    let width = fields.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    for (key, value) in fields {
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        println!("{key:width$}  {text}");
+    }
+}
+
+/// Bytes for people: `1.4 MB (1432110 bytes)`.
+fn size_text(bytes: u64) -> String {
+    let (value, unit) = match bytes {
+        b if b >= 1_000_000_000 => (b as f64 / 1e9, "GB"),
+        b if b >= 1_000_000 => (b as f64 / 1e6, "MB"),
+        b if b >= 1_000 => (b as f64 / 1e3, "KB"),
+        b => return format!("{b} bytes"),
+    };
+    format!("{value:.1} {unit} ({bytes} bytes)")
+}
+
+/// A size: a number in JSON, readable otherwise.
+fn size(json: bool, bytes: u64) -> serde_json::Value {
+    if json {
+        bytes.into()
+    } else {
+        size_text(bytes).into()
+    }
+}
+
+/// Unix ms as RFC 3339 (UTC).
+fn time_text(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn status_name(value: i32) -> &'static str {
+    match v1::ProcessingStatus::try_from(value) {
+        Ok(v1::ProcessingStatus::Accepted) => "ACCEPTED",
+        Ok(v1::ProcessingStatus::Processing) => "PROCESSING",
+        Ok(v1::ProcessingStatus::Processed) => "PROCESSED",
+        Ok(v1::ProcessingStatus::Failed) => "FAILED",
+        _ => "",
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.clone();
+    let json = cli.json;
     match cli.command {
         Command::Token {
             sub,
@@ -195,7 +318,10 @@ async fn main() -> anyhow::Result<()> {
                     },
                 )?)
                 .await?;
-            println!("quota_bytes: {}", reply.into_inner().quota_bytes);
+            show(
+                json,
+                &[("quota_bytes", reply.into_inner().quota_bytes.into())],
+            );
         }
         Command::RegisterTarget {
             kind,
@@ -210,7 +336,7 @@ async fn main() -> anyhow::Result<()> {
                 owner,
             };
             let reply = client.register_target(authed(&token, request)?).await?;
-            println!("created: {}", reply.into_inner().created);
+            show(json, &[("created", reply.into_inner().created.into())]);
         }
         Command::Upload {
             kind,
@@ -218,6 +344,8 @@ async fn main() -> anyhow::Result<()> {
             id,
             workspace,
             content_type,
+            process_async,
+            owner,
         } => {
             let bytes = tokio::fs::read(&file).await?;
             let header = v1::UploadHeader {
@@ -228,6 +356,9 @@ async fn main() -> anyhow::Result<()> {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 declared_size: bytes.len() as u64,
+                sha256: <sha2::Sha256 as sha2::Digest>::digest(&bytes).to_vec(),
+                owner,
+                process_async,
                 ..Default::default()
             };
             let mut messages = vec![v1::UploadImageRequest {
@@ -247,7 +378,31 @@ async fn main() -> anyhow::Result<()> {
                 .upload_image(authed(&token, tokio_stream::iter(messages))?)
                 .await?
                 .into_inner();
-            println!("{reply:#?}");
+            if process_async {
+                show(
+                    json,
+                    &[
+                        ("image_id", reply.image_id.into()),
+                        ("status", status_name(reply.processing_status).into()),
+                        ("content_type", reply.content_type.into()),
+                    ],
+                );
+            } else {
+                show(
+                    json,
+                    &[
+                        ("image_id", reply.image_id.into()),
+                        ("path", reply.path.into()),
+                        ("content_type", reply.content_type.into()),
+                        ("size", size(json, reply.size_bytes)),
+                        ("width", reply.width.into()),
+                        ("height", reply.height.into()),
+                        ("pages", reply.page_count.into()),
+                        ("sha256", hex::encode(&reply.sha256).into()),
+                        ("replayed", reply.replayed.into()),
+                    ],
+                );
+            }
         }
         Command::Get {
             kind,
@@ -259,12 +414,25 @@ async fn main() -> anyhow::Result<()> {
                 target: Some(target(kind, id, workspace)),
                 owner: String::new(),
             };
-            println!(
-                "{:#?}",
-                client
-                    .get_image(authed(&token, request)?)
-                    .await?
-                    .into_inner()
+            let info = client
+                .get_image(authed(&token, request)?)
+                .await?
+                .into_inner();
+            show(
+                json,
+                &[
+                    ("image_id", info.image_id.into()),
+                    ("url", info.url.into()),
+                    ("url_expires_in_seconds", info.url_expires_in_seconds.into()),
+                    ("content_type", info.content_type.into()),
+                    ("size", size(json, info.size_bytes)),
+                    ("width", info.width.into()),
+                    ("height", info.height.into()),
+                    ("pages", info.page_count.into()),
+                    ("sha256", hex::encode(&info.sha256).into()),
+                    ("owner", info.owner.into()),
+                    ("workspace", info.workspace_id.into()),
+                ],
             );
         }
         Command::Usage { workspace } => {
@@ -272,13 +440,89 @@ async fn main() -> anyhow::Result<()> {
             let request = v1::GetUsageRequest {
                 workspace_id: workspace,
             };
-            println!(
-                "{:#?}",
-                client
-                    .get_usage(authed(&token, request)?)
-                    .await?
-                    .into_inner()
+            let usage = client
+                .get_usage(authed(&token, request)?)
+                .await?
+                .into_inner();
+            let percent = if usage.limit_bytes == 0 {
+                0.0
+            } else {
+                usage.used_bytes as f64 * 100.0 / usage.limit_bytes as f64
+            };
+            show(
+                json,
+                &[
+                    ("used", size(json, usage.used_bytes)),
+                    ("limit", size(json, usage.limit_bytes)),
+                    (
+                        "used_percent",
+                        serde_json::Value::from((percent * 10.0).round() / 10.0),
+                    ),
+                ],
             );
+        }
+        Command::Status { id } => {
+            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let info = client
+                .get_processing_status(authed(&token, v1::GetProcessingStatusRequest { id })?)
+                .await?
+                .into_inner();
+            let failure = v1::ErrorReason::try_from(info.failure_reason)
+                .ok()
+                .filter(|reason| *reason != v1::ErrorReason::Unspecified)
+                .map(|reason| reason.as_str_name().to_owned())
+                .unwrap_or_default();
+            if json {
+                let logs: Vec<serde_json::Value> = info
+                    .logs
+                    .iter()
+                    .map(|line| {
+                        serde_json::json!({
+                            "level": line.level,
+                            "message": line.message,
+                            "time": time_text(line.timestamp_ms),
+                        })
+                    })
+                    .collect();
+                show(
+                    true,
+                    &[
+                        ("id", info.id.into()),
+                        ("status", status_name(info.status).into()),
+                        ("failure_reason", failure.into()),
+                        ("attempts", info.attempts.into()),
+                        ("received_at", time_text(info.received_at_ms).into()),
+                        ("received_bytes", info.received_bytes.into()),
+                        ("content_type", info.content_type.into()),
+                        ("owner", info.owner.into()),
+                        ("logs", logs.into()),
+                    ],
+                );
+            } else {
+                let mut fields = vec![
+                    ("id", info.id.into()),
+                    ("status", status_name(info.status).into()),
+                ];
+                if !failure.is_empty() {
+                    fields.push(("failure_reason", failure.into()));
+                }
+                fields.extend([
+                    ("attempts", info.attempts.into()),
+                    ("received_at", time_text(info.received_at_ms).into()),
+                    ("received", size_text(info.received_bytes).into()),
+                    ("content_type", info.content_type.into()),
+                    ("owner", info.owner.into()),
+                ]);
+                show(false, &fields);
+                for line in &info.logs {
+                    println!(
+                        "  {}  {:7}  {}",
+                        time_text(line.timestamp_ms),
+                        line.level,
+                        line.message
+                    );
+                }
+            }
         }
         Command::Reconcile { dry_run } => {
             let mut client = TargetRegistryClient::connect(cli.addr).await?;

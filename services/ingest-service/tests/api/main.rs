@@ -17,6 +17,7 @@ macro_rules! contract {
     };
 }
 
+mod cli;
 mod defenses;
 mod errors;
 mod formats;

@@ -1,0 +1,108 @@
+//! `imaging-cli` run as a user runs it, against a real service process: readable results and
+//! `--json`, the SHA-256 in hex, an asynchronous upload followed with `status`, and the exit
+//! codes of refusals.
+
+use crate::process::ServiceProcess;
+use sha2::Digest;
+use std::process::Output;
+use std::time::Duration;
+
+async fn cli(service: &ServiceProcess, token: &str, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imaging-cli"));
+    command
+        .env("IMAGING_ADDR", format!("http://{}", service.addr))
+        .env("IMAGING_TOKEN", token)
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// The value of `key` in `key  value` lines.
+fn field(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once("  ")?;
+            (name.trim() == key).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
+#[tokio::test]
+async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let png = imaging_e2e::fixtures::png(300, 200);
+    let file = dir.path().join("receipt.png");
+    std::fs::write(&file, &png).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&png));
+    let path = file.to_str().unwrap();
+
+    // A synchronous upload: aligned lines, the digest in hex, the size for people.
+    let uploaded = stdout(&cli(&service, &token, &["upload", "receipt", path]).await);
+    assert_eq!(field(&uploaded, "sha256"), sha);
+    assert_eq!(field(&uploaded, "width"), "300");
+    assert!(
+        field(&uploaded, "size").ends_with(&format!("({} bytes)", png.len())),
+        "{uploaded}"
+    );
+    let id = field(&uploaded, "image_id");
+    // The same as JSON.
+    let got: serde_json::Value = serde_json::from_str(&stdout(
+        &cli(&service, &token, &["--json", "get", "receipt", &id]).await,
+    ))
+    .unwrap();
+    assert_eq!(got["sha256"], sha.as_str());
+    assert_eq!(got["size"], png.len());
+    assert!(got["url"].as_str().unwrap().starts_with("http"));
+
+    // An asynchronous upload, followed until it is processed.
+    let accepted = stdout(&cli(&service, &token, &["upload", "receipt", path, "--async"]).await);
+    assert_eq!(field(&accepted, "status"), "ACCEPTED");
+    let receipt = field(&accepted, "image_id");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status: serde_json::Value = serde_json::from_str(&stdout(
+            &cli(&service, &token, &["status", &receipt, "--json"]).await,
+        ))
+        .unwrap();
+        if status["status"] == "PROCESSED" {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["received_bytes"], png.len());
+    assert!(status["logs"].as_array().unwrap().len() >= 3);
+    let readable = stdout(&cli(&service, &token, &["status", &receipt]).await);
+    assert_eq!(field(&readable, "status"), "PROCESSED");
+    assert!(readable.contains("INFO"), "{readable}");
+
+    // Refusals: the reason on stderr and an exit code by class.
+    let missing = cli(&service, &token, &["get", "receipt", &"0".repeat(32)]).await;
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&missing.stderr).starts_with("IMAGE_NOT_FOUND: "));
+    let unauthorized = cli(&service, "not-a-token", &["usage", "w1"]).await;
+    assert_eq!(unauthorized.status.code(), Some(3));
+    let refused = cli(
+        &service,
+        &token,
+        &["upload", "receipt", path, "--content-type", "image/jpeg"],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&refused.stderr).starts_with("CONTENT_TYPE_MISMATCH: "));
+    let mut gone = ServiceProcess::start().await;
+    gone.kill();
+    let unreachable = cli(&gone, &token, &["usage", "w1"]).await;
+    assert_eq!(unreachable.status.code(), Some(6));
+}
