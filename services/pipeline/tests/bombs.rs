@@ -19,17 +19,23 @@ use std::sync::Mutex;
 #[global_allocator]
 static ALLOCATOR: PeakAlloc = PeakAlloc;
 
-/// Peaks are process-wide: measurements run one at a time.
+/// Peaks are process-wide: the tests run one at a time, each from its first line (building a
+/// bomb allocates too, and would count in another test's peak).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Holds the whole test alone in the process.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 const MIB: usize = 1024 * 1024;
 
 /// Runs `work` and returns its result and the most memory it had allocated at once, over what
 /// was allocated before it started.
+/// Call it with [`serial`] held.
 fn peak_of<T>(work: impl FnOnce() -> T) -> (T, usize) {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let before = ALLOCATOR.current_usage();
     ALLOCATOR.reset_peak_usage();
     let result = work();
@@ -45,6 +51,7 @@ fn too_complex<T: std::fmt::Debug>(result: Result<T, PipelineError>) -> &'static
 
 #[test]
 fn object_streams_that_would_inflate_to_gigabytes_are_refused_in_a_few_mebibytes() {
+    let _serial = serial();
     let bomb = pdf_inflation_bomb();
     assert!(bomb.len() < 10 * MIB, "{} bytes", bomb.len());
     let (result, peak) = peak_of(|| inspect(&bomb, MediaType::Pdf, &Limits::default()));
@@ -54,6 +61,7 @@ fn object_streams_that_would_inflate_to_gigabytes_are_refused_in_a_few_mebibytes
 
 #[test]
 fn an_object_stream_of_millions_of_tiny_objects_is_refused_before_parsing() {
+    let _serial = serial();
     let bomb = pdf_tiny_objects_bomb();
     assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
     let (result, peak) = peak_of(|| inspect(&bomb, MediaType::Pdf, &Limits::default()));
@@ -64,6 +72,7 @@ fn an_object_stream_of_millions_of_tiny_objects_is_refused_before_parsing() {
 
 #[test]
 fn a_plain_pdf_of_one_huge_array_is_refused_without_parsing_it() {
+    let _serial = serial();
     let bomb = pdf_huge_array();
     let (result, peak) = peak_of(|| inspect(&bomb, MediaType::Pdf, &Limits::default()));
     assert_eq!(too_complex(result), "PDF tokens");
@@ -72,6 +81,7 @@ fn a_plain_pdf_of_one_huge_array_is_refused_without_parsing_it() {
 
 #[test]
 fn a_png_whose_icc_profile_inflates_to_hundreds_of_megabytes_is_refused() {
+    let _serial = serial();
     let bomb = png_with_profile(128 * MIB);
     assert!(bomb.len() < MIB, "{} bytes", bomb.len());
     let (result, peak) = peak_of(|| inspect(&bomb, MediaType::Png, &Limits::default()));
@@ -82,6 +92,7 @@ fn a_png_whose_icc_profile_inflates_to_hundreds_of_megabytes_is_refused() {
 
 #[test]
 fn a_sixteen_bit_rgba_png_over_the_decoded_bytes_limit_is_refused_from_its_header() {
+    let _serial = serial();
     let bomb = sixteen_bit_rgba_png(7071);
     let (result, peak) = peak_of(|| to_webp(&bomb, MediaType::Png, &Limits::default()));
     assert_eq!(too_complex(result), "decoded image");
@@ -94,6 +105,7 @@ fn a_sixteen_bit_rgba_png_over_the_decoded_bytes_limit_is_refused_from_its_heade
 
 #[test]
 fn a_real_conversion_stays_within_a_small_multiple_of_its_image() {
+    let _serial = serial();
     let photo = png(2000, 1500);
     let decoded = 2000 * 1500 * 3;
     let limits = Limits::default();
@@ -116,6 +128,7 @@ fn a_real_conversion_stays_within_a_small_multiple_of_its_image() {
 
 #[test]
 fn an_estimate_spares_only_its_own_buffer_a_second_pdf_scan() {
+    let _serial = serial();
     let limits = Limits::default();
     let good = imaging_fixtures::pdf(3);
     let estimate =
