@@ -149,7 +149,8 @@ fn item_uri(id: &str) -> String {
     format!("{BASE}/{id}")
 }
 
-fn receipt(id: &str) -> Target {
+/// A loose receipt as a target (no ID: a new one).
+pub(crate) fn receipt(id: &str) -> Target {
     Target {
         kind: TargetKind::Receipt.into(),
         id: id.to_owned(),
@@ -157,20 +158,23 @@ fn receipt(id: &str) -> Target {
     }
 }
 
+/// True if `user` may be a login ID (the service decides who it is and who may act for them).
+pub(crate) fn is_login_id(user: &str) -> bool {
+    !user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control)
+}
+
 /// The `user` parameter, if given: a login ID the service checks.
 fn user_of(user: Option<&String>) -> Result<String, Failure> {
     match user.map(String::as_str) {
         None => Ok(String::new()),
-        Some(user) if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) => {
-            Err(Failure::invalid_request(
-                "The user is not a valid login ID.",
-            ))
-        }
+        Some(user) if !is_login_id(user) => Err(Failure::invalid_request(
+            "The user is not a valid login ID.",
+        )),
         Some(user) => Ok(user.to_owned()),
     }
 }
 
-fn bad_query(rejection: QueryRejection) -> Failure {
+pub(crate) fn bad_query(rejection: QueryRejection) -> Failure {
     Failure::invalid_request("The query string is malformed.").with_detail(rejection)
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Links are absolute paths on this gateway (no host taken from the request).
 
-use super::receipts_v3::urlencode;
+use super::receipts_v3::{bad_query, is_login_id, receipt, urlencode};
 use crate::error::{Dialect, ErrorBody, Failure, in_dialect};
 use crate::headers;
 use crate::state::AppState;
@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use imaging_proto::v1::{ProcessingStatus, Target, TargetKind};
+use imaging_proto::v1::ProcessingStatus;
 use serde::{Deserialize, Serialize};
 
 /// OpenAPI tag of these routes.
@@ -153,14 +153,6 @@ enum Errors {
     QuotaExceeded(ErrorBody),
 }
 
-fn receipt(id: &str) -> Target {
-    Target {
-        kind: TargetKind::Receipt.into(),
-        id: id.to_owned(),
-        workspace_id: String::new(),
-    }
-}
-
 fn image_path(id: &str) -> String {
     format!("/receipts/v4/images/{id}")
 }
@@ -185,7 +177,7 @@ fn rfc3339(ms: i64) -> String {
 fn user_of(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
     let Path(user) =
         path.map_err(|rejection| Failure::invalid_id("user ID").with_detail(rejection))?;
-    if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) {
+    if !is_login_id(&user) {
         return Err(Failure::invalid_id("user ID"));
     }
     Ok(user)
@@ -333,9 +325,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let user = user_of(path)?;
-    let Query(query) = query.map_err(|rejection| {
-        Failure::invalid_request("The query string is malformed.").with_detail(rejection)
-    })?;
+    let Query(query) = query.map_err(bad_query)?;
     let limit = super::receipts_v3::page_limit(query.limit.as_deref())?;
     let page = state
         .ingest

@@ -3,7 +3,7 @@
 //! Lanczos3, turned upright (the new file carries no EXIF, so the orientation is applied) and
 //! encoded again in its own format; anything else, or a small image, is left as it is.
 
-use crate::webp::{decode_for_target, orient, resize, target_size};
+use crate::webp::{decode_for_target, fit_upright};
 use crate::{Limits, MediaType, PipelineError};
 use fast_image_resize::PixelType;
 
@@ -51,13 +51,11 @@ pub fn reduce(
     if decoded.stored.0.max(decoded.stored.1) <= max_side {
         return Ok(None);
     }
-    let target = target_size(decoded.stored, &limits);
-    let pixels = resize(decoded.pixels, decoded.pixel_type, decoded.size, target)?;
-    let (pixels, (width, height)) =
-        orient(pixels, decoded.pixel_type, target, decoded.orientation)?;
+    let pixel_type = decoded.pixel_type;
+    let (pixels, (width, height)) = fit_upright(decoded, &limits)?;
     let bytes = match media {
         MediaType::Jpeg => {
-            let rgb = if decoded.pixel_type == PixelType::U8x4 {
+            let rgb = if pixel_type == PixelType::U8x4 {
                 pixels
                     .chunks_exact(4)
                     .flat_map(|p| [p[0], p[1], p[2]])
@@ -71,7 +69,7 @@ pub fn reduce(
             let mut out = Vec::new();
             {
                 let mut encoder = png::Encoder::new(&mut out, width, height);
-                encoder.set_color(if decoded.pixel_type == PixelType::U8x4 {
+                encoder.set_color(if pixel_type == PixelType::U8x4 {
                     png::ColorType::Rgba
                 } else {
                     png::ColorType::Rgb

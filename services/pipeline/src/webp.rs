@@ -51,15 +51,11 @@ pub fn to_webp(
     limits: &Limits,
 ) -> Result<WebpOutput, PipelineError> {
     let decoded = decode_for_target(bytes, media, limits)?;
-    // Resize in stored orientation, then orient the small image: rotating a 12 MP photo costs
-    // more than rotating the 3 MP result, and the output is the same up to resampling order.
-    let target = target_size(decoded.stored, limits);
-    let pixels = resize(decoded.pixels, decoded.pixel_type, decoded.size, target)?;
-    let (pixels, (new_width, new_height)) =
-        orient(pixels, decoded.pixel_type, target, decoded.orientation)?;
+    let pixel_type = decoded.pixel_type;
+    let (pixels, (new_width, new_height)) = fit_upright(decoded, limits)?;
     let bytes = encode(
         &pixels,
-        decoded.pixel_type,
+        pixel_type,
         (new_width, new_height),
         &lossy_config(limits.webp_quality)?,
     )?;
@@ -84,6 +80,18 @@ pub struct Decoded {
     pub stored: (u32, u32),
     /// EXIF orientation, not applied.
     pub orientation: Orientation,
+}
+
+/// `decoded` brought to its [`target_size`] and turned upright: its pixels (of its pixel type)
+/// and size. Resized in stored orientation, then oriented: rotating a 12 MP photo costs more
+/// than rotating the 3 MP result, and the output is the same up to resampling order.
+pub(crate) fn fit_upright(
+    decoded: Decoded,
+    limits: &Limits,
+) -> Result<(Vec<u8>, (u32, u32)), PipelineError> {
+    let target = target_size(decoded.stored, limits);
+    let pixels = resize(decoded.pixels, decoded.pixel_type, decoded.size, target)?;
+    orient(pixels, decoded.pixel_type, target, decoded.orientation)
 }
 
 /// The header checks, then the pixels the resize needs. A JPEG (YCbCr, RGB or grey) larger than

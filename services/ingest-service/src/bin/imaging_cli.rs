@@ -472,6 +472,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .filter(|reason| *reason != v1::ErrorReason::Unspecified)
                 .map(|reason| reason.as_str_name().to_owned())
                 .unwrap_or_default();
+            let mut fields = vec![
+                ("id", info.id.into()),
+                ("status", status_name(info.status).into()),
+            ];
+            if json || !failure.is_empty() {
+                fields.push(("failure_reason", failure.into()));
+            }
+            fields.extend([
+                ("attempts", info.attempts.into()),
+                ("received_at", time_text(info.received_at_ms).into()),
+                (
+                    if json { "received_bytes" } else { "received" },
+                    size(json, info.received_bytes),
+                ),
+                ("content_type", info.content_type.into()),
+                ("owner", info.owner.into()),
+            ]);
             if json {
                 let logs: Vec<serde_json::Value> = info
                     .logs
@@ -484,36 +501,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                show(
-                    true,
-                    &[
-                        ("id", info.id.into()),
-                        ("status", status_name(info.status).into()),
-                        ("failure_reason", failure.into()),
-                        ("attempts", info.attempts.into()),
-                        ("received_at", time_text(info.received_at_ms).into()),
-                        ("received_bytes", info.received_bytes.into()),
-                        ("content_type", info.content_type.into()),
-                        ("owner", info.owner.into()),
-                        ("logs", logs.into()),
-                    ],
-                );
-            } else {
-                let mut fields = vec![
-                    ("id", info.id.into()),
-                    ("status", status_name(info.status).into()),
-                ];
-                if !failure.is_empty() {
-                    fields.push(("failure_reason", failure.into()));
-                }
-                fields.extend([
-                    ("attempts", info.attempts.into()),
-                    ("received_at", time_text(info.received_at_ms).into()),
-                    ("received", size_text(info.received_bytes).into()),
-                    ("content_type", info.content_type.into()),
-                    ("owner", info.owner.into()),
-                ]);
-                show(false, &fields);
+                fields.push(("logs", logs.into()));
+            }
+            show(json, &fields);
+            if !json {
                 for line in &info.logs {
                     println!(
                         "  {}  {:7}  {}",

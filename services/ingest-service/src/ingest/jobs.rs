@@ -17,7 +17,6 @@ use crate::storage::BodyDigest;
 use bytes::Bytes;
 use futures::Stream;
 use imaging_pipeline::MediaType;
-use tracing::Instrument;
 
 /// How long a job's quota reservation holds if nothing ends it (a job always does, once final):
 /// a job that waits longer in the queue is charged at its commit only if it still fits.
@@ -111,27 +110,17 @@ impl Ingestor {
     where
         S: Stream<Item = Result<Bytes, IngestError>> + Send,
     {
-        self.check_async(&request)?;
-        let plan = self.plan(claims, request).await?;
-        if !self.async_accepts(plan.media) {
-            return Err(IngestError::UnsupportedMediaType(
-                plan.media.mime().to_owned(),
-            ));
-        }
+        let plan = self.plan_async(claims, request).await?;
         self.precheck_quota(&plan).await?;
         let admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
         let (received, held) = self.receive(&plan, bytes, true).await?;
         let ingestor = self.clone();
-        tokio::spawn(
-            async move {
-                let queued = ingestor.queue(&plan, received).await;
-                drop((admitted, held));
-                queued
-            }
-            .in_current_span(),
-        )
+        super::to_the_end("accept", async move {
+            let queued = ingestor.queue(&plan, received).await;
+            drop((admitted, held));
+            queued
+        })
         .await
-        .map_err(|err| IngestError::Internal(format!("accept task failed: {err}")))?
     }
 
     /// Stores the received bytes, reserves their quota and queues the job; any failure undoes

@@ -60,6 +60,18 @@ use budget::MemoryBudget;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Runs `work` to its end in a task of its own (in the current span), so that a caller that
+/// goes away (its future dropped) cannot stop it half-way; `what` names the task if it fails.
+pub(crate) async fn to_the_end<T: Send + 'static>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, IngestError>> + Send + 'static,
+) -> Result<T, IngestError> {
+    use tracing::Instrument;
+    tokio::spawn(work.in_current_span())
+        .await
+        .map_err(|err| IngestError::Internal(format!("{what} task failed: {err}")))?
+}
+
 /// How many times a write that lost a compare-and-set to another writer starts over.
 pub(crate) const MAX_ATTEMPTS: usize = 64;
 

@@ -77,11 +77,7 @@ impl Ingestor {
         let media = MediaType::from_declared(&request.content_type)
             .filter(|media| policy.accepts(*media))
             .ok_or_else(|| IngestError::UnsupportedMediaType(request.content_type.clone()))?;
-        let max_bytes = if request.process_async {
-            self.limits.async_receipts.max_bytes
-        } else {
-            self.limits.upload.max_bytes
-        };
+        let max_bytes = self.max_upload_bytes(request.process_async);
         if request.declared_size > max_bytes {
             return Err(IngestError::FileTooLarge { limit: max_bytes });
         }
@@ -146,6 +142,33 @@ impl Ingestor {
             max_bytes,
             max_side: 0,
         })
+    }
+
+    /// The most bytes an upload may have: the asynchronous dialect's own limit, or the
+    /// synchronous one.
+    pub(crate) fn max_upload_bytes(&self, process_async: bool) -> u64 {
+        if process_async {
+            self.limits.async_receipts.max_bytes
+        } else {
+            self.limits.upload.max_bytes
+        }
+    }
+
+    /// Checks an asynchronous upload's header (a new receipt, no idempotency key) as well as
+    /// [`Ingestor::plan`] does every upload's, and its type against the asynchronous dialect's.
+    pub(crate) async fn plan_async(
+        &self,
+        claims: Claims,
+        request: UploadRequest,
+    ) -> Result<UploadPlan, IngestError> {
+        self.check_async(&request)?;
+        let plan = self.plan(claims, request).await?;
+        if !self.async_accepts(plan.media) {
+            return Err(IngestError::UnsupportedMediaType(
+                plan.media.mime().to_owned(),
+            ));
+        }
+        Ok(plan)
     }
 
     /// Refuses at once if the workspace is full or the declared size cannot fit. A converted

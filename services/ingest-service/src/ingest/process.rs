@@ -173,12 +173,13 @@ impl Ingestor {
                     && seen.width.max(seen.height) > plan.max_side;
                 // A HEIC, TIFF or GIF is stored in the form every viewer opens.
                 if let Some(converted) = seen.converted.take() {
-                    let converted = Bytes::from(converted);
                     if too_large {
-                        return self.reduce_and_place(plan, converted, seen.media).await;
+                        return self
+                            .reduce_and_place(plan, Bytes::from(converted), seen.media)
+                            .await;
                     }
                     let content = Content::new(
-                        converted.to_vec(),
+                        converted,
                         seen.media,
                         seen.width,
                         seen.height,

@@ -31,7 +31,6 @@ use futures::Stream;
 use imaging_pipeline::{MediaType, sniff};
 use sha2::Digest;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// The most text a client may keep with a session.
 pub const MAX_CLIENT_METADATA: usize = 4096;
@@ -114,22 +113,13 @@ impl Ingestor {
                 replayed: done.replayed,
             }),
             accepted: record.upload.process_async,
-            max_size: self.session_max_bytes(&record.upload),
+            max_size: self.max_upload_bytes(record.upload.process_async),
             content_type: record.upload.content_type.clone(),
             target: TargetRef {
                 kind: Kind::from_name(&record.upload.kind).unwrap_or(Kind::Receipt),
                 id: record.upload.target_id.clone(),
                 workspace: record.upload.target_workspace.clone(),
             },
-        }
-    }
-
-    /// The most bytes the session's upload may have (the asynchronous dialect's own limit).
-    fn session_max_bytes(&self, upload: &SessionUpload) -> u64 {
-        if upload.process_async {
-            self.limits.async_receipts.max_bytes
-        } else {
-            self.limits.upload.max_bytes
         }
     }
 
@@ -158,15 +148,11 @@ impl Ingestor {
             ));
         }
         let process_async = request.process_async;
-        if process_async {
-            self.check_async(&request)?;
-        }
-        let plan = self.plan(claims, request).await?;
-        if process_async && !self.async_accepts(plan.media) {
-            return Err(IngestError::UnsupportedMediaType(
-                plan.media.mime().to_owned(),
-            ));
-        }
+        let plan = if process_async {
+            self.plan_async(claims, request).await?
+        } else {
+            self.plan(claims, request).await?
+        };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let length = (plan.declared_size > 0).then_some(plan.declared_size);
         let bytes = length.unwrap_or(plan.max_bytes);
@@ -398,7 +384,7 @@ impl Ingestor {
             .admit(&record.upload.workspace, &claims.sub)?;
         let skip = record.offset - write.offset;
         let mut receiving = Receiving::new(&record, &write, skip)?;
-        let max_bytes = self.session_max_bytes(&record.upload);
+        let max_bytes = self.max_upload_bytes(record.upload.process_async);
         let mut bytes = std::pin::pin!(bytes);
         let pace = Pace::new(&self.limits);
         let mut held = super::budget::Reserved::default();
@@ -568,7 +554,7 @@ impl Ingestor {
             idempotency_key,
             sha256,
             reservation: record.reservation.clone(),
-            max_bytes: self.session_max_bytes(upload),
+            max_bytes: self.max_upload_bytes(upload.process_async),
             max_side: 0,
         })
     }
@@ -675,23 +661,19 @@ impl Ingestor {
         };
         let ingestor = self.clone();
         let process_async = record.upload.process_async;
-        let finished = tokio::spawn(
-            async move {
-                let finished = if process_async {
-                    ingestor.queue(&plan, received).await.map(|job| Uploaded {
-                        record: super::jobs::accepted_record(&job),
-                        replayed: false,
-                    })
-                } else {
-                    ingestor.finish(plan, received).await
-                };
-                drop(held);
-                finished
-            }
-            .in_current_span(),
-        )
-        .await
-        .map_err(|err| IngestError::Internal(format!("completion task failed: {err}")))??;
+        let finished = super::to_the_end("completion", async move {
+            let finished = if process_async {
+                ingestor.queue(&plan, received).await.map(|job| Uploaded {
+                    record: super::jobs::accepted_record(&job),
+                    replayed: false,
+                })
+            } else {
+                ingestor.finish(plan, received).await
+            };
+            drop(held);
+            finished
+        })
+        .await?;
         Ok((finished, running.encode(), head))
     }
 

@@ -14,7 +14,6 @@ use crate::state::ImageRecord;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use opentelemetry::KeyValue;
-use tracing::Instrument;
 
 /// Received bytes are reserved in the memory budget in steps of this many bytes.
 const RESERVE_STEP: u64 = 1024 * 1024;
@@ -143,16 +142,12 @@ impl Ingestor {
         let admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
         let (received, held) = self.receive(&plan, bytes, true).await?;
         let ingestor = self.clone();
-        tokio::spawn(
-            async move {
-                let finished = ingestor.finish(plan, received).await;
-                drop((admitted, held));
-                finished
-            }
-            .in_current_span(),
-        )
+        super::to_the_end("upload", async move {
+            let finished = ingestor.finish(plan, received).await;
+            drop((admitted, held));
+            finished
+        })
         .await
-        .map_err(|err| IngestError::Internal(format!("upload task failed: {err}")))?
     }
 
     /// Reads the stream to its end under the limits; `keep` = false only hashes the bytes.

@@ -29,6 +29,11 @@ pub fn now_millis() -> u64 {
     .unwrap_or(u64::MAX)
 }
 
+/// A duration in whole ms (saturating), as both backends store times.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A failure of the state backend. Never shown to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -4,13 +4,9 @@
 
 use super::tables::{JOB_DUE, JOB_EXPIRY, JOB_QUEUE, JOBS};
 use super::{EmbeddedState, decode, encode, failed};
-use crate::state::{Delivery, JobNext, JobRecord, StateError, now_millis};
+use crate::state::{Delivery, JobNext, JobRecord, StateError, millis, now_millis};
 use redb::{ReadableTable, ReadableTableMetadata};
 use std::time::Duration;
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// Puts the queue entry of `id` at `due`, held by `holder` (empty: nobody).
 fn place(txn: &redb::WriteTransaction, id: &str, due: u64, holder: &str) -> Result<(), StateError> {

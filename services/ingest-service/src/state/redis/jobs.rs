@@ -6,7 +6,7 @@
 //! worker that looks (`XAUTOCLAIM`).
 
 use super::{RedisState, decode, encode, unavailable};
-use crate::state::{Delivery, JobNext, JobRecord, StateError, now_millis};
+use crate::state::{Delivery, JobNext, JobRecord, StateError, millis, now_millis};
 use redis::AsyncCommands;
 use std::time::Duration;
 
@@ -18,10 +18,6 @@ const PROMOTE_BATCH: usize = 100;
 const DEAD_CONSUMER_MILLIS: u64 = 3_600_000;
 /// Rounds of `XAUTOCLAIM` (each examines a bounded part of the pending entries) per take.
 const CLAIM_ROUNDS: usize = 8;
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// An entry's job ID, from its field list (`job`, id).
 fn job_of(fields: &[String]) -> Option<String> {
