@@ -752,3 +752,55 @@ async fn a_status_is_kept_for_its_time_then_forgotten_embedded() {
 async fn a_status_is_kept_for_its_time_then_forgotten_on_redis() {
     a_status_is_kept_for_its_time_then_forgotten(Stack::Real).await;
 }
+
+#[tokio::test]
+async fn a_silent_or_trickling_asynchronous_upload_is_cut_off_and_queues_nothing() {
+    let app = spawn_app_with(Stack::Embedded, |settings| {
+        settings.limits.upload.idle_seconds = 1;
+        settings.limits.upload.rate_grace_seconds = 1;
+        settings.limits.upload.min_bytes_per_second = 8192;
+    })
+    .await;
+    let token = app.token("mallory", "w1", &[], &[]);
+    for trickle in [false, true] {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let mut client = app.ingest.clone();
+        let request = authed(
+            &token,
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        );
+        let call = tokio::spawn(async move { client.upload_image(request).await });
+        let mut head = header(target(TargetKind::Receipt, ""), "image/jpeg", &[]);
+        head.process_async = true;
+        let mut messages = messages(head, &[0xFF, 0xD8, 0xFF], 1).into_iter();
+        for message in messages.by_ref() {
+            sender.send(message).await.unwrap();
+        }
+        let sending = tokio::spawn(async move {
+            // A byte every 400 ms (under the minimum rate), or nothing at all.
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                if trickle && sender.send(messages_chunk(0xE0)).await.is_err() {
+                    break;
+                }
+            }
+            drop(sender);
+        });
+        let refused = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("cut off, not waited out")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(reason(&refused), "UPLOAD_TIMEOUT", "trickle: {trickle}");
+        sending.abort();
+    }
+    assert!(app.objects().await.is_empty());
+    assert_eq!(app.used("w1").await, 0);
+    assert_eq!(app.backends.catalog.queued_jobs().await.unwrap(), 0);
+}
+
+fn messages_chunk(byte: u8) -> v1::UploadImageRequest {
+    v1::UploadImageRequest {
+        part: Some(v1::upload_image_request::Part::Chunk(vec![byte].into())),
+    }
+}
