@@ -14,6 +14,8 @@ command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 command -v pdfinfo >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# NATS with JetStream: the event relay's broker in the events tests.
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 # libheif is built from its sources with cmake (libheif-rs's embedded-libheif), decoding HEVC
 # through the system's libde265.
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)

@@ -12,6 +12,6 @@ pub mod service;
 pub mod stack;
 
 pub use servers::{
-    MotoServer, RedisCluster, RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server,
-    free_port,
+    MotoServer, NatsServer, RedisCluster, RedisServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY,
+    S3Server, free_port,
 };

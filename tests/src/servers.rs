@@ -101,6 +101,77 @@ impl Drop for RedisServer {
     }
 }
 
+/// A `nats-server -js` process (JetStream on, its store in a temporary directory) on a free
+/// port; it lives as long as this value and keeps its store across [`NatsServer::restart`].
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts `nats-server` with JetStream and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = free_port();
+        let store = tempfile::tempdir().expect("temp dir");
+        let child = Self::spawn(port, &store);
+        let server = Self { child, port, store };
+        wait_for_port(port);
+        server
+    }
+
+    fn spawn(port: u16, store: &tempfile::TempDir) -> Child {
+        Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-sd",
+                &store.path().to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (the README's test command installs it)")
+    }
+
+    /// Connection URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same store (after [`NatsServer::stop`], or
+    /// killing it first).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port, &self.store);
+        wait_for_port(self.port);
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until something accepts connections on `port` (at most ten seconds).
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A real Redis Cluster of three primaries (no replicas) on free loopback ports, made with
 /// `redis-server --cluster-enabled yes` and `redis-cli --cluster create`; it lives as long as
 /// this value.

@@ -22,6 +22,39 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Upload limits.
     pub limits: LimitSettings,
+    /// Events: the outbox every change writes, and where the relay delivers it.
+    pub events: EventSettings,
+}
+
+/// Events of committed changes (CloudEvents JSON): written to an outbox in the change's own
+/// atomic step, delivered by a relay in every replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Write events at all (off: no change writes one; for measuring what they cost).
+    pub outbox: bool,
+    /// NATS server URL (e.g. `nats://127.0.0.1:4222`); empty: events go to no broker.
+    pub nats_url: String,
+    /// The JetStream stream that takes the events.
+    pub stream: String,
+    /// Subjects are `{subject_prefix}.{workspace}.{type}` (the type without its `imaging.`).
+    pub subject_prefix: String,
+    /// Create the stream (subjects `{subject_prefix}.>`) if it does not exist.
+    pub create_stream: bool,
+    /// The stream's duplicate window, in seconds, when this service creates it: a redelivered
+    /// event (same `Nats-Msg-Id`) within it is stored once.
+    pub duplicate_window_seconds: u64,
+    /// How often an idle relay looks for events, in ms (a change in this process wakes it).
+    pub poll_millis: u64,
+    /// Events read from an outbox at a time.
+    pub batch: usize,
+    /// A relay holds an outbox for this long at most, in seconds; one that died is taken over
+    /// after it.
+    pub lease_seconds: u64,
+    /// Every this many seconds the relay looks at every outbox, not only those it was told of.
+    pub scan_seconds: u64,
+    /// A publish not acknowledged by the broker within this is retried later, in ms.
+    pub publish_timeout_millis: u64,
 }
 
 /// Listening addresses and timing.
@@ -359,6 +392,19 @@ max_attempts = 5
 retry_base_millis = 1000
 retry_max_seconds = 300
 status_ttl_seconds = 1209600
+
+[events]
+outbox = true
+nats_url = ""
+stream = "IMAGING_EVENTS"
+subject_prefix = "imaging.events"
+create_stream = true
+duplicate_window_seconds = 120
+poll_millis = 200
+batch = 100
+lease_seconds = 30
+scan_seconds = 60
+publish_timeout_millis = 5000
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod configuration;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod ingest;
 pub mod janitor;

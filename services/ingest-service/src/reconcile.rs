@@ -128,6 +128,8 @@ pub async fn reconcile_listings(
                                 owner: &record.owner,
                                 entry: &entry,
                             }),
+                            // A repair of the owner's list, not a change of the image.
+                            event: None,
                         })
                         .await?;
                 }

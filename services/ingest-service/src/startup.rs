@@ -122,6 +122,7 @@ pub struct Application {
     drain: Duration,
     listener: imaging_net::ListenerLimits,
     max_chunk_bytes: usize,
+    events: crate::configuration::EventSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -180,7 +181,8 @@ impl Application {
                 wait: Duration::from_secs(settings.server.lock_wait_seconds),
                 ttl: Duration::from_millis(settings.server.lock_ttl_millis),
             },
-        );
+        )
+        .with_outbox(settings.events.outbox);
         let verifier = Verifier::new(&settings.auth)?;
         let files = match (files_listener, fs) {
             (Some(listener), Some(fs)) => Some((listener, crate::storage::files::router(fs))),
@@ -195,6 +197,7 @@ impl Application {
             verifier,
             listener: listener_limits(&settings),
             max_chunk_bytes: settings.limits.upload.max_chunk_bytes,
+            events: settings.events.clone(),
             backends,
             drain: Duration::from_secs(settings.server.drain_seconds),
         })
@@ -241,6 +244,18 @@ impl Application {
         // new consumer: what the old one held is taken over once its lease lapses).
         let worker = format!("worker-{}", uuid::Uuid::new_v4().simple());
         let jobs = tokio::spawn(self.api.ingestor().clone().work_jobs(worker));
+        // Every replica relays the outboxes (one relay per outbox at a time).
+        let relay = {
+            let catalog = self.backends.catalog.clone();
+            let settings = self.events.clone();
+            let wake = self.api.ingestor().events_ready();
+            tokio::spawn(async move {
+                crate::events::relay::Relay::new(catalog, settings, wake)
+                    .await
+                    .run()
+                    .await;
+            })
+        };
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = self.listener;
         let files = self.files.map(|(listener, router)| {
@@ -308,6 +323,7 @@ impl Application {
         janitor.abort();
         sessions.abort();
         jobs.abort();
+        relay.abort();
         served.context("gRPC server failed")
     }
 }

@@ -38,6 +38,12 @@ pub struct Metrics {
     /// `imaging.jobs.queued`: jobs in the shared queue (held, due or waiting for a retry), as
     /// this replica last read it.
     pub jobs_queued: Gauge<u64>,
+    /// `imaging.events.delivered`: events delivered, by `sink` (`nats`, `webhook`).
+    pub events_delivered: Counter<u64>,
+    /// `imaging.events.failures`: failed deliveries (retried), by `sink`.
+    pub event_failures: Counter<u64>,
+    /// `imaging.events.pending`: events waiting in the outboxes, as this replica last counted.
+    pub events_pending: Gauge<u64>,
 }
 
 impl Metrics {
@@ -95,6 +101,18 @@ impl Metrics {
             jobs_queued: meter
                 .u64_gauge("imaging.jobs.queued")
                 .with_description("Jobs in the shared queue")
+                .build(),
+            events_delivered: meter
+                .u64_counter("imaging.events.delivered")
+                .with_description("Events delivered, by sink")
+                .build(),
+            event_failures: meter
+                .u64_counter("imaging.events.failures")
+                .with_description("Event deliveries that failed and will be retried, by sink")
+                .build(),
+            events_pending: meter
+                .u64_gauge("imaging.events.pending")
+                .with_description("Events waiting in the outboxes")
                 .build(),
         }
     }

@@ -10,6 +10,7 @@ use super::plan::UploadPlan;
 use super::process::{Body, Content};
 use super::target::{Kind, object_key};
 use crate::error::IngestError;
+use crate::events::{Change, image_event};
 use crate::state::{ImageRecord, Listing, Reservation, Swap, Swapped, listing_entry, now_millis};
 use crate::storage::BodyDigest;
 
@@ -81,6 +82,20 @@ impl Ingestor {
             report: content.report,
             listed: listed.clone(),
         };
+        let change = match (&previous, &content.body) {
+            (None, _) => Change::Stored,
+            (Some(_), Body::Appended { .. }) => Change::Appended,
+            (Some(_), Body::Whole(..)) => Change::Replaced,
+        };
+        let event = self.event(|| {
+            image_event(
+                change,
+                plan.target.kind.name(),
+                &plan.target.id,
+                &record,
+                &[],
+            )
+        });
         let written = match content.body {
             Body::Whole(bytes, crc32c) => {
                 let digest = BodyDigest {
@@ -117,6 +132,7 @@ impl Ingestor {
                 reservation: reservation.as_deref().map(|id| (id, grow)),
                 default_limit: self.limits.quota.default_bytes,
                 listing,
+                event: event.as_deref(),
             })
             .await;
         match swapped {
@@ -153,6 +169,9 @@ impl Ingestor {
                     }
                 }
             }
+        }
+        if event.is_some() {
+            self.events_ready.notify_one();
         }
         self.metrics.bytes_stored.add(
             size,

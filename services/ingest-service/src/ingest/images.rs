@@ -7,6 +7,7 @@ use super::{
 };
 use crate::auth::{self, Claims};
 use crate::error::IngestError;
+use crate::events::{Change, image_event};
 use crate::state::{Listing, Swap, Swapped};
 
 /// Who asks for a change to a record: the caller, and the user they act for, if any.
@@ -120,6 +121,15 @@ impl Ingestor {
                         return Err(IngestError::ImageNotFound);
                     }
                 }
+                let event = self.event(|| {
+                    image_event(
+                        Change::Deleted,
+                        target.kind.name(),
+                        &target.id,
+                        &record,
+                        &[],
+                    )
+                });
                 let removed = self
                     .catalog
                     .swap_image(&Swap {
@@ -134,9 +144,13 @@ impl Ingestor {
                             owner: &record.owner,
                             entry,
                         }),
+                        event: event.as_deref(),
                     })
                     .await?;
                 if removed == Swapped::Done {
+                    if event.is_some() {
+                        self.events_ready.notify_one();
+                    }
                     if let Err(err) = self.objects.delete(&record.key).await {
                         tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");
                     }

@@ -12,6 +12,7 @@ use super::plan::{UploadPlan, UploadRequest};
 use super::target::Kind;
 use crate::auth::{self, Access, Claims};
 use crate::error::IngestError;
+use crate::events::status_event;
 use crate::state::{JobLog, JobRecord, JobStatus, Reservation, now_millis};
 use crate::storage::BodyDigest;
 use bytes::Bytes;
@@ -202,7 +203,8 @@ impl Ingestor {
             reason: String::new(),
             image: None,
         };
-        if let Err(err) = self.catalog.enqueue_job(&job).await {
+        let event = self.event(|| status_event(&job));
+        if let Err(err) = self.catalog.enqueue_job(&job, event.as_deref()).await {
             // Not queued (or its reply lost): a job that did get queued finds its bytes gone and
             // ends FAILED with a reason, never half-done.
             let _ = self.quota.release(&plan.workspace, &reservation).await;
@@ -211,6 +213,9 @@ impl Ingestor {
         }
         self.metrics.jobs_accepted.add(1, &[]);
         self.jobs_ready.notify_one();
+        if event.is_some() {
+            self.events_ready.notify_one();
+        }
         Ok(job)
     }
 

@@ -90,6 +90,10 @@ pub struct Ingestor {
     pub(crate) metrics: Metrics,
     /// Woken when this process queues a job or a worker's slot frees up.
     pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
+    /// Changes write their events to the outbox (`events.outbox`).
+    pub(crate) outbox: bool,
+    /// Woken when this process writes an event (the relay delivers it at once).
+    pub(crate) events_ready: Arc<tokio::sync::Notify>,
 }
 
 /// An image with a fresh expiring URL.
@@ -142,7 +146,26 @@ impl Ingestor {
             admission,
             metrics: Metrics::global(),
             jobs_ready: Arc::default(),
+            outbox: true,
+            events_ready: Arc::default(),
         }
+    }
+
+    /// Whether changes write events (on by default).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
+        self
+    }
+
+    /// Woken whenever this process writes an event.
+    pub fn events_ready(&self) -> Arc<tokio::sync::Notify> {
+        self.events_ready.clone()
+    }
+
+    /// The event `make` builds, if changes write events.
+    pub(crate) fn event(&self, make: impl FnOnce() -> String) -> Option<String> {
+        self.outbox.then(make)
     }
 
     /// Refuses every new upload from now on (uploads already admitted go on).

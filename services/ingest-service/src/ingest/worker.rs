@@ -17,6 +17,7 @@ use super::receive::Received;
 use super::target::{Kind, TargetRef};
 use crate::auth::Claims;
 use crate::error::IngestError;
+use crate::events::status_event;
 use crate::state::{Delivery, ImageRecord, JobNext, JobRecord, JobStatus, now_millis};
 use imaging_pipeline::MediaType;
 use sha2::Digest;
@@ -174,7 +175,7 @@ impl Ingestor {
             let expected = job.version;
             job.version += 1;
             self.catalog
-                .update_job(&job, expected, JobNext::Done(delivery))
+                .update_job(&job, expected, JobNext::Done(delivery), None)
                 .await?;
             return Ok(());
         }
@@ -197,6 +198,7 @@ impl Ingestor {
             return self.job_failed(job, delivery, &reason, message).await;
         }
         let expected = job.version;
+        let started = job.status != JobStatus::Processing;
         job.version += 1;
         job.attempts += 1;
         job.status = JobStatus::Processing;
@@ -205,13 +207,22 @@ impl Ingestor {
             format!("Processing started (attempt {}).", job.attempts),
             "",
         ));
+        // A status event when it changes (a retry is processing still).
+        let event = if started {
+            self.event(|| status_event(&job))
+        } else {
+            None
+        };
         if !self
             .catalog
-            .update_job(&job, expected, JobNext::Hold(delivery))
+            .update_job(&job, expected, JobNext::Hold(delivery), event.as_deref())
             .await?
         {
             // Another worker changed it first: it is that worker's now.
             return Ok(());
+        }
+        if event.is_some() {
+            self.events_ready.notify_one();
         }
         self.metrics.job_attempts.add(1, &[]);
         stop_at(failpoint, Failpoint::Processing, &job.id).await;
@@ -343,12 +354,16 @@ impl Ingestor {
         delivery: &Delivery,
     ) -> Result<(), IngestError> {
         let reservation = job.reservation.take();
+        let event = self.event(|| status_event(&job));
         if !self
             .catalog
-            .update_job(&job, expected, JobNext::Done(delivery))
+            .update_job(&job, expected, JobNext::Done(delivery), event.as_deref())
             .await?
         {
             return Ok(());
+        }
+        if event.is_some() {
+            self.events_ready.notify_one();
         }
         self.metrics.jobs_finished.add(
             1,
@@ -390,7 +405,7 @@ impl Ingestor {
         ));
         let due = now_millis().saturating_add(wait);
         self.catalog
-            .update_job(&job, expected, JobNext::Retry(delivery, due))
+            .update_job(&job, expected, JobNext::Retry(delivery, due), None)
             .await?;
         Ok(())
     }

@@ -81,7 +81,23 @@ pub struct Swap<'a> {
     pub default_limit: u64,
     /// The change of an owner's list of loose receipts that goes with this one.
     pub listing: Option<Listing<'a>>,
+    /// The event announcing the change (CloudEvents JSON), appended to the workspace's outbox
+    /// in the same step; `None` writes none.
+    pub event: Option<&'a str>,
 }
+
+/// One event waiting in an outbox: its entry (in the outbox's order) and the event (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The entry's ID (a Redis stream ID, or a sequence number in the embedded store).
+    pub entry: String,
+    /// The event, as written by the change it announces.
+    pub event: String,
+}
+
+/// The outbox of the job queue's changes (receipt status events); every other outbox is a
+/// workspace's.
+pub const JOBS_OUTBOX: &str = "~jobs";
 
 /// A change of an owner's list of loose receipts (see [`listing_entry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,8 +266,9 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<SessionRecord>, StateError>;
-    /// Stores a new job record and queues the job, in one atomic step.
-    async fn enqueue_job(&self, job: &JobRecord) -> Result<(), StateError>;
+    /// Stores a new job record and queues the job, in one atomic step (with `event` appended to
+    /// the outbox [`JOBS_OUTBOX`], if given).
+    async fn enqueue_job(&self, job: &JobRecord, event: Option<&str>) -> Result<(), StateError>;
     /// The job `id` (`None` once it is final and its `expires_ms` has passed; a job not final
     /// never expires).
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError>;
@@ -274,17 +291,28 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         lease: std::time::Duration,
     ) -> Result<bool, StateError>;
     /// Replaces the job record by compare-and-set (only if its stored version is still
-    /// `expected`) and changes its queue entry as `next` says, in one atomic step; false, and
-    /// nothing changed, if the version moved or the record is gone.
+    /// `expected`) and changes its queue entry as `next` says, in one atomic step (with `event`
+    /// appended to the outbox [`JOBS_OUTBOX`], if given); false, and nothing changed, if the
+    /// version moved or the record is gone.
     async fn update_job(
         &self,
         job: &JobRecord,
         expected: u64,
         next: JobNext<'_>,
+        event: Option<&str>,
     ) -> Result<bool, StateError>;
     /// Jobs queued (held, due or waiting for a retry).
     async fn queued_jobs(&self) -> Result<u64, StateError>;
     /// Forgets up to `limit` job records whose time is up (`expires_ms` before `now_ms`);
     /// returns how many. (Redis expires them by itself.)
     async fn expire_jobs(&self, now_ms: u64, limit: usize) -> Result<usize, StateError>;
+    /// The outboxes that may hold events: those a change wrote to lately and, with `all`, every
+    /// one that holds any (a scan, for events whose writer died before it said so).
+    async fn outboxes(&self, all: bool) -> Result<Vec<String>, StateError>;
+    /// The first `limit` events of the outbox `name`, oldest first.
+    async fn outbox(&self, name: &str, limit: usize) -> Result<Vec<OutboxEntry>, StateError>;
+    /// Removes delivered events from the outbox `name`.
+    async fn ack_outbox(&self, name: &str, entries: &[String]) -> Result<(), StateError>;
+    /// Events waiting in every outbox.
+    async fn outbox_len(&self) -> Result<u64, StateError>;
 }

@@ -419,7 +419,7 @@ fn job_env(backend: &[(String, String)], failpoint: Option<&str>) -> Vec<(String
     env
 }
 
-async fn start(env: &[(String, String)]) -> ServiceProcess {
+pub(crate) async fn start(env: &[(String, String)]) -> ServiceProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     ServiceProcess::start_with(&env).await
 }
@@ -540,7 +540,7 @@ async fn a_killed_embedded_service_finishes_every_accepted_receipt_once_after_it
 }
 
 /// The backend settings of `stack` as a service process's environment, and a store to list.
-async fn shared_backend(
+pub(crate) async fn shared_backend(
     stack: Stack,
     data: &std::path::Path,
 ) -> (

@@ -20,6 +20,7 @@ macro_rules! contract {
 mod cli;
 mod defenses;
 mod errors;
+mod events;
 mod formats;
 mod helpers;
 mod hostile;

@@ -55,6 +55,7 @@ impl ServiceProcess {
             .env("APP__AUTH__HS256_SECRET", SECRET)
             .env("APP__STORAGE__URL_SIGNING_KEY", URL_SIGNING_KEY)
             .env_remove("IMAGING_JOB_FAILPOINT")
+            .env_remove("IMAGING_RELAY_FAILPOINT")
             .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(std::process::Stdio::null())
             .spawn()

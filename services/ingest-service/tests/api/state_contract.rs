@@ -4,9 +4,10 @@
 
 use imaging_e2e::{RedisCluster, RedisServer};
 use ingest_service::state::{
-    Catalog, Delivery, EmbeddedState, IdempotencyRecord, ImageRecord, JobNext, JobRecord,
-    JobStatus, Listed, Listing, Quota, RedisState, Registered, Reservation, SessionRecord,
-    SessionResult, SessionUpload, Swap, Swapped, TargetRecord, listing_entry, now_millis,
+    Catalog, Delivery, EmbeddedState, IdempotencyRecord, ImageRecord, JOBS_OUTBOX, JobNext,
+    JobRecord, JobStatus, Listed, Listing, OutboxEntry, Quota, RedisState, Registered, Reservation,
+    SessionRecord, SessionResult, SessionUpload, Swap, Swapped, TargetRecord, listing_entry,
+    now_millis,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,6 +219,7 @@ fn swap<'a>(
         reservation,
         default_limit: 1000,
         listing: None,
+        event: None,
     }
 }
 
@@ -314,6 +316,7 @@ async fn records_of_many_workspaces_are_kept_apart_and_all_listed(backend: &Back
                 reservation: Some(("r", n + 1)),
                 default_limit: 1000,
                 listing: None,
+                event: None,
             })
             .await
             .unwrap();
@@ -376,6 +379,7 @@ async fn receipt(catalog: &dyn Catalog, owner: &str, id: &str, at: u64, remove: 
                     entry: &entry,
                 }
             }),
+            event: None,
         })
         .await
         .unwrap();
@@ -714,7 +718,7 @@ async fn a_queued_job_goes_to_one_worker_until_its_lease_lapses(backend: &Backen
     let lease = Duration::from_millis(1500);
     let jobs = [job("j1"), job("j2"), job("j3")];
     for job in &jobs {
-        catalog.enqueue_job(job).await.unwrap();
+        catalog.enqueue_job(job, None).await.unwrap();
     }
     assert_eq!(catalog.queued_jobs().await.unwrap(), 3);
     assert_eq!(catalog.job("j2").await.unwrap().unwrap(), jobs[1]);
@@ -752,8 +756,8 @@ async fn a_queued_job_goes_to_one_worker_until_its_lease_lapses(backend: &Backen
 async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Backend) {
     let catalog = backend.catalog.as_ref();
     let lease = Duration::from_secs(30);
-    catalog.enqueue_job(&job("j1")).await.unwrap();
-    catalog.enqueue_job(&job("j2")).await.unwrap();
+    catalog.enqueue_job(&job("j1"), None).await.unwrap();
+    catalog.enqueue_job(&job("j2"), None).await.unwrap();
     let taken = catalog.take_jobs("a", 2, lease).await.unwrap();
     let one = taken.iter().find(|d| d.job == "j1").unwrap().clone();
     let two = taken.iter().find(|d| d.job == "j2").unwrap().clone();
@@ -764,7 +768,7 @@ async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Back
     processing.attempts = 1;
     assert!(
         catalog
-            .update_job(&processing, 1, JobNext::Hold(&one))
+            .update_job(&processing, 1, JobNext::Hold(&one), None)
             .await
             .unwrap()
     );
@@ -774,7 +778,7 @@ async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Back
     stale.status = JobStatus::Failed;
     assert!(
         !catalog
-            .update_job(&stale, 1, JobNext::Done(&one))
+            .update_job(&stale, 1, JobNext::Done(&one), None)
             .await
             .unwrap()
     );
@@ -786,7 +790,7 @@ async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Back
     let due = now_millis() + 1500;
     assert!(
         catalog
-            .update_job(&retry, 2, JobNext::Retry(&one, due))
+            .update_job(&retry, 2, JobNext::Retry(&one, due), None)
             .await
             .unwrap()
     );
@@ -801,7 +805,7 @@ async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Back
     done.status = JobStatus::Processed;
     assert!(
         catalog
-            .update_job(&done, 3, JobNext::Done(&again[0]))
+            .update_job(&done, 3, JobNext::Done(&again[0]), None)
             .await
             .unwrap()
     );
@@ -811,7 +815,7 @@ async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Back
     failed.reason = "CORRUPT_IMAGE".into();
     assert!(
         catalog
-            .update_job(&failed, 1, JobNext::Done(&two))
+            .update_job(&failed, 1, JobNext::Done(&two), None)
             .await
             .unwrap()
     );
@@ -826,6 +830,92 @@ async fn a_job_changes_from_the_version_read_with_its_queue_entry(backend: &Back
             .unwrap()
             .is_empty()
     );
+}
+
+async fn an_event_is_written_with_its_change_and_only_with_it(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let quota = backend.quota.as_ref();
+    assert!(catalog.outboxes(true).await.unwrap().is_empty());
+    let first = image("ws/w1/expense-entries/e1/a.pdf", 4);
+    let second = image("ws/w1/expense-entries/e1/b.pdf", 4);
+    quota.reserve("w1", "r1", 4, TTL, 1000).await.unwrap();
+    let with_event = |expected, image, reservation, event| Swap {
+        event: Some(event),
+        ..swap(expected, image, 0, reservation)
+    };
+    let done = catalog
+        .swap_image(&with_event(None, Some(&first), Some(("r1", 4)), "e-1"))
+        .await
+        .unwrap();
+    assert_eq!(done, Swapped::Done);
+    // A writer that lost the compare-and-set writes no event.
+    let lost = catalog
+        .swap_image(&with_event(None, Some(&second), None, "e-lost"))
+        .await
+        .unwrap();
+    assert_eq!(lost, Swapped::Conflict);
+    let done = catalog
+        .swap_image(&with_event(Some(&first.key), Some(&second), None, "e-2"))
+        .await
+        .unwrap();
+    assert_eq!(done, Swapped::Done);
+    // The job queue's changes write to their own outbox, also only when they happen.
+    catalog.enqueue_job(&job("j1"), Some("s-1")).await.unwrap();
+    let taken = catalog
+        .take_jobs("a", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut processing = job("j1");
+    processing.version = 2;
+    processing.status = JobStatus::Processing;
+    assert!(
+        catalog
+            .update_job(&processing, 1, JobNext::Hold(&taken[0]), Some("s-2"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .update_job(&processing, 1, JobNext::Hold(&taken[0]), Some("s-lost"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        catalog.outboxes(true).await.unwrap(),
+        ["w1", JOBS_OUTBOX],
+        "outboxes with events"
+    );
+    assert_eq!(catalog.outbox_len().await.unwrap(), 4);
+    let events = |entries: Vec<OutboxEntry>| -> Vec<String> {
+        entries.into_iter().map(|e| e.event).collect()
+    };
+    assert_eq!(
+        events(catalog.outbox("w1", 10).await.unwrap()),
+        ["e-1", "e-2"]
+    );
+    assert_eq!(
+        events(catalog.outbox(JOBS_OUTBOX, 10).await.unwrap()),
+        ["s-1", "s-2"]
+    );
+    // Oldest first, a batch at a time; acknowledged events are gone.
+    let head = catalog.outbox("w1", 1).await.unwrap();
+    assert_eq!(events(head.clone()), ["e-1"]);
+    catalog
+        .ack_outbox("w1", &[head[0].entry.clone()])
+        .await
+        .unwrap();
+    assert_eq!(events(catalog.outbox("w1", 10).await.unwrap()), ["e-2"]);
+    let rest: Vec<String> = catalog
+        .outbox("w1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
+    catalog.ack_outbox("w1", &rest).await.unwrap();
+    assert!(catalog.outbox("w1", 10).await.unwrap().is_empty());
+    assert_eq!(catalog.outbox_len().await.unwrap(), 2);
+    assert_eq!(catalog.outboxes(false).await.unwrap(), [JOBS_OUTBOX]);
 }
 
 async fn the_backend_answers_its_health_check(backend: &Backend) {
@@ -856,6 +946,7 @@ macro_rules! state_contract {
                     expired_sessions_are_found_oldest_first_and_stop_counting,
                     a_queued_job_goes_to_one_worker_until_its_lease_lapses,
                     a_job_changes_from_the_version_read_with_its_queue_entry,
+                    an_event_is_written_with_its_change_and_only_with_it,
                 );
             }
         )*

@@ -1,12 +1,13 @@
 //! The catalog: targets, image records with their owners' lists, idempotency results; locks
 //! are delegated to [`super::locks`].
 
+use super::outbox::append_event;
 use super::quota::live_reservations;
 use super::tables::*;
 use super::{EmbeddedState, decode, encode, failed, now_secs};
 use crate::state::{
     Catalog, Delivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed, Listing,
-    Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord, now_millis,
+    OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord, now_millis,
 };
 use async_trait::async_trait;
 use redb::ReadableTable;
@@ -68,6 +69,7 @@ impl Catalog for EmbeddedState {
             Listing::Add { owner, entry } => (true, list_prefix(&workspace, owner) + entry),
             Listing::Remove { owner, entry } => (false, list_prefix(&workspace, owner) + entry),
         });
+        let event = swap.event.map(str::to_owned);
         self.write(move |txn| {
             let mut images = txn.open_table(IMAGES).map_err(failed)?;
             let current: Option<ImageRecord> = images
@@ -120,6 +122,9 @@ impl Catalog for EmbeddedState {
                 } else {
                     lists.remove(key.as_str()).map_err(failed)?;
                 }
+            }
+            if let Some(event) = &event {
+                append_event(txn, &workspace, event)?;
             }
             Ok(Swapped::Done)
         })
@@ -314,8 +319,8 @@ impl Catalog for EmbeddedState {
         self.expired_session_records(now_ms, limit).await
     }
 
-    async fn enqueue_job(&self, job: &JobRecord) -> Result<(), StateError> {
-        self.enqueue_job_record(job).await
+    async fn enqueue_job(&self, job: &JobRecord, event: Option<&str>) -> Result<(), StateError> {
+        self.enqueue_job_record(job, event).await
     }
 
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
@@ -345,8 +350,9 @@ impl Catalog for EmbeddedState {
         job: &JobRecord,
         expected: u64,
         next: JobNext<'_>,
+        event: Option<&str>,
     ) -> Result<bool, StateError> {
-        self.update_job_record(job, expected, next).await
+        self.update_job_record(job, expected, next, event).await
     }
 
     async fn queued_jobs(&self) -> Result<u64, StateError> {
@@ -355,5 +361,21 @@ impl Catalog for EmbeddedState {
 
     async fn expire_jobs(&self, now_ms: u64, limit: usize) -> Result<usize, StateError> {
         self.expire_job_records(now_ms, limit).await
+    }
+
+    async fn outboxes(&self, _all: bool) -> Result<Vec<String>, StateError> {
+        self.outbox_names().await
+    }
+
+    async fn outbox(&self, name: &str, limit: usize) -> Result<Vec<OutboxEntry>, StateError> {
+        self.outbox_entries(name, limit).await
+    }
+
+    async fn ack_outbox(&self, name: &str, entries: &[String]) -> Result<(), StateError> {
+        self.remove_outbox_entries(name, entries).await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StateError> {
+        self.outbox_total().await
     }
 }

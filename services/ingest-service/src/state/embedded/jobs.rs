@@ -2,9 +2,10 @@
 //! together in one transaction. A held entry falls due again when its holder's lease runs out,
 //! so a job whose worker died is taken by the next worker that looks.
 
+use super::outbox::append_event;
 use super::tables::{JOB_DUE, JOB_EXPIRY, JOB_QUEUE, JOBS};
 use super::{EmbeddedState, decode, encode, failed};
-use crate::state::{Delivery, JobNext, JobRecord, StateError, millis, now_millis};
+use crate::state::{Delivery, JOBS_OUTBOX, JobNext, JobRecord, StateError, millis, now_millis};
 use redb::{ReadableTable, ReadableTableMetadata};
 use std::time::Duration;
 
@@ -38,9 +39,17 @@ fn unqueue(txn: &redb::WriteTransaction, id: &str) -> Result<(), StateError> {
 }
 
 impl EmbeddedState {
-    pub(super) async fn enqueue_job_record(&self, job: &JobRecord) -> Result<(), StateError> {
+    pub(super) async fn enqueue_job_record(
+        &self,
+        job: &JobRecord,
+        event: Option<&str>,
+    ) -> Result<(), StateError> {
         let job = job.clone();
+        let event = event.map(str::to_owned);
         self.write(move |txn| {
+            if let Some(event) = &event {
+                append_event(txn, JOBS_OUTBOX, event)?;
+            }
             txn.open_table(JOBS)
                 .map_err(failed)?
                 .insert(job.id.as_str(), encode(&job)?.as_str())
@@ -125,8 +134,10 @@ impl EmbeddedState {
         job: &JobRecord,
         expected: u64,
         next: JobNext<'_>,
+        event: Option<&str>,
     ) -> Result<bool, StateError> {
         let job = job.clone();
+        let event = event.map(str::to_owned);
         let next = match next {
             JobNext::Hold(_) => None,
             JobNext::Retry(_, due) => Some(Some(due)),
@@ -149,6 +160,9 @@ impl EmbeddedState {
                 None => {}
                 Some(Some(due)) => place(txn, &job.id, due, "")?,
                 Some(None) => unqueue(txn, &job.id)?,
+            }
+            if let Some(event) = &event {
+                append_event(txn, JOBS_OUTBOX, event)?;
             }
             Ok(true)
         })

@@ -13,6 +13,7 @@ mod catalog;
 mod jobs;
 mod locks;
 mod migrate;
+mod outbox;
 mod quota;
 mod sessions;
 mod tables;

@@ -54,6 +54,12 @@ pub(super) const JOB_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::ne
 /// (when the record is forgotten, ms; job ID).
 pub(super) const JOB_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("job_expiry");
 
+/// (outbox name, sequence number) -> event JSON: events not yet delivered, in the order their
+/// changes were made (a workspace's outbox, or `~jobs`).
+pub(super) const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");
+/// `next` -> the next outbox sequence number.
+pub(super) const OUTBOX_SEQ: TableDefinition<&str, u64> = TableDefinition::new("outbox_seq");
+
 impl EmbeddedState {
     pub(super) fn create_tables(&self) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(failed)?;
@@ -70,6 +76,8 @@ impl EmbeddedState {
         txn.open_table(JOB_QUEUE).map_err(failed)?;
         txn.open_table(JOB_DUE).map_err(failed)?;
         txn.open_table(JOB_EXPIRY).map_err(failed)?;
+        txn.open_table(OUTBOX).map_err(failed)?;
+        txn.open_table(OUTBOX_SEQ).map_err(failed)?;
         {
             // Results stored before the expiry index existed are indexed once.
             let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;

@@ -5,7 +5,7 @@ use super::scan::SCAN_READS;
 use super::{RedisState, decode, encode, unavailable};
 use crate::state::{
     Catalog, Delivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed, Listing,
-    Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord,
+    OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord,
 };
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -62,6 +62,9 @@ impl Catalog for RedisState {
             Some(Listing::Add { owner, entry }) => ("add", owner, entry),
             Some(Listing::Remove { owner, entry }) => ("remove", owner, entry),
         };
+        if swap.event.is_some() {
+            self.note_outbox(swap.workspace).await?;
+        }
         let reply: Vec<u64> = self
             .scripts
             .swap_image
@@ -70,6 +73,7 @@ impl Catalog for RedisState {
             .key(self.ws_key(swap.workspace, "reservations"))
             .key(self.ws_key(swap.workspace, "limit"))
             .key(self.owner_key(swap.workspace, owner))
+            .key(self.outbox_key(swap.workspace))
             .arg(swap.expected.unwrap_or_default())
             .arg(json)
             .arg(swap.release)
@@ -78,6 +82,7 @@ impl Catalog for RedisState {
             .arg(swap.default_limit)
             .arg(op)
             .arg(entry)
+            .arg(swap.event.unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -242,8 +247,8 @@ impl Catalog for RedisState {
         self.expired_session_records(now_ms, limit).await
     }
 
-    async fn enqueue_job(&self, job: &JobRecord) -> Result<(), StateError> {
-        self.enqueue_job_record(job).await
+    async fn enqueue_job(&self, job: &JobRecord, event: Option<&str>) -> Result<(), StateError> {
+        self.enqueue_job_record(job, event).await
     }
 
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
@@ -273,8 +278,9 @@ impl Catalog for RedisState {
         job: &JobRecord,
         expected: u64,
         next: JobNext<'_>,
+        event: Option<&str>,
     ) -> Result<bool, StateError> {
-        self.update_job_record(job, expected, next).await
+        self.update_job_record(job, expected, next, event).await
     }
 
     async fn queued_jobs(&self) -> Result<u64, StateError> {
@@ -283,5 +289,21 @@ impl Catalog for RedisState {
 
     async fn expire_jobs(&self, now_ms: u64, limit: usize) -> Result<usize, StateError> {
         self.expire_job_records(now_ms, limit).await
+    }
+
+    async fn outboxes(&self, all: bool) -> Result<Vec<String>, StateError> {
+        self.outbox_names(all).await
+    }
+
+    async fn outbox(&self, name: &str, limit: usize) -> Result<Vec<OutboxEntry>, StateError> {
+        self.outbox_entries(name, limit).await
+    }
+
+    async fn ack_outbox(&self, name: &str, entries: &[String]) -> Result<(), StateError> {
+        self.remove_outbox_entries(name, entries).await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StateError> {
+        self.outbox_total().await
     }
 }

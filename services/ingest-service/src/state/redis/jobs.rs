@@ -6,7 +6,7 @@
 //! worker that looks (`XAUTOCLAIM`).
 
 use super::{RedisState, decode, encode, unavailable};
-use crate::state::{Delivery, JobNext, JobRecord, StateError, millis, now_millis};
+use crate::state::{Delivery, JOBS_OUTBOX, JobNext, JobRecord, StateError, millis, now_millis};
 use redis::AsyncCommands;
 use std::time::Duration;
 
@@ -51,14 +51,23 @@ impl RedisState {
         }
     }
 
-    pub(super) async fn enqueue_job_record(&self, job: &JobRecord) -> Result<(), StateError> {
+    pub(super) async fn enqueue_job_record(
+        &self,
+        job: &JobRecord,
+        event: Option<&str>,
+    ) -> Result<(), StateError> {
+        if event.is_some() {
+            self.note_outbox(JOBS_OUTBOX).await?;
+        }
         let _: u64 = self
             .scripts
             .enqueue_job
             .key(self.job_key(&job.id))
             .key(self.job_queue_key())
+            .key(self.outbox_key(JOBS_OUTBOX))
             .arg(encode(job)?)
             .arg(&job.id)
+            .arg(event.unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -185,7 +194,11 @@ impl RedisState {
         job: &JobRecord,
         expected: u64,
         next: JobNext<'_>,
+        event: Option<&str>,
     ) -> Result<bool, StateError> {
+        if event.is_some() {
+            self.note_outbox(JOBS_OUTBOX).await?;
+        }
         let (mode, entry, due) = match next {
             JobNext::Hold(delivery) => ("hold", delivery.entry.as_str(), 0),
             JobNext::Retry(delivery, due) => ("retry", delivery.entry.as_str(), due),
@@ -197,6 +210,7 @@ impl RedisState {
             .key(self.job_key(&job.id))
             .key(self.job_queue_key())
             .key(self.job_delayed_key())
+            .key(self.outbox_key(JOBS_OUTBOX))
             .arg(encode(job)?)
             .arg(expected)
             .arg(mode)
@@ -209,6 +223,7 @@ impl RedisState {
                 0
             })
             .arg(GROUP)
+            .arg(event.unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;

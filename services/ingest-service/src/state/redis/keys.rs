@@ -18,6 +18,9 @@
 //! | `imaging:{~jobs}:job:<id>` | JSON job record (an asynchronously processed receipt), expiring when its status is no longer kept |
 //! | `imaging:{~jobs}:queue` | stream of queued jobs (field `job`), consumer group `workers` |
 //! | `imaging:{~jobs}:delayed` | sorted set: jobs waiting for a retry, scored by when they are due (ms) |
+//! | `imaging:{ws}:outbox` | stream (field `event`): events of the workspace's changes not yet delivered, written by the change's script |
+//! | `imaging:{~jobs}:outbox` | the same for the job queue's changes (receipt status events) |
+//! | `imaging:outboxes` | set: outboxes written to lately (a hint for the relay, which also scans for `*:outbox`) |
 //! | `imaging:workspaces` | set of registered workspaces (reconcile) |
 //! | `imaging:layout:version` | `2` once data of earlier versions has been moved |
 //!
@@ -82,6 +85,16 @@ impl RedisState {
     /// Jobs waiting for a retry.
     pub(super) fn job_delayed_key(&self) -> String {
         self.ws_key(JOBS_TAG, "delayed")
+    }
+
+    /// The outbox `name` (a workspace, or [`crate::state::JOBS_OUTBOX`]), in its slot.
+    pub(super) fn outbox_key(&self, name: &str) -> String {
+        self.ws_key(name, "outbox")
+    }
+
+    /// The outboxes written to lately.
+    pub(super) fn outbox_hint_key(&self) -> String {
+        format!("{}outboxes", self.prefix)
     }
 
     pub(super) fn workspaces_key(&self) -> String {

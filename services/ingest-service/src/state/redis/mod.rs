@@ -12,6 +12,7 @@ mod connection;
 mod jobs;
 mod keys;
 mod migrate;
+mod outbox;
 mod quota;
 mod scan;
 mod scripts;

@@ -3,7 +3,8 @@
 -- reservation ARGV[4] of the hash KEYS[3] into usage KEYS[2] by ARGV[5] bytes (if it lapsed,
 -- only if they still fit the limit KEYS[4] or ARGV[6]) and takes ARGV[3] bytes off the usage,
 -- never below zero; adds (ARGV[7] = 'add') or removes ('remove') the entry ARGV[8] of the owner's
--- list KEYS[5]. Returns {1} if it changed, {0} on a conflict, {2, used, limit} if a lapsed
+-- list KEYS[5]; appends the event ARGV[9] (if not empty) to the workspace's outbox stream KEYS[6].
+-- Returns {1} if it changed, {0} on a conflict, {2, used, limit} if a lapsed
 -- reservation no longer fits.
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -33,5 +34,8 @@ if ARGV[7] == 'add' then
   redis.call('ZADD', KEYS[5], 0, ARGV[8])
 elseif ARGV[7] == 'remove' then
   redis.call('ZREM', KEYS[5], ARGV[8])
+end
+if ARGV[9] ~= '' then
+  redis.call('XADD', KEYS[6], '*', 'event', ARGV[9])
 end
 return {1}
