@@ -39,6 +39,8 @@ python3 -c 'import PIL, pillow_heif' >/dev/null 2>&1 || pip_packages+=(pillow pi
 python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || pip_packages+=('moto[server]')
 # tuspy: a tus client written elsewhere, for the resumable-upload tests.
 python3 -c 'import tusclient' >/dev/null 2>&1 || pip_packages+=('tuspy==1.1.0')
+# standardwebhooks: the reference verifier of webhook signatures, in the events tests' endpoint.
+python3 -c 'import standardwebhooks' >/dev/null 2>&1 || pip_packages+=('standardwebhooks==1.1.0')
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   echo "installing: ${pip_packages[*]}"
   python3 -m pip install --quiet "${pip_packages[@]}" 2>/dev/null \

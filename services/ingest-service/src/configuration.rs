@@ -55,6 +55,23 @@ pub struct EventSettings {
     pub scan_seconds: u64,
     /// A publish not acknowledged by the broker within this is retried later, in ms.
     pub publish_timeout_millis: u64,
+    /// A webhook request (connecting, sending, the answer's status) that takes longer fails, in
+    /// ms.
+    pub webhook_timeout_millis: u64,
+    /// A webhook delivery is retried for this long after it was queued, then kept as failed, in
+    /// seconds (24 hours).
+    pub webhook_retry_seconds: u64,
+    /// The wait before a webhook delivery's first retry, in ms; it doubles with every attempt.
+    pub webhook_retry_base_millis: u64,
+    /// The longest wait between attempts, in seconds.
+    pub webhook_retry_max_seconds: u64,
+    /// Webhooks one replica delivers to at once (each one request at a time, in order): a slow
+    /// endpoint holds one of these for at most a timeout.
+    pub webhook_concurrency: usize,
+    /// Deliveries a webhook may have waiting; events past it are not queued for it (logged).
+    pub webhook_max_queued: usize,
+    /// Settled deliveries kept per webhook (`ListDeliveries`).
+    pub webhook_log_size: usize,
 }
 
 /// Listening addresses and timing.
@@ -405,6 +422,13 @@ batch = 100
 lease_seconds = 30
 scan_seconds = 60
 publish_timeout_millis = 5000
+webhook_timeout_millis = 10000
+webhook_retry_seconds = 86400
+webhook_retry_base_millis = 1000
+webhook_retry_max_seconds = 3600
+webhook_concurrency = 16
+webhook_max_queued = 100000
+webhook_log_size = 1000
 "#;
 
 /// Loads settings: defaults, then the TOML file named by `file` (if any), then `APP__*` variables;

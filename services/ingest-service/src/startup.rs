@@ -245,17 +245,28 @@ impl Application {
         let worker = format!("worker-{}", uuid::Uuid::new_v4().simple());
         let jobs = tokio::spawn(self.api.ingestor().clone().work_jobs(worker));
         // Every replica relays the outboxes (one relay per outbox at a time).
+        let hooks_ready = Arc::new(tokio::sync::Notify::new());
         let relay = {
             let catalog = self.backends.catalog.clone();
             let settings = self.events.clone();
             let wake = self.api.ingestor().events_ready();
+            let hooks_ready = hooks_ready.clone();
             tokio::spawn(async move {
-                crate::events::relay::Relay::new(catalog, settings, wake)
+                crate::events::relay::Relay::new(catalog, settings, wake, hooks_ready)
                     .await
                     .run()
                     .await;
             })
         };
+        // And delivers the webhooks' queues.
+        let dispatcher = tokio::spawn(
+            crate::events::webhooks::Dispatcher::new(
+                self.backends.catalog.clone(),
+                self.events.clone(),
+                hooks_ready,
+            )
+            .run(),
+        );
         let (stop_files, files_stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = self.listener;
         let files = self.files.map(|(listener, router)| {
@@ -324,6 +335,7 @@ impl Application {
         sessions.abort();
         jobs.abort();
         relay.abort();
+        dispatcher.abort();
         served.context("gRPC server failed")
     }
 }

@@ -3,10 +3,12 @@
 //! change writes to an outbox in its own atomic step (`state`: the Lua script, the redb
 //! transaction), so a change without its event, or an event without its change, cannot exist.
 //! [`relay`] delivers the outboxes at least once, in order per outbox, to NATS JetStream
-//! ([`nats`]), where the event ID as `Nats-Msg-Id` makes a redelivery harmless.
+//! ([`nats`]), where the event ID as `Nats-Msg-Id` makes a redelivery harmless, and queues them
+//! for the workspace's [`webhooks`], which a dispatcher in every replica delivers.
 
 mod nats;
 pub mod relay;
+pub mod webhooks;
 
 use crate::state::{ImageRecord, JobRecord};
 use serde::{Deserialize, Serialize};

@@ -6,10 +6,12 @@
 
 use super::Routing;
 use super::nats::{NatsSink, SinkError};
+use super::webhooks::deliveries_of;
 use crate::configuration::EventSettings;
-use crate::state::{Catalog, OutboxEntry};
+use crate::state::{Catalog, OutboxEntry, StateError};
 use crate::telemetry::Metrics;
 use opentelemetry::KeyValue;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -41,17 +43,20 @@ pub struct Relay {
     catalog: Arc<dyn Catalog>,
     settings: EventSettings,
     wake: Arc<Notify>,
+    hooks_ready: Arc<Notify>,
     nats: Option<NatsSink>,
     metrics: Metrics,
     failpoint: Option<RelayFailpoint>,
 }
 
 impl Relay {
-    /// A relay over `catalog`'s outboxes, woken by `wake` (a change in this process).
+    /// A relay over `catalog`'s outboxes, woken by `wake` (a change in this process); it wakes
+    /// `hooks_ready` when it queued webhook deliveries.
     pub async fn new(
         catalog: Arc<dyn Catalog>,
         settings: EventSettings,
         wake: Arc<Notify>,
+        hooks_ready: Arc<Notify>,
     ) -> Self {
         let nats = if settings.nats_url.is_empty() {
             None
@@ -68,6 +73,7 @@ impl Relay {
             catalog,
             settings,
             wake,
+            hooks_ready,
             nats,
             metrics: Metrics::global(),
             failpoint: RelayFailpoint::from_env(),
@@ -143,10 +149,16 @@ impl Relay {
                 stop_here().await;
             }
             let mut delivered = Vec::with_capacity(entries.len());
+            let mut routed = Vec::with_capacity(entries.len());
             let mut failed = None;
             for entry in &entries {
                 match self.deliver(entry).await {
-                    Ok(()) => delivered.push(entry.entry.clone()),
+                    Ok(routing) => {
+                        delivered.push(entry.entry.clone());
+                        if let Some(routing) = routing {
+                            routed.push((routing, entry.event.as_str()));
+                        }
+                    }
                     Err(err) => {
                         failed = Some(err);
                         break;
@@ -159,6 +171,9 @@ impl Relay {
                     break;
                 }
             }
+            self.queue_for_webhooks(&routed)
+                .await
+                .map_err(|err| SinkError(err.to_string()))?;
             self.catalog
                 .ack_outbox(name, &delivered)
                 .await
@@ -173,15 +188,58 @@ impl Relay {
         Ok(())
     }
 
-    /// Delivers one event to every sink.
-    async fn deliver(&mut self, entry: &OutboxEntry) -> Result<(), SinkError> {
+    /// Queues the events for every webhook of their workspaces, in order (before they leave
+    /// the outbox: a relay that dies here queues them again, with the same `webhook-id`).
+    async fn queue_for_webhooks(&self, routed: &[(Routing, &str)]) -> Result<(), StateError> {
+        let mut by_workspace: BTreeMap<&str, Vec<(String, String, String)>> = BTreeMap::new();
+        for (routing, event) in routed {
+            by_workspace
+                .entry(routing.data.workspace.as_str())
+                .or_default()
+                .push((
+                    routing.id.clone(),
+                    routing.kind.clone(),
+                    (*event).to_owned(),
+                ));
+        }
+        let mut queued_any = false;
+        for (workspace, events) in by_workspace {
+            let hooks = self.catalog.webhooks(workspace).await?;
+            if hooks.is_empty() {
+                continue;
+            }
+            let deliveries = deliveries_of(&events);
+            for hook in hooks {
+                let queued = self
+                    .catalog
+                    .queue_deliveries(
+                        workspace,
+                        &hook.id,
+                        &deliveries,
+                        self.settings.webhook_max_queued,
+                    )
+                    .await?;
+                if queued < deliveries.len() {
+                    tracing::error!(workspace = %workspace, webhook = %hook.id, dropped = deliveries.len() - queued, "a webhook's queue is full: events not queued for it");
+                }
+                queued_any |= queued > 0;
+            }
+        }
+        if queued_any {
+            self.hooks_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Delivers one event to every broker; its routing, if it is readable.
+    async fn deliver(&mut self, entry: &OutboxEntry) -> Result<Option<Routing>, SinkError> {
         let routing: Routing = match serde_json::from_str(&entry.event) {
             Ok(routing) => routing,
             Err(err) => {
                 // Written by this service, so never expected: kept out of the way, not retried
                 // for ever.
                 tracing::error!(error = %err, entry = %entry.entry, "unreadable event dropped");
-                return Ok(());
+                return Ok(None);
             }
         };
         if let Some(nats) = &mut self.nats {
@@ -198,7 +256,7 @@ impl Relay {
                 }
             }
         }
-        Ok(())
+        Ok(Some(routing))
     }
 }
 

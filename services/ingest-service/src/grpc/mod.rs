@@ -9,6 +9,7 @@ mod status;
 use crate::auth::Claims;
 use crate::error::IngestError;
 use crate::ingest::Ingestor;
+use crate::state::{DeliveryState, WebhookRecord};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use imaging_proto::v1;
@@ -439,4 +440,99 @@ impl v1::target_registry_server::TargetRegistry for IngestApi {
             sessions_removed: sessions,
         }))
     }
+
+    async fn register_webhook(
+        &self,
+        request: Request<v1::RegisterWebhookRequest>,
+    ) -> Result<Response<v1::Webhook>, Status> {
+        let claims = self.claims(&request)?;
+        let body = request.into_inner();
+        let hook = self
+            .ingestor
+            .register_webhook(&claims, &body.workspace_id, &body.url, &body.secret)
+            .await?;
+        let secret = hook.secret.clone();
+        Ok(Response::new(v1::Webhook {
+            secret,
+            ..webhook_message(hook)
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<v1::ListWebhooksRequest>,
+    ) -> Result<Response<v1::ListWebhooksResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let hooks = self
+            .ingestor
+            .list_webhooks(&claims, &request.into_inner().workspace_id)
+            .await?;
+        Ok(Response::new(v1::ListWebhooksResponse {
+            webhooks: hooks.into_iter().map(webhook_message).collect(),
+        }))
+    }
+
+    async fn remove_webhook(
+        &self,
+        request: Request<v1::RemoveWebhookRequest>,
+    ) -> Result<Response<v1::RemoveWebhookResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let body = request.into_inner();
+        self.ingestor
+            .remove_webhook(&claims, &body.workspace_id, &body.webhook_id)
+            .await?;
+        Ok(Response::new(v1::RemoveWebhookResponse {}))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<v1::ListDeliveriesRequest>,
+    ) -> Result<Response<v1::ListDeliveriesResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let body = request.into_inner();
+        let deliveries = self
+            .ingestor
+            .list_deliveries(&claims, &body.workspace_id, &body.webhook_id, body.limit)
+            .await?;
+        Ok(Response::new(v1::ListDeliveriesResponse {
+            deliveries: deliveries
+                .into_iter()
+                .map(|d| v1::WebhookDelivery {
+                    event_id: d.event_id,
+                    event_type: d.event_type,
+                    status: match d.state {
+                        DeliveryState::Pending => v1::DeliveryStatus::DeliveryPending,
+                        DeliveryState::Delivered => v1::DeliveryStatus::DeliveryDelivered,
+                        DeliveryState::Failed => v1::DeliveryStatus::DeliveryFailed,
+                    }
+                    .into(),
+                    attempts: d.attempts,
+                    last_status_code: u32::from(d.last_code),
+                    last_error: d.last_error,
+                    created_at_ms: ms(d.created_ms),
+                    next_attempt_at_ms: if d.state == DeliveryState::Pending {
+                        ms(d.next_ms)
+                    } else {
+                        0
+                    },
+                    finished_at_ms: ms(d.finished_ms),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// A webhook as listed (its secret left out).
+fn webhook_message(hook: WebhookRecord) -> v1::Webhook {
+    v1::Webhook {
+        id: hook.id,
+        workspace_id: hook.workspace,
+        url: hook.url,
+        secret: String::new(),
+        created_at_ms: ms(hook.created_ms),
+    }
+}
+
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -36,6 +36,7 @@ mod report;
 mod session;
 pub mod target;
 mod upload;
+mod webhooks;
 mod worker;
 
 pub use idempotency::scope as idempotency_scope;

@@ -9,9 +9,9 @@ mod redis;
 
 pub use embedded::EmbeddedState;
 pub use records::{
-    Delivery, IdempotencyRecord, ImageRecord, JobLog, JobNext, JobRecord, JobStatus, ReportState,
-    SessionRecord, SessionResult, SessionUpload, TargetRecord, listing_entry, listing_image,
-    listing_time,
+    Delivery, DeliveryState, HookDelivery, IdempotencyRecord, ImageRecord, JobLog, JobNext,
+    JobRecord, JobStatus, ReportState, SessionRecord, SessionResult, SessionUpload, TargetRecord,
+    WebhookRecord, listing_entry, listing_image, listing_time,
 };
 pub use redis::RedisState;
 
@@ -315,4 +315,46 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn ack_outbox(&self, name: &str, entries: &[String]) -> Result<(), StateError>;
     /// Events waiting in every outbox.
     async fn outbox_len(&self) -> Result<u64, StateError>;
+    /// Registers a webhook, unless its workspace has `max` already (false, nothing changed).
+    async fn put_webhook(&self, hook: &WebhookRecord, max: usize) -> Result<bool, StateError>;
+    /// The webhooks of `workspace`, oldest first.
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<WebhookRecord>, StateError>;
+    /// Removes a webhook with its queue and log; false if there was none.
+    async fn remove_webhook(&self, workspace: &str, id: &str) -> Result<bool, StateError>;
+    /// Appends deliveries to the queue of the webhook `id` of `workspace`, unless it holds
+    /// `max` already; returns how many were queued (the first ones).
+    async fn queue_deliveries(
+        &self,
+        workspace: &str,
+        id: &str,
+        deliveries: &[HookDelivery],
+        max: usize,
+    ) -> Result<usize, StateError>;
+    /// The webhooks with deliveries waiting, as (workspace, ID): those queued to lately and,
+    /// with `all`, every one (a scan).
+    async fn hook_queues(&self, all: bool) -> Result<Vec<(String, String)>, StateError>;
+    /// The oldest delivery waiting for the webhook.
+    async fn delivery_head(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> Result<Option<HookDelivery>, StateError>;
+    /// Replaces the oldest delivery of the webhook by `delivery` (the same event, after an
+    /// attempt), or, if it is settled, moves it to the webhook's log (which keeps the newest
+    /// `log_max`); false, and nothing changed, if the oldest is another event.
+    async fn settle_delivery(
+        &self,
+        workspace: &str,
+        id: &str,
+        delivery: &HookDelivery,
+        log_max: usize,
+    ) -> Result<bool, StateError>;
+    /// Up to `limit` deliveries of the webhook: those waiting (oldest first), then the settled
+    /// ones (newest first).
+    async fn deliveries(
+        &self,
+        workspace: &str,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<HookDelivery>, StateError>;
 }

@@ -282,3 +282,61 @@ pub enum JobNext<'a> {
     /// It leaves the queue (the job is final).
     Done(&'a Delivery),
 }
+
+/// A webhook of a workspace: every event of the workspace is POSTed to `url`, signed with
+/// `secret` as Standard Webhooks say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// Its ID (random, 128 bits, hex).
+    pub id: String,
+    /// The workspace whose events it receives.
+    pub workspace: String,
+    /// Where deliveries are POSTed (`http` or `https`).
+    pub url: String,
+    /// The signing secret, `whsec_` and the key in base64.
+    pub secret: String,
+    /// When it was registered, ms since 1970.
+    pub created_ms: u64,
+}
+
+/// Where a webhook delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryState {
+    /// Not delivered yet (it may have failed; it is retried at `next_ms`).
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Retried for the whole retry period without success; kept to be seen.
+    Failed,
+}
+
+/// One event on its way to one webhook. Every delivery of a webhook waits in the webhook's
+/// queue, oldest first, and the oldest is delivered before the next (in order); a settled one
+/// moves to the webhook's log of recent deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookDelivery {
+    /// The event's ID (the `webhook-id` header).
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event, as the request body.
+    pub event: String,
+    /// When it was queued, ms since 1970.
+    pub created_ms: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due, ms since 1970.
+    pub next_ms: u64,
+    /// Where it is.
+    pub state: DeliveryState,
+    /// The endpoint's last HTTP status (0: none, the request failed).
+    #[serde(default)]
+    pub last_code: u16,
+    /// Why the last attempt failed, in words (never the endpoint's body).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    /// When it was settled (delivered or failed), ms since 1970.
+    #[serde(default)]
+    pub finished_ms: u64,
+}

@@ -9,8 +9,8 @@ use crate::process::ServiceProcess;
 use futures::StreamExt;
 use imaging_e2e::NatsServer;
 use imaging_e2e::fixtures::{jpeg, pdf, png};
-use imaging_proto::v1::TargetKind;
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
+use imaging_proto::v1::{self, TargetKind};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -415,4 +415,314 @@ async fn burst(channel: tonic::transport::Channel, token: String, base: u32) -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ids
+}
+
+/// A webhook endpoint in Python that verifies every request with the Standard Webhooks
+/// reference library, answers 500 to the first `fail_first` requests, then 200.
+struct Receiver {
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+    url: String,
+}
+
+impl Receiver {
+    fn start(secret: &str, fail_first: u32) -> Self {
+        let port = imaging_e2e::free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/clients/webhook_receiver.py"
+        );
+        let child = std::process::Command::new("python3")
+            .args([
+                script,
+                &port.to_string(),
+                secret,
+                &fail_first.to_string(),
+                &log.path().to_string_lossy(),
+            ])
+            .spawn()
+            .expect("python3 with standardwebhooks (the README's test command installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Receiver {
+            child,
+            log,
+            url: format!("http://127.0.0.1:{port}/hooks"),
+        }
+    }
+
+    /// Every request it got: (webhook-id, signature valid, status answered, body).
+    fn requests(&self) -> Vec<(String, bool, u16, serde_json::Value)> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["valid"].as_bool().unwrap(),
+                    v["status"].as_u64().unwrap() as u16,
+                    serde_json::from_str(v["body"].as_str().unwrap()).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An endpoint that accepts connections and never answers; counts the connections.
+async fn silent_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/never", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (url, accepted)
+}
+
+async fn register_webhook(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    ws: &str,
+    url: &str,
+    secret: &str,
+) -> Result<v1::Webhook, tonic::Status> {
+    app.registry
+        .clone()
+        .register_webhook(imaging_e2e::service::authed(
+            token,
+            v1::RegisterWebhookRequest {
+                workspace_id: ws.into(),
+                url: url.into(),
+                secret: secret.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn deliveries(app: &crate::helpers::TestApp, hook: &str) -> Vec<v1::WebhookDelivery> {
+    app.registry
+        .clone()
+        .list_deliveries(imaging_e2e::service::authed(
+            &app.service_token(),
+            v1::ListDeliveriesRequest {
+                workspace_id: "w1".into(),
+                webhook_id: hook.into(),
+                limit: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .deliveries
+}
+
+/// Webhooks: signed deliveries verified by the reference library, in order, retried through
+/// an endpoint's 500s; a silent endpoint neither holds uploads nor the other webhook, and its
+/// deliveries end FAILED once the retry period is over.
+async fn webhooks_are_signed_retried_and_isolated(stack: Stack) {
+    let app = spawn_app_with(stack, |settings| {
+        settings.events.poll_millis = 50;
+        settings.events.webhook_timeout_millis = 1000;
+        settings.events.webhook_retry_base_millis = 200;
+        settings.events.webhook_retry_max_seconds = 1;
+        settings.events.webhook_retry_seconds = 4;
+    })
+    .await;
+    let service = app.service_token();
+    let (silent_url, silent_connections) = silent_endpoint().await;
+    let silent = register_webhook(&app, &service, "w1", &silent_url, "")
+        .await
+        .unwrap();
+    assert!(silent.secret.starts_with("whsec_"), "a secret is made");
+    let secret = format!(
+        "whsec_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
+    );
+    let receiver = Receiver::start(&secret, 3);
+    let hook = register_webhook(&app, &service, "w1", &receiver.url, &secret)
+        .await
+        .unwrap();
+    assert_eq!(hook.secret, secret);
+
+    // Uploads go on while the silent endpoint holds a request.
+    let token = app.token("u1", "w1", &[], &[]);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let response = app
+            .upload(
+                &token,
+                target(TargetKind::Receipt, ""),
+                "image/png",
+                &png(20 + n, 20),
+            )
+            .await
+            .unwrap();
+        ids.push(response.image_id);
+    }
+    // The healthy endpoint gets every event once it answers 200, in commit order, each
+    // signature verified by the reference library.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let accepted = loop {
+        let requests = receiver.requests();
+        let accepted: Vec<_> = requests.iter().filter(|r| r.2 == 200).cloned().collect();
+        if accepted.len() >= ids.len() {
+            assert!(requests.iter().all(|r| r.1), "every signature verifies");
+            break accepted;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{requests:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let delivered: Vec<String> = accepted
+        .iter()
+        .map(|r| r.3["data"]["image_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, ids, "in order, each once");
+    for (id, _, _, body) in &accepted {
+        assert_eq!(body["id"], id.as_str(), "webhook-id is the event ID");
+        assert_eq!(body["type"], "imaging.image.stored");
+    }
+    assert!(silent_connections.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // The first event took four attempts (three 500s); every delivery shows as delivered.
+    let seen = deliveries(&app, &hook.id).await;
+    assert_eq!(seen.len(), ids.len());
+    assert!(
+        seen.iter()
+            .all(|d| d.status == i32::from(v1::DeliveryStatus::DeliveryDelivered))
+    );
+    let first = seen.iter().find(|d| d.event_id == accepted[0].0).unwrap();
+    assert_eq!(first.attempts, 4);
+    assert_eq!(first.last_status_code, 200);
+    // The silent endpoint's first delivery is given up after the retry period and kept as
+    // failed, with why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = deliveries(&app, &silent.id).await;
+        if let Some(failed) = seen
+            .iter()
+            .find(|d| d.status == i32::from(v1::DeliveryStatus::DeliveryFailed))
+        {
+            assert_eq!(failed.last_error, "no answer in time");
+            assert!(failed.attempts >= 2, "{failed:?}");
+            assert!(failed.finished_at_ms > 0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_and_isolated_embedded() {
+    webhooks_are_signed_retried_and_isolated(Stack::Embedded).await;
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_and_isolated_on_redis() {
+    webhooks_are_signed_retried_and_isolated(Stack::Real).await;
+}
+
+#[tokio::test]
+async fn webhooks_are_managed_by_the_workspaces_service_token_only() {
+    let app = spawn_app_with(Stack::Embedded, |_| {}).await;
+    let service = app.service_token();
+    let user = app.token("u1", "w1", &["admin"], &[]);
+    let denied = register_webhook(&app, &user, "w1", "https://example.com/h", "")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::helpers::reason(&denied), "PERMISSION_DENIED");
+    let other = app.token("svc", "w2", &["service"], &[]);
+    let denied = register_webhook(&app, &other, "w1", "https://example.com/h", "")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::helpers::reason(&denied), "PERMISSION_DENIED");
+    for (url, secret) in [
+        ("ftp://example.com/", ""),
+        ("https://user:pw@example.com/", ""),
+        ("https://example.com/", "whsec_c2hvcnQ="),
+        ("https://example.com/", "not-a-secret"),
+    ] {
+        let refused = register_webhook(&app, &service, "w1", url, secret)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            crate::helpers::reason(&refused),
+            "INVALID_REQUEST",
+            "{url} {secret}"
+        );
+    }
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let hook = register_webhook(&app, &service, "w1", &format!("https://e.com/{n}"), "")
+            .await
+            .unwrap();
+        ids.push(hook.id);
+    }
+    let refused = register_webhook(&app, &service, "w1", "https://e.com/11", "")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::helpers::reason(&refused), "INVALID_REQUEST");
+    let listed = app
+        .registry
+        .clone()
+        .list_webhooks(imaging_e2e::service::authed(
+            &service,
+            v1::ListWebhooksRequest {
+                workspace_id: "w1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .webhooks;
+    let mut listed_ids: Vec<String> = listed.iter().map(|h| h.id.clone()).collect();
+    listed_ids.sort();
+    let mut registered = ids.clone();
+    registered.sort();
+    assert_eq!(listed_ids, registered);
+    assert!(
+        listed.iter().all(|h| h.secret.is_empty()),
+        "secrets are not listed"
+    );
+    let remove = |id: String| {
+        let mut registry = app.registry.clone();
+        let service = service.clone();
+        async move {
+            registry
+                .remove_webhook(imaging_e2e::service::authed(
+                    &service,
+                    v1::RemoveWebhookRequest {
+                        workspace_id: "w1".into(),
+                        webhook_id: id,
+                    },
+                ))
+                .await
+        }
+    };
+    remove(ids[0].clone()).await.unwrap();
+    let gone = remove(ids[0].clone()).await.unwrap_err();
+    assert_eq!(crate::helpers::reason(&gone), "TARGET_NOT_FOUND");
+    register_webhook(&app, &service, "w1", "https://e.com/again", "")
+        .await
+        .unwrap();
 }

@@ -4,10 +4,10 @@
 
 use imaging_e2e::{RedisCluster, RedisServer};
 use ingest_service::state::{
-    Catalog, Delivery, EmbeddedState, IdempotencyRecord, ImageRecord, JOBS_OUTBOX, JobNext,
-    JobRecord, JobStatus, Listed, Listing, OutboxEntry, Quota, RedisState, Registered, Reservation,
-    SessionRecord, SessionResult, SessionUpload, Swap, Swapped, TargetRecord, listing_entry,
-    now_millis,
+    Catalog, Delivery, DeliveryState, EmbeddedState, HookDelivery, IdempotencyRecord, ImageRecord,
+    JOBS_OUTBOX, JobNext, JobRecord, JobStatus, Listed, Listing, OutboxEntry, Quota, RedisState,
+    Registered, Reservation, SessionRecord, SessionResult, SessionUpload, Swap, Swapped,
+    TargetRecord, WebhookRecord, listing_entry, now_millis,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -918,6 +918,113 @@ async fn an_event_is_written_with_its_change_and_only_with_it(backend: &Backend)
     assert_eq!(catalog.outboxes(false).await.unwrap(), [JOBS_OUTBOX]);
 }
 
+fn hook(id: &str) -> WebhookRecord {
+    WebhookRecord {
+        id: id.into(),
+        workspace: "w1".into(),
+        url: format!("https://example.com/{id}"),
+        secret: "whsec_AAAA".into(),
+        created_ms: 1,
+    }
+}
+
+fn hook_delivery(event: &str) -> HookDelivery {
+    HookDelivery {
+        event_id: event.into(),
+        event_type: "imaging.image.stored".into(),
+        event: format!("{{\"id\":\"{event}\"}}"),
+        created_ms: 1,
+        attempts: 0,
+        next_ms: 1,
+        state: DeliveryState::Pending,
+        last_code: 0,
+        last_error: String::new(),
+        finished_ms: 0,
+    }
+}
+
+async fn a_webhooks_deliveries_settle_oldest_first_into_a_capped_log(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    assert!(catalog.put_webhook(&hook("h1"), 2).await.unwrap());
+    assert!(catalog.put_webhook(&hook("h2"), 2).await.unwrap());
+    assert!(
+        !catalog.put_webhook(&hook("h3"), 2).await.unwrap(),
+        "capped"
+    );
+    assert!(
+        catalog.put_webhook(&hook("h1"), 2).await.unwrap(),
+        "a known one is kept"
+    );
+    assert_eq!(catalog.webhooks("w1").await.unwrap().len(), 2);
+    assert!(catalog.webhooks("w2").await.unwrap().is_empty());
+    let all = [
+        hook_delivery("e1"),
+        hook_delivery("e2"),
+        hook_delivery("e3"),
+    ];
+    assert_eq!(
+        catalog.queue_deliveries("w1", "h1", &all, 2).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        catalog.hook_queues(true).await.unwrap(),
+        [("w1".to_owned(), "h1".to_owned())]
+    );
+    let head = catalog.delivery_head("w1", "h1").await.unwrap().unwrap();
+    assert_eq!(head, all[0]);
+    // An attempt that failed changes the oldest in place; another event's settlement nothing.
+    let mut retried = head.clone();
+    retried.attempts = 1;
+    retried.last_code = 500;
+    assert!(
+        catalog
+            .settle_delivery("w1", "h1", &retried, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .settle_delivery("w1", "h1", &all[1], 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        catalog.delivery_head("w1", "h1").await.unwrap().unwrap(),
+        retried
+    );
+    let mut delivered = retried.clone();
+    delivered.state = DeliveryState::Delivered;
+    assert!(
+        catalog
+            .settle_delivery("w1", "h1", &delivered, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        catalog.deliveries("w1", "h1", 10).await.unwrap(),
+        [all[1].clone(), delivered.clone()],
+        "waiting first, then settled"
+    );
+    let mut failed = all[1].clone();
+    failed.state = DeliveryState::Failed;
+    assert!(
+        catalog
+            .settle_delivery("w1", "h1", &failed, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        catalog.deliveries("w1", "h1", 10).await.unwrap(),
+        [failed],
+        "the log keeps the newest"
+    );
+    assert!(catalog.delivery_head("w1", "h1").await.unwrap().is_none());
+    assert!(catalog.remove_webhook("w1", "h1").await.unwrap());
+    assert!(!catalog.remove_webhook("w1", "h1").await.unwrap());
+    assert!(catalog.deliveries("w1", "h1", 10).await.unwrap().is_empty());
+    assert_eq!(catalog.webhooks("w1").await.unwrap(), [hook("h2")]);
+}
+
 async fn the_backend_answers_its_health_check(backend: &Backend) {
     backend.quota.check().await.unwrap();
 }
@@ -947,6 +1054,7 @@ macro_rules! state_contract {
                     a_queued_job_goes_to_one_worker_until_its_lease_lapses,
                     a_job_changes_from_the_version_read_with_its_queue_entry,
                     an_event_is_written_with_its_change_and_only_with_it,
+                    a_webhooks_deliveries_settle_oldest_first_into_a_capped_log,
                 );
             }
         )*

@@ -17,6 +17,7 @@ mod outbox;
 mod quota;
 mod sessions;
 mod tables;
+mod webhooks;
 
 use super::StateError;
 use locks::Locks;

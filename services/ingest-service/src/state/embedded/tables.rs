@@ -60,6 +60,16 @@ pub(super) const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::n
 /// `next` -> the next outbox sequence number.
 pub(super) const OUTBOX_SEQ: TableDefinition<&str, u64> = TableDefinition::new("outbox_seq");
 
+/// `{workspace}/{id}` -> JSON `WebhookRecord`.
+pub(super) const HOOKS: TableDefinition<&str, &str> = TableDefinition::new("hooks");
+/// (`{workspace}/{id}`, sequence number) -> JSON `HookDelivery`: a webhook's deliveries waiting,
+/// oldest first.
+pub(super) const HOOK_QUEUE: TableDefinition<(&str, u64), &str> =
+    TableDefinition::new("hook_queue");
+/// (`{workspace}/{id}`, sequence number) -> JSON `HookDelivery`: its settled deliveries (the
+/// newest last), capped.
+pub(super) const HOOK_LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("hook_log");
+
 impl EmbeddedState {
     pub(super) fn create_tables(&self) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(failed)?;
@@ -78,6 +88,9 @@ impl EmbeddedState {
         txn.open_table(JOB_EXPIRY).map_err(failed)?;
         txn.open_table(OUTBOX).map_err(failed)?;
         txn.open_table(OUTBOX_SEQ).map_err(failed)?;
+        txn.open_table(HOOKS).map_err(failed)?;
+        txn.open_table(HOOK_QUEUE).map_err(failed)?;
+        txn.open_table(HOOK_LOG).map_err(failed)?;
         {
             // Results stored before the expiry index existed are indexed once.
             let results = txn.open_table(IDEMPOTENCY).map_err(failed)?;

@@ -4,8 +4,9 @@
 use super::scan::SCAN_READS;
 use super::{RedisState, decode, encode, unavailable};
 use crate::state::{
-    Catalog, Delivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed, Listing,
-    OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord,
+    Catalog, Delivery, HookDelivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed,
+    Listing, OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord,
+    WebhookRecord,
 };
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -305,5 +306,59 @@ impl Catalog for RedisState {
 
     async fn outbox_len(&self) -> Result<u64, StateError> {
         self.outbox_total().await
+    }
+
+    async fn put_webhook(&self, hook: &WebhookRecord, max: usize) -> Result<bool, StateError> {
+        self.put_webhook_record(hook, max).await
+    }
+
+    async fn webhooks(&self, workspace: &str) -> Result<Vec<WebhookRecord>, StateError> {
+        self.webhook_records(workspace).await
+    }
+
+    async fn remove_webhook(&self, workspace: &str, id: &str) -> Result<bool, StateError> {
+        self.remove_webhook_record(workspace, id).await
+    }
+
+    async fn queue_deliveries(
+        &self,
+        workspace: &str,
+        id: &str,
+        deliveries: &[HookDelivery],
+        max: usize,
+    ) -> Result<usize, StateError> {
+        self.push_deliveries(workspace, id, deliveries, max).await
+    }
+
+    async fn hook_queues(&self, all: bool) -> Result<Vec<(String, String)>, StateError> {
+        self.hook_queue_names(all).await
+    }
+
+    async fn delivery_head(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> Result<Option<HookDelivery>, StateError> {
+        self.first_delivery(workspace, id).await
+    }
+
+    async fn settle_delivery(
+        &self,
+        workspace: &str,
+        id: &str,
+        delivery: &HookDelivery,
+        log_max: usize,
+    ) -> Result<bool, StateError> {
+        self.settle_first_delivery(workspace, id, delivery, log_max)
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        workspace: &str,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<HookDelivery>, StateError> {
+        self.delivery_records(workspace, id, limit).await
     }
 }

@@ -21,6 +21,10 @@
 //! | `imaging:{ws}:outbox` | stream (field `event`): events of the workspace's changes not yet delivered, written by the change's script |
 //! | `imaging:{~jobs}:outbox` | the same for the job queue's changes (receipt status events) |
 //! | `imaging:outboxes` | set: outboxes written to lately (a hint for the relay, which also scans for `*:outbox`) |
+//! | `imaging:{ws}:hooks` | hash: webhook ID -> JSON webhook record |
+//! | `imaging:{ws}:hookq:<id>` | list: the webhook's deliveries waiting, oldest first |
+//! | `imaging:{ws}:hooklog:<id>` | list: its settled deliveries, newest first (capped) |
+//! | `imaging:hookqueues` | set: `{ws}/{id}` of webhooks queued to lately (a hint; the dispatcher also scans) |
 //! | `imaging:workspaces` | set of registered workspaces (reconcile) |
 //! | `imaging:layout:version` | `2` once data of earlier versions has been moved |
 //!
@@ -95,6 +99,26 @@ impl RedisState {
     /// The outboxes written to lately.
     pub(super) fn outbox_hint_key(&self) -> String {
         format!("{}outboxes", self.prefix)
+    }
+
+    /// The webhooks of a workspace.
+    pub(super) fn hooks_key(&self, workspace: &str) -> String {
+        self.ws_key(workspace, "hooks")
+    }
+
+    /// A webhook's deliveries waiting.
+    pub(super) fn hook_queue_key(&self, workspace: &str, id: &str) -> String {
+        self.ws_key(workspace, &format!("hookq:{id}"))
+    }
+
+    /// A webhook's settled deliveries.
+    pub(super) fn hook_log_key(&self, workspace: &str, id: &str) -> String {
+        self.ws_key(workspace, &format!("hooklog:{id}"))
+    }
+
+    /// Webhooks queued to lately.
+    pub(super) fn hook_hint_key(&self) -> String {
+        format!("{}hookqueues", self.prefix)
     }
 
     pub(super) fn workspaces_key(&self) -> String {

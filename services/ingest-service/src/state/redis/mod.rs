@@ -17,6 +17,7 @@ mod quota;
 mod scan;
 mod scripts;
 mod sessions;
+mod webhooks;
 
 use super::StateError;
 use connection::Connection;

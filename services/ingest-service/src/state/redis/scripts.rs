@@ -28,6 +28,10 @@ pub(super) struct Scripts {
     pub promote_jobs: redis::Script,
     /// Renews a worker's hold on a queue entry.
     pub renew_job: redis::Script,
+    /// Replaces or settles a webhook's oldest delivery.
+    pub settle_delivery: redis::Script,
+    /// Registers a webhook under its workspace's cap.
+    pub put_webhook: redis::Script,
     /// Moves a counter of the earlier layout.
     pub migrate_counter: redis::Script,
     /// Moves a value of the earlier layout.
@@ -47,6 +51,8 @@ impl Scripts {
             update_job: redis::Script::new(include_str!("scripts/update_job.lua")),
             promote_jobs: redis::Script::new(include_str!("scripts/promote_jobs.lua")),
             renew_job: redis::Script::new(include_str!("scripts/renew_job.lua")),
+            settle_delivery: redis::Script::new(include_str!("scripts/settle_delivery.lua")),
+            put_webhook: redis::Script::new(include_str!("scripts/put_webhook.lua")),
             migrate_counter: redis::Script::new(include_str!("scripts/migrate_counter.lua")),
             migrate_value: redis::Script::new(include_str!("scripts/migrate_value.lua")),
         }
