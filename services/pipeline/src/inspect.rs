@@ -23,6 +23,9 @@ pub struct Inspected {
     /// The bytes to store if they are not the upload's own: a HEIC's JPEG, a TIFF's PDF, a
     /// GIF's PNG.
     pub converted: Option<Vec<u8>>,
+    /// The picture's fingerprint (see [`crate::fingerprint`]): of a JPEG or PNG (a HEIC's JPEG,
+    /// a GIF's PNG), or of a PDF whose first page is one JPEG; `None` otherwise.
+    pub fingerprint: Option<crate::Fingerprint>,
 }
 
 /// Validates a complete upload declared as `declared`, and makes the form a HEIC, TIFF or GIF is
@@ -72,7 +75,11 @@ fn inspect_scanned(
     match declared {
         MediaType::Heic => {
             let (jpeg, width, height) = crate::heic::to_jpeg(bytes, limits)?;
-            return Ok(converted(MediaType::Jpeg, jpeg, (width, height), 1));
+            let fingerprint = fingerprint_of(&jpeg, MediaType::Jpeg, limits);
+            return Ok(Inspected {
+                fingerprint,
+                ..converted(MediaType::Jpeg, jpeg, (width, height), 1)
+            });
         }
         MediaType::Tiff => {
             let pdf = crate::tiff_pdf::to_pdf(bytes, limits)?;
@@ -80,7 +87,11 @@ fn inspect_scanned(
         }
         MediaType::Gif => {
             let (png, width, height) = crate::gif_frame::to_png(bytes, limits)?;
-            return Ok(converted(MediaType::Png, png, (width, height), 1));
+            let fingerprint = fingerprint_of(&png, MediaType::Png, limits);
+            return Ok(Inspected {
+                fingerprint,
+                ..converted(MediaType::Png, png, (width, height), 1)
+            });
         }
         _ => {}
     }
@@ -90,12 +101,15 @@ fn inspect_scanned(
         }
         let doc = load_pdf_scanned(bytes, limits)?;
         let pages = u32::try_from(pages(&doc).len()).unwrap_or(u32::MAX);
+        let fingerprint = crate::fingerprint::first_page_jpeg(&doc)
+            .and_then(|jpeg| fingerprint_of(&jpeg, MediaType::Jpeg, limits));
         return Ok(Inspected {
             media: declared,
             width: 0,
             height: 0,
             page_count: pages,
             converted: None,
+            fingerprint,
         });
     }
     let (width, height) = match declared {
@@ -119,7 +133,16 @@ fn inspect_scanned(
         height,
         page_count: 1,
         converted: None,
+        fingerprint: fingerprint_of(bytes, declared, limits),
     })
+}
+
+/// The fingerprint of checked bytes; `None` if there is none to take (it never refuses what the
+/// checks passed).
+fn fingerprint_of(bytes: &[u8], media: MediaType, limits: &Limits) -> Option<crate::Fingerprint> {
+    crate::fingerprint::fingerprint(bytes, media, limits)
+        .ok()
+        .flatten()
 }
 
 fn converted(
@@ -134,6 +157,7 @@ fn converted(
         height,
         page_count: pages,
         converted: Some(bytes),
+        fingerprint: None,
     }
 }
 

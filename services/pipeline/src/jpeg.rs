@@ -250,6 +250,37 @@ pub(crate) fn decode_rgb_scaled(
     })
 }
 
+/// Decodes a JPEG to 8-bit grey at `numerator/8` of its size (libjpeg rounds each edge up), its
+/// whole-image buffers within `max_bytes`. `Ok(None)` for colour spaces libjpeg cannot turn into
+/// grey (CMYK, YCCK).
+pub(crate) fn decode_grey_scaled(
+    bytes: &[u8],
+    numerator: u8,
+    max_bytes: u64,
+) -> Result<Option<Scaled>, PipelineError> {
+    run(bytes, max_bytes, |decoder| {
+        let space = decoder.cinfo.jpeg_color_space;
+        if !matches!(
+            space,
+            ffi::J_COLOR_SPACE::JCS_YCbCr
+                | ffi::J_COLOR_SPACE::JCS_GRAYSCALE
+                | ffi::J_COLOR_SPACE::JCS_RGB
+        ) {
+            return None;
+        }
+        decoder.cinfo.out_color_space = ffi::J_COLOR_SPACE::JCS_GRAYSCALE;
+        decoder.cinfo.scale_num = numerator.clamp(1, 8).into();
+        decoder.cinfo.scale_denom = 8;
+        decoder.cinfo.do_fancy_upsampling = 0;
+        let (pixels, width, height) = decoder.decompress(true);
+        Some(Scaled {
+            pixels,
+            width,
+            height,
+        })
+    })
+}
+
 /// A decompressor over `bytes` with its header read, handed to `body`; libjpeg errors and
 /// corrupt-data warnings become [`PipelineError::Corrupt`]. libjpeg's whole-image arrays (the
 /// coefficients of a progressive or multi-scan image) may take at most `max_bytes`: past that it

@@ -4,6 +4,7 @@
 
 mod cost;
 mod error;
+mod fingerprint;
 mod gif_frame;
 mod header;
 mod heic;
@@ -22,6 +23,9 @@ mod webp;
 
 pub use cost::{Estimate, Step, estimate, memory_cost};
 pub use error::PipelineError;
+pub use fingerprint::{
+    Fingerprint, SIGNATURE_HEIGHT, SIGNATURE_WIDTH, fingerprint, signature_distance,
+};
 pub use inspect::{DecodeCost, Inspected, decode_cost, inspect, inspect_estimated};
 pub use media::{MediaType, sniff};
 pub use meter::MeteredAlloc;
