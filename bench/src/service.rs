@@ -91,6 +91,7 @@ impl Service {
         let request = v1::RegisterWorkspaceRequest {
             workspace_id: WORKSPACE.to_owned(),
             quota_bytes: 1 << 40,
+            refuse_duplicates: None,
         };
         TargetRegistryClient::new(self.channel.clone())
             .register_workspace(authorized(

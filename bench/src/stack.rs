@@ -362,6 +362,7 @@ impl Registry {
         let request = v1::RegisterWorkspaceRequest {
             workspace_id: id.to_owned(),
             quota_bytes,
+            refuse_duplicates: None,
         };
         self.client
             .register_workspace(authorized(&self.token, request)?)

@@ -70,7 +70,8 @@ use utoipa::OpenApi;
         receipts_v4::ProcessingStatusDocument,
         receipts_v4::LogEntry,
         receipts_v4::ReceiptImageMetadata,
-        receipts_v4::ReceiptImagesList
+        receipts_v4::ReceiptImagesList,
+        crate::routes::DuplicateJson
     ))
 )]
 pub struct ApiDoc;

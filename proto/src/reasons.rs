@@ -35,7 +35,7 @@ pub const fn of(reason: ErrorReason) -> Wire {
         TargetNotFound | ImageNotFound | RouteNotFound | UploadNotFound => {
             wire(Code::NotFound, 404)
         }
-        AlreadyAttached => wire(Code::AlreadyExists, 409),
+        AlreadyAttached | DuplicateImage => wire(Code::AlreadyExists, 409),
         TargetConflict | OffsetMismatch => wire(Code::FailedPrecondition, 409),
         FileTooLarge | ReportTooLarge => wire(Code::OutOfRange, 413),
         UnsupportedMediaType | ContentTypeMismatch | CorruptImage | EncryptedPdf | SizeMismatch

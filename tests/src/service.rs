@@ -276,6 +276,7 @@ impl TestApp {
                 v1::RegisterWorkspaceRequest {
                     workspace_id: ws.into(),
                     quota_bytes: quota,
+                    refuse_duplicates: None,
                 },
             ))
             .await

@@ -70,6 +70,10 @@ pub struct ReceiptImageItem {
     /// Its path on this gateway.
     #[serde(rename = "URI")]
     uri: String,
+    /// The answer to a create or an append in JSON: earlier images of the workspace it
+    /// duplicates (`imageId`, `match`: `exact` or `perceptual`, `distance`), at most 5.
+    #[serde(rename = "Duplicates", skip_serializing_if = "Option::is_none")]
+    duplicates: Option<Vec<super::DuplicateJson>>,
 }
 
 /// A page of the list.
@@ -184,16 +188,26 @@ fn bad_path(rejection: PathRejection) -> Failure {
 
 /// Renders an item (create, append) in the caller's format.
 /// The answer to a stored upload: the item, `201` for a new receipt, `200` for an append.
-pub(crate) fn answer(created: bool, id: &str, json: bool) -> Response {
+pub(crate) fn answer(
+    created: bool,
+    id: &str,
+    json: bool,
+    duplicates: &[imaging_proto::v1::Duplicate],
+) -> Response {
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    item_response(status, id, json)
+    item_response(status, id, json, duplicates)
 }
 
-fn item_response(status: StatusCode, id: &str, json: bool) -> Response {
+fn item_response(
+    status: StatusCode,
+    id: &str,
+    json: bool,
+    duplicates: &[imaging_proto::v1::Duplicate],
+) -> Response {
     let uri = item_uri(id);
     let mut response = if json {
         (
@@ -201,6 +215,7 @@ fn item_response(status: StatusCode, id: &str, json: bool) -> Response {
             axum::Json(ReceiptImageItem {
                 id: id.to_owned(),
                 uri: uri.clone(),
+                duplicates: Some(super::duplicates_json(duplicates)),
             }),
         )
             .into_response()
@@ -268,7 +283,11 @@ pub async fn list(
         axum::Json(ReceiptImagesPage {
             items: items
                 .into_iter()
-                .map(|(id, uri)| ReceiptImageItem { id, uri })
+                .map(|(id, uri)| ReceiptImageItem {
+                    id,
+                    uri,
+                    duplicates: None,
+                })
                 .collect(),
             next_page: next,
         })
@@ -308,7 +327,12 @@ pub async fn create(
         return super::resumable::create(&state, request, receipt(""), owner, answer).await;
     }
     let stored = store(&state, receipt(""), owner, request).await?;
-    Ok(item_response(StatusCode::CREATED, &stored, json))
+    Ok(item_response(
+        StatusCode::CREATED,
+        &stored.image_id,
+        json,
+        &stored.duplicates,
+    ))
 }
 
 /// The receipt image with an expiring URL: the v1 `<Image>` document (`Id`, `Url`).
@@ -374,8 +398,8 @@ pub async fn append(
         return super::resumable::create(&state, request, receipt(&id), user, answer).await;
     }
     // The service checks the caller may append to it (and, with `user`, that it is theirs).
-    store(&state, receipt(&id), user, request).await?;
-    Ok(item_response(StatusCode::OK, &id, json))
+    let stored = store(&state, receipt(&id), user, request).await?;
+    Ok(item_response(StatusCode::OK, &id, json, &stored.duplicates))
 }
 
 /// Deletes the receipt image and releases its bytes.
@@ -411,10 +435,9 @@ async fn store(
     target: Target,
     owner: String,
     request: Request,
-) -> Result<String, Failure> {
+) -> Result<imaging_proto::v1::UploadImageResponse, Failure> {
     let body = UploadBody::read(request, Accepts::RawOrForm("image"), state.limits).await?;
-    let stored = body.forward(&state.ingest, target, owner).await?;
-    Ok(stored.image_id)
+    body.forward(&state.ingest, target, owner).await
 }
 
 /// A list's `limit`: 1 to 100, 25 if not given (v3 and v4 alike).

@@ -98,6 +98,9 @@ pub struct ReceiptImageMetadata {
     /// Its owner (login ID).
     #[serde(rename = "userId")]
     user_id: String,
+    /// Once processed: earlier images of the workspace it duplicates (`imageId`, `match`:
+    /// `exact` or `perceptual`, `distance`), at most 5.
+    duplicates: Vec<super::DuplicateJson>,
 }
 
 /// A page of a user's receipts.
@@ -344,6 +347,7 @@ pub async fn list(
             image: image_path(&listed.image_id),
             id: listed.image_id,
             user_id: user.clone(),
+            duplicates: Vec::new(),
         })
         .collect();
     let next = (!page.next_page_token.is_empty()).then(|| {
@@ -373,22 +377,28 @@ pub async fn metadata(
 ) -> Result<Response, Failure> {
     let id = receipt_id(path)?;
     let token = headers::bearer_token(&headers);
-    let (received_ms, owner) = match state.ingest.get_image(token, receipt(&id), "").await {
-        Ok(info) => (info.listed_at_ms, info.owner),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            let job = state.ingest.processing_status(token, &id).await?;
-            if job.status == i32::from(ProcessingStatus::Failed) {
-                return Err(Failure::from(status));
+    let (received_ms, owner, duplicates) =
+        match state.ingest.get_image(token, receipt(&id), "").await {
+            Ok(info) => (
+                info.listed_at_ms,
+                info.owner,
+                super::duplicates_json(&info.duplicates),
+            ),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                let job = state.ingest.processing_status(token, &id).await?;
+                if job.status == i32::from(ProcessingStatus::Failed) {
+                    return Err(Failure::from(status));
+                }
+                (job.received_at_ms, job.owner, Vec::new())
             }
-            (job.received_at_ms, job.owner)
-        }
-        Err(status) => return Err(Failure::from(status)),
-    };
+            Err(status) => return Err(Failure::from(status)),
+        };
     Ok(axum::Json(ReceiptImageMetadata {
         date_time_received: rfc3339(received_ms),
         image: image_path(&id),
         id,
         user_id: owner,
+        duplicates,
     })
     .into_response())
 }

@@ -124,7 +124,9 @@ impl Answer {
         };
         match self {
             Answer::ConcurV1 => super::concur::created(&id),
-            Answer::ReceiptV3 { created, json } => super::receipts_v3::answer(*created, &id, *json),
+            Answer::ReceiptV3 { created, json } => {
+                super::receipts_v3::answer(*created, &id, *json, &stored.duplicates)
+            }
             Answer::Workspace => {
                 super::workspace::stored_answer(state, token, target.clone(), stored)
                     .await

@@ -55,6 +55,9 @@ pub struct ReceiptImage {
     pub size_bytes: u64,
     /// Stored type (`image/webp`).
     pub content_type: String,
+    /// Earlier images of the workspace this one duplicates (the same bytes or the same picture),
+    /// at most 5; empty if none.
+    pub duplicates: Vec<super::DuplicateJson>,
 }
 
 /// A workspace's storage use.
@@ -163,6 +166,7 @@ pub(crate) async fn stored_answer(
             height: stored.height,
             size_bytes: stored.size_bytes,
             content_type: stored.content_type,
+            duplicates: super::duplicates_json(&stored.duplicates),
         }),
     )
 }
@@ -191,6 +195,7 @@ pub async fn get_receipt(
         height: info.height,
         size_bytes: info.size_bytes,
         content_type: info.content_type,
+        duplicates: super::duplicates_json(&info.duplicates),
     }))
 }
 

@@ -221,6 +221,27 @@ pub struct LimitSettings {
     pub async_receipts: AsyncReceiptLimits,
     /// The job queue that processes them.
     pub jobs: JobLimits,
+    /// Finding duplicate receipts at ingest.
+    pub duplicates: DuplicateLimits,
+}
+
+/// Duplicate detection: every image (but report PDFs) is indexed per workspace by the SHA-256 of
+/// its stored bytes and, for a picture, its perceptual hash; an upload is answered with the
+/// earlier images it matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateLimits {
+    /// Look for duplicates at all (the index is kept either way).
+    pub enabled: bool,
+    /// Perceptual hashes this many bits apart or fewer are candidates (the index finds every
+    /// one within 3 bits, most beyond).
+    pub max_distance: u32,
+    /// A candidate is the same picture if no cell of the two block signatures differs by more
+    /// than this many grey levels (a re-encoded or halved copy: about 4; another amount on the
+    /// same shop's receipt: 10 or more).
+    pub signature_distance: u32,
+    /// Candidates read per index key (the newest).
+    pub candidates: usize,
 }
 
 /// The limits of receipts processed asynchronously (Concur Receipts v4 and gRPC
@@ -409,6 +430,12 @@ max_attempts = 5
 retry_base_millis = 1000
 retry_max_seconds = 300
 status_ttl_seconds = 1209600
+
+[limits.duplicates]
+enabled = true
+max_distance = 6
+signature_distance = 6
+candidates = 64
 
 [events]
 outbox = true

@@ -80,6 +80,12 @@ pub enum IngestError {
     /// The entry or invoice already has its image.
     #[error("an image is already attached to this target")]
     AlreadyAttached,
+    /// The workspace refuses bytes it holds already, and holds these (as `image_id`).
+    #[error("the workspace already holds this file")]
+    DuplicateImage {
+        /// The earlier image.
+        image_id: String,
+    },
     /// The target is registered already, to another workspace or owner.
     #[error("the target is registered to another workspace or owner")]
     TargetConflict,
@@ -167,6 +173,7 @@ impl IngestError {
             ChecksumMismatch => ErrorReason::ChecksumMismatch,
             IdempotencyKeyReused => ErrorReason::IdempotencyKeyReused,
             AlreadyAttached => ErrorReason::AlreadyAttached,
+            DuplicateImage { .. } => ErrorReason::DuplicateImage,
             TargetConflict => ErrorReason::TargetConflict,
             TargetNotFound(_) => ErrorReason::TargetNotFound,
             ImageNotFound => ErrorReason::ImageNotFound,

@@ -130,6 +130,9 @@ pub async fn reconcile_listings(
                             }),
                             // A repair of the owner's list, not a change of the image.
                             event: None,
+                            index: None,
+                            unindex: None,
+                            refuse_exact: false,
                         })
                         .await?;
                 }

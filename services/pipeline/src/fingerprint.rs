@@ -73,7 +73,9 @@ struct Grey {
 
 /// How many times to halve `width` (at most 3) to stay at least [`WORK_WIDTH`].
 fn halvings(width: u32) -> u32 {
-    (0..3).take_while(|k| width >> (k + 1) >= WORK_WIDTH).count() as u32
+    (0..3)
+        .take_while(|k| width >> (k + 1) >= WORK_WIDTH)
+        .count() as u32
 }
 
 fn rotates(orientation: Orientation) -> bool {
@@ -156,7 +158,7 @@ fn png_grey(bytes: &[u8]) -> Result<Option<Grey>, PipelineError> {
             counts[x / bin] += 1;
         }
         y += 1;
-        if y % bin == 0 || y == height as usize {
+        if y.is_multiple_of(bin) || y == height as usize {
             pixels.extend(
                 sums.iter()
                     .zip(&counts)
@@ -300,7 +302,11 @@ pub(crate) fn first_page_jpeg(doc: &lopdf::Document) -> Option<Vec<u8>> {
         return None;
     }
     let (_, object) = xobjects.iter().next()?;
-    let stream = doc.get_object(object.as_reference().ok()?).ok()?.as_stream().ok()?;
+    let stream = doc
+        .get_object(object.as_reference().ok()?)
+        .ok()?
+        .as_stream()
+        .ok()?;
     let is_image = stream
         .dict
         .get(b"Subtype")
@@ -363,7 +369,8 @@ mod tests {
         let of = |bytes: &[u8], media| fingerprint(bytes, media, &limits).unwrap().unwrap();
         let reference = of(&encode_jpeg(&original, 92), MediaType::Jpeg);
         let requality = of(&encode_jpeg(&original, 60), MediaType::Jpeg);
-        let half = image::imageops::resize(&original, 600, 450, image::imageops::FilterType::Triangle);
+        let half =
+            image::imageops::resize(&original, 600, 450, image::imageops::FilterType::Triangle);
         let halved = of(&encode_jpeg(&half, 85), MediaType::Jpeg);
         let mut png = Vec::new();
         original
@@ -373,7 +380,10 @@ mod tests {
         for same in [&requality, &halved, &lossless] {
             let bits = (reference.hash ^ same.hash).count_ones();
             let distance = signature_distance(&reference.signature, &same.signature);
-            assert!(bits <= 4 && distance <= 8, "{bits} bits, distance {distance}");
+            assert!(
+                bits <= 4 && distance <= 8,
+                "{bits} bits, distance {distance}"
+            );
         }
         let other = of(&encode_jpeg(&photo(1200, 900, 2), 92), MediaType::Jpeg);
         assert!(signature_distance(&reference.signature, &other.signature) > 20);

@@ -70,6 +70,7 @@ fn a_declared_type_that_does_not_match_the_bytes_is_refused() {
 fn a_jpeg_declared_as_image_jpg_is_accepted() {
     let declared = MediaType::from_declared("image/jpg").unwrap();
     let seen = inspect(&jpeg(64, 48), declared, &Limits::default()).unwrap();
+    assert!(seen.fingerprint.is_some(), "a JPEG has a fingerprint");
     assert_eq!(
         seen,
         Inspected {
@@ -78,6 +79,7 @@ fn a_jpeg_declared_as_image_jpg_is_accepted() {
             height: 48,
             page_count: 1,
             converted: None,
+            fingerprint: seen.fingerprint.clone(),
         }
     );
 }
@@ -174,6 +176,7 @@ fn a_valid_pdf_reports_its_pages_and_a_broken_one_is_corrupt() {
             height: 0,
             page_count: 3,
             converted: None,
+            fingerprint: None,
         }
     );
     let result = inspect(

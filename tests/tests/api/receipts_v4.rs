@@ -465,3 +465,108 @@ async fn a_v4_upload_resumed_with_the_http_draft_is_accepted_on_completion_and_p
         "{objects:?}"
     );
 }
+
+/// Duplicates as every JSON dialect names them, over HTTP with `curl`: a v3 create of bytes
+/// the workspace holds (`Duplicates`), a v4 receipt's metadata once processed (`duplicates`),
+/// and a workspace expense (`duplicates`).
+#[tokio::test]
+async fn every_json_dialect_names_the_earlier_images_an_upload_duplicates() {
+    let stack = spawn_stack_on(Stack::Embedded, |_| {}, |_| {}).await;
+    let token = stack.token("u1", "w1", &[], &[]);
+    let files = tempfile::tempdir().unwrap();
+    let bytes = png(240, 320);
+    let path = temp_file(&files, "receipt.png", &bytes);
+    let v3 = |token: &str| {
+        let mut args = vec![
+            "-X".to_owned(),
+            "POST".to_owned(),
+            stack.url("/api/v3.0/expense/receiptimages"),
+            "-H".into(),
+            "Accept: application/json".into(),
+            "-H".into(),
+            "Content-Type: image/png".into(),
+            "--data-binary".into(),
+            format!("@{}", path.display()),
+        ];
+        args.extend(bearer(token));
+        args
+    };
+    let first = curl(&v3(&token)).await;
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let first = first.json();
+    assert_eq!(first["Duplicates"], serde_json::json!([]));
+    let first_id = first["ID"].as_str().unwrap().to_owned();
+    let second = curl(&v3(&token)).await;
+    assert_eq!(second.status, 201);
+    let second = second.json();
+    assert_eq!(
+        second["Duplicates"],
+        serde_json::json!([{"imageId": first_id, "match": "exact", "distance": 0}])
+    );
+    let second_id = second["ID"].as_str().unwrap().to_owned();
+
+    let id = accepted_id(&post(&stack, "u1", &token, &path, "image/png").await);
+    let status = final_status(&stack, &id, &token).await;
+    assert_eq!(status["status"], "PROCESSED", "{status}");
+    let metadata = get(
+        &stack,
+        &format!("/receipts/v4/image-only-receipts/{id}"),
+        &token,
+    )
+    .await;
+    assert_eq!(metadata.status, 200);
+    let named: Vec<String> = metadata.json()["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["match"], "exact");
+            d["imageId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(named.len(), 2);
+    assert!(named.contains(&first_id) && named.contains(&second_id));
+
+    // Workspace expenses are stored as WebP: the same photo for two expenses is the same bytes.
+    let staff = stack.token("u2", "w1", &["staff"], &["financial"]);
+    let photo = temp_file(&files, "photo.jpg", &jpeg(400, 300));
+    let mut answers = Vec::new();
+    for expense in ["X1", "X2"] {
+        stack
+            .register_target(
+                imaging_proto::v1::TargetKind::WorkspaceExpense,
+                expense,
+                "w1",
+                "u1",
+            )
+            .await;
+        let mut args = vec![
+            "-X".to_owned(),
+            "POST".to_owned(),
+            stack.url(&format!(
+                "/api/v1/client/workspace/w1/expenses/{expense}/receipt"
+            )),
+            "-F".into(),
+            format!("file=@{};type=image/jpeg", photo.display()),
+        ];
+        args.extend(bearer(&staff));
+        let answer = curl(&args).await;
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answers.push(answer.json());
+    }
+    assert_eq!(answers[0]["duplicates"], serde_json::json!([]));
+    assert_eq!(
+        answers[1]["duplicates"],
+        serde_json::json!([{"imageId": "X1", "match": "exact", "distance": 0}])
+    );
+}

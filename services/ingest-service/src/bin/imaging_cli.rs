@@ -315,6 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     v1::RegisterWorkspaceRequest {
                         workspace_id: workspace,
                         quota_bytes,
+                        refuse_duplicates: None,
                     },
                 )?)
                 .await?;

@@ -10,6 +10,7 @@ mod nats;
 pub mod relay;
 pub mod webhooks;
 
+pub use crate::state::DuplicateRef;
 use crate::state::{ImageRecord, JobRecord};
 use serde::{Deserialize, Serialize};
 
@@ -71,18 +72,6 @@ pub struct EventTarget {
     pub kind: String,
     /// Its ID.
     pub id: String,
-}
-
-/// An earlier image of the workspace that an upload matched.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DuplicateRef {
-    /// Its image ID.
-    pub image_id: String,
-    /// `exact` (the same stored bytes) or `perceptual` (the same picture).
-    #[serde(rename = "match")]
-    pub match_kind: String,
-    /// Bits the perceptual hashes differ in (0 for an exact match).
-    pub distance: u32,
 }
 
 /// `data` of an image event.
@@ -240,6 +229,8 @@ mod tests {
             sha256: "ab".into(),
             report: None,
             listed: None,
+            phash: None,
+            duplicates: Vec::new(),
         };
         let json = image_event(Change::Stored, "RECEIPT", "r1", &record, &[]);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -73,7 +73,25 @@ pub fn upload_response(uploaded: Uploaded) -> Result<v1::UploadImageResponse, In
         target: None,
         expires_at: 0,
         processing_status: v1::ProcessingStatus::Unspecified.into(),
+        duplicates: wire_duplicates(&record.duplicates),
     })
+}
+
+/// Duplicates as the contract has them.
+pub fn wire_duplicates(duplicates: &[crate::state::DuplicateRef]) -> Vec<v1::Duplicate> {
+    duplicates
+        .iter()
+        .map(|d| v1::Duplicate {
+            image_id: d.image_id.clone(),
+            r#match: if d.match_kind == "exact" {
+                v1::DuplicateMatch::Exact
+            } else {
+                v1::DuplicateMatch::Perceptual
+            }
+            .into(),
+            distance: d.distance,
+        })
+        .collect()
 }
 
 /// A receipt accepted for asynchronous processing, as the upload's answer.
@@ -223,5 +241,6 @@ pub fn image_info(view: ImageView) -> Result<v1::ImageInfo, IngestError> {
         owner: record.owner,
         workspace_id: record.workspace,
         listed_at_ms,
+        duplicates: wire_duplicates(&record.duplicates),
     })
 }

@@ -391,7 +391,12 @@ impl v1::target_registry_server::TargetRegistry for IngestApi {
         let body = request.into_inner();
         let quota_bytes = self
             .ingestor
-            .register_workspace(&claims, &body.workspace_id, body.quota_bytes)
+            .register_workspace(
+                &claims,
+                &body.workspace_id,
+                body.quota_bytes,
+                body.refuse_duplicates,
+            )
             .await?;
         Ok(Response::new(v1::RegisterWorkspaceResponse { quota_bytes }))
     }

@@ -36,6 +36,9 @@ impl From<IngestError> for Status {
             TooManyOpenUploads { limit } => {
                 metadata.insert("limit".to_owned(), limit.to_string());
             }
+            DuplicateImage { image_id } => {
+                metadata.insert("image_id".to_owned(), image_id.clone());
+            }
             OffsetMismatch {
                 committed,
                 provided,

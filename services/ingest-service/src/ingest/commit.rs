@@ -68,6 +68,28 @@ impl Ingestor {
             }),
             _ => None,
         };
+        // Every image but a report is indexed for duplicates (an appended one leaves the index:
+        // its bytes are no longer what was uploaded).
+        let sha_hex = hex::encode(content.sha256);
+        let indexed =
+            plan.target.kind != Kind::Report && !matches!(content.body, Body::Appended { .. });
+        let entry = indexed.then(|| {
+            super::duplicates::entry_for(&plan.target.id, &sha_hex, content.fingerprint.as_ref())
+        });
+        let unindex = previous.as_ref().map(super::duplicates::entry_of);
+        let (duplicates, refuse_exact) = match &entry {
+            Some(entry) => {
+                let duplicates = self.find_duplicates(&plan.workspace, entry).await?;
+                let refuse = self.catalog.refuses_duplicates(&plan.workspace).await?;
+                if refuse && let Some(exact) = duplicates.iter().find(|d| d.match_kind == "exact") {
+                    return Err(IngestError::DuplicateImage {
+                        image_id: exact.image_id.clone(),
+                    });
+                }
+                (duplicates, refuse)
+            }
+            None => (Vec::new(), false),
+        };
         let record = ImageRecord {
             image_id: plan.target.id.clone(),
             key: key.clone(),
@@ -78,9 +100,11 @@ impl Ingestor {
             width: content.width,
             height: content.height,
             page_count: content.pages,
-            sha256: hex::encode(content.sha256),
+            sha256: sha_hex,
             report: content.report,
             listed: listed.clone(),
+            phash: entry.as_ref().and_then(|entry| entry.phash.clone()),
+            duplicates,
         };
         let change = match (&previous, &content.body) {
             (None, _) => Change::Stored,
@@ -93,7 +117,7 @@ impl Ingestor {
                 plan.target.kind.name(),
                 &plan.target.id,
                 &record,
-                &[],
+                &record.duplicates,
             )
         });
         let written = match content.body {
@@ -133,6 +157,9 @@ impl Ingestor {
                 default_limit: self.limits.quota.default_bytes,
                 listing,
                 event: event.as_deref(),
+                index: entry.as_ref(),
+                unindex: unindex.as_ref(),
+                refuse_exact,
             })
             .await;
         match swapped {
@@ -140,6 +167,22 @@ impl Ingestor {
             Ok(Swapped::Conflict) => {
                 guard.rollback().await;
                 return Ok(None);
+            }
+            Ok(Swapped::Duplicate) => {
+                // Stored meanwhile by another upload: found again to name it.
+                guard.rollback().await;
+                let image_id = match &entry {
+                    Some(entry) => self
+                        .find_duplicates(&plan.workspace, entry)
+                        .await?
+                        .into_iter()
+                        .find(|d| d.match_kind == "exact")
+                        .map(|d| d.image_id),
+                    None => None,
+                };
+                return Err(IngestError::DuplicateImage {
+                    image_id: image_id.unwrap_or_default(),
+                });
             }
             Ok(Swapped::QuotaExceeded { limit, used }) => {
                 guard.rollback().await;

@@ -145,6 +145,9 @@ impl Ingestor {
                             entry,
                         }),
                         event: event.as_deref(),
+                        index: None,
+                        unindex: Some(&super::duplicates::entry_of(&record)),
+                        refuse_exact: false,
                     })
                     .await?;
                 if removed == Swapped::Done {

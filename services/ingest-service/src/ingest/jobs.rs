@@ -62,6 +62,8 @@ pub(super) fn accepted_record(job: &JobRecord) -> crate::state::ImageRecord {
         sha256: job.sha256.clone(),
         report: None,
         listed: None,
+        phash: None,
+        duplicates: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ mod admission;
 mod budget;
 mod commit;
 pub mod digest;
+mod duplicates;
 mod guard;
 mod idempotency;
 mod images;

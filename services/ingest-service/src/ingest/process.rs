@@ -43,6 +43,8 @@ pub(super) struct Content {
     pub(super) pages: u32,
     /// For a report: what its next append needs.
     pub(super) report: Option<ReportState>,
+    /// The uploaded picture's fingerprint, for the duplicate index.
+    pub(super) fingerprint: Option<pipeline::Fingerprint>,
 }
 
 impl Content {
@@ -62,7 +64,14 @@ impl Content {
             height,
             pages,
             report: None,
+            fingerprint: None,
         }
+    }
+
+    /// The same, with the uploaded picture's fingerprint.
+    pub(super) fn with_fingerprint(mut self, fingerprint: Option<pipeline::Fingerprint>) -> Self {
+        self.fingerprint = fingerprint;
+        self
     }
 
     /// A whole report file and its layout.
@@ -81,6 +90,7 @@ impl Content {
                 layout: update.layout.clone(),
                 digest: digest.encode(),
             }),
+            fingerprint: None,
         }
     }
 }
@@ -172,10 +182,11 @@ impl Ingestor {
                     && matches!(seen.media, MediaType::Jpeg | MediaType::Png)
                     && seen.width.max(seen.height) > plan.max_side;
                 // A HEIC, TIFF or GIF is stored in the form every viewer opens.
+                let fingerprint = seen.fingerprint.take();
                 if let Some(converted) = seen.converted.take() {
                     if too_large {
                         return self
-                            .reduce_and_place(plan, Bytes::from(converted), seen.media)
+                            .reduce_and_place(plan, Bytes::from(converted), seen.media, fingerprint)
                             .await;
                     }
                     let content = Content::new(
@@ -184,12 +195,13 @@ impl Ingestor {
                         seen.width,
                         seen.height,
                         seen.page_count,
-                    );
+                    )
+                    .with_fingerprint(fingerprint);
                     return self.place(plan, content).await;
                 }
                 if too_large {
                     return self
-                        .reduce_and_place(plan, received.bytes, seen.media)
+                        .reduce_and_place(plan, received.bytes, seen.media, fingerprint)
                         .await;
                 }
                 let content = Content {
@@ -201,6 +213,7 @@ impl Ingestor {
                     height: seen.height,
                     pages: seen.page_count,
                     report: None,
+                    fingerprint,
                 };
                 self.place(plan, content).await
             }
@@ -208,11 +221,14 @@ impl Ingestor {
                 let (work, _) =
                     reserve_for(self, &received.bytes, media, pipeline::Step::Webp, limits).await?;
                 let bytes = received.bytes;
-                let webp = blocking(self, "webp", &work, move || {
-                    pipeline::to_webp(&bytes, media, &limits)
+                let (webp, fingerprint) = blocking(self, "webp", &work, move || {
+                    let webp = pipeline::to_webp(&bytes, media, &limits)?;
+                    let fingerprint = pipeline::fingerprint(&bytes, media, &limits).ok().flatten();
+                    Ok((webp, fingerprint))
                 })
                 .await?;
-                let content = Content::new(webp.bytes, MediaType::Webp, webp.width, webp.height, 1);
+                let content = Content::new(webp.bytes, MediaType::Webp, webp.width, webp.height, 1)
+                    .with_fingerprint(fingerprint);
                 self.place(plan, content).await
             }
             Conversion::ReportPdf => self.append_report(plan, received.bytes, limits).await,
@@ -228,6 +244,7 @@ impl Ingestor {
         plan: &UploadPlan,
         bytes: Bytes,
         media: MediaType,
+        fingerprint: Option<pipeline::Fingerprint>,
     ) -> Result<ImageRecord, IngestError> {
         let limits = pipeline::reduction_limits(&self.limits.pipeline, plan.max_side);
         let (work, _) = reserve_for(self, &bytes, media, pipeline::Step::Webp, limits).await?;
@@ -247,7 +264,8 @@ impl Ingestor {
             reduced.width,
             reduced.height,
             1,
-        );
+        )
+        .with_fingerprint(fingerprint);
         self.place(plan, content).await
     }
 }

@@ -7,12 +7,14 @@ use crate::error::IngestError;
 use crate::state::{Registered, TargetRecord};
 
 impl Ingestor {
-    /// Registers a workspace with `quota` bytes (0 = the default); returns the limit set.
+    /// Registers a workspace with `quota` bytes (0 = the default) and, if given, whether it
+    /// refuses uploads of bytes it holds; returns the limit set.
     pub async fn register_workspace(
         &self,
         claims: &Claims,
         workspace: &str,
         quota: u64,
+        refuse_duplicates: Option<bool>,
     ) -> Result<u64, IngestError> {
         if !target::valid_id(workspace) {
             return Err(IngestError::InvalidId("workspace_id"));
@@ -24,6 +26,11 @@ impl Ingestor {
             quota
         };
         self.quota.set_limit(workspace, limit).await?;
+        if let Some(refuse) = refuse_duplicates {
+            self.catalog
+                .set_refuse_duplicates(workspace, refuse)
+                .await?;
+        }
         Ok(limit)
     }
 

@@ -92,6 +92,7 @@ impl Ingestor {
                                 layout: update.layout,
                                 digest: digest.encode(),
                             }),
+                            fingerprint: None,
                         }
                     }
                     (Some(record), None) => {

@@ -9,9 +9,9 @@ mod redis;
 
 pub use embedded::EmbeddedState;
 pub use records::{
-    Delivery, DeliveryState, HookDelivery, IdempotencyRecord, ImageRecord, JobLog, JobNext,
-    JobRecord, JobStatus, ReportState, SessionRecord, SessionResult, SessionUpload, TargetRecord,
-    WebhookRecord, listing_entry, listing_image, listing_time,
+    Delivery, DeliveryState, DupEntry, DuplicateRef, HookDelivery, IdempotencyRecord, ImageRecord,
+    JobLog, JobNext, JobRecord, JobStatus, ReportState, SessionRecord, SessionResult,
+    SessionUpload, TargetRecord, WebhookRecord, listing_entry, listing_image, listing_time,
 };
 pub use redis::RedisState;
 
@@ -84,6 +84,13 @@ pub struct Swap<'a> {
     /// The event announcing the change (CloudEvents JSON), appended to the workspace's outbox
     /// in the same step; `None` writes none.
     pub event: Option<&'a str>,
+    /// The image the change stores, added to the workspace's duplicate index in the same step.
+    pub index: Option<&'a DupEntry>,
+    /// The image the change replaces or removes, taken out of the duplicate index.
+    pub unindex: Option<&'a DupEntry>,
+    /// Refuse the change ([`Swapped::Duplicate`], nothing changed) if another image of the
+    /// workspace has the SHA-256 of `index`.
+    pub refuse_exact: bool,
 }
 
 /// One event waiting in an outbox: its entry (in the outbox's order) and the event (JSON).
@@ -136,6 +143,9 @@ pub enum Swapped {
     Done,
     /// Another writer changed the record first; nothing changed.
     Conflict,
+    /// Another image of the workspace has the same bytes and the change refuses that; nothing
+    /// changed.
+    Duplicate,
     /// The reservation had lapsed and its bytes no longer fit; nothing changed.
     QuotaExceeded {
         /// The limit.
@@ -315,6 +325,19 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn ack_outbox(&self, name: &str, entries: &[String]) -> Result<(), StateError>;
     /// Events waiting in every outbox.
     async fn outbox_len(&self) -> Result<u64, StateError>;
+    /// Images of `workspace` indexed with the SHA-256 `sha256` or sharing a quarter of the
+    /// perceptual hash `phash`, the newest `per_key` of each.
+    async fn duplicate_candidates(
+        &self,
+        workspace: &str,
+        sha256: &str,
+        phash: Option<&str>,
+        per_key: usize,
+    ) -> Result<Vec<DupEntry>, StateError>;
+    /// Sets whether `workspace` refuses uploads of bytes it already holds.
+    async fn set_refuse_duplicates(&self, workspace: &str, refuse: bool) -> Result<(), StateError>;
+    /// Whether `workspace` refuses uploads of bytes it already holds.
+    async fn refuses_duplicates(&self, workspace: &str) -> Result<bool, StateError>;
     /// Registers a webhook, unless its workspace has `max` already (false, nothing changed).
     async fn put_webhook(&self, hook: &WebhookRecord, max: usize) -> Result<bool, StateError>;
     /// The webhooks of `workspace`, oldest first.

@@ -40,6 +40,52 @@ pub struct ImageRecord {
     /// For a loose receipt: its entry in its owner's list (see [`listing_entry`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<String>,
+    /// The picture's 64-bit perceptual hash (16 hex digits), if it has one: with `sha256`, what
+    /// the duplicate index holds of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phash: Option<String>,
+    /// Earlier images of the workspace this one duplicates, found when it was stored (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<DuplicateRef>,
+}
+
+/// An earlier image of the workspace that an upload matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateRef {
+    /// Its image ID.
+    pub image_id: String,
+    /// `exact` (the same stored bytes) or `perceptual` (the same picture).
+    #[serde(rename = "match")]
+    pub match_kind: String,
+    /// Bits the perceptual hashes differ in (0 for an exact match).
+    pub distance: u32,
+}
+
+/// What the duplicate index keeps of an image of a workspace: found by its SHA-256 and by each
+/// quarter of its perceptual hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DupEntry {
+    /// The image's ID.
+    pub image_id: String,
+    /// Hex SHA-256 of its stored bytes.
+    pub sha256: String,
+    /// Its perceptual hash (16 hex digits), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phash: Option<String>,
+    /// Its block signature, base64 (see `imaging_pipeline::signature_distance`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
+    /// When it was indexed, ms since 1970 (newest candidates are read first).
+    pub created_ms: u64,
+}
+
+impl DupEntry {
+    /// The four 16-bit quarters of the perceptual hash (4 hex digits each): an image within 3
+    /// bits shares at least one.
+    pub fn bands(&self) -> Option<[String; 4]> {
+        let hash = self.phash.as_deref().filter(|h| h.len() == 16)?;
+        Some([0, 1, 2, 3].map(|i| format!("{i}{}", &hash[i * 4..i * 4 + 4])))
+    }
 }
 
 /// Largest time in the listing entries (in ms since 1970; the year 2286).

@@ -348,6 +348,7 @@ async fn unknown_targets_wrong_workspaces_and_wrong_users_are_refused() {
             v1::RegisterWorkspaceRequest {
                 workspace_id: "w3".into(),
                 quota_bytes: 0,
+                refuse_duplicates: None,
             },
         ))
         .await

@@ -182,6 +182,23 @@ async fn every_committed_change_is_published_once_in_order_with_its_data() {
             .await
             .unwrap();
     }
+    // The same bytes twice: the second's event names the first as a duplicate.
+    let copies: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let copy = app
+                .upload(
+                    &token,
+                    target(TargetKind::Receipt, ""),
+                    "image/png",
+                    &png(41, 30),
+                )
+                .await
+                .unwrap();
+            ids.push(copy.image_id);
+        }
+        ids
+    };
     // A receipt processed asynchronously: its status changes, and its image stored.
     let mut head =
         imaging_e2e::service::header(target(TargetKind::Receipt, ""), "image/png", &png(20, 20));
@@ -232,6 +249,14 @@ async fn every_committed_change_is_published_once_in_order_with_its_data() {
             .count(),
         1,
         "{of_async:?}"
+    );
+    let copy_event = all
+        .iter()
+        .find(|r| r.subject_of_event() == format!("RECEIPT:{}", copies[1]))
+        .unwrap();
+    assert_eq!(
+        copy_event.event["data"]["duplicates"],
+        serde_json::json!([{"image_id": copies[0], "match": "exact", "distance": 0}])
     );
     // The data says what was stored, the subject where it goes.
     let first = all

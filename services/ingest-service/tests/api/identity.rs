@@ -77,6 +77,7 @@ async fn a_service_token_manages_only_its_own_workspace() {
             v1::RegisterWorkspaceRequest {
                 workspace_id: "w1".into(),
                 quota_bytes: 1,
+                refuse_duplicates: None,
             },
         ))
         .await
@@ -241,6 +242,7 @@ async fn with_only_an_rs256_key_configured_an_hs256_dev_token_is_refused() {
             v1::RegisterWorkspaceRequest {
                 workspace_id: "w9".into(),
                 quota_bytes: 0,
+                refuse_duplicates: None,
             },
         ))
         .await

@@ -19,6 +19,7 @@ macro_rules! contract {
 
 mod cli;
 mod defenses;
+mod duplicates;
 mod errors;
 mod events;
 mod formats;

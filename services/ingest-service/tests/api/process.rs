@@ -129,6 +129,7 @@ impl ServiceProcess {
                 v1::RegisterWorkspaceRequest {
                     workspace_id: workspace.into(),
                     quota_bytes: 0,
+                    refuse_duplicates: None,
                 },
             ))
             .await

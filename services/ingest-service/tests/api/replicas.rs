@@ -97,6 +97,7 @@ impl Replicas {
                 v1::RegisterWorkspaceRequest {
                     workspace_id: workspace.into(),
                     quota_bytes: quota,
+                    refuse_duplicates: None,
                 },
             ))
             .await

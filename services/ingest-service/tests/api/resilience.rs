@@ -82,6 +82,7 @@ async fn uploads_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
                 v1::RegisterWorkspaceRequest {
                     workspace_id: "w1".into(),
                     quota_bytes: 0,
+                    refuse_duplicates: None,
                 },
             ))
             .await;

@@ -4,10 +4,10 @@
 
 use imaging_e2e::{RedisCluster, RedisServer};
 use ingest_service::state::{
-    Catalog, Delivery, DeliveryState, EmbeddedState, HookDelivery, IdempotencyRecord, ImageRecord,
-    JOBS_OUTBOX, JobNext, JobRecord, JobStatus, Listed, Listing, OutboxEntry, Quota, RedisState,
-    Registered, Reservation, SessionRecord, SessionResult, SessionUpload, Swap, Swapped,
-    TargetRecord, WebhookRecord, listing_entry, now_millis,
+    Catalog, Delivery, DeliveryState, DupEntry, EmbeddedState, HookDelivery, IdempotencyRecord,
+    ImageRecord, JOBS_OUTBOX, JobNext, JobRecord, JobStatus, Listed, Listing, OutboxEntry, Quota,
+    RedisState, Registered, Reservation, SessionRecord, SessionResult, SessionUpload, Swap,
+    Swapped, TargetRecord, WebhookRecord, listing_entry, now_millis,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +66,8 @@ fn image(key: &str, size: u64) -> ImageRecord {
         sha256: "00".into(),
         report: None,
         listed: None,
+        phash: None,
+        duplicates: Vec::new(),
     }
 }
 
@@ -220,6 +222,9 @@ fn swap<'a>(
         default_limit: 1000,
         listing: None,
         event: None,
+        index: None,
+        unindex: None,
+        refuse_exact: false,
     }
 }
 
@@ -317,6 +322,9 @@ async fn records_of_many_workspaces_are_kept_apart_and_all_listed(backend: &Back
                 default_limit: 1000,
                 listing: None,
                 event: None,
+                index: None,
+                unindex: None,
+                refuse_exact: false,
             })
             .await
             .unwrap();
@@ -380,6 +388,9 @@ async fn receipt(catalog: &dyn Catalog, owner: &str, id: &str, at: u64, remove: 
                 }
             }),
             event: None,
+            index: None,
+            unindex: None,
+            refuse_exact: false,
         })
         .await
         .unwrap();
@@ -1025,6 +1036,139 @@ async fn a_webhooks_deliveries_settle_oldest_first_into_a_capped_log(backend: &B
     assert_eq!(catalog.webhooks("w1").await.unwrap(), [hook("h2")]);
 }
 
+fn dup(image_id: &str, sha256: &str, phash: &str) -> DupEntry {
+    DupEntry {
+        image_id: image_id.into(),
+        sha256: sha256.into(),
+        phash: Some(phash.into()),
+        signature: "c2ln".into(),
+        created_ms: 5,
+    }
+}
+
+async fn the_duplicate_index_changes_with_its_records(backend: &Backend) {
+    let catalog = backend.catalog.as_ref();
+    let record = |id: &str| ImageRecord {
+        image_id: id.into(),
+        key: format!("ws/w1/receipts/{id}/a.jpg"),
+        ..image("", 0)
+    };
+    let store = |id: &'static str, entry: DupEntry, refuse: bool| async move {
+        let image = record(id);
+        let target = format!("RECEIPT:{id}");
+        catalog
+            .swap_image(&Swap {
+                key: &target,
+                expected: None,
+                image: Some(&image),
+                workspace: "w1",
+                release: 0,
+                reservation: None,
+                default_limit: 1000,
+                listing: None,
+                event: None,
+                index: Some(&entry),
+                unindex: None,
+                refuse_exact: refuse,
+            })
+            .await
+            .unwrap()
+    };
+    let a = dup("a", "aa", "0123456789abcdef");
+    assert_eq!(store("a", a.clone(), false).await, Swapped::Done);
+    // Found by its bytes, and by any quarter of its hash.
+    let ids = |found: Vec<DupEntry>| -> Vec<String> {
+        let mut ids: Vec<String> = found.into_iter().map(|e| e.image_id).collect();
+        ids.sort();
+        ids
+    };
+    let by_sha = catalog
+        .duplicate_candidates("w1", "aa", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_sha, [a.clone()]);
+    let by_quarter = catalog
+        .duplicate_candidates("w1", "zz", Some("ffffffff89abffff"), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(by_quarter), ["a"]);
+    assert!(
+        catalog
+            .duplicate_candidates("w1", "zz", Some("ffffffffffffffff"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        catalog
+            .duplicate_candidates("w2", "aa", Some("0123456789abcdef"), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another workspace's index"
+    );
+    // A refusing change with the same bytes changes nothing.
+    assert_eq!(
+        store("b", dup("b", "aa", "0000000000000000"), true).await,
+        Swapped::Duplicate
+    );
+    assert!(catalog.image("w1", "RECEIPT:b").await.unwrap().is_none());
+    assert_eq!(
+        store("b", dup("b", "aa", "0000000000000000"), false).await,
+        Swapped::Done
+    );
+    assert_eq!(
+        ids(catalog
+            .duplicate_candidates("w1", "aa", None, 10)
+            .await
+            .unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(
+        ids(catalog
+            .duplicate_candidates("w1", "aa", None, 1)
+            .await
+            .unwrap())
+        .len(),
+        1,
+        "the newest per key"
+    );
+    // Removing a record takes its entry out with it.
+    let gone = record("a");
+    let removed = catalog
+        .swap_image(&Swap {
+            key: "RECEIPT:a",
+            expected: Some(&gone.key),
+            image: None,
+            workspace: "w1",
+            release: 0,
+            reservation: None,
+            default_limit: 1000,
+            listing: None,
+            event: None,
+            index: None,
+            unindex: Some(&a),
+            refuse_exact: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed, Swapped::Done);
+    assert_eq!(
+        ids(catalog
+            .duplicate_candidates("w1", "aa", Some("0123456789abcdef"), 10)
+            .await
+            .unwrap()),
+        ["b"]
+    );
+    // The workspace setting.
+    assert!(!catalog.refuses_duplicates("w1").await.unwrap());
+    catalog.set_refuse_duplicates("w1", true).await.unwrap();
+    assert!(catalog.refuses_duplicates("w1").await.unwrap());
+    assert!(!catalog.refuses_duplicates("w2").await.unwrap());
+    catalog.set_refuse_duplicates("w1", false).await.unwrap();
+    assert!(!catalog.refuses_duplicates("w1").await.unwrap());
+}
+
 async fn the_backend_answers_its_health_check(backend: &Backend) {
     backend.quota.check().await.unwrap();
 }
@@ -1055,6 +1199,7 @@ macro_rules! state_contract {
                     a_job_changes_from_the_version_read_with_its_queue_entry,
                     an_event_is_written_with_its_change_and_only_with_it,
                     a_webhooks_deliveries_settle_oldest_first_into_a_capped_log,
+                    the_duplicate_index_changes_with_its_records,
                 );
             }
         )*

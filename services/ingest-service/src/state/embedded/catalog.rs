@@ -1,14 +1,15 @@
 //! The catalog: targets, image records with their owners' lists, idempotency results; locks
 //! are delegated to [`super::locks`].
 
+use super::duplicates::{exact_taken, index as dup_index, unindex as dup_unindex};
 use super::outbox::append_event;
 use super::quota::live_reservations;
 use super::tables::*;
 use super::{EmbeddedState, decode, encode, failed, now_secs};
 use crate::state::{
-    Catalog, Delivery, HookDelivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed,
-    Listing, OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord,
-    WebhookRecord, now_millis,
+    Catalog, Delivery, DupEntry, HookDelivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord,
+    Listed, Listing, OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped,
+    TargetRecord, WebhookRecord, now_millis,
 };
 use async_trait::async_trait;
 use redb::ReadableTable;
@@ -71,6 +72,9 @@ impl Catalog for EmbeddedState {
             Listing::Remove { owner, entry } => (false, list_prefix(&workspace, owner) + entry),
         });
         let event = swap.event.map(str::to_owned);
+        let index = swap.index.cloned();
+        let unindex = swap.unindex.cloned();
+        let refuse_exact = swap.refuse_exact;
         self.write(move |txn| {
             let mut images = txn.open_table(IMAGES).map_err(failed)?;
             let current: Option<ImageRecord> = images
@@ -80,6 +84,15 @@ impl Catalog for EmbeddedState {
                 .transpose()?;
             if current.map(|record| record.key) != expected {
                 return Ok(Swapped::Conflict);
+            }
+            if refuse_exact && let Some(entry) = &index {
+                let except = [
+                    entry.image_id.as_str(),
+                    unindex.as_ref().map_or("", |e| e.image_id.as_str()),
+                ];
+                if exact_taken(txn, &workspace, entry, &except)? {
+                    return Ok(Swapped::Duplicate);
+                }
             }
             let mut used_table = txn.open_table(USED).map_err(failed)?;
             let used = counter(&used_table, &workspace)?.unwrap_or(0);
@@ -126,6 +139,12 @@ impl Catalog for EmbeddedState {
             }
             if let Some(event) = &event {
                 append_event(txn, &workspace, event)?;
+            }
+            if let Some(entry) = &unindex {
+                dup_unindex(txn, &workspace, entry)?;
+            }
+            if let Some(entry) = &index {
+                dup_index(txn, &workspace, entry)?;
             }
             Ok(Swapped::Done)
         })
@@ -382,6 +401,24 @@ impl Catalog for EmbeddedState {
 
     async fn put_webhook(&self, hook: &WebhookRecord, max: usize) -> Result<bool, StateError> {
         self.put_webhook_record(hook, max).await
+    }
+
+    async fn duplicate_candidates(
+        &self,
+        workspace: &str,
+        sha256: &str,
+        phash: Option<&str>,
+        per_key: usize,
+    ) -> Result<Vec<DupEntry>, StateError> {
+        self.dup_candidates(workspace, sha256, phash, per_key).await
+    }
+
+    async fn set_refuse_duplicates(&self, workspace: &str, refuse: bool) -> Result<(), StateError> {
+        self.set_refuse_dups(workspace, refuse).await
+    }
+
+    async fn refuses_duplicates(&self, workspace: &str) -> Result<bool, StateError> {
+        self.refuse_dups(workspace).await
     }
 
     async fn webhooks(&self, workspace: &str) -> Result<Vec<WebhookRecord>, StateError> {

@@ -10,6 +10,7 @@
 //! versions), [`quota`], [`catalog`] and [`locks`] (in memory).
 
 mod catalog;
+mod duplicates;
 mod jobs;
 mod locks;
 mod migrate;

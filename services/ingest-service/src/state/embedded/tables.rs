@@ -70,6 +70,14 @@ pub(super) const HOOK_QUEUE: TableDefinition<(&str, u64), &str> =
 /// newest last), capped.
 pub(super) const HOOK_LOG: TableDefinition<(&str, u64), &str> = TableDefinition::new("hook_log");
 
+/// (`{workspace}/sha:{sha256}` or `{workspace}/q:{quarter}`, image ID) -> when it was indexed
+/// (ms): the duplicate index.
+pub(super) const DUP_SETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dup_sets");
+/// `{workspace}/{image ID}` -> JSON `DupEntry`.
+pub(super) const DUP_ENTRIES: TableDefinition<&str, &str> = TableDefinition::new("dup_entries");
+/// Workspaces that refuse uploads of bytes they hold.
+pub(super) const REFUSE_DUPS: TableDefinition<&str, ()> = TableDefinition::new("refuse_dups");
+
 impl EmbeddedState {
     pub(super) fn create_tables(&self) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(failed)?;
@@ -89,6 +97,9 @@ impl EmbeddedState {
         txn.open_table(OUTBOX).map_err(failed)?;
         txn.open_table(OUTBOX_SEQ).map_err(failed)?;
         txn.open_table(HOOKS).map_err(failed)?;
+        txn.open_table(DUP_SETS).map_err(failed)?;
+        txn.open_table(DUP_ENTRIES).map_err(failed)?;
+        txn.open_table(REFUSE_DUPS).map_err(failed)?;
         txn.open_table(HOOK_QUEUE).map_err(failed)?;
         txn.open_table(HOOK_LOG).map_err(failed)?;
         {

@@ -4,9 +4,9 @@
 use super::scan::SCAN_READS;
 use super::{RedisState, decode, encode, unavailable};
 use crate::state::{
-    Catalog, Delivery, HookDelivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord, Listed,
-    Listing, OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped, TargetRecord,
-    WebhookRecord,
+    Catalog, Delivery, DupEntry, HookDelivery, IdempotencyRecord, ImageRecord, JobNext, JobRecord,
+    Listed, Listing, OutboxEntry, Registered, SessionRecord, StateError, Swap, Swapped,
+    TargetRecord, WebhookRecord,
 };
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -66,9 +66,30 @@ impl Catalog for RedisState {
         if swap.event.is_some() {
             self.note_outbox(swap.workspace).await?;
         }
-        let reply: Vec<u64> = self
-            .scripts
-            .swap_image
+        let ws = swap.workspace;
+        let none = self.dup_key(ws, "none");
+        let dup_keys = |entry: Option<&DupEntry>| -> (String, Vec<String>, String) {
+            match entry {
+                None => (none.clone(), vec![none.clone(); 4], none.clone()),
+                Some(entry) => (
+                    self.dup_key(ws, &format!("sha:{}", entry.sha256)),
+                    entry.bands().map_or_else(
+                        || vec![none.clone(); 4],
+                        |bands| {
+                            bands
+                                .iter()
+                                .map(|band| self.dup_key(ws, &format!("q:{band}")))
+                                .collect()
+                        },
+                    ),
+                    self.dup_key(ws, &format!("img:{}", entry.image_id)),
+                ),
+            }
+        };
+        let (new_sha, new_bands, new_img) = dup_keys(swap.index);
+        let (old_sha, old_bands, old_img) = dup_keys(swap.unindex);
+        let mut script = self.scripts.swap_image.prepare_invoke();
+        script
             .key(self.image_key(swap.workspace, swap.key))
             .key(self.ws_key(swap.workspace, "used"))
             .key(self.ws_key(swap.workspace, "reservations"))
@@ -84,12 +105,35 @@ impl Catalog for RedisState {
             .arg(op)
             .arg(entry)
             .arg(swap.event.unwrap_or_default())
+            .key(new_sha)
+            .key(&new_bands)
+            .key(new_img)
+            .key(old_sha)
+            .key(&old_bands)
+            .key(old_img)
+            .arg(swap.index.map_or("", |e| e.image_id.as_str()))
+            .arg(swap.index.map(encode).transpose()?.unwrap_or_default())
+            .arg(swap.index.map_or(0, |e| e.created_ms))
+            .arg(swap.unindex.map_or("", |e| e.image_id.as_str()))
+            .arg(if swap.refuse_exact { "1" } else { "" })
+            .arg(if swap.index.is_some_and(|e| e.bands().is_some()) {
+                "1"
+            } else {
+                ""
+            })
+            .arg(if swap.unindex.is_some_and(|e| e.bands().is_some()) {
+                "1"
+            } else {
+                ""
+            });
+        let reply: Vec<u64> = script
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         match reply.as_slice() {
             [1] => Ok(Swapped::Done),
             [0] => Ok(Swapped::Conflict),
+            [3] => Ok(Swapped::Duplicate),
             [2, used, limit] => Ok(Swapped::QuotaExceeded {
                 limit: *limit,
                 used: *used,
@@ -310,6 +354,34 @@ impl Catalog for RedisState {
 
     async fn put_webhook(&self, hook: &WebhookRecord, max: usize) -> Result<bool, StateError> {
         self.put_webhook_record(hook, max).await
+    }
+
+    async fn duplicate_candidates(
+        &self,
+        workspace: &str,
+        sha256: &str,
+        phash: Option<&str>,
+        per_key: usize,
+    ) -> Result<Vec<DupEntry>, StateError> {
+        self.dup_candidates(workspace, sha256, phash, per_key).await
+    }
+
+    async fn set_refuse_duplicates(&self, workspace: &str, refuse: bool) -> Result<(), StateError> {
+        let key = self.ws_key(workspace, "refuse_dups");
+        let _: () = if refuse {
+            self.conn().set(key, "1").await
+        } else {
+            self.conn().del(key).await
+        }
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn refuses_duplicates(&self, workspace: &str) -> Result<bool, StateError> {
+        Ok(self
+            .get_string(self.ws_key(workspace, "refuse_dups"))
+            .await?
+            .is_some())
     }
 
     async fn webhooks(&self, workspace: &str) -> Result<Vec<WebhookRecord>, StateError> {

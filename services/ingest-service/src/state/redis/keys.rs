@@ -21,6 +21,10 @@
 //! | `imaging:{ws}:outbox` | stream (field `event`): events of the workspace's changes not yet delivered, written by the change's script |
 //! | `imaging:{~jobs}:outbox` | the same for the job queue's changes (receipt status events) |
 //! | `imaging:outboxes` | set: outboxes written to lately (a hint for the relay, which also scans for `*:outbox`) |
+//! | `imaging:{ws}:dup:sha:<sha256>` | sorted set: images of the workspace with these bytes, scored by when they were indexed |
+//! | `imaging:{ws}:dup:q:<n><hex4>` | sorted set: images whose perceptual hash has `hex4` as its quarter `n` |
+//! | `imaging:{ws}:dup:img:<image>` | JSON duplicate-index entry of an image (hash, signature) |
+//! | `imaging:{ws}:refuse_dups` | `1` if the workspace refuses uploads of bytes it holds |
 //! | `imaging:{ws}:hooks` | hash: webhook ID -> JSON webhook record |
 //! | `imaging:{ws}:hookq:<id>` | list: the webhook's deliveries waiting, oldest first |
 //! | `imaging:{ws}:hooklog:<id>` | list: its settled deliveries, newest first (capped) |
@@ -99,6 +103,11 @@ impl RedisState {
     /// The outboxes written to lately.
     pub(super) fn outbox_hint_key(&self) -> String {
         format!("{}outboxes", self.prefix)
+    }
+
+    /// A key of the workspace's duplicate index.
+    pub(super) fn dup_key(&self, workspace: &str, name: &str) -> String {
+        self.ws_key(workspace, &format!("dup:{name}"))
     }
 
     /// The webhooks of a workspace.

@@ -9,6 +9,7 @@
 
 mod catalog;
 mod connection;
+mod duplicates;
 mod jobs;
 mod keys;
 mod migrate;

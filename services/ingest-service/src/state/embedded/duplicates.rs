@@ -1,0 +1,161 @@
+//! The duplicate index in the embedded store: one table of (set, image) pairs, the sets being a
+//! workspace's SHA-256s and perceptual-hash quarters, and one of entries, both changed in the
+//! transaction of the record they describe.
+
+use super::tables::{DUP_ENTRIES, DUP_SETS, REFUSE_DUPS};
+use super::{EmbeddedState, decode, encode, failed};
+use crate::state::{DupEntry, StateError};
+use redb::ReadableTable;
+
+/// The sets an entry of `workspace` is in: its SHA-256's and its hash quarters'.
+fn sets(workspace: &str, entry: &DupEntry) -> Vec<String> {
+    let mut sets = vec![format!("{workspace}/sha:{}", entry.sha256)];
+    if let Some(bands) = entry.bands() {
+        sets.extend(bands.iter().map(|band| format!("{workspace}/q:{band}")));
+    }
+    sets
+}
+
+/// True if an image other than `except` is indexed with the SHA-256 of `entry`.
+pub(super) fn exact_taken(
+    txn: &redb::WriteTransaction,
+    workspace: &str,
+    entry: &DupEntry,
+    except: &[&str],
+) -> Result<bool, StateError> {
+    let table = txn.open_table(DUP_SETS).map_err(failed)?;
+    let set = format!("{workspace}/sha:{}", entry.sha256);
+    for row in table.range((set.as_str(), "")..).map_err(failed)? {
+        let (key, _) = row.map_err(failed)?;
+        let (at, image) = key.value();
+        if at != set {
+            break;
+        }
+        if !except.contains(&image) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Adds `entry` to the index of `workspace` in `txn`.
+pub(super) fn index(
+    txn: &redb::WriteTransaction,
+    workspace: &str,
+    entry: &DupEntry,
+) -> Result<(), StateError> {
+    let mut table = txn.open_table(DUP_SETS).map_err(failed)?;
+    for set in sets(workspace, entry) {
+        table
+            .insert((set.as_str(), entry.image_id.as_str()), entry.created_ms)
+            .map_err(failed)?;
+    }
+    txn.open_table(DUP_ENTRIES)
+        .map_err(failed)?
+        .insert(
+            format!("{workspace}/{}", entry.image_id).as_str(),
+            encode(entry)?.as_str(),
+        )
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// Takes `entry` out of the index of `workspace` in `txn`.
+pub(super) fn unindex(
+    txn: &redb::WriteTransaction,
+    workspace: &str,
+    entry: &DupEntry,
+) -> Result<(), StateError> {
+    let mut table = txn.open_table(DUP_SETS).map_err(failed)?;
+    for set in sets(workspace, entry) {
+        table
+            .remove((set.as_str(), entry.image_id.as_str()))
+            .map_err(failed)?;
+    }
+    txn.open_table(DUP_ENTRIES)
+        .map_err(failed)?
+        .remove(format!("{workspace}/{}", entry.image_id).as_str())
+        .map_err(failed)?;
+    Ok(())
+}
+
+impl EmbeddedState {
+    pub(super) async fn dup_candidates(
+        &self,
+        workspace: &str,
+        sha256: &str,
+        phash: Option<&str>,
+        per_key: usize,
+    ) -> Result<Vec<DupEntry>, StateError> {
+        let probe = DupEntry {
+            image_id: String::new(),
+            sha256: sha256.to_owned(),
+            phash: phash.map(str::to_owned),
+            signature: String::new(),
+            created_ms: 0,
+        };
+        let workspace = workspace.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(DUP_SETS).map_err(failed)?;
+            let entries = txn.open_table(DUP_ENTRIES).map_err(failed)?;
+            let mut ids: Vec<String> = Vec::new();
+            for set in sets(&workspace, &probe) {
+                let mut members: Vec<(u64, String)> = Vec::new();
+                for row in table.range((set.as_str(), "")..).map_err(failed)? {
+                    let (key, created) = row.map_err(failed)?;
+                    let (at, image) = key.value();
+                    if at != set {
+                        break;
+                    }
+                    members.push((created.value(), image.to_owned()));
+                }
+                members.sort_by(|a, b| b.cmp(a));
+                ids.extend(members.into_iter().take(per_key.max(1)).map(|(_, id)| id));
+            }
+            ids.sort();
+            ids.dedup();
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(json) = entries
+                    .get(format!("{workspace}/{id}").as_str())
+                    .map_err(failed)?
+                {
+                    found.push(decode(json.value())?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    pub(super) async fn set_refuse_dups(
+        &self,
+        workspace: &str,
+        refuse: bool,
+    ) -> Result<(), StateError> {
+        let workspace = workspace.to_owned();
+        self.write(move |txn| {
+            let mut table = txn.open_table(REFUSE_DUPS).map_err(failed)?;
+            if refuse {
+                table.insert(workspace.as_str(), ()).map_err(failed)?;
+            } else {
+                table.remove(workspace.as_str()).map_err(failed)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn refuse_dups(&self, workspace: &str) -> Result<bool, StateError> {
+        let workspace = workspace.to_owned();
+        self.read(move |txn| {
+            Ok(txn
+                .open_table(REFUSE_DUPS)
+                .map_err(failed)?
+                .get(workspace.as_str())
+                .map_err(failed)?
+                .is_some())
+        })
+        .await
+    }
+}
