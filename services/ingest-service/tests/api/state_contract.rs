@@ -1086,7 +1086,7 @@ async fn the_duplicate_index_changes_with_its_records(backend: &Backend) {
         .duplicate_candidates("w1", "aa", None, 10)
         .await
         .unwrap();
-    assert_eq!(by_sha, [a.clone()]);
+    assert_eq!(by_sha, std::slice::from_ref(&a));
     let by_quarter = catalog
         .duplicate_candidates("w1", "zz", Some("ffffffff89abffff"), 10)
         .await
