@@ -85,6 +85,8 @@ pub struct StackOptions {
     /// The service's `storage.payload`: how its PUTs prove their bodies to the S3 server
     /// (`auto`, which is `signed` for the bench's `http` endpoint, or `checksum`).
     pub s3_payload: String,
+    /// More `APP__*` settings of the service.
+    pub service_env: Vec<(String, String)>,
 }
 
 impl StackOptions {
@@ -235,6 +237,11 @@ impl Stack {
         )?;
         self.wait_service().await?;
         self.wait_gateway().await
+    }
+
+    /// Sets the service's extra settings for its next (re)start.
+    pub fn set_service_env(&mut self, env: Vec<(String, String)>) {
+        self.options.service_env = env;
     }
 
     /// Stops the gateway and starts a fresh one on the same port.
@@ -454,6 +461,7 @@ fn spawn_service(
             // Conversions past the memory budget wait for room instead of being shed, so the
             // rows measure throughput under the budget rather than refusals.
             .env("APP__LIMITS__ADMISSION__MEMORY_WAIT_MILLIS", "120000")
+            .envs(options.service_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log),

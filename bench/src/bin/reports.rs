@@ -207,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
     let appends = if cli.quick { 30 } else { cli.appends.max(50) };
     let options = StackOptions {
         s3_payload: "auto".to_owned(),
+        service_env: Vec::new(),
         bin_dir: StackOptions::default_bin_dir()?,
         secret: imaging_bench::service::SECRET.to_owned(),
         quota_bytes: 1 << 40,

@@ -249,6 +249,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut stack = Stack::start(StackOptions {
         bin_dir,
         s3_payload: cli.s3_payload.clone(),
+        service_env: Vec::new(),
         secret: "bench-only-secret".to_owned(),
         quota_bytes: QUOTA_BYTES,
     })
