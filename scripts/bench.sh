@@ -21,6 +21,7 @@ command -v tiff2pdf >/dev/null 2>&1 || missing+=(libtiff-tools)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -e /usr/include/libde265/de265.h ] || missing+=(libde265-dev)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -44,9 +45,10 @@ state_args=()
 reports_args=()
 resumable_args=()
 async_args=()
+events_args=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick); resumable_args+=(--quick); async_args+=(--quick) ;;
+    --quick) reps=3; uploads_args+=(--quick); state_args+=(--quick); reports_args+=(--quick); resumable_args+=(--quick); async_args+=(--quick); events_args+=(--quick) ;;
     *) echo "unknown argument: $arg (usage: scripts/bench.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -78,3 +80,6 @@ target/release/resumable "${resumable_args[@]}"
 echo
 echo "== async-receipts"
 target/release/async-receipts "${async_args[@]}"
+echo
+echo "== events"
+target/release/events "${events_args[@]}"

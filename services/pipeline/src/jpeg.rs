@@ -228,35 +228,28 @@ pub(crate) fn decode_rgb_scaled(
     numerator: u8,
     max_bytes: u64,
 ) -> Result<Option<Scaled>, PipelineError> {
-    run(bytes, max_bytes, |decoder| {
-        let space = decoder.cinfo.jpeg_color_space;
-        if !matches!(
-            space,
-            ffi::J_COLOR_SPACE::JCS_YCbCr
-                | ffi::J_COLOR_SPACE::JCS_GRAYSCALE
-                | ffi::J_COLOR_SPACE::JCS_RGB
-        ) {
-            return None;
-        }
-        decoder.cinfo.out_color_space = ffi::J_COLOR_SPACE::JCS_RGB;
-        decoder.cinfo.scale_num = numerator.clamp(1, 8).into();
-        decoder.cinfo.scale_denom = 8;
-        let (pixels, width, height) = decoder.decompress(true);
-        Some(Scaled {
-            pixels,
-            width,
-            height,
-        })
-    })
+    decode_scaled(bytes, numerator, max_bytes, ffi::J_COLOR_SPACE::JCS_RGB)
 }
 
-/// Decodes a JPEG to 8-bit grey at `numerator/8` of its size (libjpeg rounds each edge up), its
-/// whole-image buffers within `max_bytes`. `Ok(None)` for colour spaces libjpeg cannot turn into
-/// grey (CMYK, YCCK).
+/// The same in 8-bit grey (the luma alone, without upsampling the chroma).
 pub(crate) fn decode_grey_scaled(
     bytes: &[u8],
     numerator: u8,
     max_bytes: u64,
+) -> Result<Option<Scaled>, PipelineError> {
+    decode_scaled(
+        bytes,
+        numerator,
+        max_bytes,
+        ffi::J_COLOR_SPACE::JCS_GRAYSCALE,
+    )
+}
+
+fn decode_scaled(
+    bytes: &[u8],
+    numerator: u8,
+    max_bytes: u64,
+    out: ffi::J_COLOR_SPACE,
 ) -> Result<Option<Scaled>, PipelineError> {
     run(bytes, max_bytes, |decoder| {
         let space = decoder.cinfo.jpeg_color_space;
@@ -268,10 +261,12 @@ pub(crate) fn decode_grey_scaled(
         ) {
             return None;
         }
-        decoder.cinfo.out_color_space = ffi::J_COLOR_SPACE::JCS_GRAYSCALE;
+        decoder.cinfo.out_color_space = out;
         decoder.cinfo.scale_num = numerator.clamp(1, 8).into();
         decoder.cinfo.scale_denom = 8;
-        decoder.cinfo.do_fancy_upsampling = 0;
+        if out == ffi::J_COLOR_SPACE::JCS_GRAYSCALE {
+            decoder.cinfo.do_fancy_upsampling = 0;
+        }
         let (pixels, width, height) = decoder.decompress(true);
         Some(Scaled {
             pixels,

@@ -36,10 +36,7 @@ pub(super) fn entry_for(
 pub(super) fn entry_of(record: &ImageRecord) -> DupEntry {
     DupEntry {
         image_id: record.image_id.clone(),
-        sha256: record.sha256.clone(),
-        phash: record.phash.clone(),
-        signature: String::new(),
-        created_ms: 0,
+        ..DupEntry::probe(&record.sha256, record.phash.as_deref())
     }
 }
 

@@ -80,6 +80,17 @@ pub struct DupEntry {
 }
 
 impl DupEntry {
+    /// What an index lookup by `sha256` and `phash` needs (no image).
+    pub fn probe(sha256: &str, phash: Option<&str>) -> Self {
+        DupEntry {
+            image_id: String::new(),
+            sha256: sha256.to_owned(),
+            phash: phash.map(str::to_owned),
+            signature: String::new(),
+            created_ms: 0,
+        }
+    }
+
     /// The four 16-bit quarters of the perceptual hash (4 hex digits each): an image within 3
     /// bits shares at least one.
     pub fn bands(&self) -> Option<[String; 4]> {

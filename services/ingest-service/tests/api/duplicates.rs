@@ -139,10 +139,8 @@ async fn the_same_photo_is_flagged_and_other_amounts_are_not_on_redis() {
     the_same_photo_is_flagged_and_other_amounts_are_not(Stack::Real).await;
 }
 
-#[tokio::test]
-async fn a_workspace_that_refuses_duplicates_gets_duplicate_image_for_the_same_bytes() {
-    let photos = photos();
-    let app = spawn_app_with(Stack::Embedded, |_| {}).await;
+/// Registers w1 again, refusing duplicates or not.
+async fn refuse_duplicates(app: &TestApp, refuse: bool) {
     app.registry
         .clone()
         .register_workspace(imaging_e2e::service::authed(
@@ -150,11 +148,18 @@ async fn a_workspace_that_refuses_duplicates_gets_duplicate_image_for_the_same_b
             v1::RegisterWorkspaceRequest {
                 workspace_id: "w1".into(),
                 quota_bytes: 0,
-                refuse_duplicates: Some(true),
+                refuse_duplicates: Some(refuse),
             },
         ))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_workspace_that_refuses_duplicates_gets_duplicate_image_for_the_same_bytes() {
+    let photos = photos();
+    let app = spawn_app_with(Stack::Embedded, |_| {}).await;
+    refuse_duplicates(&app, true).await;
     let token = app.token("u1", "w1", &[], &[]);
     let first = upload(&app, &token, "base.jpg", &photos["base.jpg"])
         .await
@@ -193,18 +198,7 @@ async fn a_workspace_that_refuses_duplicates_gets_duplicate_image_for_the_same_b
         assert!(stored.duplicates.is_empty());
     }
     // Turning refusal off again flags instead.
-    app.registry
-        .clone()
-        .register_workspace(imaging_e2e::service::authed(
-            &app.service_token(),
-            v1::RegisterWorkspaceRequest {
-                workspace_id: "w1".into(),
-                quota_bytes: 0,
-                refuse_duplicates: Some(false),
-            },
-        ))
-        .await
-        .unwrap();
+    refuse_duplicates(&app, false).await;
     let allowed = upload(&app, &token, "base.jpg", &photos["base.jpg"])
         .await
         .unwrap();

@@ -307,21 +307,28 @@ async fn upload_receipts(service: &ServiceProcess, count: u32, base: u32) -> Vec
     let token = service.token("u1", "w1", &[]);
     let mut ids = Vec::new();
     for n in 0..count {
-        let bytes = png(10 + base + n, 10);
-        let head =
-            imaging_e2e::service::header(target(TargetKind::Receipt, ""), "image/png", &bytes);
-        let response = client
-            .clone()
-            .upload_image(imaging_e2e::service::authed(
-                &token,
-                tokio_stream::iter(imaging_e2e::service::messages(head, &bytes, 1 << 16)),
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        ids.push(response.image_id);
+        ids.push(upload_receipt(&client, &token, &png(10 + base + n, 10)).await);
     }
     ids
+}
+
+/// Uploads `bytes` (a PNG) as a new receipt; its image ID.
+async fn upload_receipt(
+    client: &ImageIngestClient<tonic::transport::Channel>,
+    token: &str,
+    bytes: &[u8],
+) -> String {
+    let head = imaging_e2e::service::header(target(TargetKind::Receipt, ""), "image/png", bytes);
+    client
+        .clone()
+        .upload_image(imaging_e2e::service::authed(
+            token,
+            tokio_stream::iter(imaging_e2e::service::messages(head, bytes, 1 << 16)),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_id
 }
 
 /// The image IDs of the `stored` events in the stream.
@@ -424,19 +431,7 @@ async fn burst(channel: tonic::transport::Channel, token: String, base: u32) -> 
     let client = ImageIngestClient::new(channel);
     let mut ids = Vec::new();
     for n in 0..30 {
-        let bytes = png(10 + base + n, 12);
-        let head =
-            imaging_e2e::service::header(target(TargetKind::Receipt, ""), "image/png", &bytes);
-        let response = client
-            .clone()
-            .upload_image(imaging_e2e::service::authed(
-                &token,
-                tokio_stream::iter(imaging_e2e::service::messages(head, &bytes, 1 << 16)),
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        ids.push(response.image_id);
+        ids.push(upload_receipt(&client, &token, &png(10 + base + n, 12)).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ids

@@ -44,20 +44,7 @@ pub(super) fn index(
     workspace: &str,
     entry: &DupEntry,
 ) -> Result<(), StateError> {
-    let mut table = txn.open_table(DUP_SETS).map_err(failed)?;
-    for set in sets(workspace, entry) {
-        table
-            .insert((set.as_str(), entry.image_id.as_str()), entry.created_ms)
-            .map_err(failed)?;
-    }
-    txn.open_table(DUP_ENTRIES)
-        .map_err(failed)?
-        .insert(
-            format!("{workspace}/{}", entry.image_id).as_str(),
-            encode(entry)?.as_str(),
-        )
-        .map_err(failed)?;
-    Ok(())
+    change(txn, workspace, entry, true)
 }
 
 /// Takes `entry` out of the index of `workspace` in `txn`.
@@ -66,16 +53,33 @@ pub(super) fn unindex(
     workspace: &str,
     entry: &DupEntry,
 ) -> Result<(), StateError> {
+    change(txn, workspace, entry, false)
+}
+
+fn change(
+    txn: &redb::WriteTransaction,
+    workspace: &str,
+    entry: &DupEntry,
+    add: bool,
+) -> Result<(), StateError> {
     let mut table = txn.open_table(DUP_SETS).map_err(failed)?;
     for set in sets(workspace, entry) {
-        table
-            .remove((set.as_str(), entry.image_id.as_str()))
-            .map_err(failed)?;
+        let key = (set.as_str(), entry.image_id.as_str());
+        if add {
+            table.insert(key, entry.created_ms).map_err(failed)?;
+        } else {
+            table.remove(key).map_err(failed)?;
+        }
     }
-    txn.open_table(DUP_ENTRIES)
-        .map_err(failed)?
-        .remove(format!("{workspace}/{}", entry.image_id).as_str())
-        .map_err(failed)?;
+    let mut entries = txn.open_table(DUP_ENTRIES).map_err(failed)?;
+    let key = format!("{workspace}/{}", entry.image_id);
+    if add {
+        entries
+            .insert(key.as_str(), encode(entry)?.as_str())
+            .map_err(failed)?;
+    } else {
+        entries.remove(key.as_str()).map_err(failed)?;
+    }
     Ok(())
 }
 
@@ -87,13 +91,7 @@ impl EmbeddedState {
         phash: Option<&str>,
         per_key: usize,
     ) -> Result<Vec<DupEntry>, StateError> {
-        let probe = DupEntry {
-            image_id: String::new(),
-            sha256: sha256.to_owned(),
-            phash: phash.map(str::to_owned),
-            signature: String::new(),
-            created_ms: 0,
-        };
+        let probe = DupEntry::probe(sha256, phash);
         let workspace = workspace.to_owned();
         self.read(move |txn| {
             let table = txn.open_table(DUP_SETS).map_err(failed)?;

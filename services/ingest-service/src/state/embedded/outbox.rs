@@ -22,37 +22,37 @@ pub(super) fn append_event(
     Ok(())
 }
 
+/// The distinct first parts of the keys of a table keyed by (name, sequence number): one step
+/// per name, each range starting past the name before.
+pub(super) fn distinct_names(
+    table: &impl ReadableTable<(&'static str, u64), &'static str>,
+) -> Result<Vec<String>, StateError> {
+    let mut names: Vec<String> = Vec::new();
+    loop {
+        let range = match names.last() {
+            None => table.range::<(&str, u64)>(..).map_err(failed)?,
+            Some(name) => table.range((name.as_str(), u64::MAX)..).map_err(failed)?,
+        };
+        let mut next = None;
+        for entry in range {
+            let (key, _) = entry.map_err(failed)?;
+            let name = key.value().0;
+            if names.last().map(String::as_str) != Some(name) {
+                next = Some(name.to_owned());
+                break;
+            }
+        }
+        match next {
+            Some(name) => names.push(name),
+            None => return Ok(names),
+        }
+    }
+}
+
 impl EmbeddedState {
     pub(super) async fn outbox_names(&self) -> Result<Vec<String>, StateError> {
-        self.read(|txn| {
-            let table = txn.open_table(OUTBOX).map_err(failed)?;
-            let mut names: Vec<String> = Vec::new();
-            // One step per outbox: after each name, the range starts past its last entry.
-            let mut from: Option<String> = None;
-            loop {
-                let range = match &from {
-                    None => table.range::<(&str, u64)>(..).map_err(failed)?,
-                    Some(name) => table.range((name.as_str(), u64::MAX)..).map_err(failed)?,
-                };
-                let mut next = None;
-                for entry in range {
-                    let (key, _) = entry.map_err(failed)?;
-                    let name = key.value().0;
-                    if from.as_deref() != Some(name) {
-                        next = Some(name.to_owned());
-                        break;
-                    }
-                }
-                match next {
-                    Some(name) => {
-                        names.push(name.clone());
-                        from = Some(name);
-                    }
-                    None => return Ok(names),
-                }
-            }
-        })
-        .await
+        self.read(|txn| distinct_names(&txn.open_table(OUTBOX).map_err(failed)?))
+            .await
     }
 
     pub(super) async fn outbox_entries(

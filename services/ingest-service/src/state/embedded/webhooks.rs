@@ -1,6 +1,7 @@
 //! Webhooks in the embedded store: registrations keyed by `{workspace}/{id}`, each webhook's
 //! deliveries and settled deliveries in tables keyed by (webhook, sequence number).
 
+use super::outbox::distinct_names;
 use super::tables::{HOOK_LOG, HOOK_QUEUE, HOOKS, OUTBOX_SEQ};
 use super::{EmbeddedState, decode, encode, failed};
 use crate::state::{DeliveryState, HookDelivery, StateError, WebhookRecord};
@@ -165,31 +166,7 @@ impl EmbeddedState {
 
     pub(super) async fn hook_queue_names(&self) -> Result<Vec<(String, String)>, StateError> {
         self.read(|txn| {
-            let table = txn.open_table(HOOK_QUEUE).map_err(failed)?;
-            let mut names: Vec<String> = Vec::new();
-            let mut from: Option<String> = None;
-            loop {
-                let range = match &from {
-                    None => table.range::<(&str, u64)>(..).map_err(failed)?,
-                    Some(name) => table.range((name.as_str(), u64::MAX)..).map_err(failed)?,
-                };
-                let mut next = None;
-                for entry in range {
-                    let (key, _) = entry.map_err(failed)?;
-                    let name = key.value().0;
-                    if from.as_deref() != Some(name) {
-                        next = Some(name.to_owned());
-                        break;
-                    }
-                }
-                match next {
-                    Some(name) => {
-                        names.push(name.clone());
-                        from = Some(name);
-                    }
-                    None => break,
-                }
-            }
+            let names = distinct_names(&txn.open_table(HOOK_QUEUE).map_err(failed)?)?;
             Ok(names
                 .into_iter()
                 .filter_map(|name| {

@@ -15,13 +15,7 @@ impl RedisState {
         phash: Option<&str>,
         per_key: usize,
     ) -> Result<Vec<crate::state::DupEntry>, StateError> {
-        let probe = crate::state::DupEntry {
-            image_id: String::new(),
-            sha256: sha256.to_owned(),
-            phash: phash.map(str::to_owned),
-            signature: String::new(),
-            created_ms: 0,
-        };
+        let probe = crate::state::DupEntry::probe(sha256, phash);
         let mut sets = vec![self.dup_key(workspace, &format!("sha:{sha256}"))];
         if let Some(bands) = probe.bands() {
             sets.extend(
