@@ -55,8 +55,9 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[rank.min(values.len() - 1)]
 }
 
-/// Reads every event of the stream as it arrives; for each, ms from its `time` to its arrival.
-async fn consume(url: String, latencies: Arc<Mutex<Vec<f64>>>) -> anyhow::Result<()> {
+/// Reads every event of the stream as it arrives; for each, its `time` and the ms from it to its
+/// arrival.
+async fn consume(url: String, latencies: Arc<Mutex<Vec<(f64, f64)>>>) -> anyhow::Result<()> {
     let client = async_nats::connect(url).await?;
     let jetstream = async_nats::jetstream::new(client);
     let stream = loop {
@@ -82,7 +83,7 @@ async fn consume(url: String, latencies: Arc<Mutex<Vec<f64>>>) -> anyhow::Result
         latencies
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .push(arrived - at_ms);
+            .push((at_ms, arrived - at_ms));
     }
     Ok(())
 }
@@ -168,7 +169,9 @@ async fn main() -> anyhow::Result<()> {
         cli.concurrency
     );
     let mut totals = [(Duration::ZERO, Duration::ZERO); 2];
-    let mut measured_latencies: Vec<f64> = Vec::new();
+    // The measured rounds' windows (ms since 1970) with the outbox on, and every event expected.
+    let mut windows: Vec<(f64, f64)> = Vec::new();
+    let mut expected = 0;
     for _ in 0..cli.rounds {
         for (mode, outbox) in [false, true].into_iter().enumerate() {
             stack.set_service_env(mode_env(outbox));
@@ -185,14 +188,7 @@ async fn main() -> anyhow::Result<()> {
                 service,
             )
             .await?;
-            if outbox {
-                // Latency counts this round's events only.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                latencies
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .clear();
-            }
+            let from = now_ms();
             let measured = round(
                 &client,
                 &token,
@@ -205,19 +201,23 @@ async fn main() -> anyhow::Result<()> {
             totals[mode].0 += measured.wall;
             totals[mode].1 += measured.cpu;
             if outbox {
-                // Every event of the round arrives before the next.
-                let deadline = Instant::now() + Duration::from_secs(60);
+                windows.push((from, now_ms()));
+                expected += cli.concurrency + cli.uploads;
+                // Every event arrives before the service is restarted.
+                let deadline = Instant::now() + Duration::from_secs(120);
                 while latencies
                     .lock()
                     .map_err(|_| anyhow::anyhow!("poisoned"))?
                     .len()
-                    < cli.uploads
+                    < expected
                 {
                     anyhow::ensure!(Instant::now() < deadline, "events missing");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                measured_latencies
-                    .append(&mut *latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+                // The relay removes what it published and lets go of the outbox just after;
+                // the restart kills the process, whose hold would otherwise lapse only after
+                // its lease and delay the next round.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -248,7 +248,13 @@ async fn main() -> anyhow::Result<()> {
         ]);
     }
     println!("{}", table.render());
-    let mut latency = measured_latencies;
+    let mut latency: Vec<f64> = latencies
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .iter()
+        .filter(|(at, _)| windows.iter().any(|(from, to)| at >= from && at <= to))
+        .map(|(_, ms)| *ms)
+        .collect();
     let mut table = Table::new(&["commit to JetStream consumer", "p50 ms", "p99 ms", "events"]);
     table.row([
         "under the load above".to_owned(),

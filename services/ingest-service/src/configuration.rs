@@ -51,7 +51,8 @@ pub struct EventSettings {
     /// A relay holds an outbox for this long at most, in seconds; one that died is taken over
     /// after it.
     pub lease_seconds: u64,
-    /// Every this many seconds the relay looks at every outbox, not only those it was told of.
+    /// Every replica relays the outboxes it wrote to at once; every this many seconds (and when it
+    /// starts) it also looks at every outbox, for events a replica that died left.
     pub scan_seconds: u64,
     /// A publish not acknowledged by the broker within this is retried later, in ms.
     pub publish_timeout_millis: u64,
@@ -446,9 +447,9 @@ create_stream = true
 duplicate_window_seconds = 120
 poll_millis = 200
 batch = 100
-lease_seconds = 30
-scan_seconds = 60
-publish_timeout_millis = 5000
+lease_seconds = 10
+scan_seconds = 30
+publish_timeout_millis = 2000
 webhook_timeout_millis = 10000
 webhook_retry_seconds = 86400
 webhook_retry_base_millis = 1000

@@ -246,15 +246,17 @@ impl Application {
         let jobs = tokio::spawn(self.api.ingestor().clone().work_jobs(worker));
         // Every replica relays the outboxes (one relay per outbox at a time).
         let hooks_ready = Arc::new(tokio::sync::Notify::new());
+        let stop_relay = tokio_util::sync::CancellationToken::new();
         let relay = {
+            let stop = stop_relay.clone();
             let catalog = self.backends.catalog.clone();
             let settings = self.events.clone();
-            let wake = self.api.ingestor().events_ready();
+            let pending = self.api.ingestor().pending_events();
             let hooks_ready = hooks_ready.clone();
             tokio::spawn(async move {
-                crate::events::relay::Relay::new(catalog, settings, wake, hooks_ready)
+                crate::events::relay::Relay::new(catalog, settings, pending, hooks_ready)
                     .await
-                    .run()
+                    .run(stop)
                     .await;
             })
         };
@@ -334,7 +336,15 @@ impl Application {
         janitor.abort();
         sessions.abort();
         jobs.abort();
-        relay.abort();
+        // The relay finishes its batch and lets go of its outbox, if it can in a few seconds.
+        stop_relay.cancel();
+        let relay_abort = relay.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), relay)
+            .await
+            .is_err()
+        {
+            relay_abort.abort();
+        }
         dispatcher.abort();
         served.context("gRPC server failed")
     }

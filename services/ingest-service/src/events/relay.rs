@@ -38,24 +38,67 @@ impl RelayFailpoint {
     }
 }
 
+/// The outboxes this process wrote events to, kept until its relay finds them empty, and the
+/// signal that wakes the relay. A replica relays what it wrote at once; what a replica that died
+/// left is found by the periodic scan of every outbox (`events.scan_seconds`), and at the start
+/// of every relay.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Outbox -> how many events this process wrote to it (a name leaves only if none was
+    /// written since the relay looked).
+    names: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    wake: Notify,
+}
+
+impl Pending {
+    /// An event was written to the outbox `name`.
+    pub fn wrote(&self, name: &str) {
+        *self.lock().entry(name.to_owned()).or_default() += 1;
+        self.wake.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, u64>> {
+        self.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The outboxes to drain, each with its count as seen now.
+    fn names(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .map(|(name, count)| (name.clone(), *count))
+            .collect()
+    }
+
+    /// The relay found `name` empty after it saw `count` writes: it leaves unless one came since.
+    fn drained(&self, name: &str, count: u64) {
+        let mut names = self.lock();
+        if names.get(name) == Some(&count) {
+            names.remove(name);
+        }
+    }
+}
+
 /// The relay of one process.
 pub struct Relay {
     catalog: Arc<dyn Catalog>,
     settings: EventSettings,
-    wake: Arc<Notify>,
+    pending: Arc<Pending>,
     hooks_ready: Arc<Notify>,
     nats: Option<NatsSink>,
     metrics: Metrics,
     failpoint: Option<RelayFailpoint>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Relay {
-    /// A relay over `catalog`'s outboxes, woken by `wake` (a change in this process); it wakes
+    /// A relay over `catalog`'s outboxes, told of this process's by `pending`; it wakes
     /// `hooks_ready` when it queued webhook deliveries.
     pub async fn new(
         catalog: Arc<dyn Catalog>,
         settings: EventSettings,
-        wake: Arc<Notify>,
+        pending: Arc<Pending>,
         hooks_ready: Arc<Notify>,
     ) -> Self {
         let nats = if settings.nats_url.is_empty() {
@@ -72,49 +115,64 @@ impl Relay {
         Self {
             catalog,
             settings,
-            wake,
+            pending,
             hooks_ready,
             nats,
             metrics: Metrics::global(),
             failpoint: RelayFailpoint::from_env(),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
     }
 
-    /// Relays until the task is aborted.
-    pub async fn run(mut self) {
+    /// Relays until `stop` is cancelled; then it finishes the batch it is on and lets go of the
+    /// outbox, so another replica takes it at once (a process killed instead leaves its hold to
+    /// lapse after `events.lease_seconds`).
+    pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
+        self.stop = stop;
         let poll = Duration::from_millis(self.settings.poll_millis.max(10));
         let scan = Duration::from_secs(self.settings.scan_seconds.max(1));
         let mut last_scan: Option<Instant> = None;
         let relay_id = uuid::Uuid::new_v4().simple().to_string();
         loop {
             let all = last_scan.is_none_or(|at| at.elapsed() >= scan);
-            match self.catalog.outboxes(all).await {
-                Ok(names) => {
-                    if all {
+            let mut names = self.pending.names();
+            if all {
+                match self.catalog.outboxes().await {
+                    Ok(found) => {
                         last_scan = Some(Instant::now());
+                        // Found by the scan alone: nothing to take out of the pending set.
+                        names.extend(found.into_iter().map(|name| (name, u64::MAX)));
+                        names.sort();
+                        names.dedup_by(|b, a| a.0 == b.0);
                     }
-                    for name in names {
-                        if let Err(err) = self.drain(&name).await {
-                            tracing::warn!(outbox = %name, relay = %relay_id, error = %err, "events not delivered yet; retrying");
-                        }
+                    Err(err) => tracing::warn!(error = %err, "outboxes not scanned; retrying"),
+                }
+            }
+            for (name, count) in names {
+                if self.stop.is_cancelled() {
+                    return;
+                }
+                match self.drain(&name).await {
+                    Ok(Drained::Empty) => self.pending.drained(&name, count),
+                    Ok(Drained::Busy) => {}
+                    Err(err) => {
+                        tracing::warn!(outbox = %name, relay = %relay_id, error = %err, "events not delivered yet; retrying");
                     }
                 }
-                Err(err) => tracing::warn!(error = %err, "outboxes not read; retrying"),
             }
-            if let Ok(pending) = self.catalog.outbox_len().await
-                && all
-            {
+            if all && let Ok(pending) = self.catalog.outbox_len().await {
                 self.metrics.events_pending.record(pending, &[]);
             }
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = self.pending.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
+                () = self.stop.cancelled() => return,
             }
         }
     }
 
     /// Delivers what the outbox `name` holds, if no other relay holds it.
-    async fn drain(&mut self, name: &str) -> Result<(), SinkError> {
+    async fn drain(&mut self, name: &str) -> Result<Drained, SinkError> {
         let lease = Duration::from_secs(self.settings.lease_seconds.max(1));
         let lock = format!("outbox:{name}");
         let Some(token) = self
@@ -123,7 +181,7 @@ impl Relay {
             .await
             .map_err(|err| SinkError(err.to_string()))?
         else {
-            return Ok(());
+            return Ok(Drained::Busy);
         };
         // Half the lease at most, so the hold never lapses while this relay works.
         let until = Instant::now() + lease / 2;
@@ -134,15 +192,15 @@ impl Relay {
         drained
     }
 
-    async fn drain_held(&mut self, name: &str, until: Instant) -> Result<(), SinkError> {
-        while Instant::now() < until {
+    async fn drain_held(&mut self, name: &str, until: Instant) -> Result<Drained, SinkError> {
+        while Instant::now() < until && !self.stop.is_cancelled() {
             let entries = self
                 .catalog
                 .outbox(name, self.settings.batch.max(1))
                 .await
                 .map_err(|err| SinkError(err.to_string()))?;
             if entries.is_empty() {
-                return Ok(());
+                return Ok(Drained::Empty);
             }
             let full = entries.len() >= self.settings.batch.max(1);
             if self.failpoint == Some(RelayFailpoint::Read) {
@@ -182,10 +240,10 @@ impl Relay {
                 return Err(err);
             }
             if !full && delivered.len() == entries.len() {
-                return Ok(());
+                return Ok(Drained::Empty);
             }
         }
-        Ok(())
+        Ok(Drained::Busy)
     }
 
     /// Queues the events for every webhook of their workspaces, in order (before they leave
@@ -260,8 +318,39 @@ impl Relay {
     }
 }
 
+/// What a drain left.
+enum Drained {
+    /// The outbox was found empty.
+    Empty,
+    /// Another relay holds it, or this one ran out of its time: events may be left.
+    Busy,
+}
+
 /// A failpoint: the relay stops here for good (the test kills the process).
 async fn stop_here() {
     tracing::warn!("relay stopped at a failpoint");
     std::future::pending::<()>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    #[test]
+    fn an_outbox_written_to_while_the_relay_drained_it_stays_pending() {
+        let pending = Pending::default();
+        pending.wrote("w1");
+        pending.wrote("w2");
+        let seen = pending.names();
+        // An event lands in w1 after the relay looked, before it found w1 empty.
+        pending.wrote("w1");
+        for (name, count) in seen {
+            pending.drained(&name, count);
+        }
+        let left: Vec<String> = pending.names().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(left, ["w1"]);
+        let seen = pending.names();
+        pending.drained("w1", seen[0].1);
+        assert!(pending.names().is_empty());
+    }
 }

@@ -111,15 +111,6 @@ impl Ingestor {
             (Some(_), Body::Appended { .. }) => Change::Appended,
             (Some(_), Body::Whole(..)) => Change::Replaced,
         };
-        let event = self.event(|| {
-            image_event(
-                change,
-                plan.target.kind.name(),
-                &plan.target.id,
-                &record,
-                &record.duplicates,
-            )
-        });
         let written = match content.body {
             Body::Whole(bytes, crc32c) => {
                 let digest = BodyDigest {
@@ -145,6 +136,16 @@ impl Ingestor {
             return Err(err.into());
         }
         guard.wrote(&key);
+        // The event's time is the commit's, as near as can be: taken once the bytes are stored.
+        let event = self.event(|| {
+            image_event(
+                change,
+                plan.target.kind.name(),
+                &plan.target.id,
+                &record,
+                &record.duplicates,
+            )
+        });
         let swapped = self
             .catalog
             .swap_image(&Swap {
@@ -214,7 +215,7 @@ impl Ingestor {
             }
         }
         if event.is_some() {
-            self.events_ready.notify_one();
+            self.events.wrote(&plan.workspace);
         }
         self.metrics.bytes_stored.add(
             size,

@@ -152,7 +152,7 @@ impl Ingestor {
                     .await?;
                 if removed == Swapped::Done {
                     if event.is_some() {
-                        self.events_ready.notify_one();
+                        self.events.wrote(&record.workspace);
                     }
                     if let Err(err) = self.objects.delete(&record.key).await {
                         tracing::error!(key = %record.key, error = %err, "deleted image's object not removed; it is an orphan");

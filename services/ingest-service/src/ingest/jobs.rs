@@ -216,7 +216,7 @@ impl Ingestor {
         self.metrics.jobs_accepted.add(1, &[]);
         self.jobs_ready.notify_one();
         if event.is_some() {
-            self.events_ready.notify_one();
+            self.events.wrote(crate::state::JOBS_OUTBOX);
         }
         Ok(job)
     }

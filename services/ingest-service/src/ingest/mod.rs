@@ -94,8 +94,9 @@ pub struct Ingestor {
     pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
     /// Changes write their events to the outbox (`events.outbox`).
     pub(crate) outbox: bool,
-    /// Woken when this process writes an event (the relay delivers it at once).
-    pub(crate) events_ready: Arc<tokio::sync::Notify>,
+    /// The outboxes this process wrote events to that its relay has not found empty since,
+    /// and the signal that wakes the relay (it delivers them at once).
+    pub(crate) events: Arc<crate::events::relay::Pending>,
 }
 
 /// An image with a fresh expiring URL.
@@ -149,7 +150,7 @@ impl Ingestor {
             metrics: Metrics::global(),
             jobs_ready: Arc::default(),
             outbox: true,
-            events_ready: Arc::default(),
+            events: Arc::default(),
         }
     }
 
@@ -160,9 +161,9 @@ impl Ingestor {
         self
     }
 
-    /// Woken whenever this process writes an event.
-    pub fn events_ready(&self) -> Arc<tokio::sync::Notify> {
-        self.events_ready.clone()
+    /// The outboxes this process wrote to, for its relay.
+    pub fn pending_events(&self) -> Arc<crate::events::relay::Pending> {
+        self.events.clone()
     }
 
     /// The event `make` builds, if changes write events.

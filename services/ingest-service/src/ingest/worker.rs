@@ -222,7 +222,7 @@ impl Ingestor {
             return Ok(());
         }
         if event.is_some() {
-            self.events_ready.notify_one();
+            self.events.wrote(crate::state::JOBS_OUTBOX);
         }
         self.metrics.job_attempts.add(1, &[]);
         stop_at(failpoint, Failpoint::Processing, &job.id).await;
@@ -363,7 +363,7 @@ impl Ingestor {
             return Ok(());
         }
         if event.is_some() {
-            self.events_ready.notify_one();
+            self.events.wrote(crate::state::JOBS_OUTBOX);
         }
         self.metrics.jobs_finished.add(
             1,

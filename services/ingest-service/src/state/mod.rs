@@ -316,9 +316,9 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// Forgets up to `limit` job records whose time is up (`expires_ms` before `now_ms`);
     /// returns how many. (Redis expires them by itself.)
     async fn expire_jobs(&self, now_ms: u64, limit: usize) -> Result<usize, StateError>;
-    /// The outboxes that may hold events: those a change wrote to lately and, with `all`, every
-    /// one that holds any (a scan, for events whose writer died before it said so).
-    async fn outboxes(&self, all: bool) -> Result<Vec<String>, StateError>;
+    /// Every outbox that may hold events (a scan: each replica relays the outboxes it wrote to
+    /// itself; this finds what a replica that died left).
+    async fn outboxes(&self) -> Result<Vec<String>, StateError>;
     /// The first `limit` events of the outbox `name`, oldest first.
     async fn outbox(&self, name: &str, limit: usize) -> Result<Vec<OutboxEntry>, StateError>;
     /// Removes delivered events from the outbox `name`.

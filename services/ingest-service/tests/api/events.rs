@@ -746,3 +746,26 @@ async fn webhooks_are_managed_by_the_workspaces_service_token_only() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_replica_delivers_what_a_killed_one_committed_but_never_published() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let data = tempfile::tempdir().unwrap();
+    let (backend, _store, _servers) = shared_backend(Stack::Real, data.path()).await;
+    let mut survivor_env = relay_env(&backend, &url, None);
+    survivor_env.push(("APP__EVENTS__SCAN_SECONDS".into(), "1".into()));
+    let survivor = start(&survivor_env).await;
+    // Replica A commits, reads its events and stops before publishing any; then it is killed.
+    let mut doomed = start(&relay_env(&backend, &url, Some("read"))).await;
+    doomed
+        .register_workspace(&doomed.channel().await, "w1")
+        .await;
+    let ids = upload_receipts(&doomed, 5, 0).await;
+    doomed.kill();
+    // The survivor finds them in its scan once A's hold lapses, and publishes each once.
+    let all = until_stream(&url, |all| stored_ids(all).len() >= ids.len()).await;
+    assert_each_once(&all);
+    assert_eq!(stored_ids(&all), ids, "in commit order");
+    drop(survivor);
+}

@@ -383,7 +383,7 @@ impl Catalog for EmbeddedState {
         self.expire_job_records(now_ms, limit).await
     }
 
-    async fn outboxes(&self, _all: bool) -> Result<Vec<String>, StateError> {
+    async fn outboxes(&self) -> Result<Vec<String>, StateError> {
         self.outbox_names().await
     }
 

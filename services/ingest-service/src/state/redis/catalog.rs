@@ -63,9 +63,6 @@ impl Catalog for RedisState {
             Some(Listing::Add { owner, entry }) => ("add", owner, entry),
             Some(Listing::Remove { owner, entry }) => ("remove", owner, entry),
         };
-        if swap.event.is_some() {
-            self.note_outbox(swap.workspace).await?;
-        }
         let ws = swap.workspace;
         let none = self.dup_key(ws, "none");
         let dup_keys = |entry: Option<&DupEntry>| -> (String, Vec<String>, String) {
@@ -336,8 +333,8 @@ impl Catalog for RedisState {
         self.expire_job_records(now_ms, limit).await
     }
 
-    async fn outboxes(&self, all: bool) -> Result<Vec<String>, StateError> {
-        self.outbox_names(all).await
+    async fn outboxes(&self) -> Result<Vec<String>, StateError> {
+        self.outbox_names().await
     }
 
     async fn outbox(&self, name: &str, limit: usize) -> Result<Vec<OutboxEntry>, StateError> {

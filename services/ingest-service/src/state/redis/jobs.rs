@@ -56,9 +56,6 @@ impl RedisState {
         job: &JobRecord,
         event: Option<&str>,
     ) -> Result<(), StateError> {
-        if event.is_some() {
-            self.note_outbox(JOBS_OUTBOX).await?;
-        }
         let _: u64 = self
             .scripts
             .enqueue_job
@@ -196,9 +193,6 @@ impl RedisState {
         next: JobNext<'_>,
         event: Option<&str>,
     ) -> Result<bool, StateError> {
-        if event.is_some() {
-            self.note_outbox(JOBS_OUTBOX).await?;
-        }
         let (mode, entry, due) = match next {
             JobNext::Hold(delivery) => ("hold", delivery.entry.as_str(), 0),
             JobNext::Retry(delivery, due) => ("retry", delivery.entry.as_str(), due),

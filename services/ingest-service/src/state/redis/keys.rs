@@ -20,7 +20,6 @@
 //! | `imaging:{~jobs}:delayed` | sorted set: jobs waiting for a retry, scored by when they are due (ms) |
 //! | `imaging:{ws}:outbox` | stream (field `event`): events of the workspace's changes not yet delivered, written by the change's script |
 //! | `imaging:{~jobs}:outbox` | the same for the job queue's changes (receipt status events) |
-//! | `imaging:outboxes` | set: outboxes written to lately (a hint for the relay, which also scans for `*:outbox`) |
 //! | `imaging:{ws}:dup:sha:<sha256>` | sorted set: images of the workspace with these bytes, scored by when they were indexed |
 //! | `imaging:{ws}:dup:q:<n><hex4>` | sorted set: images whose perceptual hash has `hex4` as its quarter `n` |
 //! | `imaging:{ws}:dup:img:<image>` | JSON duplicate-index entry of an image (hash, signature) |
@@ -98,11 +97,6 @@ impl RedisState {
     /// The outbox `name` (a workspace, or [`crate::state::JOBS_OUTBOX`]), in its slot.
     pub(super) fn outbox_key(&self, name: &str) -> String {
         self.ws_key(name, "outbox")
-    }
-
-    /// The outboxes written to lately.
-    pub(super) fn outbox_hint_key(&self) -> String {
-        format!("{}outboxes", self.prefix)
     }
 
     /// A key of the workspace's duplicate index.
