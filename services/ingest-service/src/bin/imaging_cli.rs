@@ -1,6 +1,6 @@
-//! `imaging-cli`: a small client for the ingest service — mint dev tokens, register workspaces
-//! and targets, upload (at once, or processed asynchronously), follow a receipt's processing
-//! status, fetch URLs and usage. Results are aligned `key  value` lines, or one JSON document
+//! `imaging-cli`: a client for the ingest service — mint dev tokens, register workspaces and
+//! targets, upload (at once, or processed asynchronously) and append, follow a receipt's
+//! processing status, list, get, download (its SHA-256 checked) and delete images, read usage. Results are aligned `key  value` lines, or one JSON document
 //! with `--json`; a refusal is printed as `REASON: message` on stderr with an exit code by class
 //! (see [`exit_code`]).
 
@@ -69,6 +69,9 @@ enum Command {
         workspace: String,
         #[arg(long, default_value_t = 0)]
         quota_bytes: u64,
+        /// Refuse uploads of bytes the workspace already holds (`true`), or flag them (`false`).
+        #[arg(long)]
+        refuse_duplicates: Option<bool>,
     },
     /// Register a target (needs role `service`).
     RegisterTarget {
@@ -102,8 +105,61 @@ enum Command {
         #[arg(long, default_value = "")]
         owner: String,
     },
+    /// Append a file to a receipt (it becomes one PDF) or a report.
+    Append {
+        #[arg(value_enum)]
+        kind: Kind,
+        id: String,
+        file: PathBuf,
+        /// Content type; guessed from the extension if omitted.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Receipts: the user the receipt is for (admin roles).
+        #[arg(long, default_value = "")]
+        owner: String,
+    },
     /// Show where a receipt uploaded with `--async` is, with its processing log.
     Status { id: String },
+    /// List your receipts (or a user's, for admins), newest first.
+    List {
+        /// Whose receipts (admin roles); yours if omitted.
+        #[arg(long, default_value = "")]
+        owner: String,
+        /// Receipts per page (1 to 100).
+        #[arg(long, default_value_t = 25)]
+        limit: i32,
+        /// The page after this token (printed with the page before).
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Download an image to a file, checking its SHA-256.
+    Download {
+        #[arg(value_enum)]
+        kind: Kind,
+        id: String,
+        /// Where to write it (refused if it exists, unless --force).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(long, default_value = "")]
+        workspace: String,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete an image; its bytes are given back to the quota.
+    Delete {
+        #[arg(value_enum)]
+        kind: Kind,
+        id: String,
+        #[arg(long, default_value = "")]
+        workspace: String,
+        /// Receipts: the user the receipt is for (admin roles).
+        #[arg(long, default_value = "")]
+        owner: String,
+    },
     /// Show an image's metadata and a fresh URL.
     Get {
         #[arg(value_enum)]
@@ -267,6 +323,115 @@ fn time_text(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Earlier images an upload duplicates: a list in JSON, `id (match)` items otherwise.
+fn duplicates(json: bool, found: &[v1::Duplicate]) -> serde_json::Value {
+    let name = |d: &v1::Duplicate| match d.r#match() {
+        v1::DuplicateMatch::Exact => "exact",
+        _ => "perceptual",
+    };
+    if json {
+        found
+            .iter()
+            .map(|d| serde_json::json!({"image_id": d.image_id, "match": name(d), "distance": d.distance}))
+            .collect::<Vec<_>>()
+            .into()
+    } else if found.is_empty() {
+        "none".into()
+    } else {
+        found
+            .iter()
+            .map(|d| format!("{} ({})", d.image_id, name(d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+            .into()
+    }
+}
+
+/// Uploads `file` with `header` (its name, size and SHA-256 filled in), streaming it in chunks.
+async fn send(
+    addr: &str,
+    token: &str,
+    mut header: v1::UploadHeader,
+    file: &std::path::Path,
+) -> anyhow::Result<v1::UploadImageResponse> {
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(|err| anyhow::anyhow!("reading {}: {err}", file.display()))?;
+    header.file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    header.declared_size = bytes.len() as u64;
+    header.sha256 = <sha2::Sha256 as sha2::Digest>::digest(&bytes).to_vec();
+    let bytes = bytes::Bytes::from(bytes);
+    let mut messages = vec![v1::UploadImageRequest {
+        part: Some(v1::upload_image_request::Part::Header(header)),
+    }];
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = (at + 256 * 1024).min(bytes.len());
+        messages.push(v1::UploadImageRequest {
+            part: Some(v1::upload_image_request::Part::Chunk(bytes.slice(at..end))),
+        });
+        at = end;
+    }
+    let mut client = ImageIngestClient::connect(addr.to_owned()).await?;
+    Ok(client
+        .upload_image(authed(token, tokio_stream::iter(messages))?)
+        .await?
+        .into_inner())
+}
+
+/// Streams `url` into `output` (through a temporary file next to it, renamed once complete),
+/// checking the bytes against `sha256`; the bytes written.
+async fn download(
+    url: &str,
+    output: &std::path::Path,
+    force: bool,
+    sha256: &[u8],
+) -> anyhow::Result<u64> {
+    use futures::StreamExt;
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    anyhow::ensure!(
+        force || !output.exists(),
+        "{} exists; pass --force to overwrite it",
+        output.display()
+    );
+    let response = reqwest::get(url).await?.error_for_status()?;
+    let dir = output
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let temp = dir.join(format!(
+        ".imaging-download-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut file = tokio::fs::File::create(&temp).await?;
+    let mut digest = sha2::Sha256::new();
+    let mut written = 0u64;
+    let mut body = response.bytes_stream();
+    let copied: anyhow::Result<()> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            digest.update(&chunk);
+            written += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(())
+    }
+    .await;
+    let matches = digest.finalize()[..] == *sha256;
+    if copied.is_err() || !matches {
+        let _ = tokio::fs::remove_file(&temp).await;
+        copied?;
+        anyhow::bail!("the downloaded bytes do not match the image's SHA-256; nothing was written");
+    }
+    tokio::fs::rename(&temp, output).await?;
+    Ok(written)
+}
+
 fn status_name(value: i32) -> &'static str {
     match v1::ProcessingStatus::try_from(value) {
         Ok(v1::ProcessingStatus::Accepted) => "ACCEPTED",
@@ -307,6 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RegisterWorkspace {
             workspace,
             quota_bytes,
+            refuse_duplicates,
         } => {
             let mut client = TargetRegistryClient::connect(cli.addr).await?;
             let reply = client
@@ -315,7 +481,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     v1::RegisterWorkspaceRequest {
                         workspace_id: workspace,
                         quota_bytes,
-                        refuse_duplicates: None,
+                        refuse_duplicates,
                     },
                 )?)
                 .await?;
@@ -348,37 +514,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             process_async,
             owner,
         } => {
-            let bytes = tokio::fs::read(&file).await?;
             let header = v1::UploadHeader {
                 target: Some(target(kind, id, workspace)),
                 content_type: content_type.unwrap_or_else(|| guess_type(&file)),
-                file_name: file
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                declared_size: bytes.len() as u64,
-                sha256: <sha2::Sha256 as sha2::Digest>::digest(&bytes).to_vec(),
                 owner,
                 process_async,
                 ..Default::default()
             };
-            let mut messages = vec![v1::UploadImageRequest {
-                part: Some(v1::upload_image_request::Part::Header(header)),
-            }];
-            messages.extend(
-                bytes
-                    .chunks(256 * 1024)
-                    .map(|chunk| v1::UploadImageRequest {
-                        part: Some(v1::upload_image_request::Part::Chunk(
-                            bytes::Bytes::copy_from_slice(chunk),
-                        )),
-                    }),
-            );
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
-            let reply = client
-                .upload_image(authed(&token, tokio_stream::iter(messages))?)
-                .await?
-                .into_inner();
+            let reply = send(&cli.addr, &token, header, &file).await?;
             if process_async {
                 show(
                     json,
@@ -401,9 +544,135 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         ("pages", reply.page_count.into()),
                         ("sha256", hex::encode(&reply.sha256).into()),
                         ("replayed", reply.replayed.into()),
+                        ("duplicates", duplicates(json, &reply.duplicates)),
                     ],
                 );
             }
+        }
+        Command::Append {
+            kind,
+            id,
+            file,
+            content_type,
+            owner,
+        } => {
+            let header = v1::UploadHeader {
+                target: Some(target(kind, id, String::new())),
+                content_type: content_type.unwrap_or_else(|| guess_type(&file)),
+                owner,
+                ..Default::default()
+            };
+            let reply = send(&cli.addr, &token, header, &file).await?;
+            show(
+                json,
+                &[
+                    ("image_id", reply.image_id.into()),
+                    ("content_type", reply.content_type.into()),
+                    ("size", size(json, reply.size_bytes)),
+                    ("pages", reply.page_count.into()),
+                    ("sha256", hex::encode(&reply.sha256).into()),
+                ],
+            );
+        }
+        Command::List {
+            owner,
+            limit,
+            page_token,
+            all,
+        } => {
+            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut token_at = page_token;
+            let mut images = Vec::new();
+            loop {
+                let request = v1::ListImagesRequest {
+                    kind: v1::TargetKind::Receipt.into(),
+                    owner: owner.clone(),
+                    page_size: limit,
+                    page_token: token_at.clone(),
+                };
+                let page = client
+                    .list_images(authed(&token, request)?)
+                    .await?
+                    .into_inner();
+                images.extend(page.images);
+                token_at = page.next_page_token;
+                if !all || token_at.is_empty() {
+                    break;
+                }
+            }
+            if json {
+                let listed: Vec<serde_json::Value> = images
+                    .iter()
+                    .map(|image| {
+                        serde_json::json!({
+                            "image_id": image.image_id,
+                            "listed_at": time_text(image.listed_at_ms),
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"images": listed, "next_page_token": token_at})
+                );
+            } else {
+                for image in &images {
+                    println!("{}  {}", time_text(image.listed_at_ms), image.image_id);
+                }
+                if !token_at.is_empty() {
+                    println!("more: --page-token {token_at}");
+                }
+            }
+        }
+        Command::Download {
+            kind,
+            id,
+            output,
+            workspace,
+            force,
+        } => {
+            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let request = v1::GetImageRequest {
+                target: Some(target(kind, id, workspace)),
+                owner: String::new(),
+            };
+            let info = client
+                .get_image(authed(&token, request)?)
+                .await?
+                .into_inner();
+            let written = download(&info.url, &output, force, &info.sha256).await?;
+            show(
+                json,
+                &[
+                    ("image_id", info.image_id.into()),
+                    ("file", output.display().to_string().into()),
+                    ("size", size(json, written)),
+                    ("content_type", info.content_type.into()),
+                    ("sha256", hex::encode(&info.sha256).into()),
+                ],
+            );
+        }
+        Command::Delete {
+            kind,
+            id,
+            workspace,
+            owner,
+        } => {
+            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let request = v1::DeleteImageRequest {
+                target: Some(target(kind, id.clone(), workspace)),
+                owner,
+            };
+            let reply = client
+                .delete_image(authed(&token, request)?)
+                .await?
+                .into_inner();
+            show(
+                json,
+                &[
+                    ("deleted", id.into()),
+                    ("released", size(json, reply.released_bytes)),
+                ],
+            );
         }
         Command::Get {
             kind,
@@ -433,6 +702,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ("sha256", hex::encode(&info.sha256).into()),
                     ("owner", info.owner.into()),
                     ("workspace", info.workspace_id.into()),
+                    ("duplicates", duplicates(json, &info.duplicates)),
                 ],
             );
         }

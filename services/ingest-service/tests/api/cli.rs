@@ -106,3 +106,128 @@ async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
     let unreachable = cli(&gone, &token, &["usage", "w1"]).await;
     assert_eq!(unreachable.status.code(), Some(6));
 }
+
+#[tokio::test]
+async fn the_cli_lists_appends_downloads_checked_bytes_and_deletes() {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    let png = imaging_e2e::fixtures::png(120, 80);
+    let png_path = dir.path().join("a.png");
+    std::fs::write(&png_path, &png).unwrap();
+    let path = png_path.to_str().unwrap();
+    for _ in 0..3 {
+        let uploaded = stdout(&cli(&service, &token, &["upload", "receipt", path]).await);
+        ids.push(field(&uploaded, "image_id"));
+    }
+    // The second copy names the first as an exact duplicate.
+    let again: serde_json::Value = serde_json::from_str(&stdout(
+        &cli(&service, &token, &["--json", "get", "receipt", &ids[1]]).await,
+    ))
+    .unwrap();
+    assert_eq!(again["duplicates"][0]["image_id"], ids[0].as_str());
+    assert_eq!(again["duplicates"][0]["match"], "exact");
+
+    // Listed newest first, a page at a time or all at once.
+    let page: serde_json::Value = serde_json::from_str(&stdout(
+        &cli(&service, &token, &["--json", "list", "--limit", "2"]).await,
+    ))
+    .unwrap();
+    let listed: Vec<&str> = page["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    let next = page["next_page_token"].as_str().unwrap();
+    assert!(!next.is_empty());
+    let rest = stdout(
+        &cli(
+            &service,
+            &token,
+            &["list", "--limit", "2", "--page-token", next],
+        )
+        .await,
+    );
+    assert!(rest.contains(&ids[0]) && !rest.contains("more:"), "{rest}");
+    let all = stdout(&cli(&service, &token, &["list", "--limit", "1", "--all"]).await);
+    let order: Vec<&str> = all
+        .lines()
+        .map(|line| line.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(order, [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]);
+
+    // Downloaded byte for byte; an existing file is kept unless --force.
+    let out = dir.path().join("copy.png");
+    let out_path = out.to_str().unwrap();
+    let downloaded = stdout(
+        &cli(
+            &service,
+            &token,
+            &["download", "receipt", &ids[0], "-o", out_path],
+        )
+        .await,
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), png);
+    assert_eq!(
+        field(&downloaded, "sha256"),
+        hex::encode(sha2::Sha256::digest(&png))
+    );
+    let kept = cli(
+        &service,
+        &token,
+        &["download", "receipt", &ids[0], "-o", out_path],
+    )
+    .await;
+    assert_eq!(kept.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&kept.stderr).contains("--force"));
+    stdout(
+        &cli(
+            &service,
+            &token,
+            &["download", "receipt", &ids[1], "-o", out_path, "--force"],
+        )
+        .await,
+    );
+
+    // Appended to: the receipt becomes a two-page PDF.
+    let jpeg_path = dir.path().join("b.jpg");
+    std::fs::write(&jpeg_path, imaging_e2e::fixtures::jpeg(60, 40)).unwrap();
+    let appended = stdout(
+        &cli(
+            &service,
+            &token,
+            &["append", "receipt", &ids[0], jpeg_path.to_str().unwrap()],
+        )
+        .await,
+    );
+    assert_eq!(field(&appended, "content_type"), "application/pdf");
+    assert_eq!(field(&appended, "pages"), "2");
+    let pdf = dir.path().join("receipt.pdf");
+    stdout(
+        &cli(
+            &service,
+            &token,
+            &["download", "receipt", &ids[0], "-o", pdf.to_str().unwrap()],
+        )
+        .await,
+    );
+    assert_eq!(
+        imaging_e2e::fixtures::pdf_pages(&std::fs::read(&pdf).unwrap()),
+        2
+    );
+
+    // Deleted: its bytes given back; then it is not found.
+    let deleted: serde_json::Value = serde_json::from_str(&stdout(
+        &cli(&service, &token, &["--json", "delete", "receipt", &ids[2]]).await,
+    ))
+    .unwrap();
+    assert_eq!(deleted["released"], png.len());
+    let missing = cli(&service, &token, &["get", "receipt", &ids[2]]).await;
+    assert_eq!(missing.status.code(), Some(4));
+}
