@@ -14,6 +14,8 @@ command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 command -v pdfinfo >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# script: runs the CLI on a pseudo-terminal in its progress-bar test.
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 # NATS with JetStream: the event relay's broker in the events tests.
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 # libheif is built from its sources with cmake (libheif-rs's embedded-libheif), decoding HEVC

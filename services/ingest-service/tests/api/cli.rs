@@ -231,3 +231,161 @@ async fn the_cli_lists_appends_downloads_checked_bytes_and_deletes() {
     let missing = cli(&service, &token, &["get", "receipt", &ids[2]]).await;
     assert_eq!(missing.status.code(), Some(4));
 }
+
+#[tokio::test]
+async fn the_cli_uploads_a_directory_a_few_at_once_and_sums_it_up() {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..5u32 {
+        std::fs::write(
+            dir.path().join(format!("scan-{n}.png")),
+            imaging_e2e::fixtures::png(50 + n, 40),
+        )
+        .unwrap();
+    }
+    // A file that is not what its name says, and a hidden one (left out).
+    std::fs::write(
+        dir.path().join("broken.jpg"),
+        imaging_e2e::fixtures::png(10, 10),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(".hidden.png"),
+        imaging_e2e::fixtures::png(10, 10),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let output = cli(
+        &service,
+        &token,
+        &["upload", "receipt", path, "--concurrency", "3"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("broken.jpg  CONTENT_TYPE_MISMATCH: "),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("5 uploaded, 1 failed"),
+        "{text}"
+    );
+    assert!(!text.contains(".hidden"), "{text}");
+    // JSON: one document per file.
+    let output = cli(
+        &service,
+        &token,
+        &[
+            "--json",
+            "upload",
+            "receipt",
+            &format!("{path}/scan-0.png"),
+            &format!("{path}/scan-1.png"),
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let docs: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    assert!(
+        docs.iter()
+            .all(|d| d["image_id"].as_str().unwrap().len() == 32)
+    );
+    // Both were uploaded before: each names earlier images.
+    assert!(
+        docs.iter()
+            .all(|d| !d["duplicates"].as_array().unwrap().is_empty())
+    );
+    let listed = stdout(&cli(&service, &token, &["list", "--all"]).await);
+    assert_eq!(listed.lines().count(), 7, "{listed}");
+}
+
+#[tokio::test]
+async fn the_cli_reads_a_profile_completes_shells_and_shows_progress_only_to_a_terminal() {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\naddr = \"http://127.0.0.1:1\"\n\n[local]\naddr = \"http://{}\"\ntoken = \"{token}\"\n",
+            service.addr
+        ),
+    )
+    .unwrap();
+    let run = |args: Vec<String>, profile: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imaging-cli"));
+        command
+            .env_remove("IMAGING_ADDR")
+            .env_remove("IMAGING_TOKEN")
+            .env("IMAGING_CONFIG", &config)
+            .args(args);
+        if let Some(profile) = profile {
+            command.env("IMAGING_PROFILE", profile);
+        }
+        command.output().unwrap()
+    };
+    // The profile gives the address and the token; the default one a dead address.
+    let listed = run(vec!["list".into()], Some("local"));
+    assert!(listed.status.success(), "{listed:?}");
+    let dead = run(vec!["list".into()], None);
+    assert_eq!(dead.status.code(), Some(6));
+    let unknown = run(vec!["list".into()], Some("nope"));
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no profile nope"));
+    // Completions for bash.
+    let completions = run(vec!["completions".into(), "bash".into()], None);
+    let script = String::from_utf8(completions.stdout).unwrap();
+    assert!(
+        script.contains("complete -F _imaging__cli") && script.contains("download"),
+        "{script}"
+    );
+
+    // A 600 KB upload: no progress when stdout is not a terminal ...
+    let big = dir.path().join("big.png");
+    std::fs::write(&big, imaging_e2e::fixtures::noise_png(450)).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 300_000);
+    let quiet = run(
+        vec!["upload".into(), "receipt".into(), big.display().to_string()],
+        Some("local"),
+    );
+    assert!(quiet.status.success(), "{quiet:?}");
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    // ... and a bar under a pseudo-terminal (`script` runs it on one).
+    let command = format!(
+        "IMAGING_CONFIG={} IMAGING_PROFILE=local {} upload receipt {}",
+        config.display(),
+        env!("CARGO_BIN_EXE_imaging-cli"),
+        big.display()
+    );
+    let watched = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("IMAGING_ADDR")
+        .env_remove("IMAGING_TOKEN")
+        .output()
+        .expect("script (util-linux) runs the CLI on a pseudo-terminal");
+    assert!(watched.status.success(), "{watched:?}");
+    let seen = String::from_utf8_lossy(&watched.stdout);
+    assert!(seen.contains("big.png [") && seen.contains("ETA"), "{seen}");
+    assert!(seen.contains("image_id"), "{seen}");
+}

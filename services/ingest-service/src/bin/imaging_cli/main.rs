@@ -15,15 +15,36 @@ use std::path::PathBuf;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
+mod batch;
+mod output;
+mod profile;
+mod transfer;
+
+use output::{duplicates, show, size, status_name, time_text, upload_fields};
+use transfer::{download, send};
+
 #[derive(Debug, Parser)]
 #[command(version, about = "Client for the receipt image ingest service")]
 struct Cli {
-    /// gRPC address of the ingest service.
-    #[arg(long, env = "IMAGING_ADDR", default_value = "http://127.0.0.1:50051")]
-    addr: String,
-    /// Bearer token (see `imaging-cli token`).
-    #[arg(long, env = "IMAGING_TOKEN", default_value = "")]
-    token: String,
+    /// gRPC address of the ingest service (`https://` for TLS); else the profile's, else
+    /// http://127.0.0.1:50051.
+    #[arg(long, env = "IMAGING_ADDR", global = true)]
+    addr: Option<String>,
+    /// Bearer token (see `imaging-cli token`); else the profile's.
+    #[arg(long, env = "IMAGING_TOKEN", global = true)]
+    token: Option<String>,
+    /// The profile of the config file (~/.config/imaging/config.toml, or IMAGING_CONFIG).
+    #[arg(
+        long,
+        env = "IMAGING_PROFILE",
+        default_value = "default",
+        global = true
+    )]
+    profile: String,
+    /// PEM file of the certificate authority of a TLS service (else the profile's, else the
+    /// web's root certificates).
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
     /// Print each result as one JSON document (for scripts and `jq`).
     #[arg(long, global = true)]
     json: bool,
@@ -83,11 +104,15 @@ enum Command {
         #[arg(long)]
         owner: String,
     },
-    /// Upload a file.
+    /// Upload a file, or several (files or directories: a new receipt each), a few at once.
     Upload {
         #[arg(value_enum)]
         kind: Kind,
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Uploads at once when there are several files.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
         /// Target ID (none for receipts).
         #[arg(long, default_value = "")]
         id: String,
@@ -170,6 +195,11 @@ enum Command {
     },
     /// Show a workspace's quota usage.
     Usage { workspace: String },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Recompute every workspace's usage from the image records and repair receipt lists, in
     /// the running service (needs a service token for every workspace, `ws` = `*`).
     Reconcile {
@@ -246,18 +276,36 @@ fn exit_code(code: tonic::Code) -> u8 {
     }
 }
 
+/// Ends the process with this code, having said why already.
+#[derive(Debug, thiserror::Error)]
+#[error("exit {0}")]
+struct ExitWith(u8);
+
+/// A failure's reason (the `ErrorReason` name of a refusal) and message.
+fn reason_of(err: &anyhow::Error) -> (String, String) {
+    match err.downcast_ref::<tonic::Status>() {
+        Some(status) => {
+            use tonic_types::StatusExt;
+            let reason = status.get_error_details().error_info().map_or_else(
+                || format!("{:?}", status.code()),
+                |info| info.reason.clone(),
+            );
+            (reason, status.message().to_owned())
+        }
+        None => ("ERROR".to_owned(), format!("{err:#}")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            if let Some(status) = err.downcast_ref::<tonic::Status>() {
-                use tonic_types::StatusExt;
-                let reason = status.get_error_details().error_info().map_or_else(
-                    || format!("{:?}", status.code()),
-                    |info| info.reason.clone(),
-                );
-                eprintln!("{reason}: {}", status.message());
+            if let Some(ExitWith(code)) = err.downcast_ref::<ExitWith>() {
+                std::process::ExitCode::from(*code)
+            } else if let Some(status) = err.downcast_ref::<tonic::Status>() {
+                let (reason, message) = reason_of(&err);
+                eprintln!("{reason}: {message}");
                 std::process::ExitCode::from(exit_code(status.code()))
             } else if err.downcast_ref::<tonic::transport::Error>().is_some() {
                 eprintln!(
@@ -272,180 +320,40 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// A result: `key  value` lines, or one JSON object.
-fn show(json: bool, fields: &[(&str, serde_json::Value)]) {
-    if json {
-        let object: serde_json::Map<String, serde_json::Value> = fields
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        println!("{}", serde_json::Value::Object(object));
-        return;
-    }
-    let width = fields.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
-    for (key, value) in fields {
-        let text = match value {
-            serde_json::Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        println!("{key:width$}  {text}");
-    }
+/// Where the commands connect, and as whom.
+struct Target {
+    addr: String,
+    ca_file: Option<PathBuf>,
 }
 
-/// Bytes for people: `1.4 MB (1432110 bytes)`.
-fn size_text(bytes: u64) -> String {
-    let (value, unit) = match bytes {
-        b if b >= 1_000_000_000 => (b as f64 / 1e9, "GB"),
-        b if b >= 1_000_000 => (b as f64 / 1e6, "MB"),
-        b if b >= 1_000 => (b as f64 / 1e3, "KB"),
-        b => return format!("{b} bytes"),
-    };
-    format!("{value:.1} {unit} ({bytes} bytes)")
-}
-
-/// A size: a number in JSON, readable otherwise.
-fn size(json: bool, bytes: u64) -> serde_json::Value {
-    if json {
-        bytes.into()
-    } else {
-        size_text(bytes).into()
-    }
-}
-
-/// Unix ms as RFC 3339 (UTC).
-fn time_text(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-/// Earlier images an upload duplicates: a list in JSON, `id (match)` items otherwise.
-fn duplicates(json: bool, found: &[v1::Duplicate]) -> serde_json::Value {
-    let name = |d: &v1::Duplicate| match d.r#match() {
-        v1::DuplicateMatch::Exact => "exact",
-        _ => "perceptual",
-    };
-    if json {
-        found
-            .iter()
-            .map(|d| serde_json::json!({"image_id": d.image_id, "match": name(d), "distance": d.distance}))
-            .collect::<Vec<_>>()
-            .into()
-    } else if found.is_empty() {
-        "none".into()
-    } else {
-        found
-            .iter()
-            .map(|d| format!("{} ({})", d.image_id, name(d)))
-            .collect::<Vec<_>>()
-            .join(", ")
-            .into()
-    }
-}
-
-/// Uploads `file` with `header` (its name, size and SHA-256 filled in), streaming it in chunks.
-async fn send(
-    addr: &str,
-    token: &str,
-    mut header: v1::UploadHeader,
-    file: &std::path::Path,
-) -> anyhow::Result<v1::UploadImageResponse> {
-    let bytes = tokio::fs::read(file)
-        .await
-        .map_err(|err| anyhow::anyhow!("reading {}: {err}", file.display()))?;
-    header.file_name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    header.declared_size = bytes.len() as u64;
-    header.sha256 = <sha2::Sha256 as sha2::Digest>::digest(&bytes).to_vec();
-    let bytes = bytes::Bytes::from(bytes);
-    let mut messages = vec![v1::UploadImageRequest {
-        part: Some(v1::upload_image_request::Part::Header(header)),
-    }];
-    let mut at = 0;
-    while at < bytes.len() {
-        let end = (at + 256 * 1024).min(bytes.len());
-        messages.push(v1::UploadImageRequest {
-            part: Some(v1::upload_image_request::Part::Chunk(bytes.slice(at..end))),
-        });
-        at = end;
-    }
-    let mut client = ImageIngestClient::connect(addr.to_owned()).await?;
-    Ok(client
-        .upload_image(authed(token, tokio_stream::iter(messages))?)
-        .await?
-        .into_inner())
-}
-
-/// Streams `url` into `output` (through a temporary file next to it, renamed once complete),
-/// checking the bytes against `sha256`; the bytes written.
-async fn download(
-    url: &str,
-    output: &std::path::Path,
-    force: bool,
-    sha256: &[u8],
-) -> anyhow::Result<u64> {
-    use futures::StreamExt;
-    use sha2::Digest;
-    use tokio::io::AsyncWriteExt;
-    anyhow::ensure!(
-        force || !output.exists(),
-        "{} exists; pass --force to overwrite it",
-        output.display()
-    );
-    let response = reqwest::get(url).await?.error_for_status()?;
-    let dir = output
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let temp = dir.join(format!(
-        ".imaging-download-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut file = tokio::fs::File::create(&temp).await?;
-    let mut digest = sha2::Sha256::new();
-    let mut written = 0u64;
-    let mut body = response.bytes_stream();
-    let copied: anyhow::Result<()> = async {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            digest.update(&chunk);
-            written += chunk.len() as u64;
-            file.write_all(&chunk).await?;
-        }
-        file.flush().await?;
-        Ok(())
-    }
-    .await;
-    let matches = digest.finalize()[..] == *sha256;
-    if copied.is_err() || !matches {
-        let _ = tokio::fs::remove_file(&temp).await;
-        copied?;
-        anyhow::bail!("the downloaded bytes do not match the image's SHA-256; nothing was written");
-    }
-    tokio::fs::rename(&temp, output).await?;
-    Ok(written)
-}
-
-fn status_name(value: i32) -> &'static str {
-    match v1::ProcessingStatus::try_from(value) {
-        Ok(v1::ProcessingStatus::Accepted) => "ACCEPTED",
-        Ok(v1::ProcessingStatus::Processing) => "PROCESSING",
-        Ok(v1::ProcessingStatus::Processed) => "PROCESSED",
-        Ok(v1::ProcessingStatus::Failed) => "FAILED",
-        _ => "",
+impl Target {
+    async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        profile::connect(&self.addr, self.ca_file.as_ref()).await
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let token = cli.token.clone();
     let json = cli.json;
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "imaging-cli", &mut std::io::stdout());
+        return Ok(());
+    }
+    let profile = if matches!(cli.command, Command::Token { .. }) {
+        profile::Profile::default()
+    } else {
+        profile::load(&cli.profile)?
+    };
+    let token = cli.token.or(profile.token).unwrap_or_default();
+    let service = Target {
+        addr: cli
+            .addr
+            .or(profile.addr)
+            .unwrap_or_else(|| profile::DEFAULT_ADDR.to_owned()),
+        ca_file: cli.ca_file.or(profile.ca_file),
+    };
     match cli.command {
+        Command::Completions { .. } => {}
         Command::Token {
             sub,
             ws,
@@ -474,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quota_bytes,
             refuse_duplicates,
         } => {
-            let mut client = TargetRegistryClient::connect(cli.addr).await?;
+            let mut client = TargetRegistryClient::new(service.channel().await?);
             let reply = client
                 .register_workspace(authed(
                     &token,
@@ -496,7 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             workspace,
             owner,
         } => {
-            let mut client = TargetRegistryClient::connect(cli.addr).await?;
+            let mut client = TargetRegistryClient::new(service.channel().await?);
             let request = v1::RegisterTargetRequest {
                 target: Some(target(kind, id, workspace.clone())),
                 workspace_id: workspace,
@@ -507,7 +415,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Upload {
             kind,
-            file,
+            files,
+            concurrency,
             id,
             workspace,
             content_type,
@@ -515,39 +424,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             owner,
         } => {
             let header = v1::UploadHeader {
-                target: Some(target(kind, id, workspace)),
-                content_type: content_type.unwrap_or_else(|| guess_type(&file)),
+                target: Some(target(kind, id.clone(), workspace)),
+                content_type: content_type.clone().unwrap_or_default(),
                 owner,
                 process_async,
                 ..Default::default()
             };
-            let reply = send(&cli.addr, &token, header, &file).await?;
-            if process_async {
-                show(
-                    json,
-                    &[
-                        ("image_id", reply.image_id.into()),
-                        ("status", status_name(reply.processing_status).into()),
-                        ("content_type", reply.content_type.into()),
-                    ],
+            let single = files.len() == 1 && !files[0].is_dir();
+            if !single {
+                anyhow::ensure!(
+                    id.is_empty(),
+                    "--id names one target: upload one file to it"
                 );
-            } else {
-                show(
+                return batch::upload(
+                    &service,
+                    &token,
+                    &header,
+                    content_type.is_none(),
+                    &files,
+                    concurrency,
                     json,
-                    &[
-                        ("image_id", reply.image_id.into()),
-                        ("path", reply.path.into()),
-                        ("content_type", reply.content_type.into()),
-                        ("size", size(json, reply.size_bytes)),
-                        ("width", reply.width.into()),
-                        ("height", reply.height.into()),
-                        ("pages", reply.page_count.into()),
-                        ("sha256", hex::encode(&reply.sha256).into()),
-                        ("replayed", reply.replayed.into()),
-                        ("duplicates", duplicates(json, &reply.duplicates)),
-                    ],
-                );
+                )
+                .await;
             }
+            let file = &files[0];
+            let mut header = header;
+            if content_type.is_none() {
+                header.content_type = guess_type(file);
+            }
+            let reply = send(service.channel().await?, &token, header, file, true).await?;
+            show(json, &upload_fields(json, process_async, reply));
         }
         Command::Append {
             kind,
@@ -562,7 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 owner,
                 ..Default::default()
             };
-            let reply = send(&cli.addr, &token, header, &file).await?;
+            let reply = send(service.channel().await?, &token, header, &file, true).await?;
             show(
                 json,
                 &[
@@ -580,7 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             page_token,
             all,
         } => {
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut client = ImageIngestClient::new(service.channel().await?);
             let mut token_at = page_token;
             let mut images = Vec::new();
             loop {
@@ -630,7 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             workspace,
             force,
         } => {
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut client = ImageIngestClient::new(service.channel().await?);
             let request = v1::GetImageRequest {
                 target: Some(target(kind, id, workspace)),
                 owner: String::new(),
@@ -657,7 +563,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             workspace,
             owner,
         } => {
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut client = ImageIngestClient::new(service.channel().await?);
             let request = v1::DeleteImageRequest {
                 target: Some(target(kind, id.clone(), workspace)),
                 owner,
@@ -679,7 +585,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             id,
             workspace,
         } => {
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut client = ImageIngestClient::new(service.channel().await?);
             let request = v1::GetImageRequest {
                 target: Some(target(kind, id, workspace)),
                 owner: String::new(),
@@ -707,7 +613,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Usage { workspace } => {
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut client = ImageIngestClient::new(service.channel().await?);
             let request = v1::GetUsageRequest {
                 workspace_id: workspace,
             };
@@ -733,7 +639,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Status { id } => {
-            let mut client = ImageIngestClient::connect(cli.addr).await?;
+            let mut client = ImageIngestClient::new(service.channel().await?);
             let info = client
                 .get_processing_status(authed(&token, v1::GetProcessingStatusRequest { id })?)
                 .await?
@@ -787,7 +693,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Reconcile { dry_run } => {
-            let mut client = TargetRegistryClient::connect(cli.addr).await?;
+            let mut client = TargetRegistryClient::new(service.channel().await?);
             let reply = client
                 .reconcile(authed(&token, v1::ReconcileRequest { dry_run })?)
                 .await?
@@ -815,7 +721,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Janitor { older_than_seconds } => {
-            let mut client = TargetRegistryClient::connect(cli.addr).await?;
+            let mut client = TargetRegistryClient::new(service.channel().await?);
             let reply = client
                 .sweep(authed(&token, v1::SweepRequest { older_than_seconds })?)
                 .await?
