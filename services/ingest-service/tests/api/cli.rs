@@ -85,6 +85,13 @@ async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
     assert!(status["logs"].as_array().unwrap().len() >= 3);
     let readable = stdout(&cli(&service, &token, &["status", &receipt]).await);
     assert_eq!(field(&readable, "status"), "PROCESSED");
+    // Times for people: local, then ISO 8601 in UTC.
+    let received = field(&readable, "received_at");
+    assert_eq!(
+        received.rsplit_once(" (").unwrap().1,
+        format!("{})", status["received_at"].as_str().unwrap()),
+        "{received}"
+    );
     assert!(readable.contains("INFO"), "{readable}");
 
     // Refusals: the reason on stderr and an exit code by class.
@@ -101,6 +108,25 @@ async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
     .await;
     assert_eq!(refused.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&refused.stderr).starts_with("CONTENT_TYPE_MISMATCH: "));
+    // A refusal with something to do about it says what.
+    let service_token = service.token("registry", "*", &["service"]);
+    stdout(
+        &cli(
+            &service,
+            &service_token,
+            &["register-workspace", "tiny", "--quota-bytes", "100"],
+        )
+        .await,
+    );
+    let tiny = service.token("u1", "tiny", &[]);
+    let full = cli(&service, &tiny, &["upload", "receipt", path]).await;
+    assert_eq!(full.status.code(), Some(5));
+    let said = String::from_utf8_lossy(&full.stderr).into_owned();
+    assert!(said.starts_with("QUOTA_EXCEEDED: "), "{said}");
+    assert!(
+        said.contains("workspace tiny uses 0 bytes of 100 bytes; delete images or raise its quota"),
+        "{said}"
+    );
     let mut gone = ServiceProcess::start().await;
     gone.kill();
     let unreachable = cli(&gone, &token, &["usage", "w1"]).await;

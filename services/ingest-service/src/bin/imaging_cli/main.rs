@@ -276,6 +276,50 @@ fn exit_code(code: tonic::Code) -> u8 {
     }
 }
 
+/// What to do about a refusal, in a line, when there is something to do.
+fn hint(status: &tonic::Status, reason: &str) -> Option<String> {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let metadata = details
+        .error_info()
+        .map(|info| info.metadata.clone())
+        .unwrap_or_default();
+    let number = |key: &str| metadata.get(key).and_then(|v| v.parse::<u64>().ok());
+    Some(match reason {
+        "TOKEN_MISSING" | "TOKEN_INVALID" | "TOKEN_EXPIRED" => {
+            "pass a token with --token or IMAGING_TOKEN (a dev token: imaging-cli token --dev ...)"
+                .to_owned()
+        }
+        "PERMISSION_DENIED" => {
+            "the token's workspace, roles or user do not allow this; check its claims".to_owned()
+        }
+        "QUOTA_EXCEEDED" => {
+            let workspace = details
+                .quota_failure()
+                .and_then(|q| q.violations.first().map(|v| v.subject.clone()))
+                .map(|s| s.trim_start_matches("workspace:").to_owned())
+                .unwrap_or_default();
+            let (used, limit) = (number("used")?, number("limit")?);
+            format!(
+                "workspace {workspace} uses {} of {}; delete images or raise its quota (register-workspace --quota-bytes)",
+                output::size_text(used),
+                output::size_text(limit)
+            )
+        }
+        "DUPLICATE_IMAGE" => format!(
+            "the workspace holds this file already as {}",
+            metadata.get("image_id")?
+        ),
+        "CONTENT_TYPE_MISMATCH" | "UNSUPPORTED_MEDIA_TYPE" => {
+            "name the file's real type with --content-type".to_owned()
+        }
+        "OVERLOADED" | "BUSY" | "STORAGE_UNAVAILABLE" | "QUOTA_UNAVAILABLE" | "SHUTTING_DOWN" => {
+            "retry in a few seconds".to_owned()
+        }
+        _ => return None,
+    })
+}
+
 /// Ends the process with this code, having said why already.
 #[derive(Debug, thiserror::Error)]
 #[error("exit {0}")]
@@ -296,8 +340,24 @@ fn reason_of(err: &anyhow::Error) -> (String, String) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before any thread starts: the platform lets the local offset be read only then.
+    let _ = output::LOCAL_OFFSET
+        .set(time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(start())
+}
+
+async fn start() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -306,6 +366,9 @@ async fn main() -> std::process::ExitCode {
             } else if let Some(status) = err.downcast_ref::<tonic::Status>() {
                 let (reason, message) = reason_of(&err);
                 eprintln!("{reason}: {message}");
+                if let Some(hint) = hint(status, &reason) {
+                    eprintln!("  {hint}");
+                }
                 std::process::ExitCode::from(exit_code(status.code()))
             } else if err.downcast_ref::<tonic::transport::Error>().is_some() {
                 eprintln!(
@@ -522,7 +585,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 for image in &images {
-                    println!("{}  {}", time_text(image.listed_at_ms), image.image_id);
+                    println!(
+                        "{}  {}",
+                        output::local_time_text(image.listed_at_ms),
+                        image.image_id
+                    );
                 }
                 if !token_at.is_empty() {
                     println!("more: --page-token {token_at}");
@@ -658,7 +725,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             fields.extend([
                 ("attempts", info.attempts.into()),
-                ("received_at", time_text(info.received_at_ms).into()),
+                (
+                    "received_at",
+                    output::when(json, info.received_at_ms).into(),
+                ),
                 (
                     if json { "received_bytes" } else { "received" },
                     size(json, info.received_bytes),
@@ -685,7 +755,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 for line in &info.logs {
                     println!(
                         "  {}  {:7}  {}",
-                        time_text(line.timestamp_ms),
+                        output::local_time_text(line.timestamp_ms),
                         line.level,
                         line.message
                     );

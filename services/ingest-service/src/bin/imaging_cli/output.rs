@@ -42,6 +42,36 @@ pub fn size(json: bool, bytes: u64) -> serde_json::Value {
     }
 }
 
+/// The local time zone's offset, read once while the process has one thread (the only time the
+/// platform lets it be read safely); UTC if it cannot be.
+pub static LOCAL_OFFSET: std::sync::OnceLock<time::UtcOffset> = std::sync::OnceLock::new();
+
+/// Unix ms for people: local time, then RFC 3339 (UTC): `2026-12-02 21:25:02 +01:00
+/// (2026-12-02T20:25:02Z)`.
+pub fn local_time_text(ms: i64) -> String {
+    let offset = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
+    let local = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(|at| at.to_offset(offset))
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]"
+            ))
+            .ok()
+        })
+        .unwrap_or_default();
+    format!("{local} ({})", time_text(ms))
+}
+
+/// A time: RFC 3339 (UTC) in JSON, local and RFC 3339 for people.
+pub fn when(json: bool, ms: i64) -> String {
+    if json {
+        time_text(ms)
+    } else {
+        local_time_text(ms)
+    }
+}
+
 /// Unix ms as RFC 3339 (UTC).
 pub fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
