@@ -415,3 +415,70 @@ async fn the_cli_reads_a_profile_completes_shells_and_shows_progress_only_to_a_t
     assert!(seen.contains("big.png [") && seen.contains("ETA"), "{seen}");
     assert!(seen.contains("image_id"), "{seen}");
 }
+
+#[tokio::test]
+async fn an_upload_cut_off_with_resume_continues_where_it_stopped() {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = imaging_e2e::fixtures::noise_png(1300);
+    assert!(bytes.len() > 4_000_000, "{}", bytes.len());
+    let file = dir.path().join("long-scan.png");
+    std::fs::write(&file, &bytes).unwrap();
+    // The connection is lost once 2 MB went through; later connections get through.
+    let proxy = imaging_e2e::proxy::CutProxy::start(&service.addr, &service.addr, 2_000_000).await;
+    let cache = dir.path().join("cache");
+    let run = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imaging-cli"));
+        command
+            .env("IMAGING_ADDR", &proxy.base)
+            .env("IMAGING_TOKEN", &token)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["upload", "receipt", file.to_str().unwrap(), "--resume"]);
+        async move {
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let cut = run().await;
+    assert!(!cut.status.success(), "{cut:?}");
+    assert!(proxy.was_cut());
+    assert!(
+        String::from_utf8_lossy(&cut.stderr).contains("run the same command again to resume"),
+        "{cut:?}"
+    );
+    let before = proxy.sent();
+    let resumed = run().await;
+    let text = stdout(&resumed);
+    // Only what the service had not committed went again.
+    let again = proxy.sent() - before;
+    assert!(
+        again < bytes.len() as u64 * 3 / 4,
+        "{again} bytes sent again of {}",
+        bytes.len()
+    );
+    let id = field(&text, "image_id");
+    assert_eq!(
+        field(&text, "sha256"),
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    let out = dir.path().join("back.png");
+    stdout(
+        &cli(
+            &service,
+            &token,
+            &["download", "receipt", &id, "-o", out.to_str().unwrap()],
+        )
+        .await,
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    // The session file is gone once complete.
+    let left: Vec<_> = std::fs::read_dir(cache.join("imaging").join("uploads"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty());
+}

@@ -18,6 +18,7 @@ use tonic::metadata::MetadataValue;
 mod batch;
 mod output;
 mod profile;
+mod resume;
 mod transfer;
 
 use output::{duplicates, show, size, status_name, time_text, upload_fields};
@@ -129,6 +130,10 @@ enum Command {
         /// Receipts: the user the upload is for (admin roles).
         #[arg(long, default_value = "")]
         owner: String,
+        /// Send it through a resumable session: if it is cut off, the same command again
+        /// continues where the service's committed bytes end.
+        #[arg(long)]
+        resume: bool,
     },
     /// Append a file to a receipt (it becomes one PDF) or a report.
     Append {
@@ -485,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             content_type,
             process_async,
             owner,
+            resume,
         } => {
             let header = v1::UploadHeader {
                 target: Some(target(kind, id.clone(), workspace)),
@@ -494,6 +500,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let single = files.len() == 1 && !files[0].is_dir();
+            anyhow::ensure!(single || !resume, "--resume takes one file");
             if !single {
                 anyhow::ensure!(
                     id.is_empty(),
@@ -515,7 +522,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if content_type.is_none() {
                 header.content_type = guess_type(file);
             }
-            let reply = send(service.channel().await?, &token, header, file, true).await?;
+            let reply = if resume {
+                resume::upload(
+                    service.channel().await?,
+                    &service.addr,
+                    &token,
+                    header,
+                    file,
+                )
+                .await?
+            } else {
+                send(service.channel().await?, &token, header, file, true).await?
+            };
             show(json, &upload_fields(json, process_async, reply));
         }
         Command::Append {
