@@ -14,8 +14,10 @@ command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 command -v pdfinfo >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-# script: runs the CLI on a pseudo-terminal in its progress-bar test.
+# script: runs the CLI on a pseudo-terminal in its progress-bar test; openssl makes the
+# certificates of its TLS test.
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # NATS with JetStream: the event relay's broker in the events tests.
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 # libheif is built from its sources with cmake (libheif-rs's embedded-libheif), decoding HEVC

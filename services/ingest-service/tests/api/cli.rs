@@ -94,6 +94,27 @@ async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
     );
     assert!(readable.contains("INFO"), "{readable}");
 
+    // A retry with the same idempotency key replays the first result.
+    let first = stdout(
+        &cli(
+            &service,
+            &token,
+            &["upload", "receipt", path, "--idempotency-key", "k-1"],
+        )
+        .await,
+    );
+    let replay = stdout(
+        &cli(
+            &service,
+            &token,
+            &["upload", "receipt", path, "--idempotency-key", "k-1"],
+        )
+        .await,
+    );
+    assert_eq!(field(&first, "replayed"), "false");
+    assert_eq!(field(&replay, "replayed"), "true");
+    assert_eq!(field(&replay, "image_id"), field(&first, "image_id"));
+
     // Refusals: the reason on stderr and an exit code by class.
     let missing = cli(&service, &token, &["get", "receipt", &"0".repeat(32)]).await;
     assert_eq!(missing.status.code(), Some(4));
@@ -481,4 +502,125 @@ async fn an_upload_cut_off_with_resume_continues_where_it_stopped() {
         .unwrap()
         .collect();
     assert!(left.is_empty());
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (the README's test command installs it)");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+#[tokio::test]
+async fn the_cli_reaches_a_tls_endpoint_it_trusts_and_refuses_one_it_does_not() {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    // A certificate authority of the test's own, and a certificate it signs for localhost.
+    let dir = tempfile::tempdir().unwrap();
+    let days = ["-days", "1"];
+    openssl(
+        dir.path(),
+        &[
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=imaging test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ][..],
+            &days,
+        ]
+        .concat(),
+    );
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir.path(),
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-extfile",
+                "leaf.ext",
+            ][..],
+            &days,
+        ]
+        .concat(),
+    );
+    let port = imaging_e2e::free_port();
+    let upstream = service.addr.rsplit(':').next().unwrap().to_owned();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/clients/tls_proxy.py"
+    );
+    let mut proxy = std::process::Command::new("python3")
+        .current_dir(dir.path())
+        .args([script, &port.to_string(), "leaf.pem", "leaf.key", &upstream])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the TLS proxy never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr = format!("https://localhost:{port}");
+    let ca = dir.path().join("ca.pem");
+    let trusted = cli(
+        &service,
+        &token,
+        &["--addr", &addr, "--ca-file", ca.to_str().unwrap(), "list"],
+    )
+    .await;
+    let untrusted = cli(&service, &token, &["--addr", &addr, "list"]).await;
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert_eq!(untrusted.status.code(), Some(6), "{untrusted:?}");
 }

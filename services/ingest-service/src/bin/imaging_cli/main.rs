@@ -134,6 +134,10 @@ enum Command {
         /// continues where the service's committed bytes end.
         #[arg(long)]
         resume: bool,
+        /// A retry with the same key (and the same bytes) gets the first upload's result and
+        /// stores nothing more (`replayed  true`).
+        #[arg(long, default_value = "")]
+        idempotency_key: String,
     },
     /// Append a file to a receipt (it becomes one PDF) or a report.
     Append {
@@ -491,12 +495,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             process_async,
             owner,
             resume,
+            idempotency_key,
         } => {
+            anyhow::ensure!(
+                idempotency_key.is_empty() || files.len() == 1,
+                "--idempotency-key names one upload: give one file"
+            );
             let header = v1::UploadHeader {
                 target: Some(target(kind, id.clone(), workspace)),
                 content_type: content_type.clone().unwrap_or_default(),
                 owner,
                 process_async,
+                idempotency_key,
                 ..Default::default()
             };
             let single = files.len() == 1 && !files[0].is_dir();
