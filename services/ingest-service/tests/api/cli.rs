@@ -18,6 +18,16 @@ async fn cli(service: &ServiceProcess, token: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A service process with workspace w1 registered, and a token of u1 in it.
+async fn started() -> (ServiceProcess, String) {
+    let service = ServiceProcess::start().await;
+    service
+        .register_workspace(&service.channel().await, "w1")
+        .await;
+    let token = service.token("u1", "w1", &[]);
+    (service, token)
+}
+
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout.clone()).unwrap()
@@ -35,11 +45,7 @@ fn field(text: &str, key: &str) -> String {
 
 #[tokio::test]
 async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
-    let service = ServiceProcess::start().await;
-    service
-        .register_workspace(&service.channel().await, "w1")
-        .await;
-    let token = service.token("u1", "w1", &[]);
+    let (service, token) = started().await;
     let dir = tempfile::tempdir().unwrap();
     let png = imaging_e2e::fixtures::png(300, 200);
     let file = dir.path().join("receipt.png");
@@ -156,11 +162,7 @@ async fn the_cli_prints_readable_results_or_json_and_exits_by_class() {
 
 #[tokio::test]
 async fn the_cli_lists_appends_downloads_checked_bytes_and_deletes() {
-    let service = ServiceProcess::start().await;
-    service
-        .register_workspace(&service.channel().await, "w1")
-        .await;
-    let token = service.token("u1", "w1", &[]);
+    let (service, token) = started().await;
     let dir = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
     let png = imaging_e2e::fixtures::png(120, 80);
@@ -281,11 +283,7 @@ async fn the_cli_lists_appends_downloads_checked_bytes_and_deletes() {
 
 #[tokio::test]
 async fn the_cli_uploads_a_directory_a_few_at_once_and_sums_it_up() {
-    let service = ServiceProcess::start().await;
-    service
-        .register_workspace(&service.channel().await, "w1")
-        .await;
-    let token = service.token("u1", "w1", &[]);
+    let (service, token) = started().await;
     let dir = tempfile::tempdir().unwrap();
     for n in 0..5u32 {
         std::fs::write(
@@ -361,11 +359,7 @@ async fn the_cli_uploads_a_directory_a_few_at_once_and_sums_it_up() {
 
 #[tokio::test]
 async fn the_cli_reads_a_profile_completes_shells_and_shows_progress_only_to_a_terminal() {
-    let service = ServiceProcess::start().await;
-    service
-        .register_workspace(&service.channel().await, "w1")
-        .await;
-    let token = service.token("u1", "w1", &[]);
+    let (service, token) = started().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -439,11 +433,7 @@ async fn the_cli_reads_a_profile_completes_shells_and_shows_progress_only_to_a_t
 
 #[tokio::test]
 async fn an_upload_cut_off_with_resume_continues_where_it_stopped() {
-    let service = ServiceProcess::start().await;
-    service
-        .register_workspace(&service.channel().await, "w1")
-        .await;
-    let token = service.token("u1", "w1", &[]);
+    let (service, token) = started().await;
     let dir = tempfile::tempdir().unwrap();
     let bytes = imaging_e2e::fixtures::noise_png(1300);
     assert!(bytes.len() > 4_000_000, "{}", bytes.len());
@@ -517,11 +507,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 #[tokio::test]
 async fn the_cli_reaches_a_tls_endpoint_it_trusts_and_refuses_one_it_does_not() {
-    let service = ServiceProcess::start().await;
-    service
-        .register_workspace(&service.channel().await, "w1")
-        .await;
-    let token = service.token("u1", "w1", &[]);
+    let (service, token) = started().await;
     // A certificate authority of the test's own, and a certificate it signs for localhost.
     let dir = tempfile::tempdir().unwrap();
     let days = ["-days", "1"];

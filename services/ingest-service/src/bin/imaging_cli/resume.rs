@@ -6,16 +6,12 @@
 //! service no longer knows (expired, cancelled) is started afresh.
 
 use crate::authed;
-use crate::transfer::progress;
-use futures::StreamExt;
+use crate::transfer::{progress, upload_stream};
 use imaging_proto::v1;
 use imaging_proto::v1::image_ingest_client::ImageIngestClient;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
-
-/// Bytes per upload message.
-const CHUNK: usize = 256 * 1024;
 
 /// The directory of the session files.
 fn state_dir() -> Option<PathBuf> {
@@ -104,29 +100,12 @@ pub async fn upload(
     if let Some(bar) = &bar {
         bar.set_position(offset as u64);
     }
-    let mut messages = vec![v1::UploadImageRequest {
-        part: Some(v1::upload_image_request::Part::Header(v1::UploadHeader {
-            upload_id: status.upload_id.clone(),
-            write_offset: offset as u64,
-            ..Default::default()
-        })),
-    }];
-    let mut at = offset;
-    while at < bytes.len() {
-        let end = (at + CHUNK).min(bytes.len());
-        messages.push(v1::UploadImageRequest {
-            part: Some(v1::upload_image_request::Part::Chunk(bytes.slice(at..end))),
-        });
-        at = end;
-    }
-    let counted = bar.clone();
-    let stream = tokio_stream::iter(messages).inspect(move |message| {
-        if let (Some(bar), Some(v1::upload_image_request::Part::Chunk(chunk))) =
-            (&counted, &message.part)
-        {
-            bar.inc(chunk.len() as u64);
-        }
-    });
+    let write = v1::UploadHeader {
+        upload_id: status.upload_id.clone(),
+        write_offset: offset as u64,
+        ..Default::default()
+    };
+    let stream = upload_stream(write, &bytes, offset, bar.clone());
     let answer = client.upload_image(authed(token, stream)?).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -67,26 +67,7 @@ pub async fn send(
     } else {
         None
     };
-    let mut messages = vec![v1::UploadImageRequest {
-        part: Some(v1::upload_image_request::Part::Header(header)),
-    }];
-    let mut at = 0;
-    while at < bytes.len() {
-        let end = (at + CHUNK).min(bytes.len());
-        messages.push(v1::UploadImageRequest {
-            part: Some(v1::upload_image_request::Part::Chunk(bytes.slice(at..end))),
-        });
-        at = end;
-    }
-    // The bar moves as the transport takes each chunk.
-    let counted = bar.clone();
-    let stream = tokio_stream::iter(messages).inspect(move |message| {
-        if let (Some(bar), Some(v1::upload_image_request::Part::Chunk(chunk))) =
-            (&counted, &message.part)
-        {
-            bar.inc(chunk.len() as u64);
-        }
-    });
+    let stream = upload_stream(header, &bytes, 0, bar.clone());
     let answer = ImageIngestClient::new(channel)
         .upload_image(authed(token, stream)?)
         .await;
@@ -94,6 +75,34 @@ pub async fn send(
         bar.finish_and_clear();
     }
     Ok(answer?.into_inner())
+}
+
+/// The messages of an upload: `header`, then `bytes` from `from` on in chunks (slices, no
+/// copies), moving `bar` as the transport takes each.
+pub fn upload_stream(
+    header: v1::UploadHeader,
+    bytes: &bytes::Bytes,
+    from: usize,
+    bar: Option<indicatif::ProgressBar>,
+) -> impl futures::Stream<Item = v1::UploadImageRequest> + Send + 'static {
+    let mut messages = vec![v1::UploadImageRequest {
+        part: Some(v1::upload_image_request::Part::Header(header)),
+    }];
+    let mut at = from.min(bytes.len());
+    while at < bytes.len() {
+        let end = (at + CHUNK).min(bytes.len());
+        messages.push(v1::UploadImageRequest {
+            part: Some(v1::upload_image_request::Part::Chunk(bytes.slice(at..end))),
+        });
+        at = end;
+    }
+    tokio_stream::iter(messages).inspect(move |message| {
+        if let (Some(bar), Some(v1::upload_image_request::Part::Chunk(chunk))) =
+            (&bar, &message.part)
+        {
+            bar.inc(chunk.len() as u64);
+        }
+    })
 }
 
 /// Streams `url` into `output` (through a temporary file next to it, renamed once complete),
