@@ -107,6 +107,38 @@ fn jpeg_grey(bytes: &[u8], limits: &Limits) -> Result<Option<Grey>, PipelineErro
     )?))
 }
 
+/// Proves a JPEG decodable (as [`crate::jpeg::verify`] does: every coefficient of every scan
+/// entropy-decoded, to the end-of-image marker) and takes its fingerprint, in one pass when the
+/// picture's scale is 1/8 (a photo 2,048 px wide or more), as the check decodes at 1/8 anyway.
+pub(crate) fn verify_jpeg(
+    bytes: &[u8],
+    check_bytes: u64,
+    limits: &Limits,
+) -> Result<Option<Fingerprint>, PipelineError> {
+    let (cost, orientation) = crate::inspect::read_header(bytes, MediaType::Jpeg, limits)?;
+    let upright_width = if rotates(orientation) {
+        cost.height
+    } else {
+        cost.width
+    };
+    if halvings(upright_width) == 3 {
+        return match jpeg::decode_grey_scaled(bytes, 1, check_bytes)? {
+            Some(scaled) => Ok(
+                upright(scaled.pixels, scaled.width, scaled.height, orientation)
+                    .ok()
+                    .map(|grey| grey.fingerprint()),
+            ),
+            // A colour space libjpeg cannot make grey (CMYK): checked as usual, no fingerprint.
+            None => jpeg::verify(bytes, check_bytes).map(|()| None),
+        };
+    }
+    jpeg::verify(bytes, check_bytes)?;
+    Ok(jpeg_grey(bytes, limits)
+        .ok()
+        .flatten()
+        .map(|grey| grey.fingerprint()))
+}
+
 fn upright(
     pixels: Vec<u8>,
     width: u32,

@@ -2,7 +2,7 @@
 //! pixel limit (checked from the header first), PDFs parse and are not encrypted.
 
 use crate::header::{JpegLayout, jpeg_is_complete, jpeg_layout};
-use crate::{Limits, MediaType, PipelineError, jpeg, png_scan, sniff};
+use crate::{Limits, MediaType, PipelineError, png_scan, sniff};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, metadata::Orientation};
 use std::io::Cursor;
 
@@ -112,19 +112,24 @@ fn inspect_scanned(
             fingerprint,
         });
     }
-    let (width, height) = match declared {
-        MediaType::Jpeg | MediaType::Png => {
+    let (width, height, fingerprint) = match declared {
+        MediaType::Jpeg => {
             let cost = checked_cost(bytes, declared, limits)?;
-            if declared == MediaType::Jpeg {
-                jpeg::verify(bytes, cost.check_bytes)?;
-            } else {
-                png_scan::verify(bytes)?;
-            }
-            (cost.width, cost.height)
+            let fingerprint = crate::fingerprint::verify_jpeg(bytes, cost.check_bytes, limits)?;
+            (cost.width, cost.height, fingerprint)
+        }
+        MediaType::Png => {
+            let cost = checked_cost(bytes, declared, limits)?;
+            png_scan::verify(bytes)?;
+            (
+                cost.width,
+                cost.height,
+                fingerprint_of(bytes, declared, limits),
+            )
         }
         _ => {
             let (image, _) = decode(bytes, declared, limits)?;
-            (image.width(), image.height())
+            (image.width(), image.height(), None)
         }
     };
     Ok(Inspected {
@@ -133,7 +138,7 @@ fn inspect_scanned(
         height,
         page_count: 1,
         converted: None,
-        fingerprint: fingerprint_of(bytes, declared, limits),
+        fingerprint,
     })
 }
 

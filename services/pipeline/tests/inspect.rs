@@ -107,6 +107,37 @@ fn a_truncated_jpeg_or_png_is_corrupt() {
 }
 
 #[test]
+fn a_photo_checked_and_fingerprinted_in_one_pass_is_refused_when_damaged() {
+    // 2,048 px wide or more: the check's 1/8-scale decode also gives the fingerprint.
+    let limits = Limits::default();
+    let full = jpeg(2400, 1600);
+    let seen = inspect(&full, MediaType::Jpeg, &limits).unwrap();
+    assert_eq!(
+        seen.fingerprint,
+        imaging_pipeline::fingerprint(&full, MediaType::Jpeg, &limits).unwrap(),
+        "the same fingerprint as a pass of its own"
+    );
+    assert!(seen.fingerprint.is_some());
+    for damaged in [
+        full[..full.len() / 2].to_vec(),
+        full[..full.len() - 2].to_vec(),
+        {
+            // Entropy-coded data overwritten in the middle.
+            let mut bytes = full.clone();
+            let middle = bytes.len() / 2;
+            bytes[middle..middle + 64].fill(0xFF);
+            bytes
+        },
+    ] {
+        let result = inspect(&damaged, MediaType::Jpeg, &limits);
+        assert!(
+            matches!(result, Err(PipelineError::Corrupt(_))),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
 fn a_png_claiming_ten_gigapixels_is_refused_from_its_header() {
     let bomb = png_bomb();
     assert!(bomb.len() < 70, "{} bytes", bomb.len());
