@@ -90,12 +90,16 @@ fn rotates(orientation: Orientation) -> bool {
 
 fn jpeg_grey(bytes: &[u8], limits: &Limits) -> Result<Option<Grey>, PipelineError> {
     let (cost, orientation) = crate::inspect::read_header(bytes, MediaType::Jpeg, limits)?;
-    let upright_width = if rotates(orientation) {
-        cost.height
-    } else {
-        cost.width
-    };
-    let numerator = 8u8 >> halvings(upright_width);
+    jpeg_grey_at(bytes, &cost, orientation)
+}
+
+/// The JPEG of header `cost` and `orientation` decoded grey at the scale of [`halvings`].
+fn jpeg_grey_at(
+    bytes: &[u8],
+    cost: &crate::DecodeCost,
+    orientation: Orientation,
+) -> Result<Option<Grey>, PipelineError> {
+    let numerator = 8u8 >> halvings(upright_width(cost, orientation));
     let Some(scaled) = jpeg::decode_grey_scaled(bytes, numerator, cost.check_bytes)? else {
         return Ok(None);
     };
@@ -107,6 +111,14 @@ fn jpeg_grey(bytes: &[u8], limits: &Limits) -> Result<Option<Grey>, PipelineErro
     )?))
 }
 
+fn upright_width(cost: &crate::DecodeCost, orientation: Orientation) -> u32 {
+    if rotates(orientation) {
+        cost.height
+    } else {
+        cost.width
+    }
+}
+
 /// Proves a JPEG decodable (as [`crate::jpeg::verify`] does: every coefficient of every scan
 /// entropy-decoded, to the end-of-image marker) and takes its fingerprint, in one pass when the
 /// picture's scale is 1/8 (a photo 2,048 px wide or more), as the check decodes at 1/8 anyway.
@@ -116,12 +128,7 @@ pub(crate) fn verify_jpeg(
     limits: &Limits,
 ) -> Result<Option<Fingerprint>, PipelineError> {
     let (cost, orientation) = crate::inspect::read_header(bytes, MediaType::Jpeg, limits)?;
-    let upright_width = if rotates(orientation) {
-        cost.height
-    } else {
-        cost.width
-    };
-    if halvings(upright_width) == 3 {
+    if halvings(upright_width(&cost, orientation)) == 3 {
         return match jpeg::decode_grey_scaled(bytes, 1, check_bytes)? {
             Some(scaled) => Ok(
                 upright(scaled.pixels, scaled.width, scaled.height, orientation)

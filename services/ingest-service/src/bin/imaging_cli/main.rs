@@ -402,6 +402,18 @@ impl Target {
     async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
         profile::connect(&self.addr, self.ca_file.as_ref()).await
     }
+
+    /// An image's metadata with a fresh URL (`get`, `download`).
+    async fn get_image(&self, token: &str, target: v1::Target) -> anyhow::Result<v1::ImageInfo> {
+        let request = v1::GetImageRequest {
+            target: Some(target),
+            owner: String::new(),
+        };
+        Ok(ImageIngestClient::new(self.channel().await?)
+            .get_image(authed(token, request)?)
+            .await?
+            .into_inner())
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -631,15 +643,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             workspace,
             force,
         } => {
-            let mut client = ImageIngestClient::new(service.channel().await?);
-            let request = v1::GetImageRequest {
-                target: Some(target(kind, id, workspace)),
-                owner: String::new(),
-            };
-            let info = client
-                .get_image(authed(&token, request)?)
-                .await?
-                .into_inner();
+            let info = service
+                .get_image(&token, target(kind, id, workspace))
+                .await?;
             let written = download(&info.url, &output, force, &info.sha256).await?;
             show(
                 json,
@@ -680,15 +686,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             id,
             workspace,
         } => {
-            let mut client = ImageIngestClient::new(service.channel().await?);
-            let request = v1::GetImageRequest {
-                target: Some(target(kind, id, workspace)),
-                owner: String::new(),
-            };
-            let info = client
-                .get_image(authed(&token, request)?)
-                .await?
-                .into_inner();
+            let info = service
+                .get_image(&token, target(kind, id, workspace))
+                .await?;
             show(
                 json,
                 &[

@@ -4,7 +4,6 @@
 
 use super::{RedisState, decode, unavailable};
 use crate::state::StateError;
-use redis::AsyncCommands;
 
 impl RedisState {
     /// The duplicate index's candidates for an upload (see `Catalog::duplicate_candidates`).
@@ -25,15 +24,16 @@ impl RedisState {
             );
         }
         let last = isize::try_from(per_key.max(1)).unwrap_or(isize::MAX) - 1;
-        let mut ids: Vec<String> = Vec::new();
-        for set in sets {
-            let found: Vec<String> = self
-                .conn()
-                .zrevrange(&set, 0, last)
-                .await
-                .map_err(unavailable)?;
-            ids.extend(found);
+        // Every set in one round trip (they share the workspace's slot).
+        let mut pipe = redis::pipe();
+        for set in &sets {
+            pipe.zrevrange(set, 0, last);
         }
+        let found: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut ids: Vec<String> = found.into_iter().flatten().collect();
         ids.sort();
         ids.dedup();
         let mut entries = Vec::with_capacity(ids.len());
