@@ -22,6 +22,7 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -e /usr/include/libde265/de265.h ] || missing+=(libde265-dev)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -62,6 +63,9 @@ echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/m
 echo
 echo "== conversion"
 target/release/conversion "$corpus" --reps "$reps"
+echo
+echo "== instructions (callgrind: the same whatever the machine's load)"
+target/release/instructions "$corpus"
 echo
 echo "== uploads"
 target/release/uploads "${uploads_args[@]}"

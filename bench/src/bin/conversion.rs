@@ -171,7 +171,7 @@ fn convert_file(
         note: "",
     });
 
-    for variant in [Variant::FullDecode, Variant::Before] {
+    for variant in [Variant::ScaledRgb, Variant::FullDecode, Variant::Before] {
         let (time, (out, _)) = timed(reps, || convert(&bytes, file.media, &limits, variant))?;
         let (width, height, ssim, psnr) = score(&original, &out.bytes, true)?;
         rows.push(Measured {
@@ -317,7 +317,12 @@ fn stage_table(options: &Options, limits: &Limits) -> anyhow::Result<String> {
     ]);
     for file in CORPUS_FILES.iter().filter(|f| f.converted) {
         let bytes = read(&options.corpus, file.name)?;
-        for variant in [Variant::Before, Variant::FullDecode, Variant::Current] {
+        for variant in [
+            Variant::Before,
+            Variant::FullDecode,
+            Variant::ScaledRgb,
+            Variant::Current,
+        ] {
             let mut runs: Vec<StageTimes> = Vec::new();
             convert(&bytes, file.media, limits, variant)?;
             for _ in 0..options.reps {

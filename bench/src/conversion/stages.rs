@@ -10,7 +10,8 @@
 
 use fast_image_resize::PixelType;
 use imaging_pipeline::webp_stages::{
-    decode, decode_for_target, encode, lossy_config, opaque_or_rgba, orient, resize, target_size,
+    decode, decode_for_target, encode, jpeg_header, jpeg_scale, lossy_config, opaque_or_rgba,
+    orient, resize, target_size, yuv_decode, yuv_encode, yuv_fit,
 };
 use imaging_pipeline::{Limits, MediaType};
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ pub enum Variant {
     Before,
     /// Full decode, resize in stored orientation, orient the small image, method 2.
     FullDecode,
-    /// The pipeline now: as `FullDecode`, but large JPEGs decoded at M/8 scale.
+    /// As `FullDecode`, but large JPEGs decoded at M/8 scale, to RGB.
+    ScaledRgb,
+    /// The pipeline now: a JPEG's YCbCr planes at M/8 scale, resized, encoded as YUV.
     Current,
 }
 
@@ -35,7 +38,10 @@ impl Variant {
         match self {
             Variant::Before => "ours, first: orient full size, resize, method 4",
             Variant::FullDecode => "ours, before: full decode, resize, orient small, method 2",
-            Variant::Current => "ours, now: DCT-scaled decode, resize, orient small, method 2",
+            Variant::ScaledRgb => {
+                "ours, before: DCT-scaled decode to RGB, resize, orient, method 2"
+            }
+            Variant::Current => "ours, now: DCT-scaled YCbCr planes, resize, orient, encode YUV",
         }
     }
 }
@@ -84,7 +90,32 @@ pub fn convert(
         config.method = LIBWEBP_DEFAULT_METHOD;
     }
 
-    if variant == Variant::Current {
+    if variant == Variant::Current && media == MediaType::Jpeg {
+        let start = Instant::now();
+        let header = jpeg_header(bytes, limits)?;
+        let numerator = jpeg_scale(header.stored, limits);
+        let planes = yuv_decode(bytes, numerator, header.decode_bytes)?
+            .ok_or_else(|| anyhow::anyhow!("not a YCbCr or grey JPEG"))?;
+        times.decode = start.elapsed();
+        let start = Instant::now();
+        let to = target_size(header.stored, limits);
+        let image = yuv_fit(&planes, to, header.orientation)?;
+        drop(planes);
+        times.resize = start.elapsed();
+        let start = Instant::now();
+        let bytes = yuv_encode(&image, &config)?;
+        times.encode = start.elapsed();
+        return Ok((
+            Converted {
+                bytes,
+                width: image.width,
+                height: image.height,
+            },
+            times,
+        ));
+    }
+
+    if matches!(variant, Variant::ScaledRgb | Variant::Current) {
         let start = Instant::now();
         let decoded = decode_for_target(bytes, media, limits)?;
         times.decode = start.elapsed();
@@ -127,7 +158,7 @@ pub fn convert(
             times.resize = start.elapsed();
             (pixels, pixel_type, to)
         }
-        Variant::FullDecode | Variant::Current => {
+        Variant::FullDecode | Variant::ScaledRgb | Variant::Current => {
             let start = Instant::now();
             let stored = (image.width(), image.height());
             let (pixels, pixel_type) = opaque_or_rgba(image);

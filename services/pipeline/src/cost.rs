@@ -64,7 +64,9 @@ pub fn estimate(
     let (check, convert, pages) = if media == MediaType::Pdf {
         let cost = pdf_guard::scan(bytes, &limits.pdf)?.memory(file);
         scanned = Some((bytes.as_ptr() as usize, bytes.len(), limits.pdf));
-        (cost, cost, cost)
+        // The check also takes the first page's fingerprint, under an allowance of its own.
+        let check = cost.saturating_add(crate::fingerprint::PDF_FINGERPRINT_BYTES);
+        (check, cost, cost)
     } else {
         let cost = decode_cost(bytes, media, limits)?;
         let pages = if media == MediaType::Jpeg {

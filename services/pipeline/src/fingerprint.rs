@@ -322,9 +322,32 @@ fn dct_hash(pixels: &[f64]) -> u64 {
         .fold(0u64, |hash, (i, _)| hash | (1 << i))
 }
 
+/// What taking a PDF's fingerprint may allocate besides the loaded document (the first page's
+/// picture decoded grey at its fingerprint scale, and a turned copy): the PDF check's memory
+/// estimate includes it, and a page picture that would need more gets no fingerprint.
+pub(crate) const PDF_FINGERPRINT_BYTES: u64 = 8 << 20;
+
+/// The fingerprint of the picture that makes up the first page of `doc` (see
+/// [`first_page_jpeg`]), read in place; `None` if there is none or it would need more than
+/// [`PDF_FINGERPRINT_BYTES`].
+pub(crate) fn pdf_first_page(doc: &lopdf::Document, limits: &Limits) -> Option<Fingerprint> {
+    let jpeg = first_page_jpeg(doc)?;
+    let (cost, orientation) = crate::inspect::read_header(jpeg, MediaType::Jpeg, limits).ok()?;
+    let shift = halvings(upright_width(&cost, orientation));
+    let scaled = u64::from(cost.width >> shift).saturating_add(1)
+        * u64::from(cost.height >> shift).saturating_add(1);
+    if scaled.saturating_mul(2).saturating_add(64 << 10) > PDF_FINGERPRINT_BYTES {
+        return None;
+    }
+    jpeg_grey_at(jpeg, &cost, orientation)
+        .ok()
+        .flatten()
+        .map(|grey| grey.fingerprint())
+}
+
 /// The JPEG bytes of the image that makes up the first page of `doc`: its first image XObject,
 /// if that is DCT-encoded and the page draws nothing else of its own.
-pub(crate) fn first_page_jpeg(doc: &lopdf::Document) -> Option<Vec<u8>> {
+pub(crate) fn first_page_jpeg(doc: &lopdf::Document) -> Option<&[u8]> {
     let page = *crate::inspect::pages(doc).first()?;
     let page = doc.get_dictionary(page).ok()?;
     let resources = match page.get(b"Resources").ok()? {
@@ -356,7 +379,7 @@ pub(crate) fn first_page_jpeg(doc: &lopdf::Document) -> Option<Vec<u8>> {
         .get(b"Filter")
         .and_then(lopdf::Object::as_name)
         .is_ok_and(|name| name == b"DCTDecode");
-    (is_image && dct).then(|| stream.content.clone())
+    (is_image && dct).then_some(stream.content.as_slice())
 }
 
 #[cfg(test)]

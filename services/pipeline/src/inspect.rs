@@ -101,8 +101,7 @@ fn inspect_scanned(
         }
         let doc = load_pdf_scanned(bytes, limits)?;
         let pages = u32::try_from(pages(&doc).len()).unwrap_or(u32::MAX);
-        let fingerprint = crate::fingerprint::first_page_jpeg(&doc)
-            .and_then(|jpeg| fingerprint_of(&jpeg, MediaType::Jpeg, limits));
+        let fingerprint = crate::fingerprint::pdf_first_page(&doc, limits);
         return Ok(Inspected {
             media: declared,
             width: 0,

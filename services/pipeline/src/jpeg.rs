@@ -10,8 +10,8 @@
 //! about corrupt data is made such an error: libjpeg would otherwise fill a damaged or truncated
 //! scan with grey and carry on.
 //!
-//! The only module of the workspace allowed `unsafe`: every block is a call into libjpeg with
-//! the state this module created, and says why it is sound.
+//! One of the two modules of the workspace allowed `unsafe` (with `yuv`, for libwebp): every
+//! block is a call into libjpeg with the state this module created, and says why it is sound.
 #![allow(unsafe_code)]
 
 use crate::PipelineError;
@@ -276,6 +276,86 @@ fn decode_scaled(
     })
 }
 
+/// One plane of a JPEG's raw (YCbCr) output: `rows` of `stride` samples, of which the top-left
+/// `width` x `height` are the image (the rest is the padding of the last DCT blocks).
+#[derive(Debug)]
+pub struct Plane {
+    /// `rows` x `stride` samples.
+    pub samples: Vec<u8>,
+    /// Samples per row.
+    pub stride: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Width of the image area.
+    pub width: u32,
+    /// Height of the image area.
+    pub height: u32,
+}
+
+/// Decodes a YCbCr (three components) or grey JPEG at `numerator/8` of its size to its planes
+/// as stored (full-range YCbCr as JFIF defines it, or grey; luma first, then Cb and Cr, each at
+/// its own sampled size),
+/// without libjpeg's upsampling or colour conversion (its raw output), whole-image buffers within
+/// `max_bytes`. `Ok(None)` for other colour spaces (RGB, CMYK, YCCK).
+pub(crate) fn decode_planes_scaled(
+    bytes: &[u8],
+    numerator: u8,
+    max_bytes: u64,
+) -> Result<Option<Vec<Plane>>, PipelineError> {
+    run(bytes, max_bytes, |decoder| {
+        let cinfo = &mut *decoder.cinfo;
+        let ycbcr =
+            cinfo.jpeg_color_space == ffi::J_COLOR_SPACE::JCS_YCbCr && cinfo.num_components == 3;
+        let grey = cinfo.jpeg_color_space == ffi::J_COLOR_SPACE::JCS_GRAYSCALE
+            && cinfo.num_components == 1;
+        if !(ycbcr || grey) {
+            return None;
+        }
+        cinfo.raw_data_out = 1;
+        cinfo.scale_num = numerator.clamp(1, 8).into();
+        cinfo.scale_denom = 8;
+        decoder.decompress_raw()
+    })
+}
+
+/// The DCT scale libjpeg-turbo gives component `comp` when the image is decoded at
+/// `numerator/8`: chroma is scaled up in the inverse DCT (up to 8/8) rather than upsampled
+/// afterwards (`jdmaster.c`, `jpeg_calc_output_dimensions`).
+fn component_scale(cinfo: &ffi::jpeg_decompress_struct, comp: &ffi::jpeg_component_info) -> usize {
+    let min = cinfo.scale_num as usize;
+    let (max_h, max_v) = (
+        cinfo.max_h_samp_factor as usize,
+        cinfo.max_v_samp_factor as usize,
+    );
+    let (h, v) = (comp.h_samp_factor as usize, comp.v_samp_factor as usize);
+    let mut size = min;
+    while size < 8
+        && (max_h * min).is_multiple_of(h * size * 2)
+        && (max_v * min).is_multiple_of(v * size * 2)
+    {
+        size *= 2;
+    }
+    size
+}
+
+/// What libjpeg itself set for a component after `jpeg_start_decompress`: its DCT scale and its
+/// sampled width and height (fields the bindings keep private).
+fn component_layout(comp: *const ffi::jpeg_component_info) -> (usize, u32, u32) {
+    let base = std::mem::offset_of!(ffi::jpeg_component_info, height_in_blocks);
+    // SAFETY: `comp` points to a live `jpeg_component_info` (`repr(C)`): after the public
+    // `height_in_blocks` (a `JDIMENSION`) come `DCT_scaled_size` (`c_int`), `downsampled_width`
+    // and `downsampled_height` (`JDIMENSION`), all 4-byte fields inside the struct. Were the
+    // layout another (libjpeg 7's ABI), the values would disagree with `component_scale`, and
+    // the caller refuses them before using any.
+    unsafe {
+        let at = comp.cast::<u8>().add(base);
+        let size = at.add(4).cast::<c_int>().read();
+        let width = at.add(8).cast::<u32>().read();
+        let height = at.add(12).cast::<u32>().read();
+        (usize::try_from(size).unwrap_or(0), width, height)
+    }
+}
+
 /// A decompressor over `bytes` with its header read, handed to `body`; libjpeg errors and
 /// corrupt-data warnings become [`PipelineError::Corrupt`]. libjpeg's whole-image arrays (the
 /// coefficients of a progressive or multi-scan image) may take at most `max_bytes`: past that it
@@ -364,6 +444,79 @@ impl Decoder {
         }
         self.finish();
         (pixels, width, height)
+    }
+
+    /// Decompresses the image as raw planes (`raw_data_out` set) and reads on to the end-of-image
+    /// marker. `None` if libjpeg's layout is not the one computed here (then nothing was read).
+    fn decompress_raw(&mut self) -> Option<Vec<Plane>> {
+        // SAFETY: the header was read and `raw_data_out` set; errors unwind to `run`.
+        unsafe { ffi::jpeg_start_decompress(&mut self.cinfo) };
+        let cinfo = &*self.cinfo;
+        let count = usize::try_from(cinfo.num_components).unwrap_or(0);
+        let max_v = usize::try_from(cinfo.max_v_samp_factor).unwrap_or(0);
+        if !(1..=3).contains(&count) || !(1..=4).contains(&max_v) {
+            return None;
+        }
+        // Rows of DCT blocks of the largest vertical sampling (libjpeg's iMCU rows).
+        let imcu_rows = (cinfo.image_height as usize).div_ceil(max_v * 8);
+        let mut planes = Vec::with_capacity(count);
+        let mut per_call = Vec::with_capacity(count);
+        for index in 0..count {
+            // SAFETY: `comp_info` holds `num_components` entries once the header is read.
+            let comp_ptr = unsafe { cinfo.comp_info.add(index) };
+            let comp = unsafe { &*comp_ptr };
+            let size = component_scale(cinfo, comp);
+            let (libjpeg_size, width, height) = component_layout(comp_ptr);
+            let v = usize::try_from(comp.v_samp_factor).unwrap_or(0);
+            if libjpeg_size != size || !(1..=4).contains(&v) || width == 0 || height == 0 {
+                return None;
+            }
+            // libjpeg writes every block of the component, `v` block rows per iMCU row.
+            let stride = comp.width_in_blocks as usize * size;
+            let rows = imcu_rows * v * size;
+            if (width as usize) > stride || (height as usize) > rows {
+                return None;
+            }
+            planes.push(Plane {
+                samples: vec![0; stride * rows],
+                stride,
+                rows,
+                width,
+                height,
+            });
+            per_call.push(v * size);
+        }
+        let mut pointers: Vec<Vec<*mut u8>> = per_call
+            .iter()
+            .map(|&n| vec![std::ptr::null_mut(); n])
+            .collect();
+        let mut image: Vec<*mut *mut u8> = Vec::with_capacity(count);
+        let mut row = 0;
+        while self.cinfo.output_scanline < self.cinfo.output_height {
+            if row >= imcu_rows {
+                fail("JPEG decoded more rows than it has");
+            }
+            image.clear();
+            for ((plane, rows), n) in planes.iter_mut().zip(&mut pointers).zip(&per_call) {
+                let start = row * n * plane.stride;
+                for (i, pointer) in rows.iter_mut().enumerate() {
+                    // SAFETY: rows `row * n .. row * n + n` of the plane lie within its
+                    // `rows` (= iMCU rows x n) rows of `stride` samples.
+                    *pointer = unsafe { plane.samples.as_mut_ptr().add(start + i * plane.stride) };
+                }
+                image.push(rows.as_mut_ptr());
+            }
+            // SAFETY: one row pointer per sample row libjpeg writes for each component in one
+            // iMCU row (v_samp_factor x DCT scale), each to `stride` writable samples (its width
+            // in blocks x DCT scale); `max_lines` is above any iMCU row's height.
+            let read = unsafe { ffi::jpeg_read_raw_data(&mut self.cinfo, image.as_mut_ptr(), 64) };
+            if read == 0 {
+                fail("JPEG ended before its last row");
+            }
+            row += 1;
+        }
+        self.finish();
+        Some(planes)
     }
 
     /// Bytes of one output row.

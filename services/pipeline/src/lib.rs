@@ -20,6 +20,7 @@ mod reduce;
 mod tiff_pdf;
 mod tiff_scan;
 mod webp;
+mod yuv;
 
 pub use cost::{Estimate, Step, estimate, memory_cost};
 pub use error::PipelineError;
@@ -38,10 +39,15 @@ pub use webp::{WEBP_METHOD, WebpOutput, to_webp};
 /// The stages of [`to_webp`], one function each, so that the benchmark times the very code the
 /// service runs.
 pub mod webp_stages {
+    /// The YCbCr path a JPEG takes (see `to_webp`).
+    pub use crate::jpeg::Plane;
+    /// The scale a JPEG is decoded at for its conversion.
+    pub use crate::webp::jpeg_scale;
     pub use crate::webp::{
-        Decoded, decode, decode_for_target, encode, lossy_config, opaque_or_rgba, orient, resize,
-        target_size,
+        Decoded, JpegHeader, decode, decode_for_target, encode, jpeg_header, lossy_config,
+        opaque_or_rgba, orient, resize, target_size,
     };
+    pub use crate::yuv::{Yuv420, decode as yuv_decode, encode as yuv_encode, fit as yuv_fit};
 }
 
 /// Limits applied to every decode, parse and conversion, all checked before the memory they

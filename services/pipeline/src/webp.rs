@@ -40,8 +40,9 @@ pub fn lossy_config(quality: f32) -> Result<webp::WebPConfig, PipelineError> {
 
 /// Converts a JPEG, PNG or WebP to an upright, downscaled, lossy WebP without metadata.
 ///
-/// The pixel cap is checked from the header before decoding, as in [`crate::inspect`]; large
-/// JPEGs are decoded at a reduced scale (see [`decode_for_target`]). The EXIF
+/// The pixel cap is checked from the header before decoding, as in [`crate::inspect`]. A YCbCr
+/// or grey JPEG stays in YCbCr from decoder to encoder (see [`crate::yuv`]), decoded at the
+/// reduced scale [`decode_for_target`] would use; other images go through RGB. The EXIF
 /// orientation is applied; alpha is kept only if some pixel is not fully opaque; the long edge is
 /// brought down to `max_edge` (Lanczos3), never up. A PDF is refused with
 /// [`PipelineError::UnsupportedMediaType`].
@@ -50,6 +51,24 @@ pub fn to_webp(
     media: MediaType,
     limits: &Limits,
 ) -> Result<WebpOutput, PipelineError> {
+    if media == MediaType::Jpeg {
+        let header = jpeg_header(bytes, limits)?;
+        let converted = crate::yuv::jpeg_to_webp(
+            bytes,
+            jpeg_scale(header.stored, limits),
+            header.decode_bytes,
+            target_size(header.stored, limits),
+            header.orientation,
+            limits,
+        )?;
+        if let Some(converted) = converted {
+            return Ok(WebpOutput {
+                bytes: converted.bytes,
+                width: converted.width,
+                height: converted.height,
+            });
+        }
+    }
     let decoded = decode_for_target(bytes, media, limits)?;
     let pixel_type = decoded.pixel_type;
     let (pixels, (new_width, new_height)) = fit_upright(decoded, limits)?;
@@ -63,6 +82,28 @@ pub fn to_webp(
         bytes,
         width: new_width,
         height: new_height,
+    })
+}
+
+/// What a JPEG's conversion reads from its header.
+#[derive(Debug, Clone, Copy)]
+pub struct JpegHeader {
+    /// Size as stored.
+    pub stored: (u32, u32),
+    /// EXIF orientation, not applied.
+    pub orientation: Orientation,
+    /// What libjpeg's whole-image buffers may take.
+    pub decode_bytes: u64,
+}
+
+/// The header checks of a JPEG's conversion (type, pixel cap, decode cost) and what they read.
+pub fn jpeg_header(bytes: &[u8], limits: &Limits) -> Result<JpegHeader, PipelineError> {
+    check_type(bytes, MediaType::Jpeg)?;
+    let (cost, orientation) = inspect::read_header(bytes, MediaType::Jpeg, limits)?;
+    Ok(JpegHeader {
+        stored: (cost.width, cost.height),
+        orientation,
+        decode_bytes: cost.convert_bytes,
     })
 }
 
@@ -191,7 +232,7 @@ pub fn target_size(stored: (u32, u32), limits: &Limits) -> (u32, u32) {
 
 /// The scale M/8 at which a JPEG of `stored` size is decoded for its conversion: the smallest
 /// that still covers [`target_size`]. (Its memory estimate uses the same.)
-pub(crate) fn jpeg_scale(stored: (u32, u32), limits: &Limits) -> u8 {
+pub fn jpeg_scale(stored: (u32, u32), limits: &Limits) -> u8 {
     jpeg::scale_for(stored, target_size(stored, limits))
 }
 

@@ -233,3 +233,25 @@ fn a_jpeg_carrying_pdf_text_is_appended_and_every_reader_reads_the_report() {
         assert_eq!(read.page_count, 2);
     }
 }
+
+#[test]
+fn a_scanned_pdf_is_checked_and_fingerprinted_within_what_is_reserved_for_it() {
+    // A page scanned at 150 dpi (A4: 1240 x 1754) as the PDF's only picture: the check takes
+    // its fingerprint from the picture read in place, under the check's own estimate.
+    let limits = Limits::default();
+    let scan = common::jpeg_of(&imaging_fixtures::scenes::photo(1240, 1754, 3));
+    let pdf = start_report(&scan, MediaType::Jpeg, &limits).unwrap().bytes;
+    assert!(pdf.len() > 200_000, "{} bytes", pdf.len());
+    let reserved = memory_cost(&pdf, MediaType::Pdf, Step::Inspect, &limits).unwrap();
+    let (seen, peak) = meter::run(reserved, || {
+        imaging_pipeline::inspect(&pdf, MediaType::Pdf, &limits)
+    })
+    .unwrap();
+    assert!(seen.fingerprint.is_some());
+    assert!(peak.0 <= reserved, "peak {} over {reserved}", peak.0);
+    // The same fingerprint as the picture uploaded on its own.
+    let alone = imaging_pipeline::fingerprint(&scan, MediaType::Jpeg, &limits)
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.fingerprint.unwrap().hash, alone.hash);
+}

@@ -115,6 +115,7 @@ fn a_12_mp_photo_decoded_at_5_8_scale_keeps_size_orientation_bytes_and_quality()
             .unwrap();
     assert_eq!(decoded.size, (2520, 1890));
     assert_eq!(decoded.stored, (4032, 3024));
+    assert_eq!(planes_of(&stored, &limits), 3);
 
     for (orientation, expected) in [(1, (2048, 1536)), (6, (1536, 2048)), (3, (2048, 1536))] {
         let file = with_orientation(&stored, orientation);
@@ -179,4 +180,104 @@ fn small_grey_and_progressive_jpegs_convert_through_the_scaled_decoder() {
     let mut resealed = cut.to_vec();
     resealed.extend_from_slice(&[0xFF, 0xD9]);
     assert!(imaging_pipeline::inspect(&resealed, MediaType::Jpeg, &limits).is_err());
+}
+
+/// How many planes the YCbCr path decodes `file` to (0: it takes the RGB path).
+fn planes_of(file: &[u8], limits: &Limits) -> usize {
+    use imaging_pipeline::webp_stages::{jpeg_header, jpeg_scale, yuv_decode};
+    let header = jpeg_header(file, limits).unwrap();
+    let planes = yuv_decode(file, jpeg_scale(header.stored, limits), header.decode_bytes).unwrap();
+    planes.map_or(0, |planes| planes.len())
+}
+
+/// The mean of each channel over the image.
+fn mean_rgb(image: &image::RgbImage) -> [f64; 3] {
+    let mut sum = [0f64; 3];
+    for pixel in image.pixels() {
+        for (total, value) in sum.iter_mut().zip(pixel.0) {
+            *total += f64::from(value);
+        }
+    }
+    let count = f64::from(image.width() * image.height());
+    sum.map(|total| total / count)
+}
+
+#[test]
+fn jpegs_of_every_chroma_sampling_keep_their_colours_through_the_ycbcr_path() {
+    // A long edge of 256 px: decoded at 4/8 or 3/8, so the planes come from the scaled decoder
+    // (chroma scaled up in the inverse DCT), then resized each on its own.
+    let limits = Limits {
+        max_edge: 256,
+        ..Limits::default()
+    };
+    for (sampling, file) in imaging_fixtures::SAMPLING_JPEGS {
+        // The planes libjpeg gives at the conversion's scale: the YCbCr path is taken.
+        assert_eq!(planes_of(file, &limits), 3, "{sampling}");
+        let out = to_webp(file, MediaType::Jpeg, &limits).unwrap();
+        let (reference, rgb_webp) = full_decode_conversion(file, &limits);
+        assert_eq!(
+            (out.width, out.height),
+            reference.dimensions(),
+            "{sampling}"
+        );
+        let ours = decode(&out.bytes).into_rgb8();
+        let through_rgb = decode(&rgb_webp).into_rgb8();
+        // As close to the reference as the RGB path's output, and in the same colours: a chroma
+        // plane swapped, misplaced or left in full range would move the means by tens.
+        let ssim_ours = imaging_fixtures::quality::ssim(&ours, &reference);
+        let ssim_rgb = imaging_fixtures::quality::ssim(&through_rgb, &reference);
+        assert!(
+            ssim_ours >= ssim_rgb - 0.01,
+            "{sampling}: SSIM {ssim_ours:.4} vs {ssim_rgb:.4} through RGB"
+        );
+        let (ours_mean, reference_mean) = (mean_rgb(&ours), mean_rgb(&reference));
+        for channel in 0..3 {
+            let off = (ours_mean[channel] - reference_mean[channel]).abs();
+            assert!(
+                off < 2.0,
+                "{sampling}: channel {channel} mean {:.1} vs {:.1}",
+                ours_mean[channel],
+                reference_mean[channel]
+            );
+        }
+        // A saturated patch keeps its colour: the red one's centre (first patch, top left).
+        let (w, h) = reference.dimensions();
+        let at = (w / 10 + w / 14, h / 8 + h / 8);
+        let (a, b) = (
+            ours.get_pixel(at.0, at.1).0,
+            reference.get_pixel(at.0, at.1).0,
+        );
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.abs_diff(y) < 16),
+            "{sampling}: red patch {a:?} vs {b:?}"
+        );
+        assert!(
+            b[0] > 200 && b[1] < 60 && b[2] < 60,
+            "{sampling}: reference {b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_grey_jpeg_stays_grey_and_keeps_its_levels() {
+    let limits = Limits::default();
+    let grey = image::GrayImage::from_fn(3000, 2000, |x, _| image::Luma([(x * 255 / 2999) as u8]));
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageLuma8(grey)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Jpeg)
+        .unwrap();
+    assert_eq!(planes_of(&bytes, &limits), 1);
+    let out = to_webp(&bytes, MediaType::Jpeg, &limits).unwrap();
+    let back = decode(&out.bytes).into_rgb8();
+    assert_eq!(back.dimensions(), (2048, 1365));
+    for x in [10, 512, 1024, 1536, 2040] {
+        let pixel = back.get_pixel(x, 600).0;
+        let expected = f64::from(x) * 255.0 / 2047.0;
+        assert!(
+            pixel.iter().all(|&c| (f64::from(c) - expected).abs() < 6.0),
+            "x {x}: {pixel:?}, expected about {expected:.0}"
+        );
+        let spread = pixel.iter().max().unwrap() - pixel.iter().min().unwrap();
+        assert!(spread <= 3, "x {x}: {pixel:?} is not grey");
+    }
 }
