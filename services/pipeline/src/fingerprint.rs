@@ -120,30 +120,24 @@ fn upright_width(cost: &crate::DecodeCost, orientation: Orientation) -> u32 {
 }
 
 /// Proves a JPEG decodable (as [`crate::jpeg::verify`] does: every coefficient of every scan
-/// entropy-decoded, to the end-of-image marker) and takes its fingerprint, in one pass when the
-/// picture's scale is 1/8 (a photo 2,048 px wide or more), as the check decodes at 1/8 anyway.
+/// entropy-decoded, to the end-of-image marker, every corrupt-data warning an error) and takes
+/// its fingerprint in the same pass: the grey decode at the fingerprint's scale is that proof.
 pub(crate) fn verify_jpeg(
     bytes: &[u8],
     check_bytes: u64,
     limits: &Limits,
 ) -> Result<Option<Fingerprint>, PipelineError> {
     let (cost, orientation) = crate::inspect::read_header(bytes, MediaType::Jpeg, limits)?;
-    if halvings(upright_width(&cost, orientation)) == 3 {
-        return match jpeg::decode_grey_scaled(bytes, 1, check_bytes)? {
-            Some(scaled) => Ok(
-                upright(scaled.pixels, scaled.width, scaled.height, orientation)
-                    .ok()
-                    .map(|grey| grey.fingerprint()),
-            ),
-            // A colour space libjpeg cannot make grey (CMYK): checked as usual, no fingerprint.
-            None => jpeg::verify(bytes, check_bytes).map(|()| None),
-        };
+    let numerator = 8u8 >> halvings(upright_width(&cost, orientation));
+    match jpeg::decode_grey_scaled(bytes, numerator, check_bytes)? {
+        Some(scaled) => Ok(
+            upright(scaled.pixels, scaled.width, scaled.height, orientation)
+                .ok()
+                .map(|grey| grey.fingerprint()),
+        ),
+        // A colour space libjpeg cannot make grey (CMYK): checked as usual, no fingerprint.
+        None => jpeg::verify(bytes, check_bytes).map(|()| None),
     }
-    jpeg::verify(bytes, check_bytes)?;
-    Ok(jpeg_grey(bytes, limits)
-        .ok()
-        .flatten()
-        .map(|grey| grey.fingerprint()))
 }
 
 fn upright(
@@ -228,30 +222,83 @@ fn over_white(grey: u32, alpha: u32) -> u32 {
 
 impl Grey {
     fn fingerprint(&self) -> Fingerprint {
-        let signature = area(self, SIGNATURE_WIDTH, SIGNATURE_HEIGHT)
+        // The signature and the hash are both 32 cells wide: one horizontal pass serves both.
+        let narrow = narrow(self, SIGNATURE_WIDTH);
+        let signature = area(&narrow, SIGNATURE_WIDTH, self.height, SIGNATURE_HEIGHT)
             .into_iter()
             .map(|v| v.round().clamp(0.0, 255.0) as u8)
             .collect();
         Fingerprint {
-            hash: dct_hash(&area(self, 32, 32)),
+            hash: dct_hash(&area(&narrow, SIGNATURE_WIDTH, self.height, 32)),
             signature,
         }
     }
 }
 
-/// The picture area-resampled to `width` x `height` (each cell the mean of the pixels it covers,
-/// partly covered pixels weighted by their share).
-fn area(grey: &Grey, width: usize, height: usize) -> Vec<f64> {
-    let columns = weights(grey.width, width);
-    let rows = weights(grey.height, height);
-    // Horizontal pass, then vertical.
-    let mut narrow = vec![0f64; width * grey.height];
-    for y in 0..grey.height {
-        let line = &grey.pixels[y * grey.width..(y + 1) * grey.width];
-        for (x, taps) in columns.iter().enumerate() {
-            narrow[y * width + x] = taps.iter().map(|&(i, w)| f64::from(line[i]) * w).sum();
+/// A cell of the horizontal pass: the pixels it covers are contiguous, and all but the two at
+/// its edges are covered whole, so they share one weight and are summed as integers.
+struct Span {
+    /// The first pixel and its weight.
+    first: (usize, f64),
+    /// The pixels covered whole and their common weight.
+    inner: (std::ops::Range<usize>, f64),
+    /// The last pixel and its weight (0 if the cell has one pixel).
+    last: (usize, f64),
+}
+
+impl Span {
+    fn of(taps: &[(usize, f64)]) -> Span {
+        match taps {
+            [] => Span {
+                first: (0, 0.0),
+                inner: (0..0, 0.0),
+                last: (0, 0.0),
+            },
+            [only] => Span {
+                first: *only,
+                inner: (0..0, 0.0),
+                last: (only.0, 0.0),
+            },
+            [first, inner @ .., last] => Span {
+                first: *first,
+                inner: (first.0 + 1..last.0, inner.first().map_or(0.0, |&(_, w)| w)),
+                last: *last,
+            },
         }
     }
+
+    fn sum(&self, line: &[u8]) -> f64 {
+        let inner: u32 = line[self.inner.0.clone()]
+            .iter()
+            .map(|&p| u32::from(p))
+            .sum();
+        f64::from(line[self.first.0]) * self.first.1
+            + f64::from(inner) * self.inner.1
+            + f64::from(line[self.last.0]) * self.last.1
+    }
+}
+
+/// The horizontal pass of [`area`]: each row area-resampled to `width` cells.
+fn narrow(grey: &Grey, width: usize) -> Vec<f64> {
+    let columns: Vec<Span> = weights(grey.width, width)
+        .iter()
+        .map(|taps| Span::of(taps))
+        .collect();
+    let mut narrow = vec![0f64; width * grey.height];
+    for (y, out) in narrow.chunks_exact_mut(width).enumerate() {
+        let line = &grey.pixels[y * grey.width..(y + 1) * grey.width];
+        for (cell, span) in out.iter_mut().zip(&columns) {
+            *cell = span.sum(line);
+        }
+    }
+    narrow
+}
+
+/// The picture area-resampled to `width` x `height` (each cell the mean of the pixels it covers,
+/// partly covered pixels weighted by their share), from its [`narrow`] rows (`rows` of them,
+/// `width` cells each).
+fn area(narrow: &[f64], width: usize, rows: usize, height: usize) -> Vec<f64> {
+    let rows = weights(rows, height);
     let mut out = vec![0f64; width * height];
     for (y, taps) in rows.iter().enumerate() {
         for x in 0..width {
@@ -385,6 +432,28 @@ pub(crate) fn first_page_jpeg(doc: &lopdf::Document) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_sums_what_its_weighted_taps_sum() {
+        for (from, to) in [
+            (360, 32),
+            (257, 32),
+            (31, 32),
+            (1, 32),
+            (2048, 32),
+            (100, 64),
+        ] {
+            let line: Vec<u8> = (0..from).map(|i| (i * 37 % 256) as u8).collect();
+            for taps in weights(from, to) {
+                let direct: f64 = taps.iter().map(|&(i, w)| f64::from(line[i]) * w).sum();
+                let span = Span::of(&taps).sum(&line);
+                assert!(
+                    (direct - span).abs() < 1e-9,
+                    "{from}->{to}: {direct} vs {span}"
+                );
+            }
+        }
+    }
 
     /// A receipt-like page: dark words on light paper, in lines, laid out by `seed`, at any
     /// size the same picture.

@@ -108,9 +108,16 @@ fn a_truncated_jpeg_or_png_is_corrupt() {
 
 #[test]
 fn a_photo_checked_and_fingerprinted_in_one_pass_is_refused_when_damaged() {
-    // 2,048 px wide or more: the check's 1/8-scale decode also gives the fingerprint.
+    // The check's grey decode at the fingerprint's scale (1/8 from 2,048 px wide, 1/4, 1/2, and
+    // whole under 512 px) is the proof the JPEG decodes, and gives the fingerprint.
+    for (width, height) in [(2400, 1600), (1100, 800), (600, 800), (360, 480)] {
+        checked_in_one_pass(width, height);
+    }
+}
+
+fn checked_in_one_pass(width: u32, height: u32) {
     let limits = Limits::default();
-    let full = jpeg(2400, 1600);
+    let full = jpeg(width, height);
     let seen = inspect(&full, MediaType::Jpeg, &limits).unwrap();
     assert_eq!(
         seen.fingerprint,
@@ -132,7 +139,7 @@ fn a_photo_checked_and_fingerprinted_in_one_pass_is_refused_when_damaged() {
         let result = inspect(&damaged, MediaType::Jpeg, &limits);
         assert!(
             matches!(result, Err(PipelineError::Corrupt(_))),
-            "{result:?}"
+            "{width}x{height}: {result:?}"
         );
     }
 }

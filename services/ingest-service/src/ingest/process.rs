@@ -110,8 +110,13 @@ impl From<&pipeline::ReportUpdate> for ReportUpdateInfo {
     }
 }
 
-/// Reserves, in the memory budget, what `step` will need for `bytes` (estimated off the async
-/// runtime from headers and the PDF guard), refusing files over the decode and parse limits.
+/// Files up to this size are estimated on the async runtime: reading their headers (or scanning
+/// a PDF this small) takes microseconds, less than handing the work to the blocking pool.
+const INLINE_ESTIMATE_BYTES: usize = 64 * 1024;
+
+/// Reserves, in the memory budget, what `step` will need for `bytes` (estimated from headers
+/// and the PDF guard, off the async runtime unless the file is small), refusing files over the
+/// decode and parse limits.
 pub(super) async fn reserve_for(
     ingestor: &Ingestor,
     bytes: &Bytes,
@@ -119,11 +124,14 @@ pub(super) async fn reserve_for(
     step: pipeline::Step,
     limits: Limits,
 ) -> Result<(super::budget::Reserved, pipeline::Estimate), IngestError> {
-    let bytes = bytes.clone();
-    let estimate =
+    let estimate = if bytes.len() <= INLINE_ESTIMATE_BYTES {
+        pipeline::estimate(bytes, media, step, &limits)?
+    } else {
+        let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || pipeline::estimate(&bytes, media, step, &limits))
             .await
-            .map_err(|err| IngestError::Internal(format!("cost estimate failed: {err}")))??;
+            .map_err(|err| IngestError::Internal(format!("cost estimate failed: {err}")))??
+    };
     Ok((ingestor.budget.reserve(estimate.bytes).await?, estimate))
 }
 

@@ -326,7 +326,9 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// Events waiting in every outbox.
     async fn outbox_len(&self) -> Result<u64, StateError>;
     /// Images of `workspace` indexed with the SHA-256 `sha256` or sharing a quarter of the
-    /// perceptual hash `phash`, the newest `per_key` of each.
+    /// perceptual hash `phash`, the newest `per_key` of each. One found by its SHA-256 comes
+    /// with its ID, the SHA-256 and its time only (all an exact match needs; its entry is not
+    /// read); the others with their whole entries.
     async fn duplicate_candidates(
         &self,
         workspace: &str,

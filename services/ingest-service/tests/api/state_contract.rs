@@ -1085,12 +1085,27 @@ async fn the_duplicate_index_changes_with_its_records(backend: &Backend) {
         .duplicate_candidates("w1", "aa", None, 10)
         .await
         .unwrap();
-    assert_eq!(by_sha, std::slice::from_ref(&a));
+    // Found by its bytes: its ID, the SHA-256 and its time (its entry is not read).
+    assert_eq!(
+        by_sha,
+        [DupEntry {
+            image_id: "a".to_owned(),
+            created_ms: a.created_ms,
+            ..DupEntry::probe("aa", None)
+        }]
+    );
+    // Found by a quarter: its whole entry.
     let by_quarter = catalog
         .duplicate_candidates("w1", "zz", Some("ffffffff89abffff"), 10)
         .await
         .unwrap();
-    assert_eq!(ids(by_quarter), ["a"]);
+    assert_eq!(by_quarter, std::slice::from_ref(&a));
+    // Found both ways: once, as an exact match.
+    let both = catalog
+        .duplicate_candidates("w1", "aa", Some("0123456789abcdef"), 10)
+        .await
+        .unwrap();
+    assert_eq!(both, by_sha);
     assert!(
         catalog
             .duplicate_candidates("w1", "zz", Some("ffffffffffffffff"), 10)

@@ -97,7 +97,8 @@ impl EmbeddedState {
             let table = txn.open_table(DUP_SETS).map_err(failed)?;
             let entries = txn.open_table(DUP_ENTRIES).map_err(failed)?;
             let mut ids: Vec<String> = Vec::new();
-            for set in sets(&workspace, &probe) {
+            let mut found: Vec<DupEntry> = Vec::new();
+            for (index, set) in sets(&workspace, &probe).into_iter().enumerate() {
                 let mut members: Vec<(u64, String)> = Vec::new();
                 for row in table.range((set.as_str(), "")..).map_err(failed)? {
                     let (key, created) = row.map_err(failed)?;
@@ -108,11 +109,21 @@ impl EmbeddedState {
                     members.push((created.value(), image.to_owned()));
                 }
                 members.sort_by(|a, b| b.cmp(a));
-                ids.extend(members.into_iter().take(per_key.max(1)).map(|(_, id)| id));
+                let newest = members.into_iter().take(per_key.max(1));
+                if index == 0 {
+                    // The SHA-256's set: an exact match needs its ID and time only.
+                    found.extend(newest.map(|(created_ms, image_id)| DupEntry {
+                        image_id,
+                        created_ms,
+                        ..DupEntry::probe(&probe.sha256, None)
+                    }));
+                } else {
+                    ids.extend(newest.map(|(_, id)| id));
+                }
             }
+            ids.retain(|id| !found.iter().any(|e| &e.image_id == id));
             ids.sort();
             ids.dedup();
-            let mut found = Vec::with_capacity(ids.len());
             for id in ids {
                 if let Some(json) = entries
                     .get(format!("{workspace}/{id}").as_str())

@@ -24,19 +24,44 @@ impl RedisState {
             );
         }
         let last = isize::try_from(per_key.max(1)).unwrap_or(isize::MAX) - 1;
-        // Every set in one round trip (they share the workspace's slot).
+        // Every set in one round trip (they share the workspace's slot): the SHA-256's with the
+        // times the images were indexed (its members need nothing more), the quarters' ids.
         let mut pipe = redis::pipe();
-        for set in &sets {
+        pipe.zrevrange_withscores(&sets[0], 0, last);
+        for set in &sets[1..] {
             pipe.zrevrange(set, 0, last);
         }
-        let found: Vec<Vec<String>> = pipe
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        let mut ids: Vec<String> = found.into_iter().flatten().collect();
+        type Exact = Vec<(String, f64)>;
+        let (exact, quarters): (Exact, Vec<Vec<String>>) = if sets.len() == 1 {
+            let (exact,): (Exact,) = pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            (exact, Vec::new())
+        } else {
+            // The SHA-256's set and the four quarters' (`bands` gives four or none).
+            let (exact, a, b, c, d): (Exact, Vec<String>, Vec<String>, Vec<String>, Vec<String>) =
+                pipe.query_async(&mut self.conn())
+                    .await
+                    .map_err(unavailable)?;
+            (exact, vec![a, b, c, d])
+        };
+        let mut entries: Vec<crate::state::DupEntry> = exact
+            .into_iter()
+            .map(|(image_id, score)| crate::state::DupEntry {
+                image_id,
+                created_ms: score as u64,
+                ..crate::state::DupEntry::probe(sha256, None)
+            })
+            .collect();
+        let mut ids: Vec<String> = quarters
+            .into_iter()
+            .flatten()
+            .filter(|id| !entries.iter().any(|e| &e.image_id == id))
+            .collect();
         ids.sort();
         ids.dedup();
-        let mut entries = Vec::with_capacity(ids.len());
+        entries.reserve(ids.len());
         for chunk in ids.chunks(64) {
             let keys: Vec<String> = chunk
                 .iter()
