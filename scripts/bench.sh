@@ -66,6 +66,7 @@ target/release/conversion "$corpus" --reps "$reps"
 echo
 echo "== instructions (callgrind: the same whatever the machine's load)"
 target/release/instructions "$corpus"
+target/release/instructions --service
 echo
 echo "== uploads"
 target/release/uploads "${uploads_args[@]}"

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 /// How long a process may take to answer after it is started.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the stack may take to start (a service under valgrind takes a while).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Region sent in S3 signatures (s3s-fs accepts any).
 pub const S3_REGION: &str = "us-east-1";
@@ -87,6 +88,8 @@ pub struct StackOptions {
     pub s3_payload: String,
     /// More `APP__*` settings of the service.
     pub service_env: Vec<(String, String)>,
+    /// A command the service runs under (e.g. `valgrind --tool=callgrind`); empty: none.
+    pub service_wrapper: Vec<String>,
 }
 
 impl StackOptions {
@@ -435,9 +438,18 @@ fn spawn_service(
     s3_endpoint: &str,
 ) -> anyhow::Result<ChildGuard> {
     let log = log_file(dir, "ingest-service.log")?;
+    let service = binary(options, "ingest-service")?;
+    let mut command = match options.service_wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&service);
+            command
+        }
+        None => Command::new(&service),
+    };
     ChildGuard::spawn(
         "ingest-service",
-        scrub(&mut Command::new(binary(options, "ingest-service")?))
+        scrub(&mut command)
             .current_dir(dir)
             .env("APP__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
             .env("APP__STORAGE__BACKEND", "s3")

@@ -148,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
         secret: "bench-only-secret".to_owned(),
         quota_bytes: 1 << 40,
         service_env: mode_env(false),
+        service_wrapper: Vec::new(),
     })
     .await?;
     let mut registry = stack.registry().await?;

@@ -3,8 +3,14 @@
 //! in a process of its own under callgrind; a process that only reads the file is counted too
 //! and taken off, so what is left is the conversion.
 //!
-//! Usage: `instructions [CORPUS_DIR]` (default `target/bench-corpus`; needs `valgrind`).
-//! Internally, `instructions --one VARIANT FILE` is the process callgrind counts.
+//! With `--service`, the service's work per upload: the stack is started with the service under
+//! callgrind, a few uploads warm it up, then the counts are zeroed (`callgrind_control -z`),
+//! uploads are sent one at a time over gRPC and the counts dumped (`callgrind_control -d`); an
+//! idle stretch as long is counted the same way and taken off (timers, the relay's polling).
+//!
+//! Usage: `instructions [CORPUS_DIR] [--service [--bin-dir DIR]]` (default
+//! `target/bench-corpus`; `--bin-dir`: where the service and the stack's other binaries are, to
+//! count another build; needs `valgrind`). Internally, `instructions --one VARIANT FILE` is the process callgrind counts.
 
 use anyhow::Context;
 use imaging_bench::conversion::stages::{Variant, convert};
@@ -24,12 +30,28 @@ const VARIANTS: [(&str, Option<Variant>); 3] = [
 ];
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--one") {
         let [_, variant, file] = args.as_slice() else {
             anyhow::bail!("usage: instructions --one VARIANT FILE");
         };
         return one(variant, Path::new(file));
+    }
+    let service = args.iter().any(|a| a == "--service");
+    args.retain(|a| a != "--service");
+    let bin_dir = match args.iter().position(|a| a == "--bin-dir") {
+        Some(at) => {
+            let dir = args
+                .get(at + 1)
+                .map(PathBuf::from)
+                .context("--bin-dir needs a directory")?;
+            args.drain(at..at + 2);
+            dir
+        }
+        None => imaging_bench::stack::StackOptions::default_bin_dir()?,
+    };
+    if service {
+        return tokio::runtime::Runtime::new()?.block_on(service_counts(bin_dir));
     }
     let corpus = PathBuf::from(args.first().map_or("target/bench-corpus", String::as_str));
     let me = std::env::current_exe()?;
@@ -95,11 +117,173 @@ fn count(me: &Path, variant: &str, file: &Path) -> anyhow::Result<u64> {
         .context("running valgrind (apt install valgrind)")?;
     anyhow::ensure!(status.success(), "callgrind run of {variant} failed");
     let text = std::fs::read_to_string(out.path())?;
+    total_of(&text).context("no instruction total in callgrind's output")
+}
+
+/// Uploads counted per file.
+const SERVICE_UPLOADS: usize = 20;
+
+/// The service's instructions per upload, for a 20 KB receipt and a 9 MB scanned PDF.
+async fn service_counts(bin_dir: PathBuf) -> anyhow::Result<()> {
+    use imaging_bench::stack::{Stack, StackOptions};
+    use imaging_bench::uploads::{corpus, load};
+    use imaging_proto::v1;
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("callgrind.out");
+    let stack = Stack::start(StackOptions {
+        bin_dir,
+        s3_payload: "checksum".to_owned(),
+        service_env: Vec::new(),
+        service_wrapper: vec![
+            "valgrind".to_owned(),
+            "--tool=callgrind".to_owned(),
+            "-q".to_owned(),
+            format!("--callgrind-out-file={}", out.display()),
+        ],
+        secret: "bench-only-secret".to_owned(),
+        quota_bytes: 1 << 40,
+    })
+    .await?;
+    let (user, workspace) = ("bench-user", "bench-ws");
+    let token = stack.token(user, workspace, "owner,company_admin", "financial")?;
+    let mut registry = stack.registry().await?;
+    registry.workspace(workspace, 1 << 40).await?;
+    let client = v1::image_ingest_client::ImageIngestClient::connect(stack.grpc_url()).await?;
+    let pid = stack.service_pid();
+
+    let receipt = bytes::Bytes::from(corpus::receipt_jpeg()?);
+    let pdf = bytes::Bytes::from(corpus::scanned_pdf(9_000_000)?);
+    let mut table = Table::new(&[
+        "upload (gRPC, one at a time)",
+        "uploads",
+        "instructions per upload (millions)",
+        "idle taken off (millions)",
+    ]);
+    let mut next_entry = 0;
+    for (name, bytes, content_type, entries) in [
+        (
+            "20 KB receipt JPEG, new receipt",
+            &receipt,
+            "image/jpeg",
+            false,
+        ),
+        (
+            "9 MB scanned PDF, pass-through",
+            &pdf,
+            "application/pdf",
+            true,
+        ),
+    ] {
+        let mut targets = Vec::new();
+        for _ in 0..SERVICE_UPLOADS + 2 {
+            targets.push(if entries {
+                let id = format!("entry-{next_entry}");
+                next_entry += 1;
+                registry
+                    .target(v1::TargetKind::ExpenseEntry, &id, workspace, user)
+                    .await?;
+                v1::Target {
+                    kind: v1::TargetKind::ExpenseEntry as i32,
+                    id,
+                    workspace_id: String::new(),
+                }
+            } else {
+                v1::Target {
+                    kind: v1::TargetKind::Receipt as i32,
+                    ..Default::default()
+                }
+            });
+        }
+        let send = |target: v1::Target| {
+            let messages =
+                load::upload_messages(target, bytes, content_type, "file", bytes.len() as u64);
+            load::grpc_upload(&client, &token, messages)
+        };
+        // Warm-up: connections, lazy set-up, first allocations.
+        for target in targets.drain(..2) {
+            send(target).await??;
+        }
+        callgrind_control(pid, "-z")?;
+        let started = std::time::Instant::now();
+        for target in targets {
+            send(target).await??;
+        }
+        let busy = started.elapsed();
+        let counted = dumped(pid, &out)?;
+        callgrind_control(pid, "-z")?;
+        tokio::time::sleep(busy).await;
+        let idle = dumped(pid, &out)?;
+        table.row([
+            name.to_owned(),
+            SERVICE_UPLOADS.to_string(),
+            format!(
+                "{:.2}",
+                counted.saturating_sub(idle) as f64 / SERVICE_UPLOADS as f64 / 1e6
+            ),
+            format!("{:.2}", idle as f64 / 1e6),
+        ]);
+    }
+    drop(stack);
+    println!(
+        "### Service instructions per upload (callgrind, counts zeroed after a warm-up)\n\n{}",
+        table.render()
+    );
+    Ok(())
+}
+
+fn callgrind_control(pid: u32, what: &str) -> anyhow::Result<()> {
+    let status = Command::new("callgrind_control")
+        .arg(what)
+        .arg(pid.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running callgrind_control")?;
+    anyhow::ensure!(status.success(), "callgrind_control {what} failed");
+    Ok(())
+}
+
+/// Dumps the counts since they were last zeroed and reads their total from the newest dump.
+fn dumped(pid: u32, out: &Path) -> anyhow::Result<u64> {
+    let dir = out.parent().context("dump directory")?;
+    let before: Vec<PathBuf> = dumps(dir)?;
+    callgrind_control(pid, "-d")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let new: Vec<PathBuf> = dumps(dir)?
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if let Some(path) = new.first() {
+            // Written whole before callgrind_control returns; read until the total is there.
+            let text = std::fs::read_to_string(path)?;
+            if let Some(total) = total_of(&text) {
+                return Ok(total);
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no callgrind dump appeared in {}",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn dumps(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("callgrind.out"))
+        .collect())
+}
+
+fn total_of(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| {
             line.strip_prefix("summary:")
                 .or_else(|| line.strip_prefix("totals:"))
         })
         .and_then(|n| n.split_whitespace().next()?.parse().ok())
-        .context("no instruction total in callgrind's output")
 }

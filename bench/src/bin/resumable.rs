@@ -224,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
         bin_dir: StackOptions::default_bin_dir()?,
         s3_payload: "checksum".to_owned(),
         service_env: Vec::new(),
+        service_wrapper: Vec::new(),
         secret: "bench-only-secret".to_owned(),
         quota_bytes: 1 << 40,
     })

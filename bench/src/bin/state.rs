@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let options = StackOptions {
         s3_payload: "auto".to_owned(),
         service_env: Vec::new(),
+        service_wrapper: Vec::new(),
         bin_dir: StackOptions::default_bin_dir()?,
         secret: SECRET.to_owned(),
         quota_bytes: 1 << 40,

@@ -290,6 +290,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         bin_dir,
         s3_payload: cli.s3_payload.clone(),
         service_env: Vec::new(),
+        service_wrapper: Vec::new(),
         secret: "bench-only-secret".to_owned(),
         quota_bytes: QUOTA_BYTES,
     })

@@ -97,6 +97,8 @@ pub struct Ingestor {
     /// The outboxes this process wrote events to that its relay has not found empty since,
     /// and the signal that wakes the relay (it delivers them at once).
     pub(crate) events: Arc<crate::events::relay::Pending>,
+    /// Buffers of large uploads, reused (see [`receive::BufferPool`]).
+    pub(crate) buffers: Arc<receive::BufferPool>,
 }
 
 /// An image with a fresh expiring URL.
@@ -151,6 +153,7 @@ impl Ingestor {
             jobs_ready: Arc::default(),
             outbox: true,
             events: Arc::default(),
+            buffers: Arc::default(),
         }
     }
 

@@ -172,6 +172,7 @@ impl Ingestor {
         if keep && self.objects.checks_crc32c() {
             receiver = receiver.with_crc32c();
         }
+        receiver = receiver.pooled(&self.buffers);
         let mut bytes = std::pin::pin!(bytes);
         let pace = Pace::new(&self.limits);
         let mut held = Reserved::default();
