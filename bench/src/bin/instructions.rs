@@ -200,9 +200,22 @@ async fn service_counts(bin_dir: PathBuf) -> anyhow::Result<()> {
                 load::upload_messages(target, bytes, content_type, "file", bytes.len() as u64);
             load::grpc_upload(&client, &token, messages)
         };
-        // Warm-up: connections, lazy set-up, first allocations.
+        // Warm-up: connections, lazy set-up, first allocations. A build that refuses the file
+        // gets a row that says so.
+        let mut refused = None;
         for target in targets.drain(..2) {
-            send(target).await??;
+            if let Err(status) = send(target).await? {
+                refused = Some(status.message().to_owned());
+            }
+        }
+        if let Some(message) = refused {
+            table.row([
+                name.to_owned(),
+                "0".to_owned(),
+                format!("refused: {message}"),
+                String::new(),
+            ]);
+            continue;
         }
         callgrind_control(pid, "-z")?;
         let started = std::time::Instant::now();
