@@ -62,11 +62,7 @@ pub fn to_webp(
             limits,
         )?;
         if let Some(converted) = converted {
-            return Ok(WebpOutput {
-                bytes: converted.bytes,
-                width: converted.width,
-                height: converted.height,
-            });
+            return Ok(converted);
         }
     }
     let decoded = decode_for_target(bytes, media, limits)?;

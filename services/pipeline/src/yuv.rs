@@ -251,7 +251,7 @@ pub(crate) fn jpeg_to_webp(
     target: (u32, u32),
     orientation: Orientation,
     limits: &Limits,
-) -> Result<Option<Yuv420Encoded>, PipelineError> {
+) -> Result<Option<crate::WebpOutput>, PipelineError> {
     let Some(planes) = decode(bytes, numerator, max_bytes)? else {
         return Ok(None);
     };
@@ -259,18 +259,11 @@ pub(crate) fn jpeg_to_webp(
     drop(planes);
     let config = crate::webp::lossy_config(limits.webp_quality)?;
     let bytes = encode(&image, &config)?;
-    Ok(Some(Yuv420Encoded {
+    Ok(Some(crate::WebpOutput {
         bytes,
         width: image.width,
         height: image.height,
     }))
-}
-
-/// The WebP file and its size.
-pub(crate) struct Yuv420Encoded {
-    pub bytes: Vec<u8>,
-    pub width: u32,
-    pub height: u32,
 }
 
 #[cfg(test)]
