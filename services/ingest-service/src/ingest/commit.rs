@@ -48,12 +48,21 @@ impl Ingestor {
             &plan.workspace,
             reservation.clone(),
         );
-        let key = object_key(
-            &plan.workspace,
-            plan.target.kind,
-            &plan.target.id,
-            content.media,
-        );
+        // An object written as it arrived already has its key; it is not the guard's to delete
+        // (a commit that loses a race is tried again with it), but kept once a record names it.
+        let written = match &content.body {
+            Body::Written(written) => Some(written.clone()),
+            _ => None,
+        };
+        let key = match &written {
+            Some(written) => written.key().to_owned(),
+            None => object_key(
+                &plan.workspace,
+                plan.target.kind,
+                &plan.target.id,
+                content.media,
+            ),
+        };
         // A new loose receipt joins its owner's list in the same step as its record; a receipt
         // appended to keeps its entry.
         let listed = match (&previous, plan.target.kind) {
@@ -109,9 +118,9 @@ impl Ingestor {
         let change = match (&previous, &content.body) {
             (None, _) => Change::Stored,
             (Some(_), Body::Appended { .. }) => Change::Appended,
-            (Some(_), Body::Whole(..)) => Change::Replaced,
+            (Some(_), Body::Whole(..) | Body::Written(_)) => Change::Replaced,
         };
-        let written = match content.body {
+        let put = match content.body {
             Body::Whole(bytes, crc32c) => {
                 let digest = BodyDigest {
                     sha256: content.sha256,
@@ -130,12 +139,20 @@ impl Ingestor {
                     .put_appended(&key, &base, base_len, tail, content.media.mime())
                     .await
             }
+            Body::Written(_) => Ok(()),
         };
-        if let Err(err) = written {
+        if let Err(err) = put {
             guard.rollback().await;
             return Err(err.into());
         }
-        guard.wrote(&key);
+        if written.is_none() {
+            guard.wrote(&key);
+        }
+        let keep = || {
+            if let Some(written) = &written {
+                written.keep();
+            }
+        };
         // The event's time is the commit's, as near as can be: taken once the bytes are stored.
         let event = self.event(|| {
             image_event(
@@ -164,7 +181,10 @@ impl Ingestor {
             })
             .await;
         match swapped {
-            Ok(Swapped::Done) => guard.disarm(),
+            Ok(Swapped::Done) => {
+                keep();
+                guard.disarm();
+            }
             Ok(Swapped::Conflict) => {
                 guard.rollback().await;
                 return Ok(None);
@@ -202,12 +222,16 @@ impl Ingestor {
                     .image(&plan.workspace, &plan.target.catalog_key())
                     .await
                 {
-                    Ok(Some(current)) if current.key == key => guard.disarm(),
+                    Ok(Some(current)) if current.key == key => {
+                        keep();
+                        guard.disarm();
+                    }
                     Ok(_) => {
                         guard.rollback().await;
                         return Err(err.into());
                     }
                     Err(_) => {
+                        keep();
                         guard.abandon();
                         return Err(err.into());
                     }

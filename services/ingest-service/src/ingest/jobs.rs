@@ -116,7 +116,7 @@ impl Ingestor {
         let plan = self.plan_async(claims, request).await?;
         self.precheck_quota(&plan).await?;
         let admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
-        let (received, held) = self.receive(&plan, bytes, true).await?;
+        let (received, held) = self.receive(&plan, bytes, true, false).await?;
         let ingestor = self.clone();
         super::to_the_end("accept", async move {
             let queued = ingestor.queue(&plan, received).await;

@@ -5,6 +5,7 @@
 
 use super::Ingestor;
 use super::digest::RunningSha256;
+use super::forward::Written;
 use super::plan::UploadPlan;
 use super::policy::Conversion;
 use super::receive::Received;
@@ -19,6 +20,9 @@ use sha2::{Digest, Sha256};
 pub(super) enum Body {
     /// The whole object, and its CRC32C if it was computed on arrival.
     Whole(Bytes, Option<u32>),
+    /// Already in storage, written as it arrived (see [`super::forward`]): kept once a record
+    /// names it, deleted otherwise.
+    Written(std::sync::Arc<Written>),
     /// An existing object followed by new bytes (an append to a report), written without
     /// reading the existing object.
     Appended {
@@ -110,6 +114,13 @@ impl From<&pipeline::ReportUpdate> for ReportUpdateInfo {
     }
 }
 
+/// True if an inspected JPEG or PNG has a side over the plan's largest (and is reduced).
+fn over_side(plan: &UploadPlan, seen: &Inspected) -> bool {
+    plan.max_side > 0
+        && matches!(seen.media, MediaType::Jpeg | MediaType::Png)
+        && seen.width.max(seen.height) > plan.max_side
+}
+
 /// Files up to this size are estimated on the async runtime: reading their headers (or scanning
 /// a PDF this small) takes microseconds, less than handing the work to the blocking pool.
 const INLINE_ESTIMATE_BYTES: usize = 64 * 1024;
@@ -165,65 +176,59 @@ impl Ingestor {
     pub(crate) async fn store(
         &self,
         plan: &UploadPlan,
-        received: Received,
+        mut received: Received,
     ) -> Result<ImageRecord, IngestError> {
         let limits = self.limits.pipeline;
         let media = plan.media;
         match plan.policy.conversion {
             Conversion::Keep => {
-                let (work, estimate) = reserve_for(
-                    self,
-                    &received.bytes,
-                    media,
-                    pipeline::Step::Inspect,
-                    limits,
-                )
-                .await?;
-                // The same buffer the estimate scanned: a PDF is not scanned twice.
-                let bytes = received.bytes.clone();
-                let mut seen: Inspected = blocking(self, "inspect", &work, move || {
-                    pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
-                })
-                .await?;
-                drop(work);
-                let too_large = plan.max_side > 0
-                    && matches!(seen.media, MediaType::Jpeg | MediaType::Png)
-                    && seen.width.max(seen.height) > plan.max_side;
-                // A HEIC, TIFF or GIF is stored in the form every viewer opens.
-                let fingerprint = seen.fingerprint.take();
-                if let Some(converted) = seen.converted.take() {
-                    if too_large {
-                        return self
-                            .reduce_and_place(plan, Bytes::from(converted), seen.media, fingerprint)
-                            .await;
+                // A forwarded upload's write ends while it is checked.
+                let forwarded = received.forwarded.take();
+                let written = async {
+                    match forwarded {
+                        Some(forward) => forward.written().await,
+                        None => None,
                     }
-                    let content = Content::new(
-                        converted,
-                        seen.media,
-                        seen.width,
-                        seen.height,
-                        seen.page_count,
-                    )
-                    .with_fingerprint(fingerprint);
-                    return self.place(plan, content).await;
-                }
-                if too_large {
-                    return self
-                        .reduce_and_place(plan, received.bytes, seen.media, fingerprint)
-                        .await;
-                }
+                };
+                let (seen, written) = tokio::join!(self.inspect(&received.bytes, media), written);
+                let written = written.map(std::sync::Arc::new);
+                let seen = match seen {
+                    Ok(seen) => seen,
+                    Err(err) => {
+                        if let Some(written) = written {
+                            written.discard().await;
+                        }
+                        return Err(err);
+                    }
+                };
+                let converted_or_reduced = seen.converted.is_some() || over_side(plan, &seen);
+                let written = match written {
+                    Some(written) if converted_or_reduced => {
+                        written.discard().await;
+                        None
+                    }
+                    written => written,
+                };
+                let Some(written) = written else {
+                    return self.keep(plan, received, seen).await;
+                };
                 let content = Content {
-                    size: received.bytes.len() as u64,
-                    body: Body::Whole(received.bytes, received.crc32c),
+                    size: received.size,
+                    body: Body::Written(written.clone()),
                     sha256: received.sha256,
                     media,
                     width: seen.width,
                     height: seen.height,
                     pages: seen.page_count,
                     report: None,
-                    fingerprint,
+                    fingerprint: seen.fingerprint,
                 };
-                self.place(plan, content).await
+                drop(received);
+                let placed = self.place(plan, content).await;
+                if placed.is_err() {
+                    written.discard().await;
+                }
+                placed
             }
             Conversion::Webp => {
                 let (work, _) =
@@ -241,6 +246,66 @@ impl Ingestor {
             }
             Conversion::ReportPdf => self.append_report(plan, received.bytes, limits).await,
         }
+    }
+
+    /// Inspects an upload kept as sent (under the memory its estimate reserved).
+    async fn inspect(&self, bytes: &Bytes, media: MediaType) -> Result<Inspected, IngestError> {
+        let limits = self.limits.pipeline;
+        let (work, estimate) =
+            reserve_for(self, bytes, media, pipeline::Step::Inspect, limits).await?;
+        // The same buffer the estimate scanned: a PDF is not scanned twice.
+        let bytes = bytes.clone();
+        blocking(self, "inspect", &work, move || {
+            pipeline::inspect_estimated(&bytes, media, &limits, &estimate)
+        })
+        .await
+    }
+
+    /// Places an inspected upload kept as sent: as it came, or in the form every viewer opens
+    /// (a HEIC, TIFF or GIF), reduced if it is over the plan's largest side.
+    async fn keep(
+        &self,
+        plan: &UploadPlan,
+        received: Received,
+        mut seen: Inspected,
+    ) -> Result<ImageRecord, IngestError> {
+        let media = plan.media;
+        let too_large = over_side(plan, &seen);
+        // A HEIC, TIFF or GIF is stored in the form every viewer opens.
+        let fingerprint = seen.fingerprint.take();
+        if let Some(converted) = seen.converted.take() {
+            if too_large {
+                return self
+                    .reduce_and_place(plan, Bytes::from(converted), seen.media, fingerprint)
+                    .await;
+            }
+            let content = Content::new(
+                converted,
+                seen.media,
+                seen.width,
+                seen.height,
+                seen.page_count,
+            )
+            .with_fingerprint(fingerprint);
+            return self.place(plan, content).await;
+        }
+        if too_large {
+            return self
+                .reduce_and_place(plan, received.bytes, seen.media, fingerprint)
+                .await;
+        }
+        let content = Content {
+            size: received.bytes.len() as u64,
+            body: Body::Whole(received.bytes, received.crc32c),
+            sha256: received.sha256,
+            media,
+            width: seen.width,
+            height: seen.height,
+            pages: seen.page_count,
+            report: None,
+            fingerprint,
+        };
+        self.place(plan, content).await
     }
 }
 

@@ -102,7 +102,7 @@ pub struct Receiver {
 }
 
 /// A complete upload.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Received {
     /// The bytes (empty if they were not kept).
     pub bytes: Bytes,
@@ -113,6 +113,8 @@ pub struct Received {
     /// Their CRC32C, if asked for (what an S3 PUT with `storage.payload = "checksum"` is checked
     /// against).
     pub crc32c: Option<u32>,
+    /// The same bytes being written to storage, if they were forwarded as they arrived.
+    pub(crate) forwarded: Option<super::forward::Forward>,
 }
 
 impl Receiver {
@@ -223,6 +225,7 @@ impl Receiver {
             size: self.received,
             sha256: self.hasher.finalize().into(),
             crc32c: self.crc32c,
+            forwarded: None,
             bytes: match self.pool {
                 Some(pool) => Bytes::from_owner(Pooled {
                     buffer: self.buffer,

@@ -658,6 +658,7 @@ impl Ingestor {
             sha256,
             crc32c,
             bytes: Bytes::from(whole),
+            forwarded: None,
         };
         let ingestor = self.clone();
         let process_async = record.upload.process_async;

@@ -131,7 +131,7 @@ impl Ingestor {
             // apply. It holds a slot while it is received, like any upload, so replays cannot
             // get round the caps.
             let _admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
-            let (received, _) = self.receive(&plan, bytes, false).await?;
+            let (received, _) = self.receive(&plan, bytes, false, false).await?;
             let record = Self::replay(done, &received.sha256)?;
             return Ok(Uploaded {
                 record,
@@ -140,7 +140,7 @@ impl Ingestor {
         }
         self.precheck_quota(&plan).await?;
         let admitted = self.admission.admit(&plan.workspace, &plan.claims.sub)?;
-        let (received, held) = self.receive(&plan, bytes, true).await?;
+        let (received, held) = self.receive(&plan, bytes, true, true).await?;
         let ingestor = self.clone();
         super::to_the_end("upload", async move {
             let finished = ingestor.finish(plan, received).await;
@@ -152,12 +152,15 @@ impl Ingestor {
 
     /// Reads the stream to its end under the limits; `keep` = false only hashes the bytes.
     /// Kept bytes are reserved in the memory budget as they arrive, a mebibyte at a time; the
-    /// reservation is returned with them.
+    /// reservation is returned with them. With `forward`, an upload kept as sent is written to
+    /// storage as it arrives (see [`super::forward`]), completed only once it has passed the
+    /// checks here.
     pub(super) async fn receive<S>(
         &self,
         plan: &UploadPlan,
         bytes: S,
         keep: bool,
+        forward: bool,
     ) -> Result<(Received, Reserved), IngestError>
     where
         S: Stream<Item = Result<Bytes, IngestError>> + Send,
@@ -176,6 +179,19 @@ impl Ingestor {
         let mut bytes = std::pin::pin!(bytes);
         let pace = Pace::new(&self.limits);
         let mut held = Reserved::default();
+        let mut forward = if keep && forward {
+            self.forward(plan)
+        } else {
+            None
+        };
+        if forward.is_some() {
+            // The chunks queued for storage, besides the received bytes.
+            held.merge(
+                self.budget
+                    .reserve(super::forward::queued_bytes(&self.limits))
+                    .await?,
+            );
+        }
         let streamed = async {
             // A stream that goes silent, sends too slowly or for too long gives its slot back.
             while let Some(chunk) = pace.next(&mut bytes, receiver.len()).await? {
@@ -186,6 +202,9 @@ impl Ingestor {
                     held.merge(self.budget.reserve(step).await?);
                 }
                 receiver.push(&chunk)?;
+                if let Some(forward) = &mut forward {
+                    forward.send(chunk).await;
+                }
             }
             Ok::<_, IngestError>(())
         }
@@ -195,7 +214,7 @@ impl Ingestor {
             &[KeyValue::new("kind", plan.target.kind.name())],
         );
         streamed?;
-        let received = receiver.finish()?;
+        let mut received = receiver.finish()?;
         if plan
             .sha256
             .is_some_and(|expected| expected != received.sha256)
@@ -207,6 +226,10 @@ impl Ingestor {
                 declared: plan.declared_size,
                 received: received.size,
             });
+        }
+        if let Some(mut forward) = forward {
+            forward.end().await;
+            received.forwarded = Some(forward);
         }
         Ok((received, held))
     }

@@ -294,6 +294,7 @@ impl Ingestor {
             sha256,
             crc32c,
             bytes,
+            forwarded: None,
         };
         let uploaded = self.finish(plan, received).await?;
         drop(held);

@@ -8,7 +8,10 @@
 //! and each object owns its links: deleting one never takes another's bytes.
 
 use super::signed_url::UrlSigner;
-use super::{BodyDigest, ObjectEntry, ObjectStore, Staged, StorageError, validate_key};
+use super::{
+    BodyDigest, ObjectEntry, ObjectStore, Staged, StorageError, Streamed, StreamedBody,
+    validate_key,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
@@ -265,6 +268,49 @@ impl ObjectStore for FsStore {
             tokio::fs::File::open(&dir).await?.sync_all().await
         }
         .await;
+        if let Err(err) = written {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(io(err));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "storage.put_streamed", skip_all, fields(backend = "fs", key = %key))]
+    async fn put_streamed(
+        &self,
+        key: &str,
+        size: u64,
+        _content_type: &str,
+        mut body: StreamedBody,
+        within: Duration,
+    ) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        self.make_dirs(&dir).await?;
+        let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let written = tokio::time::timeout(within, async {
+            let mut file = tokio::fs::File::create(&temp).await?;
+            let mut len = 0u64;
+            loop {
+                match body.recv().await {
+                    Some(Streamed::Data(bytes)) => {
+                        len += bytes.len() as u64;
+                        if len > size {
+                            return Err(std::io::Error::other("more bytes than announced"));
+                        }
+                        file.write_all(&bytes).await?;
+                    }
+                    Some(Streamed::End) if len == size => break,
+                    _ => return Err(std::io::Error::other("the write ended before its end")),
+                }
+            }
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&temp, &path).await?;
+            tokio::fs::File::open(&dir).await?.sync_all().await
+        })
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the write took too long")));
         if let Err(err) = written {
             let _ = tokio::fs::remove_file(&temp).await;
             return Err(io(err));

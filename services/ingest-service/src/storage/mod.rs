@@ -108,6 +108,19 @@ pub struct StagedPart {
     pub len: u64,
 }
 
+/// One message of a streamed write ([`ObjectStore::put_streamed`]): the object's next bytes, or
+/// the word that all of them were sent and accepted.
+#[derive(Debug, Clone)]
+pub enum Streamed {
+    /// The next bytes.
+    Data(Bytes),
+    /// Every byte was sent and the caller accepts them: the object may be completed.
+    End,
+}
+
+/// The bytes of a streamed write, as the caller sends them.
+pub type StreamedBody = tokio::sync::mpsc::Receiver<Streamed>;
+
 /// Where the bytes live.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
@@ -136,6 +149,21 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         bytes: Bytes,
         digest: &BodyDigest,
         content_type: &str,
+    ) -> Result<(), StorageError>;
+    /// Writes the object from bytes as they arrive on `body`, `size` bytes in all, within
+    /// `within`. Readers see nothing until [`Streamed::End`] arrives after exactly `size`
+    /// bytes, then all of it; a body that closes without `End` (the sender dropped it: the
+    /// upload failed or was refused), or carries other than `size` bytes, writes nothing. S3
+    /// streams one PUT whose chunks are each signed (or, with `storage.payload = "checksum"`,
+    /// whose CRC32C trailer is checked), and sends its last chunk only after `End`; the
+    /// filesystem writes a temp file, renamed into place after `End`.
+    async fn put_streamed(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        body: StreamedBody,
+        within: Duration,
     ) -> Result<(), StorageError>;
     /// True if [`ObjectStore::put`] has the server check bodies by CRC32C, so callers should
     /// compute it as the bytes arrive.

@@ -23,6 +23,7 @@ mod duplicates;
 mod errors;
 mod events;
 mod formats;
+mod forwarding;
 mod helpers;
 mod hostile;
 mod idempotency;

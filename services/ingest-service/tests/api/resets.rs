@@ -26,9 +26,16 @@ enum End {
     Cancel,
 }
 
-/// Sends the header and all of `bytes` as one chunk over a fresh HTTP/2 connection, then ends
-/// as `end` says; returns the `grpc-status` the server answered, if it answered.
-async fn raw_upload(app: &TestApp, token: &str, bytes: &[u8], end: End) -> Option<String> {
+/// Sends the header (with the size declared or not) and all of `bytes` as one chunk over a fresh
+/// HTTP/2 connection, then ends as `end` says; returns the `grpc-status` the server answered, if
+/// it answered.
+async fn raw_upload(
+    app: &TestApp,
+    token: &str,
+    (content_type, bytes): (&str, &[u8]),
+    declared: bool,
+    end: End,
+) -> Option<String> {
     let addr = app.addr.trim_start_matches("http://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -45,10 +52,12 @@ async fn raw_upload(app: &TestApp, token: &str, bytes: &[u8], end: End) -> Optio
     let (response, mut send) = client.send_request(request, false).unwrap();
     let mut h = header(
         crate::helpers::target(TargetKind::Receipt, ""),
-        "image/jpeg",
+        content_type,
         bytes,
     );
-    h.declared_size = 0;
+    if !declared {
+        h.declared_size = 0;
+    }
     send.send_data(
         frame(&v1::UploadImageRequest {
             part: Some(Part::Header(h)),
@@ -90,12 +99,15 @@ async fn a_cancelled_upload_of_a_complete_file_is_never_stored_or_charged() {
         let token = app.token("u1", "w1", &[], &[]);
         let bytes = jpeg(1000, 800);
         assert!(bytes.len() > 50_000, "a sizeable file: {}", bytes.len());
+        // Declared large enough, an upload is forwarded to storage as it arrives.
+        let large = imaging_e2e::fixtures::noise_png(400);
 
-        raw_upload(&app, &token, &bytes, End::Cancel).await;
+        raw_upload(&app, &token, ("image/jpeg", &bytes), false, End::Cancel).await;
+        raw_upload(&app, &token, ("image/png", &large), true, End::Cancel).await;
         assert!(app.objects().await.is_empty(), "nothing stored");
         assert_eq!(app.used("w1").await, 0, "nothing charged");
 
-        let status = raw_upload(&app, &token, &bytes, End::HalfClose).await;
+        let status = raw_upload(&app, &token, ("image/jpeg", &bytes), false, End::HalfClose).await;
         assert_eq!(
             status.as_deref(),
             Some("0"),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use imaging_e2e::{MotoServer, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 use ingest_service::configuration::PayloadCheck;
 use ingest_service::storage::signed_url::UrlSigner;
-use ingest_service::storage::{BodyDigest, FsStore, ObjectStore, S3Store, StorageError};
+use ingest_service::storage::{BodyDigest, FsStore, ObjectStore, S3Store, StorageError, Streamed};
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -299,6 +299,106 @@ async fn an_append_to_a_base_that_is_gone_or_changed_writes_nothing(backend: &Ba
     assert_eq!(store.list("ws/").await.unwrap().len(), 1);
 }
 
+/// Streams `bytes` to `key` in `piece`-byte messages as announced `size`; with `end`, says
+/// they were all sent. Returns the write's result.
+async fn stream(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    size: u64,
+    bytes: &[u8],
+    piece: usize,
+    end: bool,
+) -> Result<(), StorageError> {
+    let (sender, body) = tokio::sync::mpsc::channel(4);
+    let write = {
+        let (store, key) = (store.clone(), key.to_owned());
+        tokio::spawn(async move {
+            store
+                .put_streamed(&key, size, "image/jpeg", body, Duration::from_secs(30))
+                .await
+        })
+    };
+    for chunk in bytes.chunks(piece) {
+        if sender
+            .send(Streamed::Data(Bytes::copy_from_slice(chunk)))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    if end {
+        let _ = sender.send(Streamed::End).await;
+    }
+    drop(sender);
+    write.await.unwrap()
+}
+
+async fn a_streamed_write_stores_every_byte_once_it_is_ended(backend: &Backend) {
+    // Three whole 128 KiB frames and part of a fourth, sent in pieces that straddle them.
+    let bytes = pattern(3 * 131_072 + 12_345);
+    let key = "ws/w1/receipts/s/1.jpg";
+    stream(
+        &backend.store,
+        key,
+        bytes.len() as u64,
+        &bytes,
+        50_000,
+        true,
+    )
+    .await
+    .unwrap();
+    let got = backend.store.get(key).await.unwrap().unwrap();
+    assert_eq!(got.as_ref(), bytes.as_slice());
+    // And a small one, in one piece.
+    stream(&backend.store, key, 5, b"12345", 100, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.store.get(key).await.unwrap().unwrap().as_ref(),
+        b"12345"
+    );
+}
+
+async fn a_streamed_write_that_is_not_ended_or_not_whole_stores_nothing(backend: &Backend) {
+    let bytes = pattern(300_000);
+    let size = bytes.len() as u64;
+    let store = &backend.store;
+    // Every byte sent, but never accepted: the upload failed its checks.
+    let key = "ws/w1/receipts/s/unended.jpg";
+    assert!(
+        stream(store, key, size, &bytes, 65_536, false)
+            .await
+            .is_err()
+    );
+    assert!(store.get(key).await.unwrap().is_none());
+    // Fewer bytes than announced, then ended.
+    let key = "ws/w1/receipts/s/short.jpg";
+    assert!(
+        stream(store, key, size, &bytes[..200_000], 65_536, true)
+            .await
+            .is_err()
+    );
+    assert!(store.get(key).await.unwrap().is_none());
+    // More bytes than announced.
+    let key = "ws/w1/receipts/s/long.jpg";
+    assert!(
+        stream(store, key, size - 1, &bytes, 65_536, true)
+            .await
+            .is_err()
+    );
+    assert!(store.get(key).await.unwrap().is_none());
+    // Nothing was left behind under any of their names.
+    let listed: Vec<String> = store
+        .list("ws/w1/receipts/s/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.key)
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
 async fn the_store_answers_its_health_check(backend: &Backend) {
     backend.store.check().await.unwrap();
 }
@@ -319,6 +419,8 @@ macro_rules! storage_contract {
                     a_base_past_the_multipart_minimum_is_appended_without_being_sent_again,
                     an_append_to_a_base_that_is_gone_or_changed_writes_nothing,
                     the_store_answers_its_health_check,
+                    a_streamed_write_stores_every_byte_once_it_is_ended,
+                    a_streamed_write_that_is_not_ended_or_not_whole_stores_nothing,
                 );
             }
         )*

@@ -9,11 +9,14 @@ mod multipart;
 mod request;
 mod sigv4;
 mod staging;
+mod streamed;
 mod xml;
 
 pub use multipart::MIN_PART_BYTES;
 
-use super::{BodyDigest, ObjectEntry, ObjectStore, Staged, StorageError, validate_key};
+use super::{
+    BodyDigest, ObjectEntry, ObjectStore, Staged, StorageError, StreamedBody, validate_key,
+};
 use crate::configuration::PayloadCheck;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -216,6 +219,18 @@ impl ObjectStore for S3Store {
 
     fn checks_crc32c(&self) -> bool {
         self.payload == PayloadCheck::Checksum
+    }
+
+    #[tracing::instrument(name = "storage.put_streamed", skip_all, fields(backend = "s3", key = %key))]
+    async fn put_streamed(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        body: StreamedBody,
+        within: Duration,
+    ) -> Result<(), StorageError> {
+        self.stream_put(key, size, content_type, body, within).await
     }
 
     #[tracing::instrument(name = "storage.put_appended", skip_all, fields(backend = "s3", key = %key))]

@@ -59,6 +59,12 @@ pub(super) fn gone_is_done(
     }
 }
 
+/// What a request was signed with: its signature and its `x-amz-date`.
+pub(super) struct Seed {
+    pub(super) signature: String,
+    pub(super) amz_date: String,
+}
+
 impl S3Store {
     /// Sends `method` to `resource` with the query parameters `query`, the extra signed
     /// `headers` and `body`, whose SHA-256 (or `UNSIGNED-PAYLOAD`) is `payload_hash`.
@@ -71,6 +77,22 @@ impl S3Store {
         body: Bytes,
         payload_hash: &str,
     ) -> Result<reqwest::Response, StorageError> {
+        let (request, _) = self.signed(method.clone(), resource, query, headers, payload_hash)?;
+        request.body(body).send().await.map_err(|err| {
+            StorageError::Unavailable(format!("{method} {}: {err}", resource.name()))
+        })
+    }
+
+    /// A request as [`S3Store::send`] makes it, without its body, and the signature of its
+    /// `Authorization` header (the seed of a streamed PUT's chunk signatures) with its date.
+    pub(super) fn signed(
+        &self,
+        method: Method,
+        resource: Resource<'_>,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        payload_hash: &str,
+    ) -> Result<(reqwest::RequestBuilder, Seed), StorageError> {
         let mut url = match resource {
             Resource::Bucket => self.bucket_url.clone(),
             Resource::Object(key) => object_url(&self.bucket_url, key)?,
@@ -89,7 +111,7 @@ impl S3Store {
         let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
         let mut signed: Vec<(&str, &str)> = headers.to_vec();
         signed.push(("host", &self.host));
-        let authorization = self.signer.authorization(
+        let (authorization, signature) = self.signer.authorization_and_signature(
             method.as_str(),
             url.path(),
             &canonical_query,
@@ -99,16 +121,20 @@ impl S3Store {
         );
         let mut request = self
             .http
-            .request(method.clone(), url)
+            .request(method, url)
             .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", amz_date)
+            .header("x-amz-date", &amz_date)
             .header(http::header::AUTHORIZATION, authorization);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request.body(body).send().await.map_err(|err| {
-            StorageError::Unavailable(format!("{method} {}: {err}", resource.name()))
-        })
+        Ok((
+            request,
+            Seed {
+                signature,
+                amz_date,
+            },
+        ))
     }
 
     /// Sends a request without a body (see [`S3Store::send`]).

@@ -74,12 +74,13 @@ impl Signer {
         }
     }
 
-    /// The `Authorization` header of a request. `canonical_uri` is the path exactly as sent
+    /// The `Authorization` header of a request, and the signature it carries (which a streamed
+    /// PUT's first chunk signature chains from). `canonical_uri` is the path exactly as sent
     /// (already percent-encoded); `canonical_query` the query string with its parameters
     /// percent-encoded and sorted by name (`""` for none); `headers` are the other signed
     /// headers (at least `host`). `x-amz-content-sha256: payload_hash` and
     /// `x-amz-date: amz_date` are signed too, and the request must carry them.
-    pub fn authorization(
+    pub fn authorization_and_signature(
         &self,
         method: &str,
         canonical_uri: &str,
@@ -87,7 +88,7 @@ impl Signer {
         headers: &[(&str, &str)],
         payload_hash: &str,
         amz_date: &str,
-    ) -> String {
+    ) -> (String, String) {
         let amz = [
             ("x-amz-content-sha256", payload_hash),
             ("x-amz-date", amz_date),
@@ -111,10 +112,34 @@ impl Signer {
             "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
         );
         let (scope, signature) = self.sign(&canonical_request, amz_date);
-        format!(
+        let header = format!(
             "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             self.access_key
-        )
+        );
+        (header, signature)
+    }
+
+    /// The signer of the chunks of a streamed PUT sent at `amz_date` whose `Authorization`
+    /// header carries `seed` (its signature).
+    pub fn chunk_signer(&self, amz_date: &str, seed: String) -> ChunkSigner {
+        let date = amz_date.get(..8).unwrap_or(amz_date);
+        ChunkSigner {
+            key: self.signing_key(date),
+            scope: format!("{date}/{}/s3/aws4_request", self.region),
+            amz_date: amz_date.to_owned(),
+            previous: seed,
+        }
+    }
+
+    /// The key of the day `date` (`YYYYMMDD`), in this region, for S3.
+    fn signing_key(&self, date: &str) -> Vec<u8> {
+        let key = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
+        let key = hmac(&key, self.region.as_bytes());
+        let key = hmac(&key, b"s3");
+        hmac(&key, b"aws4_request")
     }
 
     /// The query string of a presigned GET of `canonical_uri` (already percent-encoded) on
@@ -148,14 +173,33 @@ impl Signer {
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
             sha256_hex(canonical_request.as_bytes())
         );
-        let key = hmac(
-            format!("AWS4{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        let key = hmac(&key, self.region.as_bytes());
-        let key = hmac(&key, b"s3");
-        let key = hmac(&key, b"aws4_request");
+        let key = self.signing_key(date);
         (scope, hex::encode(hmac(&key, string_to_sign.as_bytes())))
+    }
+}
+
+/// Signs the chunks of one streamed PUT (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`): each chunk's
+/// signature covers its SHA-256 and the signature before it, the first the request's.
+pub struct ChunkSigner {
+    key: Vec<u8>,
+    scope: String,
+    amz_date: String,
+    previous: String,
+}
+
+impl ChunkSigner {
+    /// The signature of the next chunk, whose bytes hash to `sha256` (the last chunk is empty).
+    pub fn sign(&mut self, sha256: &[u8]) -> &str {
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{}\n{}",
+            self.amz_date,
+            self.scope,
+            self.previous,
+            super::request::EMPTY_SHA256,
+            hex::encode(sha256)
+        );
+        self.previous = hex::encode(hmac(&self.key, string_to_sign.as_bytes()));
+        &self.previous
     }
 }
 
@@ -177,7 +221,7 @@ mod tests {
             empty,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        let authorization = signer.authorization(
+        let (authorization, _) = signer.authorization_and_signature(
             "GET",
             "/test.txt",
             "",
@@ -217,6 +261,50 @@ mod tests {
              &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
              &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
              &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        );
+    }
+
+    /// The example of the S3 documentation "Signature Calculations for the Authorization
+    /// Header: Transferring Payload in Multiple Chunks": a 66,560-byte object of `a`s sent as
+    /// a 65,536-byte chunk, a 1,024-byte chunk and the empty last chunk.
+    #[test]
+    fn the_documented_chunked_upload_example_gets_the_documented_signatures() {
+        let signer = Signer::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "us-east-1",
+        );
+        let (_, seed) = signer.authorization_and_signature(
+            "PUT",
+            "/examplebucket/chunkObject.txt",
+            "",
+            &[
+                ("Host", "s3.amazonaws.com"),
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+                ("Content-Encoding", "aws-chunked"),
+                ("x-amz-decoded-content-length", "66560"),
+                ("Content-Length", "66824"),
+            ],
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "20130524T000000Z",
+        );
+        assert_eq!(
+            seed,
+            "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+        );
+        let mut chunks = signer.chunk_signer("20130524T000000Z", seed);
+        let sha = |len: usize| Sha256::digest(vec![b'a'; len]).to_vec();
+        assert_eq!(
+            chunks.sign(&sha(65_536)),
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
+        );
+        assert_eq!(
+            chunks.sign(&sha(1_024)),
+            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
+        );
+        assert_eq!(
+            chunks.sign(&sha(0)),
+            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
         );
     }
 
