@@ -100,7 +100,9 @@ fn jpeg_grey_at(
     orientation: Orientation,
 ) -> Result<Option<Grey>, PipelineError> {
     let numerator = 8u8 >> halvings(upright_width(cost, orientation));
-    let Some(scaled) = jpeg::decode_grey_scaled(bytes, numerator, cost.check_bytes)? else {
+    let Some(scaled) =
+        jpeg::decode_grey_scaled(jpeg::Input::Whole(bytes), numerator, cost.check_bytes)?
+    else {
         return Ok(None);
     };
     Ok(Some(upright(
@@ -128,16 +130,78 @@ pub(crate) fn verify_jpeg(
     limits: &Limits,
 ) -> Result<Option<Fingerprint>, PipelineError> {
     let (cost, orientation) = crate::inspect::read_header(bytes, MediaType::Jpeg, limits)?;
-    let numerator = 8u8 >> halvings(upright_width(&cost, orientation));
-    match jpeg::decode_grey_scaled(bytes, numerator, check_bytes)? {
-        Some(scaled) => Ok(
+    match grey_check(jpeg::Input::Whole(bytes), &cost, orientation, check_bytes)? {
+        ArrivedCheck::Passed(fingerprint) => Ok(fingerprint),
+        // A colour space libjpeg cannot make grey (CMYK): checked as usual, no fingerprint.
+        ArrivedCheck::Unchecked => jpeg::verify(bytes, check_bytes).map(|()| None),
+    }
+}
+
+/// The check of [`verify_jpeg`] reading `input`.
+fn grey_check(
+    input: jpeg::Input<'_>,
+    cost: &crate::DecodeCost,
+    orientation: Orientation,
+    check_bytes: u64,
+) -> Result<ArrivedCheck, PipelineError> {
+    let numerator = 8u8 >> halvings(upright_width(cost, orientation));
+    Ok(match jpeg::decode_grey_scaled(input, numerator, check_bytes)? {
+        Some(scaled) => ArrivedCheck::Passed(
             upright(scaled.pixels, scaled.width, scaled.height, orientation)
                 .ok()
                 .map(|grey| grey.fingerprint()),
         ),
-        // A colour space libjpeg cannot make grey (CMYK): checked as usual, no fingerprint.
-        None => jpeg::verify(bytes, check_bytes).map(|()| None),
+        None => ArrivedCheck::Unchecked,
+    })
+}
+
+/// What a JPEG's headers say, read from the first bytes of an upload (see [`jpeg_start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpegStart {
+    pub(crate) cost: crate::DecodeCost,
+    pub(crate) orientation: Orientation,
+}
+
+impl JpegStart {
+    /// The memory its check may take (what [`crate::estimate`] reserves to inspect it).
+    pub fn check_bytes(&self) -> u64 {
+        self.cost.check_bytes
     }
+}
+
+/// The headers of a JPEG from its first bytes `prefix`, once they hold all of them (up to the
+/// first scan) and they pass the limits: enough to start its check before the rest arrives
+/// ([`verify_jpeg_arriving`]). `None` until then, or if they do not pass (the whole file's
+/// inspection then says why).
+pub fn jpeg_start(prefix: &[u8], limits: &Limits) -> Option<JpegStart> {
+    let (cost, orientation) = crate::inspect::read_header_prefix(prefix, limits).ok()?;
+    Some(JpegStart { cost, orientation })
+}
+
+/// The outcome of checking a JPEG as it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArrivedCheck {
+    /// Every coefficient decoded to the end-of-image marker; the picture's fingerprint.
+    Passed(Option<Fingerprint>),
+    /// Not checked this way (a colour space libjpeg cannot make grey): the whole file is.
+    Unchecked,
+}
+
+/// Checks a JPEG as it arrives, as [`verify_jpeg`] checks a whole one, starting from the headers
+/// its first bytes gave (`start`): libjpeg reads `arrival` chunk by chunk, waiting for each, on
+/// the calling thread. A failed arrival ends the check with an error. The outcome stands for the
+/// whole file only if its headers, read again once it is whole, are `start`'s (see
+/// [`crate::inspect_arrived_jpeg`]).
+pub fn verify_jpeg_arriving(
+    arrival: &crate::Arrival,
+    start: &JpegStart,
+) -> Result<ArrivedCheck, PipelineError> {
+    grey_check(
+        jpeg::Input::Arriving(arrival),
+        &start.cost,
+        start.orientation,
+        start.cost.check_bytes,
+    )
 }
 
 fn upright(

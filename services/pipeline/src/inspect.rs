@@ -367,7 +367,15 @@ fn open<'a>(
     media: MediaType,
     limits: &Limits,
 ) -> Result<(impl ImageDecoder + 'a, Orientation, DecodeCost), PipelineError> {
-    let cost = checked_cost(bytes, media, limits)?;
+    open_checked(bytes, media, checked_cost(bytes, media, limits)?)
+}
+
+/// [`open`] after the cost check (`cost` of these bytes).
+fn open_checked(
+    bytes: &[u8],
+    media: MediaType,
+    cost: DecodeCost,
+) -> Result<(impl ImageDecoder + '_, Orientation, DecodeCost), PipelineError> {
     let mut decoder = reader(bytes, media, cost.bytes)?
         .into_decoder()
         .map_err(corrupt)?;
@@ -389,6 +397,47 @@ pub(crate) fn read_header(
     limits: &Limits,
 ) -> Result<(DecodeCost, Orientation), PipelineError> {
     open(bytes, media, limits).map(|(_, orientation, cost)| (cost, orientation))
+}
+
+/// [`read_header`] of a JPEG's first bytes: its headers up to the first scan, without the
+/// check that the file is complete.
+pub(crate) fn read_header_prefix(
+    prefix: &[u8],
+    limits: &Limits,
+) -> Result<(DecodeCost, Orientation), PipelineError> {
+    check_type(prefix, MediaType::Jpeg)?;
+    let cost = decode_cost(prefix, MediaType::Jpeg, limits)?;
+    open_checked(prefix, MediaType::Jpeg, cost).map(|(_, orientation, cost)| (cost, orientation))
+}
+
+/// [`inspect`] of a whole JPEG whose check ran as it arrived
+/// ([`crate::verify_jpeg_arriving`] from `start`, with the outcome `check`): the whole file's
+/// type and headers are checked again, and must be the headers the check started from (libjpeg
+/// then read exactly these bytes, as [`inspect`] would have had it read them); then the check's
+/// outcome is the file's. A file whose headers differ, or that was not checked that way, is
+/// inspected whole.
+pub fn inspect_arrived_jpeg(
+    bytes: &[u8],
+    limits: &Limits,
+    start: &crate::JpegStart,
+    check: Result<crate::ArrivedCheck, PipelineError>,
+) -> Result<Inspected, PipelineError> {
+    check_type(bytes, MediaType::Jpeg)?;
+    let (cost, orientation) = read_header(bytes, MediaType::Jpeg, limits)?;
+    if cost != start.cost || orientation != start.orientation {
+        return inspect(bytes, MediaType::Jpeg, limits);
+    }
+    match check? {
+        crate::ArrivedCheck::Passed(fingerprint) => Ok(Inspected {
+            media: MediaType::Jpeg,
+            width: cost.width,
+            height: cost.height,
+            page_count: 1,
+            converted: None,
+            fingerprint,
+        }),
+        crate::ArrivedCheck::Unchecked => inspect(bytes, MediaType::Jpeg, limits),
+    }
 }
 
 /// Decodes a whole image (after the header checks) with its EXIF orientation (not applied).

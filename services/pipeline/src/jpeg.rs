@@ -15,6 +15,8 @@
 #![allow(unsafe_code)]
 
 use crate::PipelineError;
+use crate::arrival::{Arrival, Next};
+use bytes::Bytes;
 use mozjpeg_sys as ffi;
 use std::mem;
 use std::os::raw::c_int;
@@ -200,7 +202,7 @@ struct Failure(String);
 /// (memory: the decoder's tables, and the coefficients of a progressive image, which must fit in
 /// `max_bytes`).
 pub(crate) fn verify(bytes: &[u8], max_bytes: u64) -> Result<(), PipelineError> {
-    run(bytes, max_bytes, |decoder| {
+    run(Input::Whole(bytes), max_bytes, |decoder| {
         decoder.cinfo.scale_num = 1;
         decoder.cinfo.scale_denom = 8;
         decoder.cinfo.do_fancy_upsampling = 0;
@@ -228,17 +230,22 @@ pub(crate) fn decode_rgb_scaled(
     numerator: u8,
     max_bytes: u64,
 ) -> Result<Option<Scaled>, PipelineError> {
-    decode_scaled(bytes, numerator, max_bytes, ffi::J_COLOR_SPACE::JCS_RGB)
+    decode_scaled(
+        Input::Whole(bytes),
+        numerator,
+        max_bytes,
+        ffi::J_COLOR_SPACE::JCS_RGB,
+    )
 }
 
 /// The same in 8-bit grey (the luma alone, without upsampling the chroma).
 pub(crate) fn decode_grey_scaled(
-    bytes: &[u8],
+    input: Input<'_>,
     numerator: u8,
     max_bytes: u64,
 ) -> Result<Option<Scaled>, PipelineError> {
     decode_scaled(
-        bytes,
+        input,
         numerator,
         max_bytes,
         ffi::J_COLOR_SPACE::JCS_GRAYSCALE,
@@ -246,12 +253,12 @@ pub(crate) fn decode_grey_scaled(
 }
 
 fn decode_scaled(
-    bytes: &[u8],
+    input: Input<'_>,
     numerator: u8,
     max_bytes: u64,
     out: ffi::J_COLOR_SPACE,
 ) -> Result<Option<Scaled>, PipelineError> {
-    run(bytes, max_bytes, |decoder| {
+    run(input, max_bytes, |decoder| {
         let space = decoder.cinfo.jpeg_color_space;
         if !matches!(
             space,
@@ -302,7 +309,7 @@ pub(crate) fn decode_planes_scaled(
     numerator: u8,
     max_bytes: u64,
 ) -> Result<Option<Vec<Plane>>, PipelineError> {
-    run(bytes, max_bytes, |decoder| {
+    run(Input::Whole(bytes), max_bytes, |decoder| {
         let cinfo = &mut *decoder.cinfo;
         let ycbcr =
             cinfo.jpeg_color_space == ffi::J_COLOR_SPACE::JCS_YCbCr && cinfo.num_components == 3;
@@ -361,12 +368,12 @@ fn component_layout(comp: *const ffi::jpeg_component_info) -> (usize, u32, u32) 
 /// coefficients of a progressive or multi-scan image) may take at most `max_bytes`: past that it
 /// would need a backing store, which this build refuses.
 fn run<T>(
-    bytes: &[u8],
+    input: Input<'_>,
     max_bytes: u64,
     body: impl FnOnce(&mut Decoder) -> T,
 ) -> Result<T, PipelineError> {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut decoder = Decoder::new(bytes, max_bytes);
+        let mut decoder = Decoder::new(input, max_bytes);
         body(&mut decoder)
     }));
     match outcome {
@@ -378,17 +385,95 @@ fn run<T>(
     }
 }
 
+/// What a decoder reads: a whole file in memory, or an upload as it arrives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Input<'a> {
+    Whole(&'a [u8]),
+    Arriving(&'a Arrival),
+}
+
+/// A libjpeg data source reading an [`Arrival`] chunk by chunk, waiting for each (the decoder
+/// runs on a thread of its own). It holds the chunk being read; libjpeg's pointer is into it.
+#[repr(C)]
+struct ArrivalSource {
+    /// First, so that libjpeg's `src` pointer is also this struct's.
+    manager: ffi::jpeg_source_mgr,
+    arrival: *const Arrival,
+    current: Bytes,
+}
+
+/// The source behind a decompressor that reads an [`Arrival`].
+///
+/// # Safety
+/// `cinfo.src` must be the `manager` of a live [`ArrivalSource`] (as `Decoder::new` sets it).
+unsafe fn arrival_source(cinfo: &mut ffi::jpeg_decompress_struct) -> &mut ArrivalSource {
+    // SAFETY: per the contract, `src` points at the first field of a `repr(C)` ArrivalSource.
+    unsafe { &mut *cinfo.src.cast::<ArrivalSource>() }
+}
+
+unsafe extern "C-unwind" fn arrival_init(_cinfo: &mut ffi::jpeg_decompress_struct) {}
+
+unsafe extern "C-unwind" fn arrival_term(_cinfo: &mut ffi::jpeg_decompress_struct) {}
+
+/// The next chunk (waiting for it); an upload that ends before the file does, or fails, is an
+/// error, as a truncated file in memory is.
+unsafe extern "C-unwind" fn arrival_fill(cinfo: &mut ffi::jpeg_decompress_struct) -> ffi::boolean {
+    // SAFETY: only installed by `Decoder::new` with an ArrivalSource; the arrival outlives the
+    // decoder (both are borrowed for the whole `run`).
+    let source = unsafe { arrival_source(cinfo) };
+    loop {
+        match unsafe { &*source.arrival }.next() {
+            Next::Chunk(chunk) if chunk.is_empty() => {}
+            Next::Chunk(chunk) => {
+                source.current = chunk;
+                source.manager.next_input_byte = source.current.as_ptr();
+                source.manager.bytes_in_buffer = source.current.len();
+                return 1;
+            }
+            Next::End => fail("Premature end of JPEG file"),
+            Next::Failed => fail("the upload ended before its last byte"),
+        }
+    }
+}
+
+/// Skips `count` bytes (a segment libjpeg does not read), across chunks.
+unsafe extern "C-unwind" fn arrival_skip(
+    cinfo: &mut ffi::jpeg_decompress_struct,
+    count: std::os::raw::c_long,
+) {
+    let Ok(mut left) = usize::try_from(count) else {
+        return;
+    };
+    loop {
+        // SAFETY: as in `arrival_fill`.
+        let source = unsafe { arrival_source(cinfo) };
+        let manager = &mut source.manager;
+        if left <= manager.bytes_in_buffer {
+            // SAFETY: `left` bytes remain in the current chunk.
+            manager.next_input_byte = unsafe { manager.next_input_byte.add(left) };
+            manager.bytes_in_buffer -= left;
+            return;
+        }
+        left -= manager.bytes_in_buffer;
+        manager.bytes_in_buffer = 0;
+        // SAFETY: as above; it refills the buffer or unwinds.
+        unsafe { arrival_fill(cinfo) };
+    }
+}
+
 /// libjpeg's state, its error handler and progress monitor (boxed: libjpeg keeps pointers to
-/// them), destroyed on drop, also while unwinding from an error.
+/// them), and the data source of an arriving upload, destroyed on drop, also while unwinding
+/// from an error.
 struct Decoder {
     cinfo: Box<ffi::jpeg_decompress_struct>,
     _err: Box<ffi::jpeg_error_mgr>,
     _progress: Box<ffi::jpeg_progress_mgr>,
+    _source: Option<Box<ArrivalSource>>,
 }
 
 impl Decoder {
     /// Creates the decompressor and reads the header. Only call inside [`run`].
-    fn new(bytes: &[u8], max_bytes: u64) -> Self {
+    fn new(input: Input<'_>, max_bytes: u64) -> Self {
         // SAFETY: both structs are plain C data for which all-zero is the state libjpeg expects
         // before `jpeg_std_error` / `jpeg_create_decompress` fill them in.
         let mut err: Box<ffi::jpeg_error_mgr> = Box::new(unsafe { mem::zeroed() });
@@ -407,6 +492,7 @@ impl Decoder {
             cinfo,
             _err: err,
             _progress: progress,
+            _source: None,
         };
         decoder.cinfo.common.progress = &raw mut *decoder._progress;
         // SAFETY: `jpeg_create_decompress` set up the memory manager `mem` points to.
@@ -415,11 +501,33 @@ impl Decoder {
                 std::os::raw::c_long::try_from(max_bytes.max(1))
                     .unwrap_or(std::os::raw::c_long::MAX);
         }
-        let length = bytes.len().try_into().unwrap_or(std::os::raw::c_ulong::MAX);
-        unsafe {
-            ffi::jpeg_mem_src(&mut decoder.cinfo, bytes.as_ptr(), length);
-            ffi::jpeg_read_header(&mut decoder.cinfo, 1);
+        match input {
+            Input::Whole(bytes) => {
+                let length = bytes.len().try_into().unwrap_or(std::os::raw::c_ulong::MAX);
+                // SAFETY: `bytes` outlives the decoder, which never leaves `run`'s closure.
+                unsafe { ffi::jpeg_mem_src(&mut decoder.cinfo, bytes.as_ptr(), length) };
+            }
+            Input::Arriving(arrival) => {
+                let mut source = Box::new(ArrivalSource {
+                    manager: ffi::jpeg_source_mgr {
+                        next_input_byte: std::ptr::null(),
+                        bytes_in_buffer: 0,
+                        init_source: Some(arrival_init),
+                        fill_input_buffer: Some(arrival_fill),
+                        skip_input_data: Some(arrival_skip),
+                        resync_to_restart: Some(ffi::jpeg_resync_to_restart),
+                        term_source: Some(arrival_term),
+                    },
+                    arrival: std::ptr::from_ref(arrival),
+                    current: Bytes::new(),
+                });
+                // The box's address is stable; it is dropped after `jpeg_destroy_decompress`.
+                decoder.cinfo.src = &raw mut source.manager;
+                decoder._source = Some(source);
+            }
         }
+        // SAFETY: the source is set; errors unwind to `run`.
+        unsafe { ffi::jpeg_read_header(&mut decoder.cinfo, 1) };
         decoder
     }
 

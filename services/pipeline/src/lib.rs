@@ -2,6 +2,7 @@
 //! to run on a blocking pool. Sniff and validate uploads, convert workspace receipts to WebP,
 //! build and append report PDFs.
 
+mod arrival;
 mod cost;
 mod error;
 mod fingerprint;
@@ -24,10 +25,14 @@ mod yuv;
 
 pub use cost::{Estimate, Step, estimate, memory_cost};
 pub use error::PipelineError;
+pub use arrival::Arrival;
 pub use fingerprint::{
-    Fingerprint, SIGNATURE_HEIGHT, SIGNATURE_WIDTH, fingerprint, signature_distance,
+    ArrivedCheck, Fingerprint, JpegStart, SIGNATURE_HEIGHT, SIGNATURE_WIDTH, fingerprint,
+    jpeg_start, signature_distance, verify_jpeg_arriving,
 };
-pub use inspect::{DecodeCost, Inspected, decode_cost, inspect, inspect_estimated};
+pub use inspect::{
+    DecodeCost, Inspected, decode_cost, inspect, inspect_arrived_jpeg, inspect_estimated,
+};
 pub use media::{MediaType, sniff};
 pub use meter::MeteredAlloc;
 pub use pdf::{
