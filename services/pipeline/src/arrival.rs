@@ -120,9 +120,7 @@ mod tests {
         arrival.end(true);
         arrival.end(false);
         let read = reader.join().unwrap().expect("whole");
-        let expected: Vec<u8> = (0..100u8)
-            .flat_map(|i| vec![i; usize::from(i)])
-            .collect();
+        let expected: Vec<u8> = (0..100u8).flat_map(|i| vec![i; usize::from(i)]).collect();
         assert_eq!(read, expected);
         assert_eq!(arrival.queued(), 0);
 

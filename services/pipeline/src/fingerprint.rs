@@ -145,14 +145,16 @@ fn grey_check(
     check_bytes: u64,
 ) -> Result<ArrivedCheck, PipelineError> {
     let numerator = 8u8 >> halvings(upright_width(cost, orientation));
-    Ok(match jpeg::decode_grey_scaled(input, numerator, check_bytes)? {
-        Some(scaled) => ArrivedCheck::Passed(
-            upright(scaled.pixels, scaled.width, scaled.height, orientation)
-                .ok()
-                .map(|grey| grey.fingerprint()),
-        ),
-        None => ArrivedCheck::Unchecked,
-    })
+    Ok(
+        match jpeg::decode_grey_scaled(input, numerator, check_bytes)? {
+            Some(scaled) => ArrivedCheck::Passed(
+                upright(scaled.pixels, scaled.width, scaled.height, orientation)
+                    .ok()
+                    .map(|grey| grey.fingerprint()),
+            ),
+            None => ArrivedCheck::Unchecked,
+        },
+    )
 }
 
 /// What a JPEG's headers say, read from the first bytes of an upload (see [`jpeg_start`]).

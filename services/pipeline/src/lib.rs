@@ -23,9 +23,9 @@ mod tiff_scan;
 mod webp;
 mod yuv;
 
+pub use arrival::Arrival;
 pub use cost::{Estimate, Step, estimate, memory_cost};
 pub use error::PipelineError;
-pub use arrival::Arrival;
 pub use fingerprint::{
     ArrivedCheck, Fingerprint, JpegStart, SIGNATURE_HEIGHT, SIGNATURE_WIDTH, fingerprint,
     jpeg_start, signature_distance, verify_jpeg_arriving,

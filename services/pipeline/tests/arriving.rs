@@ -2,6 +2,8 @@
 //! as the whole file's inspection: the same fingerprint for a good file, a refusal for a
 //! damaged, truncated or cut-off one.
 
+#![allow(clippy::unwrap_used)]
+
 use imaging_fixtures::{jpeg, with_orientation};
 use imaging_pipeline::{
     Arrival, ArrivedCheck, Limits, MediaType, PipelineError, inspect, inspect_arrived_jpeg,

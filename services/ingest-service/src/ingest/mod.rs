@@ -21,6 +21,7 @@ mod budget;
 mod commit;
 pub mod digest;
 mod duplicates;
+mod early_check;
 mod forward;
 mod guard;
 mod idempotency;

@@ -190,7 +190,19 @@ impl Ingestor {
                         None => None,
                     }
                 };
-                let (seen, written) = tokio::join!(self.inspect(&received.bytes, media), written);
+                let early = received.early.take();
+                let inspected = async {
+                    // The check run as the bytes arrived, if it ran to an outcome; else now.
+                    let early = match early {
+                        Some(early) => early.inspected(self, &received.bytes).await,
+                        None => None,
+                    };
+                    match early {
+                        Some(inspected) => inspected,
+                        None => self.inspect(&received.bytes, media).await,
+                    }
+                };
+                let (seen, written) = tokio::join!(inspected, written);
                 let written = written.map(std::sync::Arc::new);
                 let seen = match seen {
                     Ok(seen) => seen,

@@ -115,6 +115,8 @@ pub struct Received {
     pub crc32c: Option<u32>,
     /// The same bytes being written to storage, if they were forwarded as they arrived.
     pub(crate) forwarded: Option<super::forward::Forward>,
+    /// The check of the bytes run as they arrived, if one ran.
+    pub(crate) early: Option<super::early_check::EarlyCheck>,
 }
 
 impl Receiver {
@@ -162,6 +164,11 @@ impl Receiver {
     pub fn with_crc32c(mut self) -> Self {
         self.crc32c = Some(0);
         self
+    }
+
+    /// The bytes kept so far (empty if they are not kept).
+    pub fn kept(&self) -> &[u8] {
+        &self.buffer
     }
 
     /// Bytes received so far.
@@ -226,6 +233,7 @@ impl Receiver {
             sha256: self.hasher.finalize().into(),
             crc32c: self.crc32c,
             forwarded: None,
+            early: None,
             bytes: match self.pool {
                 Some(pool) => Bytes::from_owner(Pooled {
                     buffer: self.buffer,

@@ -659,6 +659,7 @@ impl Ingestor {
             crc32c,
             bytes: Bytes::from(whole),
             forwarded: None,
+            early: None,
         };
         let ingestor = self.clone();
         let process_async = record.upload.process_async;

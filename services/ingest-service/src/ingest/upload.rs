@@ -184,6 +184,7 @@ impl Ingestor {
         } else {
             None
         };
+        let mut early = None;
         if forward.is_some() {
             // The chunks queued for storage, besides the received bytes.
             held.merge(
@@ -191,6 +192,7 @@ impl Ingestor {
                     .reserve(super::forward::queued_bytes(&self.limits))
                     .await?,
             );
+            early = self.early_check(plan).await;
         }
         let streamed = async {
             // A stream that goes silent, sends too slowly or for too long gives its slot back.
@@ -202,6 +204,9 @@ impl Ingestor {
                     held.merge(self.budget.reserve(step).await?);
                 }
                 receiver.push(&chunk)?;
+                if let Some(early) = &mut early {
+                    early.take(self, receiver.kept(), chunk.clone()).await;
+                }
                 if let Some(forward) = &mut forward {
                     forward.send(chunk).await;
                 }
@@ -230,6 +235,10 @@ impl Ingestor {
         if let Some(mut forward) = forward {
             forward.end().await;
             received.forwarded = Some(forward);
+        }
+        if let Some(early) = early {
+            early.arrived();
+            received.early = Some(early);
         }
         Ok((received, held))
     }

@@ -295,6 +295,7 @@ impl Ingestor {
             crc32c,
             bytes,
             forwarded: None,
+            early: None,
         };
         let uploaded = self.finish(plan, received).await?;
         drop(held);

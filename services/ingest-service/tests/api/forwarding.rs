@@ -159,3 +159,72 @@ async fn a_forwarded_upload_that_fails_its_checks_leaves_nothing_in_storage() {
         assert_eq!(app.object(&objects[0].key).await, bytes);
     }
 }
+
+/// The duplicates an upload was told of.
+fn duplicates(response: &v1::UploadImageResponse) -> Vec<(String, v1::DuplicateMatch, u32)> {
+    response
+        .duplicates
+        .iter()
+        .map(|d| (d.image_id.clone(), d.r#match(), d.distance))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_jpeg_checked_as_it_arrives_is_judged_as_the_whole_file_would_be() {
+    for stack in [Stack::Real, Stack::Embedded] {
+        let app = spawn_app(stack).await;
+        let token = app.token("u1", "w1", &[], &[]);
+        let receipt = || target(TargetKind::Receipt, "");
+        let bytes = imaging_e2e::fixtures::jpeg(3000, 2000);
+        assert!(bytes.len() > 300_000, "{}", bytes.len());
+        // Without a declared size the file is received whole, then checked.
+        let whole = |bytes: &[u8]| {
+            let mut header = header(receipt(), "image/jpeg", bytes);
+            header.declared_size = 0;
+            messages(header, bytes, 64 * 1024)
+        };
+
+        // Forwarded and checked as it arrives.
+        let first = app
+            .upload(&token, receipt(), "image/jpeg", &bytes)
+            .await
+            .unwrap();
+        assert_eq!((first.width, first.height), (3000, 2000));
+        assert!(first.duplicates.is_empty());
+        // The same bytes, received whole: an exact match of the first.
+        let again = app.upload_messages(&token, whole(&bytes)).await.unwrap();
+        assert_eq!(
+            duplicates(&again),
+            [(first.image_id.clone(), v1::DuplicateMatch::Exact, 0)]
+        );
+        // The same picture in other bytes, checked as it arrives: its fingerprint is the one
+        // the whole file's check took (distance 0 to both).
+        let tagged = imaging_e2e::fixtures::with_orientation(&bytes, 1);
+        let copy = app
+            .upload(&token, receipt(), "image/jpeg", &tagged)
+            .await
+            .unwrap();
+        let found = duplicates(&copy);
+        assert!(
+            found.contains(&(first.image_id.clone(), v1::DuplicateMatch::Perceptual, 0))
+                && found.contains(&(again.image_id.clone(), v1::DuplicateMatch::Perceptual, 0)),
+            "{found:?}"
+        );
+
+        // Damaged in the middle: refused for the reason the whole file's check gives.
+        let mut damaged = bytes.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle..middle + 4_000].fill(0xFF);
+        let early = app
+            .upload(&token, receipt(), "image/jpeg", &damaged)
+            .await
+            .expect_err("a damaged JPEG is refused");
+        let late = app
+            .upload_messages(&token, whole(&damaged))
+            .await
+            .expect_err("a damaged JPEG is refused");
+        assert_eq!(reason(&early), reason(&late));
+        assert_eq!(early.message(), late.message());
+        assert_eq!(app.objects().await.len(), 3, "only the three good files");
+    }
+}
