@@ -71,6 +71,9 @@ echo
 echo "== uploads"
 target/release/uploads "${uploads_args[@]}"
 echo
+echo "== uploads at C=1 with every file received whole before it is written (forwarding off)"
+target/release/uploads --fair-only --fair-file latency --forward-from 0 "${uploads_args[@]}"
+echo
 echo "== state"
 target/release/state "${state_args[@]}"
 echo

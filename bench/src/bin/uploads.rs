@@ -73,6 +73,10 @@ struct Cli {
     /// presigned baseline plus a CRC32C), `signed` (what a plain `http` endpoint gets), `auto`.
     #[arg(long, default_value = "checksum")]
     s3_payload: String,
+    /// The service's `limits.upload.forward_from_bytes` (0: every upload received whole, then
+    /// written, to compare with forwarding in the same session).
+    #[arg(long)]
+    forward_from: Option<u64>,
     /// Directory of the release binaries (default: this executable's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -289,7 +293,16 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut stack = Stack::start(StackOptions {
         bin_dir,
         s3_payload: cli.s3_payload.clone(),
-        service_env: Vec::new(),
+        service_env: cli
+            .forward_from
+            .map(|bytes| {
+                (
+                    "APP__LIMITS__UPLOAD__FORWARD_FROM_BYTES".to_owned(),
+                    bytes.to_string(),
+                )
+            })
+            .into_iter()
+            .collect(),
         service_wrapper: Vec::new(),
         secret: "bench-only-secret".to_owned(),
         quota_bytes: QUOTA_BYTES,
@@ -703,7 +716,8 @@ fn print_report(
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
         "Upload benchmark{}: {cpus} CPUs, load average at the end {}; pass-through file: a \
-         {}-byte PDF ({} MB, scanned pages); converting file: a {}-byte 12 MP JPEG (4000 x 3000).\n",
+         {}-byte PDF ({} MB, scanned pages); converting file: a {}-byte 12 MP JPEG (4000 x 3000); \
+         the service forwards pass-through files to storage as they arrive {}.\n",
         if cli.quick { " (--quick)" } else { "" },
         loadavg
             .split_whitespace()
@@ -713,6 +727,11 @@ fn print_report(
         pdf.bytes.len(),
         format_args!("{:.2}", pdf.bytes.len() as f64 / 1e6),
         photo.bytes.len(),
+        match cli.forward_from {
+            Some(0) => "never (--forward-from 0)".to_owned(),
+            Some(bytes) => format!("from {bytes} bytes"),
+            None => "from its default size".to_owned(),
+        },
     );
 
     println!("### Throughput and latency\n");

@@ -312,6 +312,15 @@ pub struct UploadLimits {
     pub min_bytes_per_second: u64,
     /// How long an upload may send slowly (a phone finding its network) before its rate counts.
     pub rate_grace_seconds: u64,
+    /// A file stored as sent whose declared size is at least this goes on to storage as it
+    /// arrives (a streamed write, completed only once the upload passed its checks); 0 = never
+    /// (for an S3-compatible server without `aws-chunked` PUTs).
+    #[serde(default = "default_forward_from_bytes")]
+    pub forward_from_bytes: u64,
+}
+
+fn default_forward_from_bytes() -> u64 {
+    256 * 1024
 }
 
 /// Report PDFs.
@@ -396,6 +405,7 @@ idle_seconds = 15
 deadline_seconds = 300
 min_bytes_per_second = 8192
 rate_grace_seconds = 10
+forward_from_bytes = 262144
 
 # [limits.pipeline] and [limits.pipeline.pdf]: the pipeline's own defaults (README, Configuration).
 

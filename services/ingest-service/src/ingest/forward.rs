@@ -1,6 +1,7 @@
 //! Forwarding a pass-through upload to storage while it is received: an upload kept as sent (a
-//! PDF, JPEG, PNG or WebP whose declared size is known and at least [`FORWARD_FROM`]) is
-//! written to its object key as its chunks arrive ([`ObjectStore::put_streamed`]), so its bytes
+//! PDF, JPEG, PNG or WebP whose declared size is known and at least
+//! `limits.upload.forward_from_bytes`, 256 KiB by default: below that the second transfer costs
+//! less than a streamed request) is written to its object key as its chunks arrive ([`ObjectStore::put_streamed`]), so its bytes
 //! reach storage with their last chunk instead of one whole transfer later. The checks run as
 //! before, alongside the end of the write, and only an upload that passes them is committed:
 //!
@@ -24,12 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Uploads declared smaller than this are written whole after their checks: for them the
-/// second transfer costs less than a streamed request's overhead.
-pub(super) const FORWARD_FROM: u64 = 256 * 1024;
-
 /// Chunks queued for storage, at most, before receiving waits for it.
-const QUEUED_CHUNKS: usize = 4;
+const QUEUED_CHUNKS: usize = 2;
 
 /// The most memory the chunks queued for storage hold (reserved in the memory budget): the
 /// queue, a chunk in hand on each side and the write's frame being filled.
@@ -59,7 +56,11 @@ impl Ingestor {
                 plan.media,
                 MediaType::Pdf | MediaType::Jpeg | MediaType::Png | MediaType::Webp
             );
-        if !kept_as_sent || plan.declared_size < FORWARD_FROM || plan.declared_size > plan.max_bytes
+        let from = self.limits.upload.forward_from_bytes;
+        if !kept_as_sent
+            || from == 0
+            || plan.declared_size < from
+            || plan.declared_size > plan.max_bytes
         {
             return None;
         }

@@ -172,18 +172,20 @@ impl Ingestor {
             self.limits.upload.max_chunk_bytes,
             keep,
         );
-        if keep && self.objects.checks_crc32c() {
+        let mut forward = if keep && forward {
+            self.forward(plan)
+        } else {
+            None
+        };
+        // A forwarded upload's write takes its CRC32C as it streams (a whole PUT after a failed
+        // one computes it then).
+        if keep && self.objects.checks_crc32c() && forward.is_none() {
             receiver = receiver.with_crc32c();
         }
         receiver = receiver.pooled(&self.buffers);
         let mut bytes = std::pin::pin!(bytes);
         let pace = Pace::new(&self.limits);
         let mut held = Reserved::default();
-        let mut forward = if keep && forward {
-            self.forward(plan)
-        } else {
-            None
-        };
         let mut early = None;
         if forward.is_some() {
             // The chunks queued for storage, besides the received bytes.
