@@ -1,8 +1,10 @@
 //! The bytes of an upload still arriving, read on another thread as they come: the receiver
 //! pushes each chunk as it arrives and says at the end whether the upload came whole; a reader
 //! (a JPEG check, see [`crate::verify_jpeg_arriving`]) takes the chunks in order, waiting for
-//! the next one. A chunk is handed over and dropped from here as soon as it is taken, so what
-//! this holds is only what the reader has yet to read.
+//! the next one. A chunk is handed over as soon as it is taken, and handed back once read
+//! ([`Arrival::spend`]), to be dropped by the receiver on its next push: the reader never frees
+//! memory it did not allocate, which would give its memory meter (see [`crate::meter`]) room it
+//! never had.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -19,6 +21,8 @@ pub struct Arrival {
 struct State {
     chunks: VecDeque<Bytes>,
     queued: usize,
+    /// Chunks read, for the receiver to drop.
+    spent: Vec<Bytes>,
     /// `Some(true)`: every byte arrived; `Some(false)`: the upload failed.
     end: Option<bool>,
 }
@@ -46,11 +50,23 @@ impl Arrival {
 
     /// The next chunk arrived (ignored once the arrival has ended).
     pub fn push(&self, chunk: Bytes) {
-        let mut state = self.state();
-        if state.end.is_none() {
-            state.queued += chunk.len();
-            state.chunks.push_back(chunk);
-            self.changed.notify_all();
+        let spent = {
+            let mut state = self.state();
+            if state.end.is_none() {
+                state.queued += chunk.len();
+                state.chunks.push_back(chunk);
+                self.changed.notify_all();
+            }
+            std::mem::take(&mut state.spent)
+        };
+        // Dropped here, on the receiver's side.
+        drop(spent);
+    }
+
+    /// A chunk the reader is done with, handed back to be dropped by the receiver.
+    pub(crate) fn spend(&self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.state().spent.push(chunk);
         }
     }
 

@@ -402,6 +402,15 @@ struct ArrivalSource {
     current: Bytes,
 }
 
+impl Drop for ArrivalSource {
+    fn drop(&mut self) {
+        // The last chunk read goes back too: the reading thread frees none.
+        let read = mem::take(&mut self.current);
+        // SAFETY: the arrival outlives the decoder that owns this source (see `arrival_fill`).
+        unsafe { &*self.arrival }.spend(read);
+    }
+}
+
 /// The source behind a decompressor that reads an [`Arrival`].
 ///
 /// # Safety
@@ -421,11 +430,15 @@ unsafe extern "C-unwind" fn arrival_fill(cinfo: &mut ffi::jpeg_decompress_struct
     // SAFETY: only installed by `Decoder::new` with an ArrivalSource; the arrival outlives the
     // decoder (both are borrowed for the whole `run`).
     let source = unsafe { arrival_source(cinfo) };
+    // SAFETY: as above.
+    let arrival = unsafe { &*source.arrival };
     loop {
-        match unsafe { &*source.arrival }.next() {
+        match arrival.next() {
             Next::Chunk(chunk) if chunk.is_empty() => {}
             Next::Chunk(chunk) => {
-                source.current = chunk;
+                // The chunk read so far goes back to be freed where it was allocated.
+                let read = std::mem::replace(&mut source.current, chunk);
+                arrival.spend(read);
                 source.manager.next_input_byte = source.current.as_ptr();
                 source.manager.bytes_in_buffer = source.current.len();
                 return 1;

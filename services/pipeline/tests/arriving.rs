@@ -107,6 +107,67 @@ fn a_damaged_or_cut_off_jpeg_checked_as_it_arrives_is_refused() {
     ));
 }
 
+/// A chunk that records which thread dropped it.
+struct Tracked {
+    bytes: Vec<u8>,
+    dropped_on: Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
+}
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.dropped_on
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+    }
+}
+
+#[test]
+fn the_check_frees_none_of_the_chunks_it_reads() {
+    // The check runs under a memory meter that counts what its thread allocates and frees: a
+    // chunk the receiver allocated, freed on the check's thread, would give it room it never
+    // had. Every chunk read goes back to be dropped by the receiver.
+    let limits = Limits::default();
+    let bytes = jpeg(1600, 1200);
+    let start = jpeg_start(&bytes, &limits).unwrap();
+    let dropped_on = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let arrival = Arc::new(Arrival::new());
+    let check = {
+        let arrival = arrival.clone();
+        std::thread::spawn(move || {
+            let outcome = verify_jpeg_arriving(&arrival, &start);
+            (outcome, std::thread::current().id())
+        })
+    };
+    let chunks: Vec<&[u8]> = bytes.chunks(8 * 1024).collect();
+    for chunk in &chunks {
+        arrival.push(bytes::Bytes::from_owner(Tracked {
+            bytes: chunk.to_vec(),
+            dropped_on: dropped_on.clone(),
+        }));
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    arrival.end(true);
+    let (outcome, checker) = check.join().unwrap();
+    assert!(matches!(outcome, Ok(ArrivedCheck::Passed(Some(_)))));
+    // The receiver pushes once more (its last chunk's successor, here an empty one), and lets
+    // the arrival go: every chunk is dropped, none on the check's thread.
+    arrival.push(bytes::Bytes::new());
+    drop(arrival);
+    let dropped_on = dropped_on.lock().unwrap();
+    assert_eq!(dropped_on.len(), chunks.len(), "every chunk was dropped");
+    assert!(
+        !dropped_on.contains(&checker),
+        "a chunk was freed by the check's thread"
+    );
+}
+
 #[test]
 fn headers_are_only_taken_once_the_first_scan_begins() {
     let limits = Limits::default();

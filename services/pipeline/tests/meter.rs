@@ -255,3 +255,38 @@ fn a_scanned_pdf_is_checked_and_fingerprinted_within_what_is_reserved_for_it() {
         .unwrap();
     assert_eq!(seen.fingerprint.unwrap().hash, alone.hash);
 }
+
+#[test]
+fn a_jpeg_checked_as_it_arrives_fits_in_what_is_reserved_for_its_check() {
+    // The check reads the receiver's chunks on its own thread, under the meter the service
+    // runs it in, within the inspection's estimate (see also `arriving.rs`: it frees none of
+    // the chunks, which would give the meter room it never had).
+    let limits = Limits::default();
+    let photo = common::jpeg_of(&imaging_fixtures::scenes::photo(2400, 1800, 5));
+    let start = imaging_pipeline::jpeg_start(&photo, &limits).unwrap();
+    let reserved = memory_cost(&photo, MediaType::Jpeg, Step::Inspect, &limits).unwrap();
+    assert_eq!(reserved, start.check_bytes());
+    let arrival = std::sync::Arc::new(imaging_pipeline::Arrival::new());
+    let check = {
+        let arrival = arrival.clone();
+        std::thread::spawn(move || {
+            meter::run(reserved, || {
+                imaging_pipeline::verify_jpeg_arriving(&arrival, &start)
+            })
+        })
+    };
+    for chunk in photo.chunks(16 * 1024) {
+        arrival.push(bytes::Bytes::copy_from_slice(chunk));
+    }
+    arrival.end(true);
+    let (outcome, peak) = check.join().unwrap().unwrap();
+    assert!(matches!(
+        outcome,
+        imaging_pipeline::ArrivedCheck::Passed(Some(_))
+    ));
+    assert!(
+        peak.0 > 0 && peak.0 <= reserved,
+        "peak {} of {reserved}",
+        peak.0
+    );
+}
