@@ -3,10 +3,10 @@
 //! [`imaging_pipeline::verify_jpeg_arriving`]), under the memory the check reserves, so that when
 //! the last byte arrives the check is nearly done instead of about to begin. What it concludes
 //! counts only if the whole file's headers, read again at the end, are those it started from
-//! ([`imaging_pipeline::inspect_arrived_jpeg`]); a check that cannot start (headers not in the
-//! first [`START_WITHIN`] bytes, no memory), falls behind by more than [`BACKLOG`] bytes or fails
-//! for its own reasons leaves the file to be inspected whole, as without it. An upload that
-//! fails ends the check with it.
+//! ([`imaging_pipeline::inspect_arrived_jpeg`]). A check that cannot start (headers not in the
+//! first [`START_WITHIN`] bytes, looked for every [`LOOK_EVERY`] bytes; no memory), falls
+//! behind by more than [`BACKLOG`] bytes or fails for its own reasons leaves the file to be
+//! inspected whole, as without it. An upload that fails ends the check with it.
 
 use super::Ingestor;
 use super::budget::Reserved;
@@ -19,6 +19,11 @@ use std::sync::Arc;
 
 /// The headers must have arrived within this many bytes for the check to start early.
 const START_WITHIN: usize = 256 * 1024;
+
+/// The headers are looked for once this many bytes have arrived, then again each time this many
+/// more have (not at every chunk: a stream of tiny chunks must not have them read again and
+/// again).
+const LOOK_EVERY: usize = 16 * 1024;
 
 /// The most bytes the check may have yet to read (reserved in the memory budget while it runs);
 /// past that it is given up.
@@ -37,6 +42,8 @@ pub struct EarlyCheck {
     /// The backlog's reservation.
     _backlog: Reserved,
     backlog: u64,
+    /// Bytes received before the headers are looked for next.
+    look_at: usize,
 }
 
 #[derive(Debug)]
@@ -64,6 +71,7 @@ impl Ingestor {
             state: State::Waiting,
             _backlog: reserved,
             backlog,
+            look_at: LOOK_EVERY,
         })
     }
 }
@@ -79,7 +87,7 @@ impl EarlyCheck {
         if self.arrival.queued() as u64 > self.backlog {
             return self.give_up();
         }
-        if !matches!(self.state, State::Waiting) {
+        if !matches!(self.state, State::Waiting) || received.len() < self.look_at {
             return;
         }
         let limits = ingestor.limits.pipeline;
@@ -87,6 +95,7 @@ impl EarlyCheck {
             if received.len() >= START_WITHIN {
                 self.give_up();
             }
+            self.look_at = received.len() + LOOK_EVERY;
             return;
         };
         let Ok(reserved) = ingestor.budget.reserve(start.check_bytes()).await else {

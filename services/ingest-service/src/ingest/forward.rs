@@ -72,7 +72,8 @@ impl Ingestor {
         );
         let (sender, body) = mpsc::channel(QUEUED_CHUNKS);
         let store = self.objects.clone();
-        let within = Duration::from_secs(self.limits.upload.deadline_seconds);
+        // The upload's own deadline, and time to finish the write after its last byte.
+        let within = Duration::from_secs(self.limits.upload.deadline_seconds + 30);
         let (size, mime, target) = (plan.declared_size, plan.media.mime(), key.clone());
         let write =
             tokio::spawn(
