@@ -152,10 +152,8 @@ impl Drop for Forward {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (store, key) = (self.store.clone(), std::mem::take(&mut self.key));
             runtime.spawn(async move {
-                if let Ok(Ok(())) = write.await
-                    && let Err(err) = store.delete(&key).await
-                {
-                    tracing::error!(%key, error = %err, "an uncommitted object was not deleted; it is an orphan");
+                if let Ok(Ok(())) = write.await {
+                    delete_uncommitted(store.as_ref(), &key).await;
                 }
             });
         }
@@ -203,10 +201,8 @@ impl Written {
 
     /// Deletes the object unless it was kept, waiting for the delete.
     pub(super) async fn discard(&self) {
-        if self.set(State::Discarded) == State::Pending
-            && let Err(err) = self.store.delete(&self.key).await
-        {
-            tracing::error!(key = %self.key, error = %err, "an uncommitted object was not deleted; it is an orphan");
+        if self.set(State::Discarded) == State::Pending {
+            delete_uncommitted(self.store.as_ref(), &self.key).await;
         }
     }
 }
@@ -219,11 +215,14 @@ impl Drop for Written {
         // Dropped on a path that neither kept nor discarded it: deleted in the background.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (store, key) = (self.store.clone(), self.key.clone());
-            runtime.spawn(async move {
-                if let Err(err) = store.delete(&key).await {
-                    tracing::error!(%key, error = %err, "an uncommitted object was not deleted; it is an orphan");
-                }
-            });
+            runtime.spawn(async move { delete_uncommitted(store.as_ref(), &key).await });
         }
+    }
+}
+
+/// Deletes an object no record names; one that cannot be deleted is left to the janitor.
+async fn delete_uncommitted(store: &dyn ObjectStore, key: &str) {
+    if let Err(err) = store.delete(key).await {
+        tracing::error!(%key, error = %err, "an uncommitted object was not deleted; it is an orphan");
     }
 }

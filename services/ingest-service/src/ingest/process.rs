@@ -213,31 +213,10 @@ impl Ingestor {
                         return Err(err);
                     }
                 };
-                let converted_or_reduced = seen.converted.is_some() || over_side(plan, &seen);
-                let written = match written {
-                    Some(written) if converted_or_reduced => {
-                        written.discard().await;
-                        None
-                    }
-                    written => written,
-                };
-                let Some(written) = written else {
-                    return self.keep(plan, received, seen).await;
-                };
-                let content = Content {
-                    size: received.size,
-                    body: Body::Written(written.clone()),
-                    sha256: received.sha256,
-                    media,
-                    width: seen.width,
-                    height: seen.height,
-                    pages: seen.page_count,
-                    report: None,
-                    fingerprint: seen.fingerprint,
-                };
-                drop(received);
-                let placed = self.place(plan, content).await;
-                if placed.is_err() {
+                let placed = self.keep(plan, received, seen, written.clone()).await;
+                if placed.is_err()
+                    && let Some(written) = written
+                {
                     written.discard().await;
                 }
                 placed
@@ -273,16 +252,23 @@ impl Ingestor {
         .await
     }
 
-    /// Places an inspected upload kept as sent: as it came, or in the form every viewer opens
-    /// (a HEIC, TIFF or GIF), reduced if it is over the plan's largest side.
+    /// Places an inspected upload kept as sent: as it came (the object `written` as it arrived,
+    /// if it was), or in the form every viewer opens (a HEIC, TIFF or GIF), reduced if it is
+    /// over the plan's largest side (then `written` is not the object, and is deleted).
     async fn keep(
         &self,
         plan: &UploadPlan,
         received: Received,
         mut seen: Inspected,
+        written: Option<std::sync::Arc<Written>>,
     ) -> Result<ImageRecord, IngestError> {
         let media = plan.media;
         let too_large = over_side(plan, &seen);
+        if let Some(written) = &written
+            && (too_large || seen.converted.is_some())
+        {
+            written.discard().await;
+        }
         // A HEIC, TIFF or GIF is stored in the form every viewer opens.
         let fingerprint = seen.fingerprint.take();
         if let Some(converted) = seen.converted.take() {
@@ -306,9 +292,17 @@ impl Ingestor {
                 .reduce_and_place(plan, received.bytes, seen.media, fingerprint)
                 .await;
         }
+        let body = match written {
+            Some(written) => {
+                // Already stored: the buffer goes back before the commit's round trips.
+                drop(received.bytes);
+                Body::Written(written)
+            }
+            None => Body::Whole(received.bytes, received.crc32c),
+        };
         let content = Content {
-            size: received.bytes.len() as u64,
-            body: Body::Whole(received.bytes, received.crc32c),
+            size: received.size,
+            body,
             sha256: received.sha256,
             media,
             width: seen.width,
